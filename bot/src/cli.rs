@@ -1,0 +1,149 @@
+//! `klaxon run | check-config | migrate`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "klaxon", version, about = "Discord chat-ops for teams that run services in containers")]
+pub struct Cli {
+    /// Log format: text for a terminal, json for a log pipeline.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "KLAXON_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the bot.
+    Run(ConfigArg),
+    /// Validate the config, print it resolved with secrets masked; exit 1 listing every problem.
+    CheckConfig(ConfigArg),
+    /// Apply database migrations and exit.
+    Migrate(ConfigArg),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ConfigArg {
+    /// The TOML config file.
+    #[arg(long, short, default_value = "klaxon.toml", env = "KLAXON_CONFIG")]
+    pub config: PathBuf,
+}
+
+fn init_logging(format: LogFormat) {
+    // KLAXON_LOG takes the usual RUST_LOG syntax.
+    let filter = EnvFilter::try_from_env("KLAXON_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,serenity=warn,poise=warn,sqlx=warn,tracing::span=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("klaxon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::CheckConfig(a) => check_config(&a.config).await,
+            Command::Migrate(a) => migrate(&a.config).await,
+            Command::Run(a) => match load(&a.config) {
+                Some(config) => match crate::run::run(config).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("klaxon: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                },
+                None => ExitCode::FAILURE,
+            },
+        }
+    })
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(c) => Some(c),
+        Err(errs) => {
+            eprint!("klaxon: {}: {errs}", path.display());
+            None
+        }
+    }
+}
+
+async fn check_config(path: &std::path::Path) -> ExitCode {
+    let Some(config) = load(path) else { return ExitCode::FAILURE };
+    // A PostgreSQL URL is checked for reachability; a SQLite file is created on
+    // first run, so only its directory must exist.
+    let db_problem = match klaxon_core::store::Backend::of_url(&config.database.url) {
+        Ok(klaxon_core::store::Backend::Postgres) => {
+            match klaxon_core::store::Store::connect(&config.database.url).await {
+                Ok(s) => {
+                    s.close().await;
+                    None
+                }
+                Err(e) => Some(format!("database.url: {e}")),
+            }
+        }
+        Ok(klaxon_core::store::Backend::Sqlite) => sqlite_dir_problem(&config.database.url),
+        Err(e) => Some(format!("database.url: {e}")),
+    };
+    println!("{}", config.to_masked_toml());
+    match db_problem {
+        Some(p) => {
+            eprintln!("klaxon: {}: the configuration has 1 problem(s):\n  - {p}", path.display());
+            ExitCode::FAILURE
+        }
+        None => {
+            eprintln!("klaxon: {}: configuration OK", path.display());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn sqlite_dir_problem(url: &str) -> Option<String> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    let dir = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty());
+    match dir {
+        Some(d) if !d.is_dir() => Some(format!("database.url: directory {} does not exist", d.display())),
+        _ => None,
+    }
+}
+
+async fn migrate(path: &std::path::Path) -> ExitCode {
+    let Some(config) = load(path) else { return ExitCode::FAILURE };
+    match crate::run::open_store(&config).await {
+        Ok(store) => {
+            store.close().await;
+            eprintln!("klaxon: migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("klaxon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Configuration: a TOML file, then `KLAXON_<SECTION>__<KEY>` environment overrides,
+//! then the token from `DISCORD_TOKEN` or `discord.token_file`.
+//!
+//! Every struct denies unknown keys so a typo is an error naming the key, not a
+//! setting silently ignored in the middle of an incident.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use klaxon_core::health::{ServiceConfig, Thresholds};
+use klaxon_core::permissions::{Level, RoleMap};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A secret: never printed, never logged, never serialized in clear.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.is_empty() { "" } else { "****" })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub discord: DiscordConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub docker: DockerConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub channels: ChannelsConfig,
+    #[serde(default)]
+    pub roles: RoleMap,
+    /// Minimum level per command, by name (`health`, `incident open`): overrides
+    /// the defaults.
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Level>,
+    #[serde(default)]
+    pub health: Thresholds,
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// Upstream REST base; tests point it at the fake Discord.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Slash commands are registered in this guild.
+    pub guild_id: u64,
+    /// A file holding the bot token, for secret managers that mount files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Ceiling on REST requests per second, under Discord's global 50.
+    #[serde(default = "default_global_rate")]
+    pub global_rate_per_sec: u32,
+    /// Resolved from `DISCORD_TOKEN` or `token_file`; never read from the TOML, so
+    /// a config file can be shared or committed without leaking it.
+    #[serde(skip_deserializing, default)]
+    pub token: Secret,
+}
+
+fn default_api_url() -> String {
+    "https://discord.com".into()
+}
+fn default_global_rate() -> u32 {
+    45
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(serialize_with = "serialize_db_url")]
+    pub url: String,
+}
+
+fn serialize_db_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&klaxon_core::store::redact_url(url))
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: "sqlite://klaxon.db".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    pub host: String,
+    /// Deadline for one Docker API call.
+    #[serde(default = "default_docker_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_docker_timeout() -> u64 {
+    5
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig { host: "unix:///var/run/docker.sock".into(), timeout_secs: default_docker_timeout() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Alert intake, /healthz, /readyz and /metrics.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8686)) }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<u64>,
+    /// Stakeholder announcements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incidents: Option<u64>,
+    /// Every command invocation is mirrored here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<u64>,
+}
+
+/// Everything wrong with a config, each naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where the token may come from, for tests that must not touch the process env.
+pub struct Sources<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Config {
+    /// Loads, resolves the token and validates; every problem is listed.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let env = |k: &str| std::env::var(k).ok();
+        Self::load_with(path, Sources { env: &env })
+    }
+
+    pub fn load_with(path: &Path, sources: Sources<'_>) -> Result<Config, ConfigErrors> {
+        if !path.exists() {
+            return Err(ConfigErrors(vec![format!(
+                "config file {} not found (start from klaxon.example.toml)",
+                path.display()
+            )]));
+        }
+        let figment = Figment::new().merge(Toml::file(path)).merge(
+            // Only `KLAXON_SECTION__KEY`: single-underscore names such as
+            // KLAXON_LOG or the test suite's KLAXON_TEST_* are not config keys.
+            Env::prefixed("KLAXON_").filter(|k| k.as_str().contains("__")).split("__"),
+        );
+        let mut config: Config = figment.extract().map_err(|e| {
+            ConfigErrors(e.into_iter().map(|e| describe_figment_error(&e)).collect())
+        })?;
+        config.resolve_token(&sources)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_token(&mut self, sources: &Sources<'_>) -> Result<(), ConfigErrors> {
+        if let Some(token) = (sources.env)("DISCORD_TOKEN").filter(|t| !t.trim().is_empty()) {
+            self.discord.token = Secret::new(token.trim());
+            return Ok(());
+        }
+        if let Some(file) = &self.discord.token_file {
+            let token = std::fs::read_to_string(file).map_err(|e| {
+                ConfigErrors(vec![format!("discord.token_file: cannot read {}: {e}", file.display())])
+            })?;
+            self.discord.token = Secret::new(token.trim());
+        }
+        Ok(())
+    }
+
+    /// Problems serde cannot see; all of them, not just the first.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        if self.discord.token.is_empty() {
+            errs.push("discord token: missing; set DISCORD_TOKEN or discord.token_file".to_string());
+        }
+        if self.discord.guild_id == 0 {
+            errs.push("discord.guild_id: must be the id of your server".into());
+        }
+        if !(self.discord.api_url.starts_with("https://") || self.discord.api_url.starts_with("http://")) {
+            errs.push(format!("discord.api_url: `{}` is not an http(s) URL", self.discord.api_url));
+        }
+        if !(1..=50).contains(&self.discord.global_rate_per_sec) {
+            errs.push("discord.global_rate_per_sec: must be 1 to 50 (Discord allows 50)".into());
+        }
+        if let Err(e) = klaxon_core::store::Backend::of_url(&self.database.url) {
+            errs.push(format!("database.url: {e}"));
+        }
+        if !(self.docker.host.starts_with("unix://")
+            || self.docker.host.starts_with("tcp://")
+            || self.docker.host.starts_with("http://"))
+        {
+            errs.push(format!("docker.host: `{}` must start with unix://, tcp:// or http://", self.docker.host));
+        }
+        if self.docker.timeout_secs == 0 {
+            errs.push("docker.timeout_secs: must be at least 1".into());
+        }
+        if self.health.probe_timeout_ms == 0 {
+            errs.push("health.probe_timeout_ms: must be at least 1".into());
+        }
+        let known = klaxon_commands::known_command_names(&klaxon_commands::all());
+        for name in self.permissions.keys() {
+            if !known.iter().any(|k| k == name.trim_start_matches('/')) {
+                errs.push(format!("permissions.{name}: no such command (known: {})", known.join(", ")));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let key = format!("services[{i}]");
+            if s.name.trim().is_empty() {
+                errs.push(format!("{key}.name: must not be empty"));
+            } else if !seen.insert(s.name.to_lowercase()) {
+                errs.push(format!("{key}.name: `{}` is configured twice", s.name));
+            }
+            if s.container.is_none() && s.health_url.is_none() {
+                errs.push(format!("{key} (`{}`): needs a container, a health_url, or both", s.name));
+            }
+            if let Some(url) = &s.health_url {
+                if reqwest::Url::parse(url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
+                    errs.push(format!("{key}.health_url: `{url}` is not an http(s) URL"));
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// The resolved config as TOML, secrets masked: what `check-config` prints.
+    pub fn to_masked_toml(&self) -> String {
+        let mut v = toml::Value::try_from(self).unwrap_or(toml::Value::String("<unprintable>".into()));
+        if let Some(d) = v.get_mut("discord").and_then(|d| d.as_table_mut()) {
+            d.insert("token".into(), toml::Value::String(if self.discord.token.is_empty() { "" } else { "****" }.into()));
+        }
+        toml::to_string_pretty(&v).unwrap_or_default()
+    }
+}
+
+/// figment says "unknown field `x`, expected one of ..." and names the path
+/// separately; put the key first, as an operator scans for it.
+fn describe_figment_error(e: &figment::Error) -> String {
+    let path = e.path.join(".");
+    let what = match &e.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            let key = if path.is_empty() { field.clone() } else { format!("{path}.{field}") };
+            return format!("{key}: unknown key");
+        }
+        figment::error::Kind::MissingField(field) => {
+            let key = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+            return format!("{key}: missing");
+        }
+        other => other.to_string(),
+    };
+    let src = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+    if path.is_empty() {
+        format!("{what}{src}")
+    } else {
+        format!("{path}: {what}{src}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let p = dir.path().join("klaxon.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn load(text: &str, token: Option<&str>) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(&dir, text);
+        let token = token.map(String::from);
+        let env = move |k: &str| if k == "DISCORD_TOKEN" { token.clone() } else { None };
+        Config::load_with(&p, Sources { env: &env })
+    }
+
+    const GOOD: &str = r#"
+[discord]
+guild_id = 123
+[[services]]
+name = "api"
+container = "api"
+health_url = "http://127.0.0.1:8080/health"
+"#;
+
+    #[test]
+    fn defaults_and_token_from_env() {
+        let c = load(GOOD, Some("abc")).unwrap();
+        assert_eq!(c.discord.api_url, "https://discord.com");
+        assert_eq!(c.database.url, "sqlite://klaxon.db");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8686");
+        assert_eq!(c.discord.token.expose(), "abc");
+        assert_eq!(format!("{:?}", c.discord.token), "Secret(****)");
+        let printed = c.to_masked_toml();
+        assert!(!printed.contains("abc"), "{printed}");
+        assert!(printed.contains("token = \"****\""));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let text = r#"
+[discord]
+guild_id = 0
+[database]
+url = "mysql://x"
+[[services]]
+name = "api"
+[[services]]
+name = "api"
+container = "api"
+"#;
+        let errs = load(text, None).unwrap_err().0;
+        let all = errs.join("\n");
+        assert!(all.contains("discord token: missing"), "{all}");
+        assert!(all.contains("discord.guild_id"), "{all}");
+        assert!(all.contains("database.url"), "{all}");
+        assert!(all.contains("services[0] (`api`): needs a container, a health_url, or both"), "{all}");
+        assert!(all.contains("services[1].name: `api` is configured twice"), "{all}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let errs = load("[discord]\nguild_id = 1\ngild = 2\n", Some("t")).unwrap_err().0;
+        assert_eq!(errs, vec!["discord.gild: unknown key".to_string()]);
+        let errs = load("[discord]\nguild_id = 1\n[databse]\nurl='x'\n", Some("t")).unwrap_err().0;
+        assert_eq!(errs, vec!["databse: unknown key".to_string()]);
+    }
+
+    #[test]
+    fn database_password_is_masked() {
+        let c = load(&format!("{GOOD}\n[database]\nurl = \"postgres://k:hunter2@db/k\"\n"), Some("t")).unwrap();
+        let printed = c.to_masked_toml();
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("postgres://k:****@db/k"));
+    }
+}

@@ -1,0 +1,11 @@
+//! The `klaxon` binary's library: configuration, start-up, the Discord client and
+//! transport, and the HTTP server. `main.rs` only parses the command line.
+
+pub mod cli;
+pub mod config;
+pub mod discord;
+pub mod run;
+pub mod server;
+
+pub use config::Config;
+pub use run::{start, Bot};

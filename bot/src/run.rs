@@ -1,0 +1,245 @@
+//! Start-up and shutdown: the order matters and every failure names its cause.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use klaxon_core::chat::ChatSink;
+use klaxon_core::docker::DockerClient;
+use klaxon_core::metrics::Metrics;
+use klaxon_core::permissions::Policy;
+use klaxon_core::probe::Prober;
+use klaxon_core::store::{redact_url, Store};
+use klaxon_core::App;
+use poise::serenity_prelude as serenity;
+use tokio::sync::{oneshot, watch};
+use tracing::{error, info, info_span, Instrument};
+
+use crate::config::Config;
+use crate::discord::chat::DiscordChat;
+use crate::discord::limiter::Limiter;
+use crate::discord::proxy::{self, DiscordRest};
+
+/// How long start-up waits for the gateway READY and command registration.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running bot. Dropping it does not stop it: call [`Bot::shutdown`].
+pub struct Bot {
+    pub app: Arc<App>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub http_addr: SocketAddr,
+    /// The loopback proxy every Discord REST call goes through.
+    pub proxy_addr: SocketAddr,
+    /// The bot's own serenity client, for code that must talk to Discord directly.
+    pub http: Arc<serenity::Http>,
+    stop: watch::Sender<bool>,
+    shard_manager: Arc<serenity::ShardManager>,
+    client_task: tokio::task::JoinHandle<Result<(), serenity::Error>>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = &config.database.url;
+    let store = Store::connect(url)
+        .await
+        .with_context(|| format!("database.url: cannot open {}", redact_url(url)))?;
+    store.migrate().await.with_context(|| format!("database.url: migrating {} failed", redact_url(url)))?;
+    Ok(store)
+}
+
+/// Starts everything and returns once Klaxon is connected and its commands are
+/// registered; any failure before that is an error, never a half-started bot.
+pub async fn start(config: Config) -> anyhow::Result<Bot> {
+    let span = info_span!("startup", guild_id = config.discord.guild_id);
+    start_inner(config).instrument(span).await
+}
+
+async fn start_inner(config: Config) -> anyhow::Result<Bot> {
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&config).await?;
+    info!(backend = ?store.backend(), "database ready");
+
+    let (stop, stop_rx) = watch::channel(false);
+    let token = config.discord.token.expose().to_string();
+    let rest = Arc::new(DiscordRest::new(
+        &config.discord.api_url,
+        Limiter::new(config.discord.global_rate_per_sec, Arc::clone(&metrics)),
+    )?);
+    let (proxy_addr, proxy_task) = proxy::spawn(Arc::clone(&rest), stopped(stop_rx.clone())).await?;
+    let gateway = rest.check_gateway(&token).await.context("discord.api_url: Discord is not reachable")?;
+    info!(%gateway, "Discord reachable");
+
+    // serenity's own limiter must be off: the proxy setting only works that way,
+    // and Klaxon's limiter (behind the proxy) does the job properly.
+    let build_http = || {
+        serenity::HttpBuilder::new(&token)
+            .proxy(format!("http://{proxy_addr}"))
+            .ratelimiter_disabled(true)
+            .default_allowed_mentions(serenity::CreateAllowedMentions::new())
+            .build()
+    };
+    let chat_http = Arc::new(build_http());
+    let chat: Arc<dyn ChatSink> = Arc::new(DiscordChat { http: Arc::clone(&chat_http) });
+
+    let commands = klaxon_commands::all();
+    let policy =
+        Policy::new(config.roles.clone(), klaxon_commands::default_levels(&commands), &config.permissions);
+    let app = Arc::new(App {
+        store,
+        docker: DockerClient::new(&config.docker.host, Duration::from_secs(config.docker.timeout_secs)),
+        prober: Prober::new(),
+        services: config.services.clone(),
+        thresholds: config.health.clone(),
+        policy,
+        metrics,
+        chat,
+        audit_channel: config.channels.audit,
+        chat_connected: Default::default(),
+    });
+
+    let (http_addr, http_task) = crate::server::spawn(config.http.listen, Arc::clone(&app), stopped(stop_rx.clone())).await?;
+    info!(%http_addr, "HTTP server listening");
+
+    let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
+    let ready_tx = std::sync::Mutex::new(Some(ready_tx));
+    let guild = serenity::GuildId::new(config.discord.guild_id);
+    let mut options = klaxon_commands::hooks::framework_options(commands);
+    options.event_handler = |framework, event| Box::pin(on_event(event, framework.user_data));
+    let setup_app = Arc::clone(&app);
+    let framework = poise::Framework::builder()
+        .options(options)
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                info!(user = %ready.user.name, "gateway ready");
+                setup_app.chat_connected.store(true, Ordering::Relaxed);
+                let result = poise::builtins::register_in_guild(ctx, &framework.options().commands, guild)
+                    .await
+                    .with_context(|| format!("registering slash commands in guild {guild} (discord.guild_id)"));
+                if let Some(tx) = ready_tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(result.map(|_| ()));
+                }
+                Ok(setup_app)
+            })
+        })
+        .build();
+
+    let intents = serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_MESSAGE_REACTIONS;
+    let mut client = serenity::ClientBuilder::new_with_http(build_http(), intents)
+        .framework(framework)
+        .await
+        .context("building the Discord client")?;
+    let shard_manager = Arc::clone(&client.shard_manager);
+    let http = Arc::clone(&client.http);
+    let client_task = tokio::spawn(async move { client.start().await }.instrument(info_span!("gateway")));
+
+    let bot = Bot {
+        app,
+        http_addr,
+        proxy_addr,
+        http,
+        stop,
+        shard_manager,
+        client_task,
+        servers: vec![proxy_task, http_task],
+    };
+    match tokio::time::timeout(STARTUP_TIMEOUT, ready_rx).await {
+        Ok(Ok(Ok(()))) => {
+            info!("slash commands registered; Klaxon is up");
+            Ok(bot)
+        }
+        Ok(Ok(Err(e))) => {
+            bot.shutdown().await;
+            Err(e)
+        }
+        Ok(Err(_)) | Err(_) => {
+            let finished = bot.client_task.is_finished();
+            bot.shutdown().await;
+            Err(anyhow!(
+                "the Discord gateway did not become ready within {}s{}",
+                STARTUP_TIMEOUT.as_secs(),
+                if finished { " (the client stopped; see the log above)" } else { "" }
+            ))
+        }
+    }
+}
+
+async fn on_event(event: &serenity::FullEvent, app: &Arc<App>) -> anyhow::Result<()> {
+    match event {
+        serenity::FullEvent::Resume { .. } => app.chat_connected.store(true, Ordering::Relaxed),
+        serenity::FullEvent::ShardStageUpdate { event } => {
+            let up = matches!(event.new, serenity::ConnectionStage::Connected);
+            app.chat_connected.store(up, Ordering::Relaxed);
+            info!(old = ?event.old, new = ?event.new, "gateway stage");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Bot {
+    /// Waits until the Discord client stops on its own (a fatal gateway error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        match (&mut self.client_task).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(anyhow!("Discord client stopped: {e}")),
+            Err(e) => Err(anyhow!("Discord client task failed: {e}")),
+        }
+    }
+
+    /// Stops taking commands, closes the gateway, stops the servers, closes the
+    /// database.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        self.shard_manager.shutdown_all().await;
+        let _ = self.stop.send(true);
+        for t in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.client_task.abort();
+        self.app.store.close().await;
+    }
+}
+
+/// `klaxon run`: start, then run until SIGINT/SIGTERM or a fatal error.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut bot = start(config).await?;
+    let result = tokio::select! {
+        r = bot.wait() => r,
+        _ = shutdown_signal() => Ok(()),
+    };
+    if let Err(e) = &result {
+        error!(error = %e, "stopping");
+    }
+    bot.shutdown().await;
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,188 @@
+//! Applied to every command, in one place: the permission check, the audit record,
+//! metrics, and the reply when something goes wrong.
+
+use std::time::Instant;
+
+use klaxon_core::audit::{AuditEntry, Outcome};
+use klaxon_core::permissions::Denied;
+use poise::{CreateReply, FrameworkError};
+use tracing::{error, info, warn};
+
+use crate::serenity::{self, CommandDataOption, CommandDataOptionValue};
+use crate::{Context, Data, Error, UserError};
+
+/// When the check started: the duration in the audit covers the whole invocation.
+struct Started(Instant);
+
+/// Shown for anything that is not a [`UserError`]: no internals leak to chat.
+const GENERIC: &str = "Something went wrong inside Klaxon; the details are in its logs.";
+
+/// `command_check` for every command: members only (no DMs), at the command's
+/// level. Discord's own per-command settings are never trusted.
+pub async fn check(ctx: Context<'_>) -> Result<bool, Error> {
+    ctx.set_invocation_data(Started(Instant::now())).await;
+    let Some(roles) = member_roles(ctx) else {
+        return Err(UserError::new("Klaxon commands work only inside the server, not in direct messages.").into());
+    };
+    let name = &ctx.command().qualified_name;
+    match ctx.data().policy.check(name, &roles) {
+        Ok(_) => Ok(true),
+        Err(denied) => Err(denied.into()),
+    }
+}
+
+/// The member's roles; `None` in a direct message.
+fn member_roles(ctx: Context<'_>) -> Option<Vec<u64>> {
+    match ctx {
+        poise::Context::Application(a) => {
+            a.interaction.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect())
+        }
+        poise::Context::Prefix(p) => p.msg.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect()),
+    }
+}
+
+pub async fn post_command(ctx: Context<'_>) {
+    finish(ctx, Outcome::Ok, String::new()).await;
+}
+
+/// Records the invocation: audit table (and channel) plus metrics.
+async fn finish(ctx: Context<'_>, outcome: Outcome, detail: String) {
+    let started = ctx.invocation_data::<Started>().await.map(|s| s.0);
+    let duration_ms = started.map(|s| s.elapsed().as_millis() as i64).unwrap_or(0);
+    let command = ctx.command().qualified_name.to_string();
+    let entry = AuditEntry {
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        guild_id: ctx.guild_id().map(|g| g.get()),
+        channel_id: Some(ctx.channel_id().get()),
+        user_id: ctx.author().id.get(),
+        user_name: ctx.author().name.clone(),
+        command: command.clone(),
+        arguments: arguments(ctx),
+        outcome,
+        detail,
+        duration_ms,
+    };
+    info!(
+        command = %entry.command,
+        user_id = entry.user_id,
+        outcome = outcome.as_str(),
+        duration_ms,
+        "command finished"
+    );
+    let app = ctx.data();
+    app.metrics.inc("klaxon_commands_total", &[("command", &command), ("outcome", outcome.as_str())]);
+    app.audit(entry).await;
+}
+
+/// `name=value` pairs as the member typed them, subcommands included.
+fn arguments(ctx: Context<'_>) -> String {
+    fn walk(opts: &[CommandDataOption], out: &mut Vec<String>) {
+        for o in opts {
+            match &o.value {
+                CommandDataOptionValue::SubCommand(inner) | CommandDataOptionValue::SubCommandGroup(inner) => {
+                    walk(inner, out)
+                }
+                v => out.push(format!("{}={}", o.name, value(v))),
+            }
+        }
+    }
+    fn value(v: &CommandDataOptionValue) -> String {
+        match v {
+            CommandDataOptionValue::String(s) => klaxon_core::chat::truncate(s, 200),
+            CommandDataOptionValue::Integer(i) => i.to_string(),
+            CommandDataOptionValue::Number(n) => n.to_string(),
+            CommandDataOptionValue::Boolean(b) => b.to_string(),
+            CommandDataOptionValue::User(u) => format!("<@{u}>"),
+            CommandDataOptionValue::Role(r) => format!("<@&{r}>"),
+            CommandDataOptionValue::Channel(c) => format!("<#{c}>"),
+            CommandDataOptionValue::Mentionable(m) => m.to_string(),
+            CommandDataOptionValue::Attachment(a) => format!("attachment:{a}"),
+            _ => "?".into(),
+        }
+    }
+    match ctx {
+        poise::Context::Application(a) => {
+            let mut out = Vec::new();
+            walk(&a.interaction.data.options, &mut out);
+            out.join(" ")
+        }
+        poise::Context::Prefix(p) => p.args.to_string(),
+    }
+}
+
+async fn reply_private(ctx: Context<'_>, text: &str) {
+    let reply = CreateReply::default().content(klaxon_core::chat::truncate(text, 2_000)).ephemeral(true);
+    if let Err(e) = ctx.send(reply).await {
+        warn!(error = %e, command = %ctx.command().qualified_name, "could not send the error reply");
+    }
+}
+
+/// Every failure gets an answer (poise's default would leave the member with
+/// "The application did not respond") and an audit row.
+pub async fn on_error(err: FrameworkError<'_, Data, Error>) {
+    match err {
+        FrameworkError::Command { error, ctx, .. } => {
+            if let Some(user) = error.downcast_ref::<UserError>() {
+                reply_private(ctx, &user.0).await;
+                finish(ctx, Outcome::UserError, user.0.clone()).await;
+            } else {
+                error!(
+                    command = %ctx.command().qualified_name,
+                    user_id = ctx.author().id.get(),
+                    error = format!("{error:#}"),
+                    "command failed"
+                );
+                reply_private(ctx, GENERIC).await;
+                finish(ctx, Outcome::Failed, klaxon_core::chat::truncate(&format!("{error:#}"), 500)).await;
+            }
+        }
+        FrameworkError::CommandCheckFailed { error, ctx, .. } => {
+            let (text, outcome) = match &error {
+                Some(e) if e.downcast_ref::<Denied>().is_some() => (e.to_string(), Outcome::Denied),
+                Some(e) if e.downcast_ref::<UserError>().is_some() => (e.to_string(), Outcome::Denied),
+                Some(e) => {
+                    error!(error = format!("{e:#}"), "permission check failed");
+                    (GENERIC.to_string(), Outcome::Failed)
+                }
+                None => ("You may not run this command.".to_string(), Outcome::Denied),
+            };
+            reply_private(ctx, &text).await;
+            finish(ctx, outcome, text).await;
+        }
+        FrameworkError::ArgumentParse { error, input, ctx, .. } => {
+            let text = match input {
+                Some(input) => format!("Could not read `{}`: {error}", klaxon_core::chat::neutralize(&input)),
+                None => format!("Could not read the arguments: {error}"),
+            };
+            reply_private(ctx, &text).await;
+            finish(ctx, Outcome::UserError, text).await;
+        }
+        FrameworkError::GuildOnly { ctx, .. } => {
+            let text = "Klaxon commands work only inside the server, not in direct messages.";
+            reply_private(ctx, text).await;
+            finish(ctx, Outcome::Denied, text.into()).await;
+        }
+        other => {
+            if let Err(e) = poise::builtins::on_error(other).await {
+                warn!(error = %e, "error while handling a framework error");
+            }
+        }
+    }
+}
+
+/// Options for poise with Klaxon's hooks; the bot adds its event handler.
+pub fn framework_options(commands: Vec<crate::Command>) -> poise::FrameworkOptions<Data, Error> {
+    poise::FrameworkOptions {
+        commands,
+        command_check: Some(|ctx| Box::pin(check(ctx))),
+        post_command: |ctx| Box::pin(post_command(ctx)),
+        on_error: |err| Box::pin(on_error(err)),
+        // Klaxon never pings from a reply; paging names roles explicitly.
+        allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
+        // The owners lookup is one more REST call at start-up for a feature Klaxon
+        // does not use: permissions come from roles.
+        initialize_owners: false,
+        skip_checks_for_owners: false,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,105 @@
+//! Klaxon's slash commands, one module per command family.
+//!
+//! A command parses its arguments, calls `klaxon-core`, and renders the reply.
+//! Permission checks, audit and error replies are not in the commands: they are
+//! applied to every command in one place ([`hooks`]), from each command's level
+//! metadata set in [`all`].
+
+use std::sync::Arc;
+
+use klaxon_core::permissions::Level;
+
+pub mod health;
+pub mod hooks;
+pub mod render;
+
+pub use poise::serenity_prelude as serenity;
+
+/// What every command sees: the application.
+pub type Data = Arc<klaxon_core::App>;
+pub type Error = anyhow::Error;
+pub type Context<'a> = poise::Context<'a, Data, Error>;
+pub type Command = poise::Command<Data, Error>;
+
+/// An error whose text is written for the member and safe to show them (as in
+/// triagebot). Anything else gets a short generic reply and a log line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+impl UserError {
+    pub fn new(text: impl Into<String>) -> Self {
+        UserError(text.into())
+    }
+}
+
+impl From<klaxon_core::app::UnknownService> for UserError {
+    fn from(e: klaxon_core::app::UnknownService) -> Self {
+        UserError(e.to_string())
+    }
+}
+
+/// The minimum level a command needs, attached to the command itself.
+#[derive(Debug, Clone, Copy)]
+pub struct MinLevel(pub Level);
+
+fn leveled(mut cmd: Command, level: Level) -> Command {
+    cmd.custom_data = Box::new(MinLevel(level));
+    cmd
+}
+
+/// Every command Klaxon registers, with its default minimum level. The config's
+/// `[permissions]` table can raise or lower any of them.
+pub fn all() -> Vec<Command> {
+    vec![leveled(health::health(), Level::Viewer)]
+}
+
+/// `(qualified name, default level)` for every command and subcommand.
+pub fn default_levels(commands: &[Command]) -> Vec<(String, Level)> {
+    fn walk(cmd: &Command, out: &mut Vec<(String, Level)>) {
+        if let Some(MinLevel(level)) = cmd.custom_data.downcast_ref::<MinLevel>() {
+            out.push((cmd.qualified_name.to_string(), *level));
+        }
+        for sub in &cmd.subcommands {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    for c in commands {
+        walk(c, &mut out);
+    }
+    out
+}
+
+/// Names a config's `[permissions]` table may use.
+pub fn known_command_names(commands: &[Command]) -> Vec<String> {
+    fn walk(cmd: &Command, out: &mut Vec<String>) {
+        out.push(cmd.qualified_name.to_string());
+        for sub in &cmd.subcommands {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    for c in commands {
+        walk(c, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_has_a_level_and_fits_discord() {
+        let cmds = all();
+        let levels = default_levels(&cmds);
+        for c in &cmds {
+            assert!(levels.iter().any(|(n, _)| n == &c.qualified_name), "{} has no level", c.name);
+            assert!(c.name.len() <= 32);
+            let desc = c.description.as_deref().unwrap_or_default();
+            assert!(!desc.is_empty() && desc.chars().count() <= 100, "{}: description", c.name);
+        }
+        assert!(levels.contains(&("health".to_string(), Level::Viewer)));
+    }
+}

@@ -1,0 +1,151 @@
+//! From Klaxon's platform-neutral messages to serenity builders.
+
+use klaxon_core::chat::Embed;
+use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
+
+use crate::serenity::{CreateEmbed, CreateEmbedFooter};
+
+pub fn embed(e: &Embed) -> CreateEmbed {
+    let e = e.clone().fit();
+    let mut out = CreateEmbed::new().color(e.color);
+    if !e.title.is_empty() {
+        out = out.title(e.title);
+    }
+    if !e.description.is_empty() {
+        out = out.description(e.description);
+    }
+    if !e.fields.is_empty() {
+        out = out.fields(e.fields.into_iter().map(|f| (f.name, f.value, f.inline)));
+    }
+    if !e.footer.is_empty() {
+        out = out.footer(CreateEmbedFooter::new(e.footer));
+    }
+    out
+}
+
+/// The `/health` embed: overall state first, then one short block per service,
+/// worst first, so the answer is on the first screen of a phone.
+pub fn health(report: &HealthReport) -> Embed {
+    use klaxon_core::chat::{chars, limits, Field};
+
+    let overall = report.overall();
+    let total = report.services.len();
+    let title = match overall {
+        State::Healthy if total == 1 => format!("{} {} is healthy", overall.emoji(), report.services[0].name),
+        State::Healthy => format!("{} All {total} services healthy", overall.emoji()),
+        _ => {
+            let bad = total - report.count(State::Healthy);
+            format!("{} {bad} of {total} services {}", overall.emoji(), summary_word(report))
+        }
+    };
+    let mut services: Vec<&ServiceHealth> = report.services.iter().collect();
+    services.sort_by(|a, b| b.state.cmp(&a.state));
+
+    let mut fields = Vec::new();
+    // Leave room for the title and footer inside the 6,000-character total.
+    let mut budget = limits::EMBED_TOTAL - 300;
+    let mut left_out = 0;
+    for s in &services {
+        let field = Field {
+            name: format!("{} {} — {}", s.state.emoji(), s.name, s.state.as_str()),
+            value: service_lines(s),
+            inline: false,
+        };
+        let size = chars(&field.name) + chars(&field.value).min(limits::FIELD_VALUE);
+        if fields.len() == limits::EMBED_FIELDS - 1 || size > budget {
+            left_out += 1;
+            continue;
+        }
+        budget -= size;
+        fields.push(field);
+    }
+    if left_out > 0 {
+        fields.push(Field {
+            name: format!("…and {left_out} more"),
+            value: "Ask for one with `/health service:<name>`.".into(),
+            inline: false,
+        });
+    }
+    Embed {
+        title,
+        description: String::new(),
+        color: overall.color(),
+        fields,
+        footer: format!("Checked {}", report.checked_at.format("%H:%M:%S UTC")),
+    }
+}
+
+fn summary_word(report: &HealthReport) -> &'static str {
+    let down = report.count(State::Down);
+    let others = report.services.len() - report.count(State::Healthy) - down;
+    match (down, others) {
+        (d, 0) if d > 0 => "down",
+        (0, _) => match report.overall() {
+            State::Maintenance => "in maintenance",
+            State::Unknown => "unknown",
+            _ => "degraded",
+        },
+        _ => "down or degraded",
+    }
+}
+
+/// Two or three short lines; no tables, nothing wider than a phone.
+fn service_lines(s: &ServiceHealth) -> String {
+    let mut lines = Vec::new();
+    for p in &s.problems {
+        lines.push(format!("⚠️ {}", klaxon_core::chat::neutralize(p)));
+    }
+    if let Some(Ok(c)) = &s.container {
+        let mut parts = Vec::new();
+        if c.running {
+            let up = c.started_at.map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default());
+            parts.push(match up {
+                Some(d) => format!("up {}", human_duration(d)),
+                None => "running".into(),
+            });
+        } else {
+            parts.push(c.state.clone());
+        }
+        if let Some(h) = c.health {
+            parts.push(format!("health {}", h.as_str()));
+        }
+        parts.push(match c.restart_count {
+            1 => "1 restart".into(),
+            n => format!("{n} restarts"),
+        });
+        lines.push(parts.join(" · "));
+        let mut usage = Vec::new();
+        if let Some(cpu) = c.cpu_percent {
+            usage.push(format!("CPU {cpu:.0}%"));
+        }
+        if let Some(mem) = c.memory_percent {
+            match c.memory_bytes {
+                Some(b) => usage.push(format!("mem {mem:.0}% ({})", bytes(b))),
+                None => usage.push(format!("mem {mem:.0}%")),
+            }
+        }
+        if !usage.is_empty() {
+            lines.push(usage.join(" · "));
+        }
+    }
+    if let Some(p) = &s.probe {
+        match (p.status, &p.error) {
+            (Some(code), None) => lines.push(format!("HTTP {code} in {} ms", p.latency.as_millis())),
+            _ => {} // the failure is already among the problems
+        }
+    }
+    if lines.is_empty() {
+        lines.push("no checks configured".into());
+    }
+    lines.join("\n")
+}
+
+fn bytes(b: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let mib = b as f64 / MIB;
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.0} MiB")
+    }
+}

@@ -1,0 +1,100 @@
+//! The application: everything a command or a worker needs, built once at start-up.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::audit::AuditEntry;
+use crate::chat::{ChatMessage, ChatSink};
+use crate::docker::DockerClient;
+use crate::health::{self, HealthReport, ServiceConfig, Thresholds};
+use crate::metrics::Metrics;
+use crate::permissions::Policy;
+use crate::probe::Prober;
+use crate::store::Store;
+
+pub struct App {
+    pub store: Store,
+    pub docker: DockerClient,
+    pub prober: Prober,
+    pub services: Vec<ServiceConfig>,
+    pub thresholds: Thresholds,
+    pub policy: Policy,
+    pub metrics: Arc<Metrics>,
+    pub chat: Arc<dyn ChatSink>,
+    pub audit_channel: Option<u64>,
+    /// Whether the chat gateway session is up, for `/readyz`.
+    pub chat_connected: AtomicBool,
+}
+
+/// A service name nobody configured; the text lists the ones that exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("No service named `{name}`. Known services: {}.", known.join(", "))]
+pub struct UnknownService {
+    pub name: String,
+    pub known: Vec<String>,
+}
+
+impl App {
+    pub fn service(&self, name: &str) -> Result<&ServiceConfig, UnknownService> {
+        self.services.iter().find(|s| s.name.eq_ignore_ascii_case(name.trim())).ok_or_else(|| UnknownService {
+            name: name.to_string(),
+            known: self.services.iter().map(|s| s.name.clone()).collect(),
+        })
+    }
+
+    /// Service names starting with (then containing) what the member typed, for
+    /// autocomplete: at most `limit`, answered from memory.
+    pub fn service_names_matching(&self, partial: &str, limit: usize) -> Vec<String> {
+        let p = partial.trim().to_lowercase();
+        let mut starts: Vec<&str> = Vec::new();
+        let mut contains: Vec<&str> = Vec::new();
+        for s in &self.services {
+            let lower = s.name.to_lowercase();
+            if lower.starts_with(&p) {
+                starts.push(&s.name);
+            } else if lower.contains(&p) {
+                contains.push(&s.name);
+            }
+        }
+        starts.into_iter().chain(contains).take(limit).map(String::from).collect()
+    }
+
+    /// Whether `/health` may take long enough that the reply must be deferred: a
+    /// stats sample takes about a second, a probe up to its timeout.
+    pub fn health_may_be_slow(&self, only: Option<&str>) -> bool {
+        self.services
+            .iter()
+            .filter(|s| only.is_none_or(|n| s.name.eq_ignore_ascii_case(n)))
+            .any(|s| s.container.is_some() || (s.health_url.is_some() && self.thresholds.probe_timeout_ms > 1_500))
+    }
+
+    /// Health of one service or of all of them.
+    pub async fn health(&self, only: Option<&str>) -> Result<HealthReport, UnknownService> {
+        let services: Vec<&ServiceConfig> = match only {
+            Some(name) => vec![self.service(name)?],
+            None => self.services.iter().collect(),
+        };
+        Ok(health::check(&self.docker, &self.prober, &self.thresholds, &services).await)
+    }
+
+    /// Writes an invocation to the audit table, and mirrors it to the audit channel
+    /// in the background so the member's reply never waits on it.
+    pub async fn audit(&self, entry: AuditEntry) {
+        if let Err(e) = self.store.insert_audit(&entry).await {
+            // The audit row is the record of who did what: losing one is worth a
+            // loud log line, but not failing the member's command after the fact.
+            warn!(error = %e, command = %entry.command, user_id = entry.user_id, "audit write failed");
+        }
+        if let Some(channel) = self.audit_channel {
+            let chat = Arc::clone(&self.chat);
+            let message = ChatMessage { silent: true, ..ChatMessage::text(entry.summary()) };
+            tokio::spawn(async move {
+                if let Err(e) = chat.send(channel, message).await {
+                    warn!(error = %e, channel, "audit mirror to Discord failed");
+                }
+            });
+        }
+    }
+}

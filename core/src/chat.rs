@@ -1,0 +1,169 @@
+//! What Klaxon says to chat, independent of the chat platform.
+//!
+//! The bot implements [`ChatSink`] over Discord; the limits here are Discord's, so
+//! every message the domain builds fits before it reaches the transport.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// Discord's limits on one message (see shared/discord-facts.md).
+pub mod limits {
+    pub const CONTENT: usize = 2_000;
+    pub const EMBEDS: usize = 10;
+    pub const EMBED_TITLE: usize = 256;
+    pub const EMBED_DESCRIPTION: usize = 4_096;
+    pub const EMBED_FIELDS: usize = 25;
+    pub const FIELD_NAME: usize = 256;
+    pub const FIELD_VALUE: usize = 1_024;
+    pub const FOOTER: usize = 2_048;
+    /// All embeds of one message together.
+    pub const EMBED_TOTAL: usize = 6_000;
+}
+
+pub const GREEN: u32 = 0x2e_cc_71;
+pub const YELLOW: u32 = 0xf1_c4_0f;
+pub const RED: u32 = 0xe7_4c_3c;
+pub const GREY: u32 = 0x95_a5_a6;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Field {
+    pub name: String,
+    pub value: String,
+    pub inline: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Embed {
+    pub title: String,
+    pub description: String,
+    pub color: u32,
+    pub fields: Vec<Field>,
+    pub footer: String,
+}
+
+impl Embed {
+    /// Characters Discord counts toward the 6,000 total.
+    pub fn size(&self) -> usize {
+        chars(&self.title)
+            + chars(&self.description)
+            + chars(&self.footer)
+            + self.fields.iter().map(|f| chars(&f.name) + chars(&f.value)).sum::<usize>()
+    }
+
+    /// Cuts every part to its own limit (with an ellipsis), so a message built from
+    /// untrusted text can never be refused by Discord.
+    pub fn fit(mut self) -> Self {
+        self.title = truncate(&self.title, limits::EMBED_TITLE);
+        self.description = truncate(&self.description, limits::EMBED_DESCRIPTION);
+        self.footer = truncate(&self.footer, limits::FOOTER);
+        self.fields.truncate(limits::EMBED_FIELDS);
+        for f in &mut self.fields {
+            f.name = truncate(&f.name, limits::FIELD_NAME);
+            f.value = truncate(&f.value, limits::FIELD_VALUE);
+            if f.name.is_empty() {
+                f.name = "\u{200b}".into();
+            }
+            if f.value.is_empty() {
+                f.value = "\u{200b}".into();
+            }
+        }
+        self
+    }
+}
+
+/// A message to a channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChatMessage {
+    pub content: String,
+    pub embeds: Vec<Embed>,
+    /// Shown without a push notification (Discord's SUPPRESS_NOTIFICATIONS).
+    pub silent: bool,
+}
+
+impl ChatMessage {
+    pub fn text(content: impl Into<String>) -> Self {
+        ChatMessage { content: truncate(&content.into(), limits::CONTENT), ..Default::default() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("the channel does not exist or Klaxon cannot see it")]
+    UnknownChannel,
+    #[error("Discord refused the message: {0}")]
+    Rejected(String),
+    #[error("Discord is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where Klaxon's messages go. Implemented over Discord by the bot.
+#[async_trait]
+pub trait ChatSink: Send + Sync {
+    /// Posts a message and returns its id.
+    async fn send(&self, channel_id: u64, message: ChatMessage) -> Result<u64, ChatError>;
+}
+
+/// A sink that drops everything: for command-line tools and tests that do not chat.
+pub struct NullSink;
+
+#[async_trait]
+impl ChatSink for NullSink {
+    async fn send(&self, _channel_id: u64, _message: ChatMessage) -> Result<u64, ChatError> {
+        Ok(0)
+    }
+}
+
+pub fn chars(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// Cuts `s` to at most `max` characters, ending with `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if chars(s) <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Makes untrusted text safe inside Discord markdown: no mentions that could ping
+/// (even if allowed_mentions were ever misconfigured), no broken code fences.
+pub fn neutralize(s: &str) -> String {
+    s.replace("```", "`\u{200b}``")
+        .replace('@', "@\u{200b}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_counts_characters() {
+        assert_eq!(truncate("héllo", 5), "héllo");
+        assert_eq!(truncate("héllo!", 5), "héll…");
+        assert_eq!(chars(&truncate(&"é".repeat(5000), 4096)), 4096);
+    }
+
+    #[test]
+    fn fit_respects_every_limit() {
+        let e = Embed {
+            title: "t".repeat(300),
+            description: "d".repeat(5000),
+            fields: (0..30).map(|_| Field { name: "n".repeat(300), value: "v".repeat(2000), inline: false }).collect(),
+            ..Default::default()
+        }
+        .fit();
+        assert_eq!(chars(&e.title), 256);
+        assert_eq!(chars(&e.description), 4096);
+        assert_eq!(e.fields.len(), 25);
+        assert!(e.fields.iter().all(|f| chars(&f.value) == 1024 && chars(&f.name) == 256));
+    }
+
+    #[test]
+    fn neutralize_breaks_mentions_and_fences() {
+        let s = neutralize("@everyone ```rm -rf```");
+        assert!(!s.contains("@everyone"));
+        assert!(!s.contains("```"));
+    }
+}

@@ -1,0 +1,306 @@
+//! `/health`: every watched service's container and HTTP endpoint, judged against
+//! thresholds.
+
+use std::cmp::Ordering;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::docker::{ContainerStatus, DockerClient, DockerError, HealthState};
+use crate::probe::{ProbeResult, Prober};
+
+/// `[[services]]` in the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+}
+
+/// `[health]` in the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// A probe slower than this marks the service degraded.
+    pub response_time_ms: u64,
+    /// How long a probe may take before it counts as down.
+    pub probe_timeout_ms: u64,
+    /// Memory use over this percent of the limit marks the service degraded.
+    pub memory_percent: f64,
+    /// CPU over this percent (100 = one core, as `docker stats`) marks it degraded.
+    pub cpu_percent: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { response_time_ms: 5_000, probe_timeout_ms: 10_000, memory_percent: 80.0, cpu_percent: 70.0 }
+    }
+}
+
+/// Ordered from best to worst, so the overall state is the maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Healthy,
+    Maintenance,
+    Degraded,
+    Unknown,
+    Down,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::Maintenance => "in maintenance",
+            State::Degraded => "degraded",
+            State::Unknown => "unknown",
+            State::Down => "down",
+        }
+    }
+
+    pub fn emoji(self) -> &'static str {
+        match self {
+            State::Healthy => "🟢",
+            State::Maintenance => "🔧",
+            State::Degraded => "🟡",
+            State::Unknown => "⚪",
+            State::Down => "🔴",
+        }
+    }
+
+    pub fn color(self) -> u32 {
+        match self {
+            State::Healthy => crate::chat::GREEN,
+            State::Maintenance | State::Unknown => crate::chat::GREY,
+            State::Degraded => crate::chat::YELLOW,
+            State::Down => crate::chat::RED,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceHealth {
+    pub name: String,
+    pub state: State,
+    /// Why the state is not healthy, most important first.
+    pub problems: Vec<String>,
+    pub container: Option<Result<ContainerStatus, DockerError>>,
+    pub probe: Option<ProbeResult>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    pub services: Vec<ServiceHealth>,
+    pub checked_at: chrono::DateTime<Utc>,
+}
+
+impl HealthReport {
+    pub fn overall(&self) -> State {
+        self.services.iter().map(|s| s.state).max().unwrap_or(State::Unknown)
+    }
+
+    pub fn count(&self, state: State) -> usize {
+        self.services.iter().filter(|s| s.state == state).count()
+    }
+}
+
+/// Checks the services concurrently; the report keeps the configured order.
+pub async fn check(
+    docker: &DockerClient,
+    prober: &Prober,
+    thresholds: &Thresholds,
+    services: &[&ServiceConfig],
+) -> HealthReport {
+    let checks = services.iter().map(|svc| check_one(docker, prober, thresholds, svc));
+    let services = futures::future::join_all(checks).await;
+    HealthReport { services, checked_at: Utc::now() }
+}
+
+async fn check_one(
+    docker: &DockerClient,
+    prober: &Prober,
+    thresholds: &Thresholds,
+    svc: &ServiceConfig,
+) -> ServiceHealth {
+    let timeout = Duration::from_millis(thresholds.probe_timeout_ms);
+    let container = async {
+        match &svc.container {
+            Some(name) => Some(docker.status(name).await),
+            None => None,
+        }
+    };
+    let probe = async {
+        match &svc.health_url {
+            Some(url) => Some(prober.probe(url, timeout).await),
+            None => None,
+        }
+    };
+    let (container, probe) = tokio::join!(container, probe);
+    judge(&svc.name, container, probe, thresholds)
+}
+
+/// The rules, kept pure so they are tested without Docker.
+pub fn judge(
+    name: &str,
+    container: Option<Result<ContainerStatus, DockerError>>,
+    probe: Option<ProbeResult>,
+    t: &Thresholds,
+) -> ServiceHealth {
+    let mut findings: Vec<(State, String)> = Vec::new();
+    match &container {
+        None => {}
+        Some(Err(DockerError::NotFound(c))) => findings.push((State::Down, format!("container `{c}` not found"))),
+        Some(Err(e)) => findings.push((State::Unknown, e.to_string())),
+        Some(Ok(c)) => {
+            if !c.running {
+                let mut why = format!("container {}", c.state);
+                if let Some(code) = c.exit_code.filter(|_| c.state == "exited") {
+                    why.push_str(&format!(" (exit code {code})"));
+                }
+                if c.oom_killed {
+                    why.push_str(", killed: out of memory");
+                }
+                findings.push((State::Down, why));
+            } else {
+                match c.health {
+                    Some(HealthState::Unhealthy) => {
+                        findings.push((State::Down, "Docker health check failing".into()))
+                    }
+                    Some(HealthState::Starting) => {
+                        findings.push((State::Degraded, "Docker health check starting".into()))
+                    }
+                    _ => {}
+                }
+                if let Some(cpu) = c.cpu_percent.filter(|v| *v > t.cpu_percent) {
+                    findings.push((State::Degraded, format!("CPU {cpu:.0}% > {:.0}%", t.cpu_percent)));
+                }
+                if let Some(mem) = c.memory_percent.filter(|v| *v > t.memory_percent) {
+                    findings.push((State::Degraded, format!("memory {mem:.0}% > {:.0}%", t.memory_percent)));
+                }
+            }
+        }
+    }
+    if let Some(p) = &probe {
+        match (p.status, &p.error) {
+            (_, Some(err)) => findings.push((State::Down, format!("HTTP check: {err}"))),
+            (Some(s), None) if !(200..300).contains(&s) => findings.push((State::Down, format!("HTTP check answered {s}"))),
+            _ if p.latency > Duration::from_millis(t.response_time_ms) => findings.push((
+                State::Degraded,
+                format!("HTTP check slow: {} ms > {} ms", p.latency.as_millis(), t.response_time_ms),
+            )),
+            _ => {}
+        }
+    }
+    if container.is_none() && probe.is_none() {
+        findings.push((State::Unknown, "nothing to check".into()));
+    }
+    findings.sort_by(|a, b| b.0.cmp(&a.0).then(Ordering::Equal));
+    ServiceHealth {
+        name: name.to_string(),
+        state: findings.first().map(|f| f.0).unwrap_or(State::Healthy),
+        problems: findings.into_iter().map(|f| f.1).collect(),
+        container,
+        probe,
+    }
+}
+
+/// "3d 4h", "5m 10s", "45s": compact for a phone screen.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins, secs) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60, s % 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {mins}m")
+    } else if mins > 0 {
+        format!("{mins}m {secs}s")
+    } else if s > 0 {
+        format!("{secs}s")
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running() -> ContainerStatus {
+        ContainerStatus {
+            name: "api".into(),
+            image: "app:v1".into(),
+            state: "running".into(),
+            running: true,
+            health: Some(HealthState::Healthy),
+            restart_count: 0,
+            exit_code: Some(0),
+            oom_killed: false,
+            started_at: None,
+            finished_at: None,
+            cpu_percent: Some(1.0),
+            memory_percent: Some(10.0),
+            memory_bytes: Some(1 << 20),
+        }
+    }
+
+    fn probe(status: Option<u16>, ms: u64, error: Option<&str>) -> ProbeResult {
+        ProbeResult { url: "http://x".into(), status, latency: Duration::from_millis(ms), error: error.map(String::from) }
+    }
+
+    #[test]
+    fn healthy_when_all_good() {
+        let h = judge("api", Some(Ok(running())), Some(probe(Some(200), 20, None)), &Thresholds::default());
+        assert_eq!(h.state, State::Healthy);
+        assert!(h.problems.is_empty());
+    }
+
+    #[test]
+    fn thresholds_degrade() {
+        let mut c = running();
+        c.cpu_percent = Some(95.0);
+        c.memory_percent = Some(81.0);
+        let h = judge("api", Some(Ok(c)), Some(probe(Some(200), 6_000, None)), &Thresholds::default());
+        assert_eq!(h.state, State::Degraded);
+        assert_eq!(h.problems.len(), 3);
+    }
+
+    #[test]
+    fn worst_finding_wins_and_comes_first() {
+        let mut c = running();
+        c.cpu_percent = Some(95.0);
+        c.health = Some(HealthState::Unhealthy);
+        let h = judge("api", Some(Ok(c)), None, &Thresholds::default());
+        assert_eq!(h.state, State::Down);
+        assert_eq!(h.problems[0], "Docker health check failing");
+    }
+
+    #[test]
+    fn stopped_and_unreachable() {
+        let mut c = running();
+        c.running = false;
+        c.state = "exited".into();
+        c.exit_code = Some(137);
+        let h = judge("api", Some(Ok(c)), None, &Thresholds::default());
+        assert_eq!(h.problems, vec!["container exited (exit code 137)".to_string()]);
+        let h = judge(
+            "api",
+            Some(Err(DockerError::Unreachable { host: "unix:///x".into(), reason: "no socket".into() })),
+            Some(probe(None, 10, Some("connection refused"))),
+            &Thresholds::default(),
+        );
+        assert_eq!(h.state, State::Down);
+        assert_eq!(h.problems.len(), 2);
+    }
+
+    #[test]
+    fn durations_read_short() {
+        assert_eq!(human_duration(Duration::from_secs(3 * 86_400 + 4 * 3_600 + 5)), "3d 4h");
+        assert_eq!(human_duration(Duration::from_secs(310)), "5m 10s");
+        assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
+    }
+}

@@ -1,0 +1,17 @@
+//! Klaxon's domain and its backends.
+//!
+//! This crate knows nothing about serenity or poise: everything it sends to chat goes
+//! through [`chat::ChatSink`], so the same logic runs behind the Discord client, the
+//! command-line tools and the tests.
+
+pub mod app;
+pub mod audit;
+pub mod chat;
+pub mod docker;
+pub mod health;
+pub mod metrics;
+pub mod permissions;
+pub mod probe;
+pub mod store;
+
+pub use app::App;

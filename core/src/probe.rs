@@ -1,0 +1,81 @@
+//! HTTP health probes.
+
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    pub url: String,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    pub latency: Duration,
+    /// Why the probe failed without a response (refused, timed out, TLS...).
+    pub error: Option<String>,
+}
+
+impl ProbeResult {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+#[derive(Clone)]
+pub struct Prober {
+    client: reqwest::Client,
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Prober {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("klaxon/", env!("CARGO_PKG_VERSION"), " health-probe"))
+            // A health endpoint that redirects is misconfigured; report what it said.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(2)
+            .build()
+            .unwrap_or_default();
+        Prober { client }
+    }
+
+    /// One GET with a deadline covering connect, headers and body.
+    pub async fn probe(&self, url: &str, timeout: Duration) -> ProbeResult {
+        let start = Instant::now();
+        let result = tokio::time::timeout(timeout, async {
+            let resp = self.client.get(url).send().await?;
+            let status = resp.status().as_u16();
+            // Read (and discard) the body so the latency includes it, as a load
+            // balancer's check would; cap what we read.
+            let _ = resp.bytes().await;
+            Ok::<u16, reqwest::Error>(status)
+        })
+        .await;
+        let latency = start.elapsed();
+        let (status, error) = match result {
+            Ok(Ok(status)) => (Some(status), None),
+            Ok(Err(e)) => (None, Some(describe(&e))),
+            Err(_) => (None, Some(format!("timed out after {}", crate::health::human_duration(timeout)))),
+        };
+        ProbeResult { url: url.to_string(), status, latency, error }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_builder() {
+        "invalid URL".into()
+    } else {
+        // The innermost cause is the useful part ("dns error", "tls handshake").
+        let mut src: &dyn std::error::Error = e;
+        while let Some(next) = src.source() {
+            src = next;
+        }
+        src.to_string()
+    }
+}

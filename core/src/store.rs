@@ -1,0 +1,211 @@
+//! Storage: SQLite (embedded default) or PostgreSQL (for replicas), through sqlx's
+//! `Any` driver so that one set of queries serves both.
+//!
+//! Portable SQL only: `$n` placeholders in increasing order (SQLite binds them by
+//! position), `BIGINT` milliseconds for times, TEXT for enums. Each backend has its
+//! own migration folder because DDL differs (AUTOINCREMENT vs BIGSERIAL).
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::audit::{AuditEntry, Outcome};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL must start with sqlite:// or postgres:// (got `{0}`)")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+}
+
+/// A database URL with its password replaced, safe to print and log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:****{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens the database; a SQLite file is created when missing.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let url = match backend {
+            // sqlx does not create a missing SQLite file unless asked to.
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let max = match backend {
+            // One writer at a time in SQLite anyway; a few readers help /readyz and
+            // the HTTP server stay responsive while a command writes.
+            Backend::Sqlite => 4,
+            Backend::Postgres => 10,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; NORMAL is durable
+                        // across process crashes in WAL mode and much faster than FULL.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations. Safe to run at every start-up and from several
+    /// replicas (sqlx takes a lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Cheap reachability check for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn insert_audit(&self, e: &AuditEntry) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO audit_log (at_ms, guild_id, channel_id, user_id, user_name, command, \
+             arguments, outcome, detail, duration_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(e.at_ms)
+        .bind(e.guild_id.map(|v| v as i64))
+        .bind(e.channel_id.map(|v| v as i64))
+        .bind(e.user_id as i64)
+        .bind(&e.user_name)
+        .bind(&e.command)
+        .bind(&e.arguments)
+        .bind(e.outcome.as_str())
+        .bind(&e.detail)
+        .bind(e.duration_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    }
+
+    /// The newest audit entries first.
+    pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, guild_id, channel_id, user_id, user_name, command, arguments, \
+             outcome, detail, duration_ms FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+}
+
+fn audit_from_row(r: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let outcome: String = r.try_get("outcome")?;
+    Ok(AuditEntry {
+        at_ms: r.try_get("at_ms")?,
+        guild_id: r.try_get::<Option<i64>, _>("guild_id")?.map(|v| v as u64),
+        channel_id: r.try_get::<Option<i64>, _>("channel_id")?.map(|v| v as u64),
+        user_id: r.try_get::<i64, _>("user_id")? as u64,
+        user_name: r.try_get("user_name")?,
+        command: r.try_get("command")?,
+        arguments: r.try_get("arguments")?,
+        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Failed),
+        detail: r.try_get("detail")?,
+        duration_ms: r.try_get("duration_ms")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://k:s3cret@db:5432/k"), "postgres://k:****@db:5432/k");
+        assert_eq!(redact_url("sqlite://klaxon.db"), "sqlite://klaxon.db");
+        assert_eq!(redact_url("postgres://k@db/k"), "postgres://k@db/k");
+    }
+
+    #[test]
+    fn backend_from_url() {
+        assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::of_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        assert!(Backend::of_url("mysql://h/db").is_err());
+    }
+}
