@@ -299,14 +299,8 @@ impl Config {
 fn describe_figment_error(e: &figment::Error) -> String {
     let path = e.path.join(".");
     let what = match &e.kind {
-        figment::error::Kind::UnknownField(field, _) => {
-            let key = if path.is_empty() { field.clone() } else { format!("{path}.{field}") };
-            return format!("{key}: unknown key");
-        }
-        figment::error::Kind::MissingField(field) => {
-            let key = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
-            return format!("{key}: missing");
-        }
+        figment::error::Kind::UnknownField(field, _) => return format!("{}: unknown key", join_key(&path, field)),
+        figment::error::Kind::MissingField(field) => return format!("{}: missing", join_key(&path, field)),
         other => other.to_string(),
     };
     let src = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
@@ -314,6 +308,17 @@ fn describe_figment_error(e: &figment::Error) -> String {
         format!("{what}{src}")
     } else {
         format!("{path}: {what}{src}")
+    }
+}
+
+/// figment's path sometimes already ends with the field it complains about.
+fn join_key(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else if path == field || path.ends_with(&format!(".{field}")) {
+        path.to_string()
+    } else {
+        format!("{path}.{field}")
     }
 }
 

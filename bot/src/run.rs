@@ -79,11 +79,14 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
 
     // serenity's own limiter must be off: the proxy setting only works that way,
     // and Klaxon's limiter (behind the proxy) does the job properly.
+    //
+    // No `default_allowed_mentions` here: serenity would also put it on deferred
+    // interaction responses, where Discord allows only flags. Mentions are off
+    // instead in poise's options (every reply) and in `DiscordChat` (every post).
     let build_http = || {
         serenity::HttpBuilder::new(&token)
             .proxy(format!("http://{proxy_addr}"))
             .ratelimiter_disabled(true)
-            .default_allowed_mentions(serenity::CreateAllowedMentions::new())
             .build()
     };
     let chat_http = Arc::new(build_http());

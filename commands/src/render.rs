@@ -31,7 +31,7 @@ pub fn health(report: &HealthReport) -> Embed {
     let overall = report.overall();
     let total = report.services.len();
     let title = match overall {
-        State::Healthy if total == 1 => format!("{} {} is healthy", overall.emoji(), report.services[0].name),
+        _ if total == 1 => format!("{} {} is {}", overall.emoji(), report.services[0].name, overall.as_str()),
         State::Healthy => format!("{} All {total} services healthy", overall.emoji()),
         _ => {
             let bad = total - report.count(State::Healthy);

@@ -261,7 +261,10 @@ fn check_components(rows: &[Value], errors: &mut FormErrors) {
         for (j, child) in children.iter().enumerate() {
             let child_path = format!("{path}.components.{j}");
             let kind = child.get("type").and_then(Value::as_u64).unwrap_or(0);
-            let link = kind == 2 && child.get("style").and_then(Value::as_u64) == Some(5);
+            let style = child.get("style").and_then(Value::as_u64);
+            // Link (5) and premium (6) buttons carry a url or sku_id, never a custom_id.
+            let link = kind == 2 && matches!(style, Some(5 | 6));
+            let target = if style == Some(6) { "sku_id" } else { "url" };
             match child.get("custom_id") {
                 Some(Value::String(id)) if !link => {
                     bad_len(
@@ -280,9 +283,9 @@ fn check_components(rows: &[Value], errors: &mut FormErrors) {
                     }
                 }
                 None | Some(Value::Null) if link => {
-                    if child.get("url").and_then(Value::as_str).is_none() {
+                    if child.get(target).is_none_or(Value::is_null) {
                         errors.add(
-                            format!("{child_path}.url"),
+                            format!("{child_path}.{target}"),
                             "BASE_TYPE_REQUIRED",
                             "This field is required",
                         );
@@ -557,12 +560,6 @@ pub(crate) fn check_commands(commands: &[Value], errors: &mut FormErrors) {
                 1,
                 MAX_COMMAND_DESCRIPTION,
             );
-        } else if !description.is_empty() {
-            errors.add(
-                format!("{path}.description"),
-                "BASE_TYPE_BAD_LENGTH",
-                "Must be between 0 and 0 in length.",
-            );
         }
         let mut total = len(name) + len(description);
         if let Some(options) = command.get("options").and_then(Value::as_array) {
@@ -601,12 +598,12 @@ pub(crate) fn check_commands(commands: &[Value], errors: &mut FormErrors) {
     }
 }
 
-/// Command and option names: 1-32 characters, letters/digits/`-`/`_`, no upper case.
+/// Command and option names: 1-32 characters, letters/digits/`-`/`_`/`'`, no upper case.
 fn check_option_name(name: &str, path: &str, errors: &mut FormErrors) {
     bad_len(errors, path, name, 1, MAX_COMMAND_NAME);
     let valid = name
         .chars()
-        .all(|c| (c.is_alphanumeric() || c == '-' || c == '_') && !c.is_uppercase());
+        .all(|c| (c.is_alphanumeric() || matches!(c, '-' | '_' | '\'')) && !c.is_uppercase());
     if !valid {
         errors.add(
             path,

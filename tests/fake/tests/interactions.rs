@@ -2,7 +2,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{alice, fast_config, recv_event, Bot, CHANNEL, GUILD};
+use common::{alice, assert_serenity_parses, fast_config, recv_event, Bot, CHANNEL, GUILD};
 use klaxon_fake_discord::{FakeConfig, OutputKind, SlashInvocation};
 use serde_json::json;
 
@@ -23,6 +23,7 @@ async fn slash_callback_then_followup() {
 
     let ix = bot.fake.slash(ping()).await.unwrap();
     let event = recv_event(&mut ws, "INTERACTION_CREATE").await;
+    assert_serenity_parses(&event);
     let d = &event["d"];
     assert_eq!(d["id"], ix.id.to_string());
     assert_eq!(d["token"], ix.token);
@@ -322,6 +323,7 @@ async fn button_click_update_and_modal_submit() {
     assert!(bot.fake.click(alice(), &posted, "missing").await.is_err());
     let ix = bot.fake.click(alice(), &posted, "ack:1").await.unwrap();
     let event = recv_event(&mut ws, "INTERACTION_CREATE").await;
+    assert_serenity_parses(&event);
     assert_eq!(event["d"]["type"], 3);
     assert_eq!(
         event["d"]["data"],
@@ -386,7 +388,9 @@ async fn button_click_update_and_modal_submit() {
         .await
         .unwrap();
     let event = recv_event(&mut ws, "INTERACTION_CREATE").await;
+    assert_serenity_parses(&event);
     assert_eq!(event["d"]["type"], 5);
+    assert!(event["d"]["message"].is_object(), "opened from a component");
     assert_eq!(
         event["d"]["data"]["components"][0]["components"][0]["value"],
         "disk full"
@@ -424,7 +428,9 @@ async fn dm_invocation_uses_user_and_no_guild() {
         guild_id: None,
     };
     let ix = bot.fake.slash(inv).await.unwrap();
-    let d = recv_event(&mut ws, "INTERACTION_CREATE").await["d"].clone();
+    let event = recv_event(&mut ws, "INTERACTION_CREATE").await;
+    assert_serenity_parses(&event);
+    let d = event["d"].clone();
     assert!(d.get("guild_id").is_none() && d.get("member").is_none());
     assert_eq!(d["user"]["id"], "7");
     bot.callback(

@@ -311,6 +311,12 @@ async fn serenity_bot_round_trip() {
     http.get_member(GuildId::new(GUILD), UserId::new(42))
         .await
         .unwrap();
+    let dm = http
+        .create_private_channel(&json!({ "recipient_id": "42" }))
+        .await
+        .unwrap();
+    assert_eq!(dm.recipient.name, "alice");
+    http.get_channel(dm.id).await.unwrap();
     let messages = http
         .get_messages(ChannelId::new(CHANNEL), None, Some(50))
         .await

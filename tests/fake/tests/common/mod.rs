@@ -195,3 +195,12 @@ pub async fn recv_event(ws: &mut Ws, event: &str) -> Value {
         }
     }
 }
+
+/// Asserts that serenity (the bot's client library) accepts an INTERACTION_CREATE
+/// payload; it would silently drop one it cannot parse.
+pub fn assert_serenity_parses(event: &Value) {
+    let d = event["d"].clone();
+    if let Err(e) = serde_json::from_value::<serenity::all::Interaction>(d) {
+        panic!("serenity cannot parse the interaction: {e}\n{event}");
+    }
+}

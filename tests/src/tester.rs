@@ -1,0 +1,372 @@
+//! The test world: [`Tester`] drives the real bot against the fake Discord.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use klaxon::config::{ChannelsConfig, Config, DatabaseConfig, DiscordConfig, DockerConfig, HttpConfig, Secret};
+use klaxon::Bot;
+use klaxon_core::health::{ServiceConfig, Thresholds};
+use klaxon_core::permissions::{Level, RoleMap};
+use klaxon_fake_discord::{FakeConfig, FakeDiscord, Interaction, Member, MessageRecord, Output, OutputKind, SlashInvocation};
+use serde_json::{json, Value};
+
+use crate::env;
+
+pub const GUILD: u64 = 123;
+pub const ALERTS: u64 = 111;
+pub const INCIDENTS: u64 = 222;
+pub const AUDIT: u64 = 333;
+/// Where members type commands.
+pub const OPS: u64 = 444;
+/// How long any single read waits for the bot.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    pub const BOTH: [Db; 2] = [Db::Sqlite, Db::Postgres];
+}
+
+pub fn role_of(level: Level) -> u64 {
+    match level {
+        Level::Viewer => 1001,
+        Level::Responder => 1002,
+        Level::Operator => 1003,
+        Level::Admin => 1004,
+    }
+}
+
+pub struct TesterBuilder {
+    db: Db,
+    services: Vec<ServiceConfig>,
+    docker_host: Option<String>,
+    audit_channel: Option<u64>,
+    fake: FakeConfig,
+    thresholds: Thresholds,
+    permissions: BTreeMap<String, Level>,
+}
+
+impl TesterBuilder {
+    pub fn db(mut self, db: Db) -> Self {
+        self.db = db;
+        self
+    }
+    pub fn service(mut self, name: &str, container: Option<&str>, health_url: Option<&str>) -> Self {
+        self.services.push(ServiceConfig {
+            name: name.into(),
+            container: container.map(String::from),
+            health_url: health_url.map(String::from),
+        });
+        self
+    }
+    pub fn docker_host(mut self, host: &str) -> Self {
+        self.docker_host = Some(host.into());
+        self
+    }
+    pub fn audit_channel(mut self, channel: u64) -> Self {
+        self.audit_channel = Some(channel);
+        self
+    }
+    pub fn fake(mut self, f: impl FnOnce(&mut FakeConfig)) -> Self {
+        f(&mut self.fake);
+        self
+    }
+    pub fn thresholds(mut self, f: impl FnOnce(&mut Thresholds)) -> Self {
+        f(&mut self.thresholds);
+        self
+    }
+    pub fn permission(mut self, command: &str, level: Level) -> Self {
+        self.permissions.insert(command.into(), level);
+        self
+    }
+
+    /// Starts the fake Discord and the real bot on a fresh database.
+    pub async fn spawn(self) -> Tester {
+        init_logging();
+        let fake = FakeDiscord::start(self.fake.clone()).await.expect("starting the fake Discord");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = match self.db {
+            Db::Sqlite => env::sqlite_url(dir.path()),
+            Db::Postgres => env::fresh_pg_database().await,
+        };
+        let config = Config {
+            discord: DiscordConfig {
+                api_url: fake.api_url(),
+                guild_id: GUILD,
+                token_file: None,
+                global_rate_per_sec: 45,
+                token: Secret::new(self.fake.token.clone()),
+            },
+            database: DatabaseConfig { url },
+            docker: DockerConfig {
+                // Tests without containers never touch Docker; a missing socket
+                // makes any accidental use visible.
+                host: self.docker_host.unwrap_or_else(|| "unix:///nonexistent/klaxon-test.sock".into()),
+                timeout_secs: 5,
+            },
+            http: HttpConfig { listen: "127.0.0.1:0".parse().expect("addr") },
+            channels: ChannelsConfig { alerts: Some(ALERTS), incidents: Some(INCIDENTS), audit: self.audit_channel },
+            roles: RoleMap {
+                viewer: vec![role_of(Level::Viewer)],
+                responder: vec![role_of(Level::Responder)],
+                operator: vec![role_of(Level::Operator)],
+                admin: vec![role_of(Level::Admin)],
+            },
+            permissions: self.permissions,
+            health: self.thresholds,
+            services: self.services,
+        };
+        config.validate().expect("test config is valid");
+        let bot = klaxon::start(config.clone()).await.expect("the bot starts against the fake Discord");
+        Tester { fake, bot: Some(bot), config, pending: Mutex::new(Vec::new()), finished: false, _dir: dir }
+    }
+}
+
+/// `KLAXON_TEST_LOG=klaxon=debug cargo test ...` shows the bot's logs of a failing test.
+pub fn init_logging() {
+    let filter = std::env::var("KLAXON_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}
+
+pub struct Tester {
+    pub fake: FakeDiscord,
+    pub bot: Option<Bot>,
+    pub config: Config,
+    /// Outputs read from the fake but not yet claimed by an expectation.
+    pending: Mutex<Vec<Output>>,
+    finished: bool,
+    _dir: tempfile::TempDir,
+}
+
+/// What a member sees in answer to a command.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub message: MessageRecord,
+    /// The reply came after a "thinking…" defer.
+    pub deferred: bool,
+    /// INTERACTION_CREATE to the interaction callback (Discord's 3 s deadline).
+    pub ack_latency: Duration,
+    /// INTERACTION_CREATE to the visible answer.
+    pub latency: Duration,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.message.text()
+    }
+    pub fn ephemeral(&self) -> bool {
+        self.message.ephemeral()
+    }
+    #[track_caller]
+    pub fn assert_contains(&self, needle: &str) -> &Self {
+        let text = self.text();
+        assert!(text.contains(needle), "reply does not contain {needle:?}:\n{text}");
+        self
+    }
+}
+
+impl Tester {
+    pub fn builder() -> TesterBuilder {
+        TesterBuilder {
+            db: Db::Sqlite,
+            services: Vec::new(),
+            docker_host: None,
+            audit_channel: None,
+            fake: FakeConfig::default(),
+            thresholds: Thresholds { probe_timeout_ms: 2_000, ..Thresholds::default() },
+            permissions: BTreeMap::new(),
+        }
+    }
+
+    pub fn bot(&self) -> &Bot {
+        self.bot.as_ref().expect("bot running")
+    }
+
+    pub fn member(level: Option<Level>) -> Member {
+        let (id, name) = match level {
+            Some(l) => (5000 + role_of(l), format!("{l}-member")),
+            None => (4999, "no-role-member".to_string()),
+        };
+        Member { user_id: id, username: name, roles: level.map(role_of).into_iter().collect() }
+    }
+
+    pub fn slash(&self, name: &str) -> Slash<'_> {
+        Slash { t: self, name: name.into(), options: Vec::new(), member: Some(Tester::member(Some(Level::Admin))), dm: false }
+    }
+
+    /// Takes the first output matching `pred`, keeping the others for later reads.
+    pub async fn take(&self, what: &str, pred: impl Fn(&Output) -> bool) -> Output {
+        {
+            let mut pending = self.pending.lock().expect("pending");
+            if let Some(i) = pending.iter().position(&pred) {
+                return pending.remove(i);
+            }
+        }
+        let deadline = Instant::now() + READ_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.fake.next_output(left).await {
+                Some(o) if pred(&o) => return o,
+                Some(o) => self.pending.lock().expect("pending").push(o),
+                None => panic!(
+                    "timed out after {READ_TIMEOUT:?} waiting for {what}; unclaimed outputs: {:#?}",
+                    self.pending.lock().expect("pending")
+                ),
+            }
+        }
+    }
+
+    /// The next message the bot posted to a channel (not an interaction reply).
+    pub async fn channel_message(&self, channel_id: u64) -> MessageRecord {
+        self.take(&format!("a message in channel {channel_id}"), |o| {
+            matches!(o.kind, OutputKind::ChannelMessage { channel_id: c } if c == channel_id)
+        })
+        .await
+        .message
+    }
+
+    /// Ends the test world: fails on anything unread or any Discord limit broken.
+    pub async fn finish(mut self) {
+        self.finished = true;
+        // Let fire-and-forget sends (audit mirror) land before looking.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut unread: Vec<Output> = std::mem::take(&mut *self.pending.lock().expect("pending"));
+        unread.extend(self.fake.unread_outputs());
+        let violations = self.fake.violations();
+        if let Some(bot) = self.bot.take() {
+            bot.shutdown().await;
+        }
+        assert!(unread.is_empty(), "the bot said things the test did not read: {unread:#?}");
+        assert_eq!(violations.total(), 0, "the bot broke Discord's rules: {violations:#?}");
+    }
+}
+
+impl Drop for Tester {
+    fn drop(&mut self) {
+        if !self.finished && !std::thread::panicking() {
+            panic!("a Tester must end with `tester.finish().await` (it checks unread output and violations)");
+        }
+    }
+}
+
+pub struct Slash<'t> {
+    t: &'t Tester,
+    name: String,
+    options: Vec<Value>,
+    member: Option<Member>,
+    dm: bool,
+}
+
+impl<'t> Slash<'t> {
+    /// An option, typed from the JSON value (string, integer, boolean, number).
+    pub fn opt(mut self, name: &str, value: impl Into<Value>) -> Self {
+        let value = value.into();
+        let kind = match &value {
+            Value::Bool(_) => 5,
+            Value::Number(n) if n.is_i64() || n.is_u64() => 4,
+            Value::Number(_) => 10,
+            _ => 3,
+        };
+        self.options.push(json!({"name": name, "type": kind, "value": value}));
+        self
+    }
+    pub fn as_level(mut self, level: Level) -> Self {
+        self.member = Some(Tester::member(Some(level)));
+        self
+    }
+    pub fn without_role(mut self) -> Self {
+        self.member = Some(Tester::member(None));
+        self
+    }
+    pub fn as_member(mut self, m: Member) -> Self {
+        self.member = Some(m);
+        self
+    }
+    pub fn in_dm(mut self) -> Self {
+        self.dm = true;
+        self
+    }
+
+    fn invocation(&self, options: Vec<Value>) -> SlashInvocation {
+        let m = self.member.clone().unwrap_or_else(|| Tester::member(None));
+        SlashInvocation {
+            name: self.name.clone(),
+            options,
+            member: if self.dm { None } else { Some(m.clone()) },
+            user_for_dm: if self.dm { Some((m.user_id, m.username.clone())) } else { None },
+            channel_id: OPS,
+            guild_id: if self.dm { None } else { Some(GUILD) },
+        }
+    }
+
+    pub async fn send(self) -> Invocation<'t> {
+        let inv = self.invocation(self.options.clone());
+        let interaction = self.t.fake.slash(inv).await.expect("dispatching the slash command");
+        Invocation { t: self.t, interaction }
+    }
+
+    /// Autocomplete for `option` with `partial` typed; returns the choices' values.
+    pub async fn autocomplete(self, option: &str, partial: &str) -> Vec<String> {
+        let mut options = self.options.clone();
+        options.push(json!({"name": option, "type": 3, "value": partial, "focused": true}));
+        let interaction = self.t.fake.autocomplete(self.invocation(options)).await.expect("autocomplete");
+        let id = interaction.id;
+        let out = self
+            .t
+            .take("an autocomplete answer", |o| {
+                matches!(o.kind, OutputKind::Callback { interaction_id, callback_type: 8 } if interaction_id == id)
+            })
+            .await;
+        let choices = out.message.raw.pointer("/data/choices").or_else(|| out.message.raw.get("choices"));
+        choices
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|c| c.get("value").and_then(Value::as_str).map(String::from)).collect())
+            .unwrap_or_default()
+    }
+}
+
+pub struct Invocation<'t> {
+    t: &'t Tester,
+    pub interaction: Interaction,
+}
+
+impl Invocation<'_> {
+    /// What the member finally sees: the callback's message, or after a defer the
+    /// edit of the original response (or its first followup).
+    pub async fn reply(&self) -> Reply {
+        let id = self.interaction.id;
+        let sent = self.interaction.dispatched_at;
+        let cb = self
+            .t
+            .take(&format!("the callback of interaction {id}"), |o| {
+                matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == id)
+            })
+            .await;
+        let ack_latency = cb.at.saturating_duration_since(sent);
+        let OutputKind::Callback { callback_type, .. } = cb.kind else { unreachable!() };
+        if callback_type != 5 && callback_type != 6 {
+            return Reply { message: cb.message, deferred: false, ack_latency, latency: ack_latency };
+        }
+        let out = self
+            .t
+            .take(&format!("the deferred reply of interaction {id}"), |o| match o.kind {
+                OutputKind::EditOriginal { interaction_id } | OutputKind::Followup { interaction_id } => {
+                    interaction_id == id
+                }
+                _ => false,
+            })
+            .await;
+        let mut message = out.message;
+        // The answer to a deferred command keeps the defer's ephemerality.
+        message.flags |= cb.message.flags & 64;
+        Reply { message, deferred: true, ack_latency, latency: out.at.saturating_duration_since(sent) }
+    }
+}
