@@ -75,7 +75,8 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     )?);
     let (proxy_addr, proxy_task) = proxy::spawn(Arc::clone(&rest), stopped(stop_rx.clone())).await?;
     let gateway = rest.check_gateway(&token).await.context("discord.api_url: Discord is not reachable")?;
-    info!(%gateway, "Discord reachable");
+    let user = rest.check_token(&token).await.context("discord token")?;
+    info!(%gateway, %user, "Discord reachable");
 
     // serenity's own limiter must be off: the proxy setting only works that way,
     // and Klaxon's limiter (behind the proxy) does the job properly.
@@ -143,7 +144,7 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     let http = Arc::clone(&client.http);
     let client_task = tokio::spawn(async move { client.start().await }.instrument(info_span!("gateway")));
 
-    let bot = Bot {
+    let mut bot = Bot {
         app,
         http_addr,
         proxy_addr,
@@ -153,23 +154,30 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         client_task,
         servers: vec![proxy_task, http_task],
     };
-    match tokio::time::timeout(STARTUP_TIMEOUT, ready_rx).await {
-        Ok(Ok(Ok(()))) => {
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(STARTUP_TIMEOUT, ready_rx) => match r {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) | Err(_) => Err(anyhow!(
+                "the Discord gateway did not become ready within {}s",
+                STARTUP_TIMEOUT.as_secs()
+            )),
+        },
+        // The gateway refused the session (bad token, bad intents): say so now
+        // rather than after the timeout.
+        r = bot.wait() => Err(match r {
+            Ok(()) => anyhow!("the Discord client stopped during start-up"),
+            Err(e) => e.context("the Discord gateway refused the session"),
+        }),
+    };
+    match outcome {
+        Ok(()) => {
             info!("slash commands registered; Klaxon is up");
             Ok(bot)
         }
-        Ok(Ok(Err(e))) => {
+        Err(e) => {
             bot.shutdown().await;
             Err(e)
-        }
-        Ok(Err(_)) | Err(_) => {
-            let finished = bot.client_task.is_finished();
-            bot.shutdown().await;
-            Err(anyhow!(
-                "the Discord gateway did not become ready within {}s{}",
-                STARTUP_TIMEOUT.as_secs(),
-                if finished { " (the client stopped; see the log above)" } else { "" }
-            ))
         }
     }
 }

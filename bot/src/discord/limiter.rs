@@ -35,7 +35,8 @@ const MAX_INLINE_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 struct BucketState {
-    /// Requests left in the current window, as Discord last said.
+    /// Requests left in the current window: Discord's last word, minus what has
+    /// left since.
     remaining: Option<u32>,
     reset_at: Option<Instant>,
 }
@@ -43,7 +44,7 @@ struct BucketState {
 /// How one request is classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// Method and path with ids replaced, e.g. `POST /channels/{c}/messages`.
+    /// Method and path with ids replaced, e.g. `POST /channels/{major}/messages`.
     pub template: String,
     /// The major parameter: `channels/111`, `guilds/1`, `webhooks/2/<token>`.
     pub major: String,
@@ -51,10 +52,22 @@ pub struct Route {
     pub global_exempt: bool,
 }
 
+impl Route {
+    fn queue_key(&self) -> String {
+        format!("{}|{}", self.template, self.major)
+    }
+}
+
 pub struct Limiter {
     interval: Duration,
     next_global_slot: StdMutex<Instant>,
-    buckets: StdMutex<HashMap<String, Arc<Mutex<BucketState>>>>,
+    /// One FIFO queue per route and major parameter. Keyed by route, which never
+    /// changes, so requests that arrive before and after the bucket hash is
+    /// learned still wait in the same line.
+    queues: StdMutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Window state per bucket hash (or route, until the hash is known) and major
+    /// parameter: routes that share a bucket share its count.
+    states: StdMutex<HashMap<String, BucketState>>,
     /// Route template to the bucket hash Discord reported for it.
     hashes: StdMutex<HashMap<String, String>>,
     metrics: Arc<Metrics>,
@@ -66,66 +79,91 @@ pub struct Response {
     pub body: Bytes,
 }
 
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps hold plain data; a panic elsewhere cannot leave them inconsistent.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Limiter {
     pub fn new(rate_per_sec: u32, metrics: Arc<Metrics>) -> Self {
         Limiter {
             interval: Duration::from_secs(1) / rate_per_sec.max(1),
             next_global_slot: StdMutex::new(Instant::now()),
-            buckets: StdMutex::new(HashMap::new()),
+            queues: StdMutex::new(HashMap::new()),
+            states: StdMutex::new(HashMap::new()),
             hashes: StdMutex::new(HashMap::new()),
             metrics,
         }
     }
 
-    fn bucket(&self, route: &Route) -> Arc<Mutex<BucketState>> {
-        let hash = self.hashes.lock().ok().and_then(|h| h.get(&route.template).cloned());
-        let key = format!("{}|{}", hash.as_deref().unwrap_or(&route.template), route.major);
-        let mut buckets = match self.buckets.lock() {
-            Ok(b) => b,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if buckets.len() > 4_096 {
-            // Interaction tokens make a new bucket per command; drop idle ones.
+    fn queue(&self, route: &Route) -> Arc<Mutex<()>> {
+        let mut queues = lock(&self.queues);
+        if queues.len() > 4_096 {
+            // Interaction tokens make a new queue per command; drop idle ones.
+            queues.retain(|_, q| Arc::strong_count(q) > 1);
             let now = Instant::now();
-            buckets.retain(|_, b| {
-                Arc::strong_count(b) > 1 || b.try_lock().map(|s| s.reset_at.is_some_and(|r| r > now)).unwrap_or(true)
-            });
+            lock(&self.states).retain(|_, s| s.reset_at.is_some_and(|r| r > now));
         }
-        Arc::clone(buckets.entry(key).or_default())
+        Arc::clone(queues.entry(route.queue_key()).or_default())
+    }
+
+    fn state_key(&self, route: &Route) -> String {
+        let hashes = lock(&self.hashes);
+        format!("{}|{}", hashes.get(&route.template).unwrap_or(&route.template), route.major)
+    }
+
+    /// Takes one request from the bucket, or says until when to wait.
+    fn reserve(&self, route: &Route) -> Option<Instant> {
+        let key = self.state_key(route);
+        let mut states = lock(&self.states);
+        let state = states.entry(key).or_default();
+        let now = Instant::now();
+        match (state.remaining, state.reset_at) {
+            (Some(0), Some(reset)) if reset > now => Some(reset),
+            (Some(0), _) => {
+                // The window is over; the next response says what the new one holds.
+                state.remaining = None;
+                None
+            }
+            (Some(n), _) => {
+                state.remaining = Some(n - 1);
+                None
+            }
+            (None, _) => None,
+        }
     }
 
     /// Waits for this request's global slot.
     async fn global_slot(&self) {
         let slot = {
-            let mut next = match self.next_global_slot.lock() {
-                Ok(n) => n,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut next = lock(&self.next_global_slot);
             let now = Instant::now();
             let slot = (*next).max(now);
             *next = slot + self.interval;
             slot
         };
-        self.wait_until(slot).await;
+        let now = Instant::now();
+        if slot > now {
+            // Pacing at the global rate is the normal case; count only real waits.
+            if slot - now > self.interval {
+                self.metrics.inc("klaxon_limiter_waits_total", &[]);
+            }
+            self.metrics.add("klaxon_limiter_wait_seconds_total", &[], (slot - now).as_secs_f64());
+            tokio::time::sleep_until(slot).await;
+        }
     }
 
     fn pause_global(&self, until: Instant) {
-        if let Ok(mut next) = self.next_global_slot.lock() {
-            *next = (*next).max(until);
-        }
+        let mut next = lock(&self.next_global_slot);
+        *next = (*next).max(until);
     }
 
-    async fn wait_until(&self, at: Instant) {
-        let now = Instant::now();
-        if at > now {
-            let wait = at - now;
-            // Pacing at the global rate is the normal case; count only real waits.
-            if wait > self.interval {
-                self.metrics.inc("klaxon_limiter_waits_total", &[]);
-            }
-            self.metrics.add("klaxon_limiter_wait_seconds_total", &[], wait.as_secs_f64());
-            tokio::time::sleep_until(at).await;
-        }
+    fn exhaust(&self, route: &Route, until: Instant) {
+        let key = self.state_key(route);
+        let mut states = lock(&self.states);
+        let state = states.entry(key).or_default();
+        state.remaining = Some(0);
+        state.reset_at = Some(until);
     }
 
     /// Sends one request through the limiter, retrying 429s.
@@ -135,22 +173,21 @@ impl Limiter {
         Fut: std::future::Future<Output = Result<Response, reqwest::Error>>,
     {
         let route = Route::classify(method, path);
+        let queue = self.queue(&route);
+        // One request per route and major at a time: the next one leaves only once
+        // the previous response said how many remain. That is the conservative
+        // default before headers are known, and it keeps a burst of concurrent
+        // sends from all leaving before the first `Remaining: 0` comes back.
+        let _turn = queue.lock().await;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let bucket = self.bucket(&route);
-            let mut state = bucket.lock().await;
-            if state.remaining == Some(0) {
-                if let Some(reset) = state.reset_at {
-                    debug!(route = %route.template, major = %route.major, "bucket exhausted, waiting for reset");
-                    self.metrics.inc("klaxon_limiter_waits_total", &[]);
-                    let now = Instant::now();
-                    if reset > now {
-                        self.metrics.add("klaxon_limiter_wait_seconds_total", &[], (reset - now).as_secs_f64());
-                        tokio::time::sleep_until(reset).await;
-                    }
-                }
-                state.remaining = None;
+            while let Some(reset) = self.reserve(&route) {
+                debug!(route = %route.template, major = %route.major, "bucket exhausted, waiting for reset");
+                self.metrics.inc("klaxon_limiter_waits_total", &[]);
+                let now = Instant::now();
+                self.metrics.add("klaxon_limiter_wait_seconds_total", &[], reset.saturating_duration_since(now).as_secs_f64());
+                tokio::time::sleep_until(reset).await;
             }
             if !route.global_exempt {
                 self.global_slot().await;
@@ -170,7 +207,7 @@ impl Limiter {
                     });
                 }
             };
-            self.learn(&route, &mut state, &resp.headers);
+            self.learn(&route, &resp.headers);
             let status = resp.status;
             self.metrics.inc("klaxon_discord_requests_total", &[("status", status.as_str())]);
             match status.as_u16() {
@@ -184,8 +221,7 @@ impl Limiter {
                     if info.global {
                         self.pause_global(until);
                     } else {
-                        state.remaining = Some(0);
-                        state.reset_at = Some(until);
+                        self.exhaust(&route, until);
                     }
                     warn!(
                         route = %route.template,
@@ -195,14 +231,10 @@ impl Limiter {
                         attempt,
                         "Discord answered 429"
                     );
-                    drop(state);
                     if attempt >= MAX_ATTEMPTS || info.retry_after > MAX_INLINE_WAIT {
                         return Ok(resp);
                     }
                     self.metrics.inc("klaxon_discord_retries_total", &[]);
-                    if info.global {
-                        tokio::time::sleep_until(until).await;
-                    }
                     continue;
                 }
                 401 | 403 => {
@@ -215,7 +247,6 @@ impl Limiter {
                 // Only reads are safe to repeat: a POST that timed out upstream may
                 // have created the message already.
                 500..=599 if *method == Method::GET && attempt < MAX_ATTEMPTS => {
-                    drop(state);
                     self.metrics.inc("klaxon_discord_retries_total", &[]);
                     tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
                     continue;
@@ -225,22 +256,29 @@ impl Limiter {
         }
     }
 
-    fn learn(&self, route: &Route, state: &mut BucketState, headers: &HeaderMap) {
+    fn learn(&self, route: &Route, headers: &HeaderMap) {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        if let Some(remaining) = header("x-ratelimit-remaining").and_then(|v| v.parse::<u32>().ok()) {
-            state.remaining = Some(remaining);
-        }
-        if let Some(after) = header("x-ratelimit-reset-after").and_then(|v| v.parse::<f64>().ok()) {
-            if after.is_finite() && after >= 0.0 {
-                state.reset_at = Some(Instant::now() + Duration::from_secs_f64(after));
-            }
-        }
         if let Some(hash) = header("x-ratelimit-bucket") {
-            if let Ok(mut hashes) = self.hashes.lock() {
-                if hashes.get(&route.template).map(String::as_str) != Some(hash) {
-                    hashes.insert(route.template.clone(), hash.to_string());
-                }
+            let mut hashes = lock(&self.hashes);
+            if hashes.get(&route.template).map(String::as_str) != Some(hash) {
+                hashes.insert(route.template.clone(), hash.to_string());
             }
+        }
+        let remaining = header("x-ratelimit-remaining").and_then(|v| v.parse::<u32>().ok());
+        let reset_after = header("x-ratelimit-reset-after")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|a| a.is_finite() && *a >= 0.0);
+        if remaining.is_none() && reset_after.is_none() {
+            return;
+        }
+        let key = self.state_key(route);
+        let mut states = lock(&self.states);
+        let state = states.entry(key).or_default();
+        if let Some(r) = remaining {
+            state.remaining = Some(r);
+        }
+        if let Some(after) = reset_after {
+            state.reset_at = Some(Instant::now() + Duration::from_secs_f64(after));
         }
     }
 }

@@ -68,16 +68,19 @@ impl DiscordRest {
             .await
     }
 
-    /// `GET /gateway`, authenticated: fails loudly when Discord (or the configured
-    /// `api_url`) is unreachable or refuses the token, instead of serenity's
-    /// warning and silent fallback to the real gateway.
-    pub async fn check_gateway(&self, token: &str) -> anyhow::Result<String> {
+    async fn get(&self, path: &str, token: &str) -> anyhow::Result<limiter::Response> {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::AUTHORIZATION, format!("Bot {token}").parse()?);
-        let resp = self
-            .forward(http::Method::GET, "/api/v10/gateway", headers, Bytes::new())
+        self.forward(http::Method::GET, path, headers, Bytes::new())
             .await
-            .map_err(|e| anyhow::anyhow!("GET {}/api/v10/gateway failed: {e}", self.upstream))?;
+            .map_err(|e| anyhow::anyhow!("GET {}{path} failed: {e}", self.upstream))
+    }
+
+    /// `GET /gateway`: fails loudly when Discord (or the configured `api_url`) is
+    /// unreachable, instead of serenity's warning and silent fallback to the real
+    /// gateway. Returns the gateway URL.
+    pub async fn check_gateway(&self, token: &str) -> anyhow::Result<String> {
+        let resp = self.get("/api/v10/gateway", token).await?;
         if !resp.status.is_success() {
             anyhow::bail!(
                 "GET {}/api/v10/gateway answered {}: {}",
@@ -93,6 +96,24 @@ impl DiscordRest {
         let g: Gateway = serde_json::from_slice(&resp.body)
             .map_err(|e| anyhow::anyhow!("GET /api/v10/gateway returned an unexpected body: {e}"))?;
         Ok(g.url)
+    }
+
+    /// `GET /users/@me`: the token works (a 401 here would otherwise surface as a
+    /// gateway that never becomes ready). Returns the bot's user name.
+    pub async fn check_token(&self, token: &str) -> anyhow::Result<String> {
+        let resp = self.get("/api/v10/users/@me", token).await?;
+        match resp.status.as_u16() {
+            200..=299 => {}
+            401 => anyhow::bail!("Discord refused the token (401 Unauthorized); check DISCORD_TOKEN"),
+            other => anyhow::bail!("GET /api/v10/users/@me answered {other}"),
+        }
+        #[derive(serde::Deserialize)]
+        struct User {
+            username: String,
+        }
+        let u: User = serde_json::from_slice(&resp.body)
+            .map_err(|e| anyhow::anyhow!("GET /api/v10/users/@me returned an unexpected body: {e}"))?;
+        Ok(u.username)
     }
 }
 
