@@ -203,23 +203,28 @@ impl Tester {
     }
 
     /// Takes the first output matching `pred`, keeping the others for later reads.
+    /// Safe to call from several tasks at once: each reader looks at what the
+    /// others set aside between short reads.
     pub async fn take(&self, what: &str, pred: impl Fn(&Output) -> bool) -> Output {
-        {
-            let mut pending = self.pending.lock().expect("pending");
-            if let Some(i) = pending.iter().position(&pred) {
-                return pending.remove(i);
-            }
-        }
         let deadline = Instant::now() + READ_TIMEOUT;
         loop {
+            {
+                let mut pending = self.pending.lock().expect("pending");
+                if let Some(i) = pending.iter().position(&pred) {
+                    return pending.remove(i);
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.fake.next_output(left).await {
-                Some(o) if pred(&o) => return o,
-                Some(o) => self.pending.lock().expect("pending").push(o),
-                None => panic!(
+            if left.is_zero() {
+                panic!(
                     "timed out after {READ_TIMEOUT:?} waiting for {what}; unclaimed outputs: {:#?}",
                     self.pending.lock().expect("pending")
-                ),
+                );
+            }
+            match self.fake.next_output(left.min(Duration::from_millis(20))).await {
+                Some(o) if pred(&o) => return o,
+                Some(o) => self.pending.lock().expect("pending").push(o),
+                None => {}
             }
         }
     }
