@@ -9,7 +9,11 @@ use tracing_subscriber::EnvFilter;
 use crate::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "klaxon", version, about = "Discord chat-ops for teams that run services in containers")]
+#[command(
+    name = "klaxon",
+    version,
+    about = "Discord chat-ops for teams that run services in containers"
+)]
 pub struct Cli {
     /// Log format: text for a terminal, json for a log pipeline.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "KLAXON_LOG_FORMAT", global = true)]
@@ -43,19 +47,29 @@ pub struct ConfigArg {
 
 fn init_logging(format: LogFormat) {
     // KLAXON_LOG takes the usual RUST_LOG syntax.
-    let filter = EnvFilter::try_from_env("KLAXON_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,serenity=warn,poise=warn,sqlx=warn,tracing::span=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("KLAXON_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,serenity=warn,poise=warn,sqlx=warn,tracing::span=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("klaxon: cannot start the async runtime: {e}");
@@ -91,7 +105,9 @@ fn load(path: &std::path::Path) -> Option<Config> {
 }
 
 async fn check_config(path: &std::path::Path) -> ExitCode {
-    let Some(config) = load(path) else { return ExitCode::FAILURE };
+    let Some(config) = load(path) else {
+        return ExitCode::FAILURE;
+    };
     // A PostgreSQL URL is checked for reachability; a SQLite file is created on
     // first run, so only its directory must exist.
     let db_problem = match klaxon_core::store::Backend::of_url(&config.database.url) {
@@ -110,7 +126,10 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
     println!("{}", config.to_masked_toml());
     match db_problem {
         Some(p) => {
-            eprintln!("klaxon: {}: the configuration has 1 problem(s):\n  - {p}", path.display());
+            eprintln!(
+                "klaxon: {}: the configuration has 1 problem(s):\n  - {p}",
+                path.display()
+            );
             ExitCode::FAILURE
         }
         None => {
@@ -121,20 +140,29 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 fn sqlite_dir_problem(url: &str) -> Option<String> {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
     if path.is_empty() || path.contains(":memory:") {
         return None;
     }
-    let dir = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty());
     match dir {
-        Some(d) if !d.is_dir() => Some(format!("database.url: directory {} does not exist", d.display())),
+        Some(d) if !d.is_dir() => Some(format!(
+            "database.url: directory {} does not exist",
+            d.display()
+        )),
         _ => None,
     }
 }
 
 async fn migrate(path: &std::path::Path) -> ExitCode {
-    let Some(config) = load(path) else { return ExitCode::FAILURE };
+    let Some(config) = load(path) else {
+        return ExitCode::FAILURE;
+    };
     match crate::run::open_store(&config).await {
         Ok(store) => {
             store.close().await;

@@ -113,7 +113,9 @@ fn serialize_db_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: "sqlite://klaxon.db".into() }
+        DatabaseConfig {
+            url: "sqlite://klaxon.db".into(),
+        }
     }
 }
 
@@ -132,7 +134,10 @@ fn default_docker_timeout() -> u64 {
 
 impl Default for DockerConfig {
     fn default() -> Self {
-        DockerConfig { host: "unix:///var/run/docker.sock".into(), timeout_secs: default_docker_timeout() }
+        DockerConfig {
+            host: "unix:///var/run/docker.sock".into(),
+            timeout_secs: default_docker_timeout(),
+        }
     }
 }
 
@@ -145,7 +150,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8686)) }
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+        }
     }
 }
 
@@ -200,7 +207,9 @@ impl Config {
         let figment = Figment::new().merge(Toml::file(path)).merge(
             // Only `KLAXON_SECTION__KEY`: single-underscore names such as
             // KLAXON_LOG or the test suite's KLAXON_TEST_* are not config keys.
-            Env::prefixed("KLAXON_").filter(|k| k.as_str().contains("__")).split("__"),
+            Env::prefixed("KLAXON_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
         );
         let mut config: Config = figment.extract().map_err(|e| {
             ConfigErrors(e.into_iter().map(|e| describe_figment_error(&e)).collect())
@@ -217,7 +226,10 @@ impl Config {
         }
         if let Some(file) = &self.discord.token_file {
             let token = std::fs::read_to_string(file).map_err(|e| {
-                ConfigErrors(vec![format!("discord.token_file: cannot read {}: {e}", file.display())])
+                ConfigErrors(vec![format!(
+                    "discord.token_file: cannot read {}: {e}",
+                    file.display()
+                )])
             })?;
             self.discord.token = Secret::new(token.trim());
         }
@@ -228,13 +240,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errs = Vec::new();
         if self.discord.token.is_empty() {
-            errs.push("discord token: missing; set DISCORD_TOKEN or discord.token_file".to_string());
+            errs.push(
+                "discord token: missing; set DISCORD_TOKEN or discord.token_file".to_string(),
+            );
         }
         if self.discord.guild_id == 0 {
             errs.push("discord.guild_id: must be the id of your server".into());
         }
-        if !(self.discord.api_url.starts_with("https://") || self.discord.api_url.starts_with("http://")) {
-            errs.push(format!("discord.api_url: `{}` is not an http(s) URL", self.discord.api_url));
+        if !(self.discord.api_url.starts_with("https://")
+            || self.discord.api_url.starts_with("http://"))
+        {
+            errs.push(format!(
+                "discord.api_url: `{}` is not an http(s) URL",
+                self.discord.api_url
+            ));
         }
         if !(1..=50).contains(&self.discord.global_rate_per_sec) {
             errs.push("discord.global_rate_per_sec: must be 1 to 50 (Discord allows 50)".into());
@@ -246,7 +265,10 @@ impl Config {
             || self.docker.host.starts_with("tcp://")
             || self.docker.host.starts_with("http://"))
         {
-            errs.push(format!("docker.host: `{}` must start with unix://, tcp:// or http://", self.docker.host));
+            errs.push(format!(
+                "docker.host: `{}` must start with unix://, tcp:// or http://",
+                self.docker.host
+            ));
         }
         if self.docker.timeout_secs == 0 {
             errs.push("docker.timeout_secs: must be at least 1".into());
@@ -257,7 +279,10 @@ impl Config {
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {
-                errs.push(format!("permissions.{name}: no such command (known: {})", known.join(", ")));
+                errs.push(format!(
+                    "permissions.{name}: no such command (known: {})",
+                    known.join(", ")
+                ));
             }
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -269,10 +294,16 @@ impl Config {
                 errs.push(format!("{key}.name: `{}` is configured twice", s.name));
             }
             if s.container.is_none() && s.health_url.is_none() {
-                errs.push(format!("{key} (`{}`): needs a container, a health_url, or both", s.name));
+                errs.push(format!(
+                    "{key} (`{}`): needs a container, a health_url, or both",
+                    s.name
+                ));
             }
             if let Some(url) = &s.health_url {
-                if reqwest::Url::parse(url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
+                if reqwest::Url::parse(url)
+                    .map(|u| !matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(true)
+                {
                     errs.push(format!("{key}.health_url: `{url}` is not an http(s) URL"));
                 }
             }
@@ -286,9 +317,20 @@ impl Config {
 
     /// The resolved config as TOML, secrets masked: what `check-config` prints.
     pub fn to_masked_toml(&self) -> String {
-        let mut v = toml::Value::try_from(self).unwrap_or(toml::Value::String("<unprintable>".into()));
+        let mut v =
+            toml::Value::try_from(self).unwrap_or(toml::Value::String("<unprintable>".into()));
         if let Some(d) = v.get_mut("discord").and_then(|d| d.as_table_mut()) {
-            d.insert("token".into(), toml::Value::String(if self.discord.token.is_empty() { "" } else { "****" }.into()));
+            d.insert(
+                "token".into(),
+                toml::Value::String(
+                    if self.discord.token.is_empty() {
+                        ""
+                    } else {
+                        "****"
+                    }
+                    .into(),
+                ),
+            );
         }
         toml::to_string_pretty(&v).unwrap_or_default()
     }
@@ -299,11 +341,19 @@ impl Config {
 fn describe_figment_error(e: &figment::Error) -> String {
     let path = e.path.join(".");
     let what = match &e.kind {
-        figment::error::Kind::UnknownField(field, _) => return format!("{}: unknown key", join_key(&path, field)),
-        figment::error::Kind::MissingField(field) => return format!("{}: missing", join_key(&path, field)),
+        figment::error::Kind::UnknownField(field, _) => {
+            return format!("{}: unknown key", join_key(&path, field))
+        }
+        figment::error::Kind::MissingField(field) => {
+            return format!("{}: missing", join_key(&path, field))
+        }
         other => other.to_string(),
     };
-    let src = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+    let src = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
     if path.is_empty() {
         format!("{what}{src}")
     } else {
@@ -336,7 +386,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, text);
         let token = token.map(String::from);
-        let env = move |k: &str| if k == "DISCORD_TOKEN" { token.clone() } else { None };
+        let env = move |k: &str| {
+            if k == "DISCORD_TOKEN" {
+                token.clone()
+            } else {
+                None
+            }
+        };
         Config::load_with(&p, Sources { env: &env })
     }
 
@@ -380,21 +436,35 @@ container = "api"
         assert!(all.contains("discord token: missing"), "{all}");
         assert!(all.contains("discord.guild_id"), "{all}");
         assert!(all.contains("database.url"), "{all}");
-        assert!(all.contains("services[0] (`api`): needs a container, a health_url, or both"), "{all}");
-        assert!(all.contains("services[1].name: `api` is configured twice"), "{all}");
+        assert!(
+            all.contains("services[0] (`api`): needs a container, a health_url, or both"),
+            "{all}"
+        );
+        assert!(
+            all.contains("services[1].name: `api` is configured twice"),
+            "{all}"
+        );
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let errs = load("[discord]\nguild_id = 1\ngild = 2\n", Some("t")).unwrap_err().0;
+        let errs = load("[discord]\nguild_id = 1\ngild = 2\n", Some("t"))
+            .unwrap_err()
+            .0;
         assert_eq!(errs, vec!["discord.gild: unknown key".to_string()]);
-        let errs = load("[discord]\nguild_id = 1\n[databse]\nurl='x'\n", Some("t")).unwrap_err().0;
+        let errs = load("[discord]\nguild_id = 1\n[databse]\nurl='x'\n", Some("t"))
+            .unwrap_err()
+            .0;
         assert_eq!(errs, vec!["databse: unknown key".to_string()]);
     }
 
     #[test]
     fn database_password_is_masked() {
-        let c = load(&format!("{GOOD}\n[database]\nurl = \"postgres://k:hunter2@db/k\"\n"), Some("t")).unwrap();
+        let c = load(
+            &format!("{GOOD}\n[database]\nurl = \"postgres://k:hunter2@db/k\"\n"),
+            Some("t"),
+        )
+        .unwrap();
         let printed = c.to_masked_toml();
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("postgres://k:****@db/k"));

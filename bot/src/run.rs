@@ -40,10 +40,8 @@ pub struct Bot {
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -51,7 +49,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(url)
         .await
         .with_context(|| format!("database.url: cannot open {}", redact_url(url)))?;
-    store.migrate().await.with_context(|| format!("database.url: migrating {} failed", redact_url(url)))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("database.url: migrating {} failed", redact_url(url)))?;
     Ok(store)
 }
 
@@ -73,8 +74,12 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         &config.discord.api_url,
         Limiter::new(config.discord.global_rate_per_sec, Arc::clone(&metrics)),
     )?);
-    let (proxy_addr, proxy_task) = proxy::spawn(Arc::clone(&rest), stopped(stop_rx.clone())).await?;
-    let gateway = rest.check_gateway(&token).await.context("discord.api_url: Discord is not reachable")?;
+    let (proxy_addr, proxy_task) =
+        proxy::spawn(Arc::clone(&rest), stopped(stop_rx.clone())).await?;
+    let gateway = rest
+        .check_gateway(&token)
+        .await
+        .context("discord.api_url: Discord is not reachable")?;
     let user = rest.check_token(&token).await.context("discord token")?;
     info!(%gateway, %user, "Discord reachable");
 
@@ -91,14 +96,22 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
             .build()
     };
     let chat_http = Arc::new(build_http());
-    let chat: Arc<dyn ChatSink> = Arc::new(DiscordChat { http: Arc::clone(&chat_http) });
+    let chat: Arc<dyn ChatSink> = Arc::new(DiscordChat {
+        http: Arc::clone(&chat_http),
+    });
 
     let commands = klaxon_commands::all();
-    let policy =
-        Policy::new(config.roles.clone(), klaxon_commands::default_levels(&commands), &config.permissions);
+    let policy = Policy::new(
+        config.roles.clone(),
+        klaxon_commands::default_levels(&commands),
+        &config.permissions,
+    );
     let app = Arc::new(App {
         store,
-        docker: DockerClient::new(&config.docker.host, Duration::from_secs(config.docker.timeout_secs)),
+        docker: DockerClient::new(
+            &config.docker.host,
+            Duration::from_secs(config.docker.timeout_secs),
+        ),
         prober: Prober::new(),
         services: config.services.clone(),
         thresholds: config.health.clone(),
@@ -109,7 +122,12 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         chat_connected: Default::default(),
     });
 
-    let (http_addr, http_task) = crate::server::spawn(config.http.listen, Arc::clone(&app), stopped(stop_rx.clone())).await?;
+    let (http_addr, http_task) = crate::server::spawn(
+        config.http.listen,
+        Arc::clone(&app),
+        stopped(stop_rx.clone()),
+    )
+    .await?;
     info!(%http_addr, "HTTP server listening");
 
     let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
@@ -124,9 +142,14 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
             Box::pin(async move {
                 info!(user = %ready.user.name, "gateway ready");
                 setup_app.chat_connected.store(true, Ordering::Relaxed);
-                let result = poise::builtins::register_in_guild(ctx, &framework.options().commands, guild)
-                    .await
-                    .with_context(|| format!("registering slash commands in guild {guild} (discord.guild_id)"));
+                let result =
+                    poise::builtins::register_in_guild(ctx, &framework.options().commands, guild)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "registering slash commands in guild {guild} (discord.guild_id)"
+                            )
+                        });
                 if let Some(tx) = ready_tx.lock().ok().and_then(|mut t| t.take()) {
                     let _ = tx.send(result.map(|_| ()));
                 }
@@ -135,14 +158,16 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         })
         .build();
 
-    let intents = serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_MESSAGE_REACTIONS;
+    let intents =
+        serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_MESSAGE_REACTIONS;
     let mut client = serenity::ClientBuilder::new_with_http(build_http(), intents)
         .framework(framework)
         .await
         .context("building the Discord client")?;
     let shard_manager = Arc::clone(&client.shard_manager);
     let http = Arc::clone(&client.http);
-    let client_task = tokio::spawn(async move { client.start().await }.instrument(info_span!("gateway")));
+    let client_task =
+        tokio::spawn(async move { client.start().await }.instrument(info_span!("gateway")));
 
     let mut bot = Bot {
         app,

@@ -26,18 +26,28 @@ pub fn router(app: Arc<App>) -> Router {
 /// Ready when the database answers and the gateway session is up: a load balancer
 /// or systemd watchdog should not route to a replica that cannot do either.
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let db = matches!(tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await, Ok(Ok(())));
+    let db = matches!(
+        tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await,
+        Ok(Ok(()))
+    );
     let gateway = app.chat_connected.load(Ordering::Relaxed);
     let body = serde_json::json!({
         "database": if db { "ok" } else { "unreachable" },
         "gateway": if gateway { "connected" } else { "disconnected" },
     });
-    let status = if db && gateway { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db && gateway {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
 }
 
 pub async fn spawn(
@@ -51,7 +61,10 @@ pub async fn spawn(
     let addr = listener.local_addr()?;
     let router = router(app);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             warn!(error = %e, "HTTP server stopped");
         }
     });

@@ -4,7 +4,9 @@ use std::process::Command;
 
 fn klaxon(args: &[&str], token: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_klaxon"));
-    cmd.args(args).env_remove("DISCORD_TOKEN").env("KLAXON_LOG", "error");
+    cmd.args(args)
+        .env_remove("DISCORD_TOKEN")
+        .env("KLAXON_LOG", "error");
     if let Some(t) = token {
         cmd.env("DISCORD_TOKEN", t);
     }
@@ -27,11 +29,15 @@ fn the_example_config_checks_clean_and_masks_the_token() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../klaxon.example.toml");
     let dir = tempfile::tempdir().unwrap();
     // Keep the example's SQLite file out of the source tree.
-    let text = std::fs::read_to_string(example)
-        .unwrap()
-        .replace("sqlite://klaxon.db", &format!("sqlite://{}/k.db", dir.path().display()));
+    let text = std::fs::read_to_string(example).unwrap().replace(
+        "sqlite://klaxon.db",
+        &format!("sqlite://{}/k.db", dir.path().display()),
+    );
     let path = write(&dir, &text);
-    let (code, stdout, stderr) = klaxon(&["check-config", "--config", &path], Some("super-secret-token"));
+    let (code, stdout, stderr) = klaxon(
+        &["check-config", "--config", &path],
+        Some("super-secret-token"),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("configuration OK"), "{stderr}");
     assert!(stdout.contains("token = \"****\""), "{stdout}");
@@ -56,10 +62,22 @@ health_url = "ftp://x"
     );
     let (code, _, stderr) = klaxon(&["check-config", "--config", &path], None);
     assert_eq!(code, 1);
-    assert!(stderr.contains("the configuration has 3 problem(s)"), "{stderr}");
-    assert!(stderr.contains("discord token: missing; set DISCORD_TOKEN or discord.token_file"), "{stderr}");
-    assert!(stderr.contains("services[0] (`api`): needs a container, a health_url, or both"), "{stderr}");
-    assert!(stderr.contains("services[1].health_url: `ftp://x` is not an http(s) URL"), "{stderr}");
+    assert!(
+        stderr.contains("the configuration has 3 problem(s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("discord token: missing; set DISCORD_TOKEN or discord.token_file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("services[0] (`api`): needs a container, a health_url, or both"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("services[1].health_url: `ftp://x` is not an http(s) URL"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -71,7 +89,10 @@ fn unknown_keys_and_a_missing_file_are_named() {
     assert!(stderr.contains("servics: unknown key"), "{stderr}");
     let (code, _, stderr) = klaxon(&["run", "--config", "/nonexistent/klaxon.toml"], Some("t"));
     assert_eq!(code, 1);
-    assert!(stderr.contains("config file /nonexistent/klaxon.toml not found"), "{stderr}");
+    assert!(
+        stderr.contains("config file /nonexistent/klaxon.toml not found"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -82,11 +103,18 @@ fn environment_overrides_apply() {
         .args(["check-config", "--config", &path])
         .env("DISCORD_TOKEN", "t")
         .env("KLAXON_DISCORD__GUILD_ID", "987")
-        .env("KLAXON_DATABASE__URL", format!("sqlite://{}/o.db", dir.path().display()))
+        .env(
+            "KLAXON_DATABASE__URL",
+            format!("sqlite://{}/o.db", dir.path().display()),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("guild_id = 987"), "{stdout}");
     assert!(stdout.contains("/o.db"), "{stdout}");
 }
@@ -94,12 +122,18 @@ fn environment_overrides_apply() {
 #[test]
 fn an_unreachable_postgres_fails_check_config_and_migrate() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(&dir, "[discord]\nguild_id = 1\n[database]\nurl = \"postgres://k:pw@127.0.0.1:9/k\"\n");
+    let path = write(
+        &dir,
+        "[discord]\nguild_id = 1\n[database]\nurl = \"postgres://k:pw@127.0.0.1:9/k\"\n",
+    );
     for cmd in ["check-config", "migrate"] {
         let (code, stdout, stderr) = klaxon(&[cmd, "--config", &path], Some("t"));
         assert_eq!(code, 1, "{cmd}");
         assert!(stderr.contains("database.url"), "{cmd}: {stderr}");
-        assert!(!stderr.contains(":pw@") && !stdout.contains(":pw@"), "{cmd}: password shown");
+        assert!(
+            !stderr.contains(":pw@") && !stdout.contains(":pw@"),
+            "{cmd}: password shown"
+        );
     }
 }
 
@@ -107,7 +141,13 @@ fn an_unreachable_postgres_fails_check_config_and_migrate() {
 fn migrate_creates_the_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
-    let path = write(&dir, &format!("[discord]\nguild_id = 1\n[database]\nurl = \"sqlite://{}\"\n", db.display()));
+    let path = write(
+        &dir,
+        &format!(
+            "[discord]\nguild_id = 1\n[database]\nurl = \"sqlite://{}\"\n",
+            db.display()
+        ),
+    );
     let (code, _, stderr) = klaxon(&["migrate", "--config", &path], Some("t"));
     assert_eq!(code, 0, "{stderr}");
     assert!(db.exists());

@@ -33,7 +33,11 @@ pub async fn health(
     if app.health_may_be_slow(service.as_deref()) {
         ctx.defer().await?;
     }
-    let report = app.health(service.as_deref()).await.map_err(UserError::from)?;
-    ctx.send(CreateReply::default().embed(render::embed(&render::health(&report)))).await?;
+    let report = app
+        .health(service.as_deref())
+        .await
+        .map_err(UserError::from)?;
+    ctx.send(CreateReply::default().embed(render::embed(&render::health(&report))))
+        .await?;
     Ok(())
 }

@@ -22,7 +22,10 @@ const GENERIC: &str = "Something went wrong inside Klaxon; the details are in it
 pub async fn check(ctx: Context<'_>) -> Result<bool, Error> {
     ctx.set_invocation_data(Started(Instant::now())).await;
     let Some(roles) = member_roles(ctx) else {
-        return Err(UserError::new("Klaxon commands work only inside the server, not in direct messages.").into());
+        return Err(UserError::new(
+            "Klaxon commands work only inside the server, not in direct messages.",
+        )
+        .into());
     };
     let name = &ctx.command().qualified_name;
     match ctx.data().policy.check(name, &roles) {
@@ -34,10 +37,16 @@ pub async fn check(ctx: Context<'_>) -> Result<bool, Error> {
 /// The member's roles; `None` in a direct message.
 fn member_roles(ctx: Context<'_>) -> Option<Vec<u64>> {
     match ctx {
-        poise::Context::Application(a) => {
-            a.interaction.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect())
-        }
-        poise::Context::Prefix(p) => p.msg.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect()),
+        poise::Context::Application(a) => a
+            .interaction
+            .member
+            .as_ref()
+            .map(|m| m.roles.iter().map(|r| r.get()).collect()),
+        poise::Context::Prefix(p) => p
+            .msg
+            .member
+            .as_ref()
+            .map(|m| m.roles.iter().map(|r| r.get()).collect()),
     }
 }
 
@@ -70,7 +79,10 @@ async fn finish(ctx: Context<'_>, outcome: Outcome, detail: String) {
         "command finished"
     );
     let app = ctx.data();
-    app.metrics.inc("klaxon_commands_total", &[("command", &command), ("outcome", outcome.as_str())]);
+    app.metrics.inc(
+        "klaxon_commands_total",
+        &[("command", &command), ("outcome", outcome.as_str())],
+    );
     app.audit(entry).await;
 }
 
@@ -79,9 +91,8 @@ fn arguments(ctx: Context<'_>) -> String {
     fn walk(opts: &[CommandDataOption], out: &mut Vec<String>) {
         for o in opts {
             match &o.value {
-                CommandDataOptionValue::SubCommand(inner) | CommandDataOptionValue::SubCommandGroup(inner) => {
-                    walk(inner, out)
-                }
+                CommandDataOptionValue::SubCommand(inner)
+                | CommandDataOptionValue::SubCommandGroup(inner) => walk(inner, out),
                 v => out.push(format!("{}={}", o.name, value(v))),
             }
         }
@@ -111,7 +122,9 @@ fn arguments(ctx: Context<'_>) -> String {
 }
 
 async fn reply_private(ctx: Context<'_>, text: &str) {
-    let reply = CreateReply::default().content(klaxon_core::chat::truncate(text, 2_000)).ephemeral(true);
+    let reply = CreateReply::default()
+        .content(klaxon_core::chat::truncate(text, 2_000))
+        .ephemeral(true);
     if let Err(e) = ctx.send(reply).await {
         warn!(error = %e, command = %ctx.command().qualified_name, "could not send the error reply");
     }
@@ -133,13 +146,20 @@ pub async fn on_error(err: FrameworkError<'_, Data, Error>) {
                     "command failed"
                 );
                 reply_private(ctx, GENERIC).await;
-                finish(ctx, Outcome::Failed, klaxon_core::chat::truncate(&format!("{error:#}"), 500)).await;
+                finish(
+                    ctx,
+                    Outcome::Failed,
+                    klaxon_core::chat::truncate(&format!("{error:#}"), 500),
+                )
+                .await;
             }
         }
         FrameworkError::CommandCheckFailed { error, ctx, .. } => {
             let (text, outcome) = match &error {
                 Some(e) if e.downcast_ref::<Denied>().is_some() => (e.to_string(), Outcome::Denied),
-                Some(e) if e.downcast_ref::<UserError>().is_some() => (e.to_string(), Outcome::Denied),
+                Some(e) if e.downcast_ref::<UserError>().is_some() => {
+                    (e.to_string(), Outcome::Denied)
+                }
                 Some(e) => {
                     error!(error = format!("{e:#}"), "permission check failed");
                     (GENERIC.to_string(), Outcome::Failed)
@@ -149,9 +169,14 @@ pub async fn on_error(err: FrameworkError<'_, Data, Error>) {
             reply_private(ctx, &text).await;
             finish(ctx, outcome, text).await;
         }
-        FrameworkError::ArgumentParse { error, input, ctx, .. } => {
+        FrameworkError::ArgumentParse {
+            error, input, ctx, ..
+        } => {
             let text = match input {
-                Some(input) => format!("Could not read `{}`: {error}", klaxon_core::chat::neutralize(&input)),
+                Some(input) => format!(
+                    "Could not read `{}`: {error}",
+                    klaxon_core::chat::neutralize(&input)
+                ),
                 None => format!("Could not read the arguments: {error}"),
             };
             reply_private(ctx, &text).await;

@@ -95,10 +95,18 @@ mod tests {
         let cmds = all();
         let levels = default_levels(&cmds);
         for c in &cmds {
-            assert!(levels.iter().any(|(n, _)| n == &c.qualified_name), "{} has no level", c.name);
+            assert!(
+                levels.iter().any(|(n, _)| n == &c.qualified_name),
+                "{} has no level",
+                c.name
+            );
             assert!(c.name.len() <= 32);
             let desc = c.description.as_deref().unwrap_or_default();
-            assert!(!desc.is_empty() && desc.chars().count() <= 100, "{}: description", c.name);
+            assert!(
+                !desc.is_empty() && desc.chars().count() <= 100,
+                "{}: description",
+                c.name
+            );
         }
         assert!(levels.contains(&("health".to_string(), Level::Viewer)));
     }

@@ -31,15 +31,24 @@ pub fn health(report: &HealthReport) -> Embed {
     let overall = report.overall();
     let total = report.services.len();
     let title = match overall {
-        _ if total == 1 => format!("{} {} is {}", overall.emoji(), report.services[0].name, overall.as_str()),
+        _ if total == 1 => format!(
+            "{} {} is {}",
+            overall.emoji(),
+            report.services[0].name,
+            overall.as_str()
+        ),
         State::Healthy => format!("{} All {total} services healthy", overall.emoji()),
         _ => {
             let bad = total - report.count(State::Healthy);
-            format!("{} {bad} of {total} services {}", overall.emoji(), summary_word(report))
+            format!(
+                "{} {bad} of {total} services {}",
+                overall.emoji(),
+                summary_word(report)
+            )
         }
     };
     let mut services: Vec<&ServiceHealth> = report.services.iter().collect();
-    services.sort_by(|a, b| b.state.cmp(&a.state));
+    services.sort_by_key(|s| std::cmp::Reverse(s.state));
 
     let mut fields = Vec::new();
     // Leave room for the title and footer inside the 6,000-character total.
@@ -98,7 +107,9 @@ fn service_lines(s: &ServiceHealth) -> String {
     if let Some(Ok(c)) = &s.container {
         let mut parts = Vec::new();
         if c.running {
-            let up = c.started_at.map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default());
+            let up = c
+                .started_at
+                .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default());
             parts.push(match up {
                 Some(d) => format!("up {}", human_duration(d)),
                 None => "running".into(),
@@ -128,11 +139,13 @@ fn service_lines(s: &ServiceHealth) -> String {
             lines.push(usage.join(" · "));
         }
     }
-    if let Some(p) = &s.probe {
-        match (p.status, &p.error) {
-            (Some(code), None) => lines.push(format!("HTTP {code} in {} ms", p.latency.as_millis())),
-            _ => {} // the failure is already among the problems
-        }
+    // A failed probe is already among the problems; a good one shows its latency.
+    if let Some((code, p)) = s
+        .probe
+        .as_ref()
+        .and_then(|p| p.status.filter(|_| p.error.is_none()).map(|c| (c, p)))
+    {
+        lines.push(format!("HTTP {code} in {} ms", p.latency.as_millis()));
     }
     if lines.is_empty() {
         lines.push("no checks configured".into());

@@ -38,10 +38,13 @@ pub struct UnknownService {
 
 impl App {
     pub fn service(&self, name: &str) -> Result<&ServiceConfig, UnknownService> {
-        self.services.iter().find(|s| s.name.eq_ignore_ascii_case(name.trim())).ok_or_else(|| UnknownService {
-            name: name.to_string(),
-            known: self.services.iter().map(|s| s.name.clone()).collect(),
-        })
+        self.services
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| UnknownService {
+                name: name.to_string(),
+                known: self.services.iter().map(|s| s.name.clone()).collect(),
+            })
     }
 
     /// Service names starting with (then containing) what the member typed, for
@@ -58,7 +61,12 @@ impl App {
                 contains.push(&s.name);
             }
         }
-        starts.into_iter().chain(contains).take(limit).map(String::from).collect()
+        starts
+            .into_iter()
+            .chain(contains)
+            .take(limit)
+            .map(String::from)
+            .collect()
     }
 
     /// Whether `/health` may take long enough that the reply must be deferred: a
@@ -67,7 +75,10 @@ impl App {
         self.services
             .iter()
             .filter(|s| only.is_none_or(|n| s.name.eq_ignore_ascii_case(n)))
-            .any(|s| s.container.is_some() || (s.health_url.is_some() && self.thresholds.probe_timeout_ms > 1_500))
+            .any(|s| {
+                s.container.is_some()
+                    || (s.health_url.is_some() && self.thresholds.probe_timeout_ms > 1_500)
+            })
     }
 
     /// Health of one service or of all of them.
@@ -89,7 +100,10 @@ impl App {
         }
         if let Some(channel) = self.audit_channel {
             let chat = Arc::clone(&self.chat);
-            let message = ChatMessage { silent: true, ..ChatMessage::text(entry.summary()) };
+            let message = ChatMessage {
+                silent: true,
+                ..ChatMessage::text(entry.summary())
+            };
             tokio::spawn(async move {
                 if let Err(e) = chat.send(channel, message).await {
                     warn!(error = %e, channel, "audit mirror to Discord failed");

@@ -26,9 +26,14 @@ impl Outcome {
     }
 
     pub fn parse(s: &str) -> Option<Outcome> {
-        [Outcome::Ok, Outcome::Denied, Outcome::UserError, Outcome::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Outcome::Ok,
+            Outcome::Denied,
+            Outcome::UserError,
+            Outcome::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 }
 
@@ -60,8 +65,16 @@ impl AuditEntry {
             Outcome::UserError => "⚠️",
             Outcome::Failed => "❌",
         };
-        let args = if self.arguments.is_empty() { String::new() } else { format!(" {}", self.arguments) };
-        let detail = if self.detail.is_empty() { String::new() } else { format!(": {}", self.detail) };
+        let args = if self.arguments.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.arguments)
+        };
+        let detail = if self.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", self.detail)
+        };
         crate::chat::truncate(
             &format!(
                 "{mark} <@{}> `/{}{}` {}{} ({} ms)",

@@ -47,7 +47,11 @@ impl Embed {
         chars(&self.title)
             + chars(&self.description)
             + chars(&self.footer)
-            + self.fields.iter().map(|f| chars(&f.name) + chars(&f.value)).sum::<usize>()
+            + self
+                .fields
+                .iter()
+                .map(|f| chars(&f.name) + chars(&f.value))
+                .sum::<usize>()
     }
 
     /// Cuts every part to its own limit (with an ellipsis), so a message built from
@@ -82,7 +86,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn text(content: impl Into<String>) -> Self {
-        ChatMessage { content: truncate(&content.into(), limits::CONTENT), ..Default::default() }
+        ChatMessage {
+            content: truncate(&content.into(), limits::CONTENT),
+            ..Default::default()
+        }
     }
 }
 
@@ -130,8 +137,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 /// Makes untrusted text safe inside Discord markdown: no mentions that could ping
 /// (even if allowed_mentions were ever misconfigured), no broken code fences.
 pub fn neutralize(s: &str) -> String {
-    s.replace("```", "`\u{200b}``")
-        .replace('@', "@\u{200b}")
+    s.replace("```", "`\u{200b}``").replace('@', "@\u{200b}")
 }
 
 #[cfg(test)]
@@ -150,14 +156,23 @@ mod tests {
         let e = Embed {
             title: "t".repeat(300),
             description: "d".repeat(5000),
-            fields: (0..30).map(|_| Field { name: "n".repeat(300), value: "v".repeat(2000), inline: false }).collect(),
+            fields: (0..30)
+                .map(|_| Field {
+                    name: "n".repeat(300),
+                    value: "v".repeat(2000),
+                    inline: false,
+                })
+                .collect(),
             ..Default::default()
         }
         .fit();
         assert_eq!(chars(&e.title), 256);
         assert_eq!(chars(&e.description), 4096);
         assert_eq!(e.fields.len(), 25);
-        assert!(e.fields.iter().all(|f| chars(&f.value) == 1024 && chars(&f.name) == 256));
+        assert!(e
+            .fields
+            .iter()
+            .all(|f| chars(&f.value) == 1024 && chars(&f.name) == 256));
     }
 
     #[test]

@@ -74,14 +74,20 @@ pub struct DockerClient {
 
 impl std::fmt::Debug for DockerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DockerClient").field("host", &self.host).finish()
+        f.debug_struct("DockerClient")
+            .field("host", &self.host)
+            .finish()
     }
 }
 
 impl DockerClient {
     /// `host` as in the config: `unix:///var/run/docker.sock`, or `tcp://` / `http://`.
     pub fn new(host: &str, timeout: Duration) -> Self {
-        DockerClient { host: host.to_string(), timeout, negotiated: Arc::new(OnceCell::new()) }
+        DockerClient {
+            host: host.to_string(),
+            timeout,
+            negotiated: Arc::new(OnceCell::new()),
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -89,7 +95,10 @@ impl DockerClient {
     }
 
     fn unreachable(&self, reason: impl ToString) -> DockerError {
-        DockerError::Unreachable { host: self.host.clone(), reason: reason.to_string() }
+        DockerError::Unreachable {
+            host: self.host.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     /// The bollard client, speaking the engine's API version.
@@ -130,9 +139,13 @@ impl DockerClient {
     fn classify(&self, e: bollard::errors::Error, name: &str) -> DockerError {
         use bollard::errors::Error as E;
         match e {
-            E::DockerResponseServerError { status_code: 404, .. } => DockerError::NotFound(name.to_string()),
+            E::DockerResponseServerError {
+                status_code: 404, ..
+            } => DockerError::NotFound(name.to_string()),
             E::DockerResponseServerError { message, .. } => DockerError::Api(message),
-            E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_) => self.unreachable(e),
+            E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_) => {
+                self.unreachable(e)
+            }
             other => DockerError::Api(other.to_string()),
         }
     }
@@ -142,14 +155,21 @@ impl DockerClient {
     /// which is what makes a CPU percentage possible at all.
     pub async fn status(&self, name: &str) -> Result<ContainerStatus, DockerError> {
         let docker = self.client().await?;
-        let info =
-            self.deadline(docker.inspect_container(name, None::<InspectContainerOptions>), name).await?;
+        let info = self
+            .deadline(
+                docker.inspect_container(name, None::<InspectContainerOptions>),
+                name,
+            )
+            .await?;
         let state = info.state.unwrap_or_default();
         let running = state.running.unwrap_or(false);
         let mut status = ContainerStatus {
             name: name.to_string(),
             image: info.config.and_then(|c| c.image).unwrap_or_default(),
-            state: state.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
+            state: state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into()),
             running,
             health: state.health.and_then(|h| h.status).and_then(|s| match s {
                 HealthStatusEnum::STARTING => Some(HealthState::Starting),
@@ -167,7 +187,10 @@ impl DockerClient {
             memory_bytes: None,
         };
         if running {
-            let opts = StatsOptionsBuilder::default().stream(false).one_shot(false).build();
+            let opts = StatsOptionsBuilder::default()
+                .stream(false)
+                .one_shot(false)
+                .build();
             let mut stream = docker.stats(name, Some(opts));
             if let Ok(Some(Ok(sample))) = tokio::time::timeout(self.timeout, stream.next()).await {
                 let (cpu, mem_pct, mem) = usage(&sample);
@@ -182,7 +205,10 @@ impl DockerClient {
 
 /// Docker's zero time (`0001-01-01T00:00:00Z`) means "never".
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc)).filter(|t| t.timestamp() > 0)
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| t.timestamp() > 0)
 }
 
 /// CPU percent as `docker stats` shows it (100 % = one core fully busy), memory as
@@ -198,7 +224,13 @@ pub fn usage(s: &ContainerStatsResponse) -> (Option<f64>, Option<f64>, Option<u6
         let cpus = now
             .online_cpus
             .map(f64::from)
-            .or_else(|| now.cpu_usage.as_ref()?.percpu_usage.as_ref().map(|v| v.len() as f64))
+            .or_else(|| {
+                now.cpu_usage
+                    .as_ref()?
+                    .percpu_usage
+                    .as_ref()
+                    .map(|v| v.len() as f64)
+            })
             .unwrap_or(1.0);
         let dsys = system - pre_system;
         if dsys <= 0.0 {
@@ -216,10 +248,17 @@ pub fn usage(s: &ContainerStatsResponse) -> (Option<f64>, Option<f64>, Option<u6
             let cache = m
                 .stats
                 .as_ref()
-                .and_then(|st| st.get("inactive_file").or_else(|| st.get("total_inactive_file")).copied())
+                .and_then(|st| {
+                    st.get("inactive_file")
+                        .or_else(|| st.get("total_inactive_file"))
+                        .copied()
+                })
                 .unwrap_or(0);
             let used = usage.saturating_sub(cache);
-            let pct = m.limit.filter(|l| *l > 0).map(|l| used as f64 / l as f64 * 100.0);
+            let pct = m
+                .limit
+                .filter(|l| *l > 0)
+                .map(|l| used as f64 / l as f64 * 100.0);
             (pct, Some(used))
         })
         .unwrap_or((None, None));

@@ -37,7 +37,12 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { response_time_ms: 5_000, probe_timeout_ms: 10_000, memory_percent: 80.0, cpu_percent: 70.0 }
+        Thresholds {
+            response_time_ms: 5_000,
+            probe_timeout_ms: 10_000,
+            memory_percent: 80.0,
+            cpu_percent: 70.0,
+        }
     }
 }
 
@@ -101,7 +106,11 @@ pub struct HealthReport {
 
 impl HealthReport {
     pub fn overall(&self) -> State {
-        self.services.iter().map(|s| s.state).max().unwrap_or(State::Unknown)
+        self.services
+            .iter()
+            .map(|s| s.state)
+            .max()
+            .unwrap_or(State::Unknown)
     }
 
     pub fn count(&self, state: State) -> usize {
@@ -116,9 +125,14 @@ pub async fn check(
     thresholds: &Thresholds,
     services: &[&ServiceConfig],
 ) -> HealthReport {
-    let checks = services.iter().map(|svc| check_one(docker, prober, thresholds, svc));
+    let checks = services
+        .iter()
+        .map(|svc| check_one(docker, prober, thresholds, svc));
     let services = futures::future::join_all(checks).await;
-    HealthReport { services, checked_at: Utc::now() }
+    HealthReport {
+        services,
+        checked_at: Utc::now(),
+    }
 }
 
 async fn check_one(
@@ -154,7 +168,9 @@ pub fn judge(
     let mut findings: Vec<(State, String)> = Vec::new();
     match &container {
         None => {}
-        Some(Err(DockerError::NotFound(c))) => findings.push((State::Down, format!("container `{c}` not found"))),
+        Some(Err(DockerError::NotFound(c))) => {
+            findings.push((State::Down, format!("container `{c}` not found")))
+        }
         Some(Err(e)) => findings.push((State::Unknown, e.to_string())),
         Some(Ok(c)) => {
             if !c.running {
@@ -177,10 +193,16 @@ pub fn judge(
                     _ => {}
                 }
                 if let Some(cpu) = c.cpu_percent.filter(|v| *v > t.cpu_percent) {
-                    findings.push((State::Degraded, format!("CPU {cpu:.0}% > {:.0}%", t.cpu_percent)));
+                    findings.push((
+                        State::Degraded,
+                        format!("CPU {cpu:.0}% > {:.0}%", t.cpu_percent),
+                    ));
                 }
                 if let Some(mem) = c.memory_percent.filter(|v| *v > t.memory_percent) {
-                    findings.push((State::Degraded, format!("memory {mem:.0}% > {:.0}%", t.memory_percent)));
+                    findings.push((
+                        State::Degraded,
+                        format!("memory {mem:.0}% > {:.0}%", t.memory_percent),
+                    ));
                 }
             }
         }
@@ -188,10 +210,16 @@ pub fn judge(
     if let Some(p) = &probe {
         match (p.status, &p.error) {
             (_, Some(err)) => findings.push((State::Down, format!("HTTP check: {err}"))),
-            (Some(s), None) if !(200..300).contains(&s) => findings.push((State::Down, format!("HTTP check answered {s}"))),
+            (Some(s), None) if !(200..300).contains(&s) => {
+                findings.push((State::Down, format!("HTTP check answered {s}")))
+            }
             _ if p.latency > Duration::from_millis(t.response_time_ms) => findings.push((
                 State::Degraded,
-                format!("HTTP check slow: {} ms > {} ms", p.latency.as_millis(), t.response_time_ms),
+                format!(
+                    "HTTP check slow: {} ms > {} ms",
+                    p.latency.as_millis(),
+                    t.response_time_ms
+                ),
             )),
             _ => {}
         }
@@ -249,12 +277,22 @@ mod tests {
     }
 
     fn probe(status: Option<u16>, ms: u64, error: Option<&str>) -> ProbeResult {
-        ProbeResult { url: "http://x".into(), status, latency: Duration::from_millis(ms), error: error.map(String::from) }
+        ProbeResult {
+            url: "http://x".into(),
+            status,
+            latency: Duration::from_millis(ms),
+            error: error.map(String::from),
+        }
     }
 
     #[test]
     fn healthy_when_all_good() {
-        let h = judge("api", Some(Ok(running())), Some(probe(Some(200), 20, None)), &Thresholds::default());
+        let h = judge(
+            "api",
+            Some(Ok(running())),
+            Some(probe(Some(200), 20, None)),
+            &Thresholds::default(),
+        );
         assert_eq!(h.state, State::Healthy);
         assert!(h.problems.is_empty());
     }
@@ -264,7 +302,12 @@ mod tests {
         let mut c = running();
         c.cpu_percent = Some(95.0);
         c.memory_percent = Some(81.0);
-        let h = judge("api", Some(Ok(c)), Some(probe(Some(200), 6_000, None)), &Thresholds::default());
+        let h = judge(
+            "api",
+            Some(Ok(c)),
+            Some(probe(Some(200), 6_000, None)),
+            &Thresholds::default(),
+        );
         assert_eq!(h.state, State::Degraded);
         assert_eq!(h.problems.len(), 3);
     }
@@ -286,10 +329,16 @@ mod tests {
         c.state = "exited".into();
         c.exit_code = Some(137);
         let h = judge("api", Some(Ok(c)), None, &Thresholds::default());
-        assert_eq!(h.problems, vec!["container exited (exit code 137)".to_string()]);
+        assert_eq!(
+            h.problems,
+            vec!["container exited (exit code 137)".to_string()]
+        );
         let h = judge(
             "api",
-            Some(Err(DockerError::Unreachable { host: "unix:///x".into(), reason: "no socket".into() })),
+            Some(Err(DockerError::Unreachable {
+                host: "unix:///x".into(),
+                reason: "no socket".into(),
+            })),
             Some(probe(None, 10, Some("connection refused"))),
             &Thresholds::default(),
         );
@@ -299,7 +348,10 @@ mod tests {
 
     #[test]
     fn durations_read_short() {
-        assert_eq!(human_duration(Duration::from_secs(3 * 86_400 + 4 * 3_600 + 5)), "3d 4h");
+        assert_eq!(
+            human_duration(Duration::from_secs(3 * 86_400 + 4 * 3_600 + 5)),
+            "3d 4h"
+        );
         assert_eq!(human_duration(Duration::from_secs(310)), "5m 10s");
         assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
     }

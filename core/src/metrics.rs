@@ -19,12 +19,30 @@ impl Metrics {
     pub fn new() -> Self {
         let m = Metrics::default();
         for (name, help) in [
-            ("klaxon_commands_total", "Slash commands by name and outcome."),
-            ("klaxon_discord_requests_total", "Discord REST responses by status."),
-            ("klaxon_discord_invalid_requests_total", "Discord responses of 401, 403 or 429 (Cloudflare bans at 10,000 in 10 minutes)."),
-            ("klaxon_limiter_waits_total", "Times the Discord limiter held a request back."),
-            ("klaxon_limiter_wait_seconds_total", "Seconds requests spent waiting in the Discord limiter."),
-            ("klaxon_discord_retries_total", "Discord requests retried after a 429 or a 5xx."),
+            (
+                "klaxon_commands_total",
+                "Slash commands by name and outcome.",
+            ),
+            (
+                "klaxon_discord_requests_total",
+                "Discord REST responses by status.",
+            ),
+            (
+                "klaxon_discord_invalid_requests_total",
+                "Discord responses of 401, 403 or 429 (Cloudflare bans at 10,000 in 10 minutes).",
+            ),
+            (
+                "klaxon_limiter_waits_total",
+                "Times the Discord limiter held a request back.",
+            ),
+            (
+                "klaxon_limiter_wait_seconds_total",
+                "Seconds requests spent waiting in the Discord limiter.",
+            ),
+            (
+                "klaxon_discord_retries_total",
+                "Discord requests retried after a 429 or a 5xx.",
+            ),
         ] {
             m.describe(name, help);
         }
@@ -38,7 +56,10 @@ impl Metrics {
     }
 
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], value: f64) {
-        let key = (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect());
+        let key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
         if let Ok(mut c) = self.counters.lock() {
             *c.entry(key).or_insert(0.0) += value;
         }
@@ -50,8 +71,14 @@ impl Metrics {
 
     /// The current value of one series (0 when never touched).
     pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> f64 {
-        let key: Key = (name, labels.iter().map(|(k, v)| (*k, v.to_string())).collect());
-        self.counters.lock().map(|c| c.get(&key).copied().unwrap_or(0.0)).unwrap_or(0.0)
+        let key: Key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        );
+        self.counters
+            .lock()
+            .map(|c| c.get(&key).copied().unwrap_or(0.0))
+            .unwrap_or(0.0)
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -76,8 +103,10 @@ impl Metrics {
                 any = true;
                 let _ = write!(out, "{n}");
                 if !labels.is_empty() {
-                    let parts: Vec<String> =
-                        labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+                    let parts: Vec<String> = labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                        .collect();
                     let _ = write!(out, "{{{}}}", parts.join(","));
                 }
                 let _ = writeln!(out, " {v}");
@@ -93,7 +122,9 @@ impl Metrics {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -103,13 +134,29 @@ mod tests {
     #[test]
     fn renders_labels_and_escapes() {
         let m = Metrics::new();
-        m.inc("klaxon_commands_total", &[("command", "health"), ("outcome", "ok")]);
-        m.inc("klaxon_commands_total", &[("command", "health"), ("outcome", "ok")]);
-        m.inc("klaxon_commands_total", &[("command", "a\"b"), ("outcome", "denied")]);
+        m.inc(
+            "klaxon_commands_total",
+            &[("command", "health"), ("outcome", "ok")],
+        );
+        m.inc(
+            "klaxon_commands_total",
+            &[("command", "health"), ("outcome", "ok")],
+        );
+        m.inc(
+            "klaxon_commands_total",
+            &[("command", "a\"b"), ("outcome", "denied")],
+        );
         let text = m.render();
         assert!(text.contains("klaxon_commands_total{command=\"health\",outcome=\"ok\"} 2"));
         assert!(text.contains("command=\"a\\\"b\""));
-        assert!(text.contains("# TYPE klaxon_limiter_waits_total counter\nklaxon_limiter_waits_total 0"));
-        assert_eq!(m.get("klaxon_commands_total", &[("command", "health"), ("outcome", "ok")]), 2.0);
+        assert!(text
+            .contains("# TYPE klaxon_limiter_waits_total counter\nklaxon_limiter_waits_total 0"));
+        assert_eq!(
+            m.get(
+                "klaxon_commands_total",
+                &[("command", "health"), ("outcome", "ok")]
+            ),
+            2.0
+        );
     }
 }

@@ -20,7 +20,12 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 4] = [Level::Viewer, Level::Responder, Level::Operator, Level::Admin];
+    pub const ALL: [Level; 4] = [
+        Level::Viewer,
+        Level::Responder,
+        Level::Operator,
+        Level::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -98,7 +103,11 @@ pub enum Denied {
     #[error("`/{command}` needs the {needed} level; you have no Klaxon role.")]
     NoRole { command: String, needed: Level },
     #[error("`/{command}` needs the {needed} level; you have {have}.")]
-    TooLow { command: String, needed: Level, have: Level },
+    TooLow {
+        command: String,
+        needed: Level,
+        have: Level,
+    },
 }
 
 impl Policy {
@@ -140,8 +149,15 @@ impl Policy {
         let needed = self.required(qualified_name);
         match self.level_of(member_roles) {
             Some(have) if have >= needed => Ok(have),
-            Some(have) => Err(Denied::TooLow { command: qualified_name.to_string(), needed, have }),
-            None => Err(Denied::NoRole { command: qualified_name.to_string(), needed }),
+            Some(have) => Err(Denied::TooLow {
+                command: qualified_name.to_string(),
+                needed,
+                have,
+            }),
+            None => Err(Denied::NoRole {
+                command: qualified_name.to_string(),
+                needed,
+            }),
         }
     }
 
@@ -156,12 +172,21 @@ mod tests {
     use super::*;
 
     fn policy() -> Policy {
-        let roles = RoleMap { viewer: vec![1], responder: vec![2], operator: vec![3], admin: vec![4] };
+        let roles = RoleMap {
+            viewer: vec![1],
+            responder: vec![2],
+            operator: vec![3],
+            admin: vec![4],
+        };
         let mut overrides = BTreeMap::new();
         overrides.insert("/logs".to_string(), Level::Responder);
         Policy::new(
             roles,
-            [("health".into(), Level::Viewer), ("logs".into(), Level::Viewer), ("incident".into(), Level::Responder)],
+            [
+                ("health".into(), Level::Viewer),
+                ("logs".into(), Level::Viewer),
+                ("incident".into(), Level::Responder),
+            ],
             &overrides,
         )
     }
@@ -185,9 +210,14 @@ mod tests {
     fn denial_names_the_level() {
         let p = policy();
         let err = p.check("logs", &[1]).unwrap_err();
-        assert_eq!(err.to_string(), "`/logs` needs the responder level; you have viewer.");
+        assert_eq!(
+            err.to_string(),
+            "`/logs` needs the responder level; you have viewer."
+        );
         let err = p.check("health", &[]).unwrap_err();
-        assert!(err.to_string().contains("viewer level; you have no Klaxon role"));
+        assert!(err
+            .to_string()
+            .contains("viewer level; you have no Klaxon role"));
         assert_eq!(p.check("health", &[4]), Ok(Level::Admin));
     }
 

@@ -32,7 +32,11 @@ impl Default for Prober {
 impl Prober {
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
-            .user_agent(concat!("klaxon/", env!("CARGO_PKG_VERSION"), " health-probe"))
+            .user_agent(concat!(
+                "klaxon/",
+                env!("CARGO_PKG_VERSION"),
+                " health-probe"
+            ))
             // A health endpoint that redirects is misconfigured; report what it said.
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(2)
@@ -57,9 +61,20 @@ impl Prober {
         let (status, error) = match result {
             Ok(Ok(status)) => (Some(status), None),
             Ok(Err(e)) => (None, Some(describe(&e))),
-            Err(_) => (None, Some(format!("timed out after {}", crate::health::human_duration(timeout)))),
+            Err(_) => (
+                None,
+                Some(format!(
+                    "timed out after {}",
+                    crate::health::human_duration(timeout)
+                )),
+            ),
         };
-        ProbeResult { url: url.to_string(), status, latency, error }
+        ProbeResult {
+            url: url.to_string(),
+            status,
+            latency,
+            error,
+        }
     }
 }
 

@@ -42,7 +42,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -197,7 +199,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://k:s3cret@db:5432/k"), "postgres://k:****@db:5432/k");
+        assert_eq!(
+            redact_url("postgres://k:s3cret@db:5432/k"),
+            "postgres://k:****@db:5432/k"
+        );
         assert_eq!(redact_url("sqlite://klaxon.db"), "sqlite://klaxon.db");
         assert_eq!(redact_url("postgres://k@db/k"), "postgres://k@db/k");
     }
@@ -205,7 +210,10 @@ mod tests {
     #[test]
     fn backend_from_url() {
         assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
-        assert_eq!(Backend::of_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::of_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
         assert!(Backend::of_url("mysql://h/db").is_err());
     }
 }

@@ -26,7 +26,12 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(tag: &str) -> Self {
-        Spec { image_tag: tag.into(), cmd: None, health_cmd: None, network: "none".into() }
+        Spec {
+            image_tag: tag.into(),
+            cmd: None,
+            health_cmd: None,
+            network: "none".into(),
+        }
     }
     pub fn cmd(mut self, sh: &str) -> Self {
         self.cmd = Some(vec!["sh".into(), "-c".into(), sh.into()]);
@@ -44,11 +49,14 @@ impl Containers {
         let path = host.trim_start_matches("unix://");
         let docker = Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)
             .unwrap_or_else(|e| panic!("cannot use the test engine at {host}: {e}"));
-        let docker = docker
-            .negotiate_version()
-            .await
-            .unwrap_or_else(|e| panic!("the test engine at {host} does not answer: {e}; is scripts/test.sh running it?"));
-        Containers { docker, host, names: Vec::new() }
+        let docker = docker.negotiate_version().await.unwrap_or_else(|e| {
+            panic!("the test engine at {host} does not answer: {e}; is scripts/test.sh running it?")
+        });
+        Containers {
+            docker,
+            host,
+            names: Vec::new(),
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -70,15 +78,29 @@ impl Containers {
                 start_period: None,
                 start_interval: None,
             }),
-            host_config: Some(HostConfig { network_mode: Some(spec.network.clone()), ..Default::default() }),
+            host_config: Some(HostConfig {
+                network_mode: Some(spec.network.clone()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         self.docker
-            .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
             .await
-            .unwrap_or_else(|e| panic!("creating {name} from {image}: {e} (images are built by scripts/test.sh)"));
+            .unwrap_or_else(|e| {
+                panic!("creating {name} from {image}: {e} (images are built by scripts/test.sh)")
+            });
         self.names.push(name.clone());
-        self.docker.start_container(&name, None).await.unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        self.docker
+            .start_container(&name, None)
+            .await
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         name
     }
 
@@ -96,11 +118,18 @@ impl Containers {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let state = self.inspect(name).await;
-            let status = state.health.and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_default();
+            let status = state
+                .health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             if status == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "{name} never became {want} (last: {status})");
+            assert!(
+                Instant::now() < deadline,
+                "{name} never became {want} (last: {status})"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -116,7 +145,10 @@ impl Containers {
     pub async fn cleanup(&mut self) {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         for name in self.names.drain(..) {
-            let _ = self.docker.remove_container(&name, Some(opts.clone())).await;
+            let _ = self
+                .docker
+                .remove_container(&name, Some(opts.clone()))
+                .await;
         }
     }
 }

@@ -22,7 +22,8 @@ pub fn docker_host() -> String {
 
 /// The images `scripts/test.sh` builds offline: `<prefix>:v1`, `:v2`, `:v3`.
 pub fn image(tag: &str) -> String {
-    let prefix = std::env::var("KLAXON_TEST_IMAGE_PREFIX").unwrap_or_else(|_| "klaxon-test/app".into());
+    let prefix =
+        std::env::var("KLAXON_TEST_IMAGE_PREFIX").unwrap_or_else(|_| "klaxon-test/app".into());
     format!("{prefix}:{tag}")
 }
 

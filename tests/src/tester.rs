@@ -4,11 +4,16 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use klaxon::config::{ChannelsConfig, Config, DatabaseConfig, DiscordConfig, DockerConfig, HttpConfig, Secret};
+use klaxon::config::{
+    ChannelsConfig, Config, DatabaseConfig, DiscordConfig, DockerConfig, HttpConfig, Secret,
+};
 use klaxon::Bot;
 use klaxon_core::health::{ServiceConfig, Thresholds};
 use klaxon_core::permissions::{Level, RoleMap};
-use klaxon_fake_discord::{FakeConfig, FakeDiscord, Interaction, Member, MessageRecord, Output, OutputKind, SlashInvocation};
+use klaxon_fake_discord::{
+    FakeConfig, FakeDiscord, Interaction, Member, MessageRecord, Output, OutputKind,
+    SlashInvocation,
+};
 use serde_json::{json, Value};
 
 use crate::env;
@@ -56,7 +61,12 @@ impl TesterBuilder {
         self.db = db;
         self
     }
-    pub fn service(mut self, name: &str, container: Option<&str>, health_url: Option<&str>) -> Self {
+    pub fn service(
+        mut self,
+        name: &str,
+        container: Option<&str>,
+        health_url: Option<&str>,
+    ) -> Self {
         self.services.push(ServiceConfig {
             name: name.into(),
             container: container.map(String::from),
@@ -88,7 +98,9 @@ impl TesterBuilder {
     /// Starts the fake Discord and the real bot on a fresh database.
     pub async fn spawn(self) -> Tester {
         init_logging();
-        let fake = FakeDiscord::start(self.fake.clone()).await.expect("starting the fake Discord");
+        let fake = FakeDiscord::start(self.fake.clone())
+            .await
+            .expect("starting the fake Discord");
         let dir = tempfile::tempdir().expect("temp dir");
         let url = match self.db {
             Db::Sqlite => env::sqlite_url(dir.path()),
@@ -106,11 +118,19 @@ impl TesterBuilder {
             docker: DockerConfig {
                 // Tests without containers never touch Docker; a missing socket
                 // makes any accidental use visible.
-                host: self.docker_host.unwrap_or_else(|| "unix:///nonexistent/klaxon-test.sock".into()),
+                host: self
+                    .docker_host
+                    .unwrap_or_else(|| "unix:///nonexistent/klaxon-test.sock".into()),
                 timeout_secs: 5,
             },
-            http: HttpConfig { listen: "127.0.0.1:0".parse().expect("addr") },
-            channels: ChannelsConfig { alerts: Some(ALERTS), incidents: Some(INCIDENTS), audit: self.audit_channel },
+            http: HttpConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+            },
+            channels: ChannelsConfig {
+                alerts: Some(ALERTS),
+                incidents: Some(INCIDENTS),
+                audit: self.audit_channel,
+            },
             roles: RoleMap {
                 viewer: vec![role_of(Level::Viewer)],
                 responder: vec![role_of(Level::Responder)],
@@ -122,8 +142,17 @@ impl TesterBuilder {
             services: self.services,
         };
         config.validate().expect("test config is valid");
-        let bot = klaxon::start(config.clone()).await.expect("the bot starts against the fake Discord");
-        Tester { fake, bot: Some(bot), config, pending: Mutex::new(Vec::new()), finished: false, _dir: dir }
+        let bot = klaxon::start(config.clone())
+            .await
+            .expect("the bot starts against the fake Discord");
+        Tester {
+            fake,
+            bot: Some(bot),
+            config,
+            pending: Mutex::new(Vec::new()),
+            finished: false,
+            _dir: dir,
+        }
     }
 }
 
@@ -168,7 +197,10 @@ impl Reply {
     #[track_caller]
     pub fn assert_contains(&self, needle: &str) -> &Self {
         let text = self.text();
-        assert!(text.contains(needle), "reply does not contain {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "reply does not contain {needle:?}:\n{text}"
+        );
         self
     }
 }
@@ -181,7 +213,10 @@ impl Tester {
             docker_host: None,
             audit_channel: None,
             fake: FakeConfig::default(),
-            thresholds: Thresholds { probe_timeout_ms: 2_000, ..Thresholds::default() },
+            thresholds: Thresholds {
+                probe_timeout_ms: 2_000,
+                ..Thresholds::default()
+            },
             permissions: BTreeMap::new(),
         }
     }
@@ -195,11 +230,21 @@ impl Tester {
             Some(l) => (5000 + role_of(l), format!("{l}-member")),
             None => (4999, "no-role-member".to_string()),
         };
-        Member { user_id: id, username: name, roles: level.map(role_of).into_iter().collect() }
+        Member {
+            user_id: id,
+            username: name,
+            roles: level.map(role_of).into_iter().collect(),
+        }
     }
 
     pub fn slash(&self, name: &str) -> Slash<'_> {
-        Slash { t: self, name: name.into(), options: Vec::new(), member: Some(Tester::member(Some(Level::Admin))), dm: false }
+        Slash {
+            t: self,
+            name: name.into(),
+            options: Vec::new(),
+            member: Some(Tester::member(Some(Level::Admin))),
+            dm: false,
+        }
     }
 
     /// Takes the first output matching `pred`, keeping the others for later reads.
@@ -221,7 +266,11 @@ impl Tester {
                     self.pending.lock().expect("pending")
                 );
             }
-            match self.fake.next_output(left.min(Duration::from_millis(20))).await {
+            match self
+                .fake
+                .next_output(left.min(Duration::from_millis(20)))
+                .await
+            {
                 Some(o) if pred(&o) => return o,
                 Some(o) => self.pending.lock().expect("pending").push(o),
                 None => {}
@@ -231,9 +280,10 @@ impl Tester {
 
     /// The next message the bot posted to a channel (not an interaction reply).
     pub async fn channel_message(&self, channel_id: u64) -> MessageRecord {
-        self.take(&format!("a message in channel {channel_id}"), |o| {
-            matches!(o.kind, OutputKind::ChannelMessage { channel_id: c } if c == channel_id)
-        })
+        self.take(
+            &format!("a message in channel {channel_id}"),
+            |o| matches!(o.kind, OutputKind::ChannelMessage { channel_id: c } if c == channel_id),
+        )
         .await
         .message
     }
@@ -249,8 +299,15 @@ impl Tester {
         if let Some(bot) = self.bot.take() {
             bot.shutdown().await;
         }
-        assert!(unread.is_empty(), "the bot said things the test did not read: {unread:#?}");
-        assert_eq!(violations.total(), 0, "the bot broke Discord's rules: {violations:#?}");
+        assert!(
+            unread.is_empty(),
+            "the bot said things the test did not read: {unread:#?}"
+        );
+        assert_eq!(
+            violations.total(),
+            0,
+            "the bot broke Discord's rules: {violations:#?}"
+        );
     }
 }
 
@@ -280,7 +337,8 @@ impl<'t> Slash<'t> {
             Value::Number(_) => 10,
             _ => 3,
         };
-        self.options.push(json!({"name": name, "type": kind, "value": value}));
+        self.options
+            .push(json!({"name": name, "type": kind, "value": value}));
         self
     }
     pub fn as_level(mut self, level: Level) -> Self {
@@ -306,7 +364,11 @@ impl<'t> Slash<'t> {
             name: self.name.clone(),
             options,
             member: if self.dm { None } else { Some(m.clone()) },
-            user_for_dm: if self.dm { Some((m.user_id, m.username.clone())) } else { None },
+            user_for_dm: if self.dm {
+                Some((m.user_id, m.username.clone()))
+            } else {
+                None
+            },
             channel_id: OPS,
             guild_id: if self.dm { None } else { Some(GUILD) },
         }
@@ -314,15 +376,28 @@ impl<'t> Slash<'t> {
 
     pub async fn send(self) -> Invocation<'t> {
         let inv = self.invocation(self.options.clone());
-        let interaction = self.t.fake.slash(inv).await.expect("dispatching the slash command");
-        Invocation { t: self.t, interaction }
+        let interaction = self
+            .t
+            .fake
+            .slash(inv)
+            .await
+            .expect("dispatching the slash command");
+        Invocation {
+            t: self.t,
+            interaction,
+        }
     }
 
     /// Autocomplete for `option` with `partial` typed; returns the choices' values.
     pub async fn autocomplete(self, option: &str, partial: &str) -> Vec<String> {
         let mut options = self.options.clone();
         options.push(json!({"name": option, "type": 3, "value": partial, "focused": true}));
-        let interaction = self.t.fake.autocomplete(self.invocation(options)).await.expect("autocomplete");
+        let interaction = self
+            .t
+            .fake
+            .autocomplete(self.invocation(options))
+            .await
+            .expect("autocomplete");
         let id = interaction.id;
         let out = self
             .t
@@ -330,10 +405,18 @@ impl<'t> Slash<'t> {
                 matches!(o.kind, OutputKind::Callback { interaction_id, callback_type: 8 } if interaction_id == id)
             })
             .await;
-        let choices = out.message.raw.pointer("/data/choices").or_else(|| out.message.raw.get("choices"));
+        let choices = out
+            .message
+            .raw
+            .pointer("/data/choices")
+            .or_else(|| out.message.raw.get("choices"));
         choices
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c.get("value").and_then(Value::as_str).map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.get("value").and_then(Value::as_str).map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -356,22 +439,36 @@ impl Invocation<'_> {
             })
             .await;
         let ack_latency = cb.at.saturating_duration_since(sent);
-        let OutputKind::Callback { callback_type, .. } = cb.kind else { unreachable!() };
+        let OutputKind::Callback { callback_type, .. } = cb.kind else {
+            unreachable!()
+        };
         if callback_type != 5 && callback_type != 6 {
-            return Reply { message: cb.message, deferred: false, ack_latency, latency: ack_latency };
+            return Reply {
+                message: cb.message,
+                deferred: false,
+                ack_latency,
+                latency: ack_latency,
+            };
         }
         let out = self
             .t
-            .take(&format!("the deferred reply of interaction {id}"), |o| match o.kind {
-                OutputKind::EditOriginal { interaction_id } | OutputKind::Followup { interaction_id } => {
-                    interaction_id == id
-                }
-                _ => false,
-            })
+            .take(
+                &format!("the deferred reply of interaction {id}"),
+                |o| match o.kind {
+                    OutputKind::EditOriginal { interaction_id }
+                    | OutputKind::Followup { interaction_id } => interaction_id == id,
+                    _ => false,
+                },
+            )
             .await;
         let mut message = out.message;
         // The answer to a deferred command keeps the defer's ephemerality.
         message.flags |= cb.message.flags & 64;
-        Reply { message, deferred: true, ack_latency, latency: out.at.saturating_duration_since(sent) }
+        Reply {
+            message,
+            deferred: true,
+            ack_latency,
+            latency: out.at.saturating_duration_since(sent),
+        }
     }
 }

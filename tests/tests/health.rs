@@ -25,7 +25,9 @@ async fn endpoint_down() -> SocketAddr {
 async fn health_shows_healthy_unhealthy_stopped_and_http_down() {
     let mut c = Containers::new().await;
     let healthy = c.run("healthy", Spec::new("v1").health("true")).await;
-    let unhealthy = c.run("unhealthy", Spec::new("v1").health("test ! -f /VERSION")).await;
+    let unhealthy = c
+        .run("unhealthy", Spec::new("v1").health("test ! -f /VERSION"))
+        .await;
     let stopped = c.run("stopped", Spec::new("v1").cmd("exit 3")).await;
     c.wait_health(&healthy, "healthy").await;
     c.wait_health(&unhealthy, "unhealthy").await;
@@ -42,28 +44,59 @@ async fn health_shows_healthy_unhealthy_stopped_and_http_down() {
         .spawn()
         .await;
 
-    let reply = t.slash("health").as_level(Level::Viewer).send().await.reply().await;
+    let reply = t
+        .slash("health")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
     // Container stats take about a second: the bot must defer, in time.
     assert!(reply.deferred, "a /health with containers is deferred");
-    assert!(reply.ack_latency.as_millis() < 1_000, "acknowledged in {:?}", reply.ack_latency);
+    assert!(
+        reply.ack_latency.as_millis() < 1_000,
+        "acknowledged in {:?}",
+        reply.ack_latency
+    );
     assert!(!reply.ephemeral(), "/health is shown to the channel");
     let text = reply.text();
     // Overall status first.
     assert!(text.starts_with("🔴 3 of 4 services down"), "{text}");
     // Worst first; each service says why.
-    assert!(text.contains("🔴 worker — down\n⚠️ Docker health check failing"), "{text}");
-    assert!(text.contains("🔴 batch — down\n⚠️ container exited (exit code 3)"), "{text}");
-    assert!(text.contains("🔴 edge — down\n⚠️ HTTP check: connection refused"), "{text}");
+    assert!(
+        text.contains("🔴 worker — down\n⚠️ Docker health check failing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("🔴 batch — down\n⚠️ container exited (exit code 3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("🔴 edge — down\n⚠️ HTTP check: connection refused"),
+        "{text}"
+    );
     assert!(text.contains("🟢 web — healthy"), "{text}");
     assert!(text.contains("health healthy · 0 restarts"), "{text}");
     assert!(text.contains("CPU "), "a stats sample is shown: {text}");
     assert!(text.contains("HTTP 200 in "), "{text}");
     let web_pos = text.find("🟢 web").unwrap();
-    assert!(text.find("🔴 edge").unwrap() < web_pos, "worst first: {text}");
+    assert!(
+        text.find("🔴 edge").unwrap() < web_pos,
+        "worst first: {text}"
+    );
 
     // One service, by name, case-insensitively.
-    let reply = t.slash("health").opt("service", "WEB").as_level(Level::Viewer).send().await.reply().await;
-    reply.assert_contains("🟢 web is healthy").assert_contains("HTTP 200 in ");
+    let reply = t
+        .slash("health")
+        .opt("service", "WEB")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
+    reply
+        .assert_contains("🟢 web is healthy")
+        .assert_contains("HTTP 200 in ");
     t.finish().await;
     c.cleanup().await;
 }
@@ -76,8 +109,16 @@ async fn health_reports_an_unreachable_docker_instead_of_failing() {
         .service("api", Some("api"), Some(&format!("http://{up}/health")))
         .spawn()
         .await;
-    let reply = t.slash("health").as_level(Level::Viewer).send().await.reply().await;
-    reply.assert_contains("⚪ api is unknown").assert_contains("Docker is unreachable at unix:///nonexistent/docker.sock");
+    let reply = t
+        .slash("health")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
+    reply
+        .assert_contains("⚪ api is unknown")
+        .assert_contains("Docker is unreachable at unix:///nonexistent/docker.sock");
     reply.assert_contains("HTTP 200 in ");
     t.finish().await;
 }
@@ -98,9 +139,17 @@ async fn health_probe_timeout_is_reported() {
         .thresholds(|th| th.probe_timeout_ms = 2_500)
         .spawn()
         .await;
-    let reply = t.slash("health").as_level(Level::Viewer).send().await.reply().await;
+    let reply = t
+        .slash("health")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
     assert!(reply.deferred);
-    reply.assert_contains("🔴 slow is").assert_contains("HTTP check: timed out after 2s");
+    reply
+        .assert_contains("🔴 slow is")
+        .assert_contains("HTTP check: timed out after 2s");
     t.finish().await;
 }
 
@@ -108,11 +157,25 @@ async fn health_probe_timeout_is_reported() {
 async fn unknown_service_gets_a_private_list_of_known_ones() {
     let up = endpoint_up().await;
     let url = format!("http://{up}/health");
-    let t = Tester::builder().service("api", None, Some(&url)).service("web", None, Some(&url)).spawn().await;
-    let reply = t.slash("health").opt("service", "apu").as_level(Level::Viewer).send().await.reply().await;
+    let t = Tester::builder()
+        .service("api", None, Some(&url))
+        .service("web", None, Some(&url))
+        .spawn()
+        .await;
+    let reply = t
+        .slash("health")
+        .opt("service", "apu")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
     assert!(reply.ephemeral());
     assert!(!reply.deferred, "validated before deferring");
-    assert_eq!(reply.text(), "No service named `apu`. Known services: api, web.");
+    assert_eq!(
+        reply.text(),
+        "No service named `apu`. Known services: api, web."
+    );
     t.finish().await;
 }
 
@@ -120,13 +183,31 @@ async fn unknown_service_gets_a_private_list_of_known_ones() {
 async fn autocomplete_offers_at_most_25_services() {
     let mut b = Tester::builder();
     for i in 0..30 {
-        b = b.service(&format!("svc-{i:02}"), None, Some("http://127.0.0.1:9/health"));
+        b = b.service(
+            &format!("svc-{i:02}"),
+            None,
+            Some("http://127.0.0.1:9/health"),
+        );
     }
-    let t = b.service("api", None, Some("http://127.0.0.1:9/health")).spawn().await;
-    let all = t.slash("health").as_level(Level::Viewer).autocomplete("service", "").await;
+    let t = b
+        .service("api", None, Some("http://127.0.0.1:9/health"))
+        .spawn()
+        .await;
+    let all = t
+        .slash("health")
+        .as_level(Level::Viewer)
+        .autocomplete("service", "")
+        .await;
     assert_eq!(all.len(), 25);
-    let some = t.slash("health").as_level(Level::Viewer).autocomplete("service", "svc-2").await;
-    assert_eq!(some, (20..30).map(|i| format!("svc-{i}")).collect::<Vec<_>>());
+    let some = t
+        .slash("health")
+        .as_level(Level::Viewer)
+        .autocomplete("service", "svc-2")
+        .await;
+    assert_eq!(
+        some,
+        (20..30).map(|i| format!("svc-{i}")).collect::<Vec<_>>()
+    );
     t.finish().await;
 }
 
@@ -144,26 +225,70 @@ async fn permissions_and_audit_on_both_databases() {
             .spawn()
             .await;
 
-        let reply = t.slash("health").as_level(Level::Viewer).send().await.reply().await;
-        assert!(!reply.deferred, "{db:?}: a quick HTTP-only check answers at once");
+        let reply = t
+            .slash("health")
+            .as_level(Level::Viewer)
+            .send()
+            .await
+            .reply()
+            .await;
+        assert!(
+            !reply.deferred,
+            "{db:?}: a quick HTTP-only check answers at once"
+        );
         reply.assert_contains("🟢 api is healthy");
         let audit = t.channel_message(klaxon_tests::tester::AUDIT).await;
-        assert!(audit.content.contains("<@6001> `/health` ok"), "{db:?}: {}", audit.content);
-        assert_eq!(audit.allowed_mentions.as_ref().and_then(|m| m.get("parse")).cloned(), Some(serde_json::json!([])));
+        assert!(
+            audit.content.contains("<@6001> `/health` ok"),
+            "{db:?}: {}",
+            audit.content
+        );
+        assert_eq!(
+            audit
+                .allowed_mentions
+                .as_ref()
+                .and_then(|m| m.get("parse"))
+                .cloned(),
+            Some(serde_json::json!([]))
+        );
 
-        let reply = t.slash("health").opt("service", "api").without_role().send().await.reply().await;
+        let reply = t
+            .slash("health")
+            .opt("service", "api")
+            .without_role()
+            .send()
+            .await
+            .reply()
+            .await;
         assert!(reply.ephemeral(), "{db:?}: denial is private");
-        assert_eq!(reply.text(), "`/health` needs the viewer level; you have no Klaxon role.");
+        assert_eq!(
+            reply.text(),
+            "`/health` needs the viewer level; you have no Klaxon role."
+        );
         let audit = t.channel_message(klaxon_tests::tester::AUDIT).await;
-        assert!(audit.content.contains("<@4999> `/health service=api` denied"), "{db:?}: {}", audit.content);
+        assert!(
+            audit
+                .content
+                .contains("<@4999> `/health service=api` denied"),
+            "{db:?}: {}",
+            audit.content
+        );
 
         let rows = t.bot().app.store.recent_audit(10).await.unwrap();
         assert_eq!(rows.len(), 2, "{db:?}");
         let (denied, ok) = (&rows[0], &rows[1]);
-        assert_eq!((ok.command.as_str(), ok.outcome.as_str(), ok.user_id), ("health", "ok", 6001));
+        assert_eq!(
+            (ok.command.as_str(), ok.outcome.as_str(), ok.user_id),
+            ("health", "ok", 6001)
+        );
         assert_eq!(ok.guild_id, Some(klaxon_tests::tester::GUILD));
         assert_eq!(
-            (denied.command.as_str(), denied.outcome.as_str(), denied.arguments.as_str(), denied.user_id),
+            (
+                denied.command.as_str(),
+                denied.outcome.as_str(),
+                denied.arguments.as_str(),
+                denied.user_id
+            ),
             ("health", "denied", "service=api", 4999)
         );
         assert!(denied.detail.contains("needs the viewer level"));
@@ -178,10 +303,22 @@ async fn a_raised_level_from_config_applies() {
         .permission("health", Level::Operator)
         .spawn()
         .await;
-    let reply = t.slash("health").as_level(Level::Responder).send().await.reply().await;
-    assert_eq!(reply.text(), "`/health` needs the operator level; you have responder.");
+    let reply = t
+        .slash("health")
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await;
+    assert_eq!(
+        reply.text(),
+        "`/health` needs the operator level; you have responder."
+    );
     let rows = t.bot().app.store.recent_audit(10).await.unwrap();
-    assert!(rows.iter().all(|r| r.outcome.as_str() == "denied"), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.outcome.as_str() == "denied"),
+        "{rows:?}"
+    );
     t.finish().await;
 }
 

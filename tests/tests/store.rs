@@ -9,8 +9,13 @@ async fn open(db: Db, dir: &tempfile::TempDir) -> Store {
         Db::Sqlite => env::sqlite_url(dir.path()),
         Db::Postgres => env::fresh_pg_database().await,
     };
-    let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("{db:?}: {e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{db:?}: {e}"));
+    let store = Store::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{db:?}: {e}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("{db:?}: {e}"));
     store
 }
 
@@ -34,15 +39,29 @@ async fn audit_round_trips_on_both_databases() {
     for db in Db::BOTH {
         let dir = tempfile::tempdir().unwrap();
         let store = open(db, &dir).await;
-        assert_eq!(store.backend(), if db == Db::Sqlite { Backend::Sqlite } else { Backend::Postgres });
+        assert_eq!(
+            store.backend(),
+            if db == Db::Sqlite {
+                Backend::Sqlite
+            } else {
+                Backend::Postgres
+            }
+        );
         // Migrating again is a no-op (every start-up does it).
         store.migrate().await.unwrap();
         store.ping().await.unwrap();
         let a = store.insert_audit(&entry(1, Outcome::Ok)).await.unwrap();
-        let b = store.insert_audit(&entry(2, Outcome::Denied)).await.unwrap();
+        let b = store
+            .insert_audit(&entry(2, Outcome::Denied))
+            .await
+            .unwrap();
         assert!(b > a, "{db:?}: ids increase");
         let rows = store.recent_audit(10).await.unwrap();
-        assert_eq!(rows, vec![entry(2, Outcome::Denied), entry(1, Outcome::Ok)], "{db:?}");
+        assert_eq!(
+            rows,
+            vec![entry(2, Outcome::Denied), entry(1, Outcome::Ok)],
+            "{db:?}"
+        );
         assert_eq!(store.recent_audit(1).await.unwrap().len(), 1);
         store.close().await;
     }
@@ -71,7 +90,10 @@ async fn concurrent_writers_lose_nothing_on_both_databases() {
 async fn sqlite_uses_wal_and_creates_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(Db::Sqlite, &dir).await;
-    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(mode.0.to_lowercase(), "wal");
     assert!(dir.path().join("klaxon.db").exists());
     store.close().await;
@@ -80,7 +102,9 @@ async fn sqlite_uses_wal_and_creates_the_file() {
 #[tokio::test]
 async fn unreachable_postgres_is_a_clear_error() {
     // Port 9 on loopback: nothing listens there.
-    let err = Store::connect("postgres://k:secret@127.0.0.1:9/k").await.unwrap_err();
+    let err = Store::connect("postgres://k:secret@127.0.0.1:9/k")
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("cannot open the database"), "{text}");
     assert!(!text.contains("secret"), "{text}");

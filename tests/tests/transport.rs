@@ -26,7 +26,10 @@ async fn a_burst_of_200_messages_to_one_channel_gets_no_429() {
     let sends: Vec<_> = (0..200)
         .map(|i| {
             let chat = chat.clone();
-            tokio::spawn(async move { chat.send(ALERTS, ChatMessage::text(format!("burst message {i}"))).await })
+            tokio::spawn(async move {
+                chat.send(ALERTS, ChatMessage::text(format!("burst message {i}")))
+                    .await
+            })
         })
         .collect();
     for s in sends {
@@ -38,7 +41,12 @@ async fn a_burst_of_200_messages_to_one_channel_gets_no_429() {
     }
     let v = t.fake.violations();
     assert_eq!((v.rate_limited, v.global_rate_limited), (0, 0), "{v:#?}");
-    let mut seen: Vec<String> = t.fake.messages(ALERTS).into_iter().map(|m| m.content).collect();
+    let mut seen: Vec<String> = t
+        .fake
+        .messages(ALERTS)
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 200, "all 200 arrive once");
@@ -66,14 +74,17 @@ async fn bursts_across_channels_respect_the_global_limit() {
         .map(|i| {
             let chat = chat.clone();
             let channel = if i % 2 == 0 { ALERTS } else { INCIDENTS };
-            tokio::spawn(async move { chat.send(channel, ChatMessage::text(format!("m{i}"))).await })
+            tokio::spawn(
+                async move { chat.send(channel, ChatMessage::text(format!("m{i}"))).await },
+            )
         })
         .collect();
     for s in sends {
         s.await.unwrap().expect("delivered");
     }
     for i in 0..120 {
-        t.channel_message(if i % 2 == 0 { ALERTS } else { INCIDENTS }).await;
+        t.channel_message(if i % 2 == 0 { ALERTS } else { INCIDENTS })
+            .await;
     }
     assert_eq!(t.fake.violations().global_rate_limited, 0);
     t.finish().await;
@@ -83,8 +94,15 @@ async fn bursts_across_channels_respect_the_global_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_messages_are_fitted_not_refused() {
     let t = Tester::builder().spawn().await;
-    let huge = Embed { title: "t".repeat(400), description: "d".repeat(5_000), ..Default::default() };
-    let msg = ChatMessage { embeds: vec![huge], ..ChatMessage::text("x".repeat(3_000)) };
+    let huge = Embed {
+        title: "t".repeat(400),
+        description: "d".repeat(5_000),
+        ..Default::default()
+    };
+    let msg = ChatMessage {
+        embeds: vec![huge],
+        ..ChatMessage::text("x".repeat(3_000))
+    };
     t.bot().app.chat.send(ALERTS, msg).await.expect("accepted");
     let m = t.channel_message(ALERTS).await;
     assert_eq!(m.content.chars().count(), 2_000);
@@ -93,7 +111,10 @@ async fn oversize_messages_are_fitted_not_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_readyz_and_metrics() {
-    let t = Tester::builder().service("api", None, Some("http://127.0.0.1:9/health")).spawn().await;
+    let t = Tester::builder()
+        .service("api", None, Some("http://127.0.0.1:9/health"))
+        .spawn()
+        .await;
     let base = format!("http://{}", t.bot().http_addr);
     let client = reqwest::Client::new();
     let r = client.get(format!("{base}/healthz")).send().await.unwrap();
@@ -101,15 +122,42 @@ async fn healthz_readyz_and_metrics() {
     let r = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({"database": "ok", "gateway": "connected"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"database": "ok", "gateway": "connected"})
+    );
 
-    t.slash("health").as_level(Level::Viewer).send().await.reply().await;
+    t.slash("health")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
     t.slash("health").without_role().send().await.reply().await;
-    let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("klaxon_commands_total{command=\"health\",outcome=\"ok\"} 1"), "{text}");
-    assert!(text.contains("klaxon_commands_total{command=\"health\",outcome=\"denied\"} 1"), "{text}");
-    assert!(text.contains("klaxon_discord_requests_total{status=\"204\"}"), "{text}");
-    assert!(text.contains("# TYPE klaxon_limiter_waits_total counter"), "{text}");
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("klaxon_commands_total{command=\"health\",outcome=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("klaxon_commands_total{command=\"health\",outcome=\"denied\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("klaxon_discord_requests_total{status=\"204\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE klaxon_limiter_waits_total counter"),
+        "{text}"
+    );
 
     // The gateway drops: /readyz says so, then the session resumes and commands work.
     t.fake.drop_gateway().await;
@@ -122,7 +170,13 @@ async fn healthz_readyz_and_metrics() {
         assert!(Instant::now() < deadline, "the gateway never came back");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    t.slash("health").as_level(Level::Viewer).send().await.reply().await.assert_contains("api is down");
+    t.slash("health")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("api is down");
     t.finish().await;
 }
 
@@ -140,7 +194,10 @@ async fn start_up_fails_loudly_when_discord_is_unreachable() {
         Ok(_) => panic!("start-up must fail"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.contains("discord.api_url: Discord is not reachable"), "{err}");
+    assert!(
+        err.contains("discord.api_url: Discord is not reachable"),
+        "{err}"
+    );
     assert!(err.contains("/api/v10/gateway"), "{err}");
 }
 
@@ -157,7 +214,10 @@ async fn start_up_fails_on_a_wrong_token() {
         Ok(_) => panic!("start-up must fail"),
         Err(e) => format!("{e:#}"),
     };
-    assert_eq!(err, "discord token: Discord refused the token (401 Unauthorized); check DISCORD_TOKEN");
+    assert_eq!(
+        err,
+        "discord token: Discord refused the token (401 Unauthorized); check DISCORD_TOKEN"
+    );
     // One refused request, then it stops: no storm of 401s toward a Cloudflare ban.
     assert_eq!(fake.violations().unauthorized, 1);
 }
@@ -172,5 +232,8 @@ async fn start_up_fails_on_an_unreachable_database() {
         Ok(_) => panic!("start-up must fail"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.starts_with("database.url: cannot open postgres://k:****@127.0.0.1:9/k"), "{err}");
+    assert!(
+        err.starts_with("database.url: cannot open postgres://k:****@127.0.0.1:9/k"),
+        "{err}"
+    );
 }

@@ -109,7 +109,11 @@ impl Limiter {
 
     fn state_key(&self, route: &Route) -> String {
         let hashes = lock(&self.hashes);
-        format!("{}|{}", hashes.get(&route.template).unwrap_or(&route.template), route.major)
+        format!(
+            "{}|{}",
+            hashes.get(&route.template).unwrap_or(&route.template),
+            route.major
+        )
     }
 
     /// Takes one request from the bucket, or says until when to wait.
@@ -148,7 +152,11 @@ impl Limiter {
             if slot - now > self.interval {
                 self.metrics.inc("klaxon_limiter_waits_total", &[]);
             }
-            self.metrics.add("klaxon_limiter_wait_seconds_total", &[], (slot - now).as_secs_f64());
+            self.metrics.add(
+                "klaxon_limiter_wait_seconds_total",
+                &[],
+                (slot - now).as_secs_f64(),
+            );
             tokio::time::sleep_until(slot).await;
         }
     }
@@ -167,7 +175,12 @@ impl Limiter {
     }
 
     /// Sends one request through the limiter, retrying 429s.
-    pub async fn execute<F, Fut>(&self, method: &Method, path: &str, send: F) -> Result<Response, reqwest::Error>
+    pub async fn execute<F, Fut>(
+        &self,
+        method: &Method,
+        path: &str,
+        send: F,
+    ) -> Result<Response, reqwest::Error>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Response, reqwest::Error>>,
@@ -186,7 +199,11 @@ impl Limiter {
                 debug!(route = %route.template, major = %route.major, "bucket exhausted, waiting for reset");
                 self.metrics.inc("klaxon_limiter_waits_total", &[]);
                 let now = Instant::now();
-                self.metrics.add("klaxon_limiter_wait_seconds_total", &[], reset.saturating_duration_since(now).as_secs_f64());
+                self.metrics.add(
+                    "klaxon_limiter_wait_seconds_total",
+                    &[],
+                    reset.saturating_duration_since(now).as_secs_f64(),
+                );
                 tokio::time::sleep_until(reset).await;
             }
             if !route.global_exempt {
@@ -195,27 +212,35 @@ impl Limiter {
             let resp = match tokio::time::timeout(REQUEST_TIMEOUT, send()).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
-                    self.metrics.inc("klaxon_discord_requests_total", &[("status", "error")]);
+                    self.metrics
+                        .inc("klaxon_discord_requests_total", &[("status", "error")]);
                     return Err(e);
                 }
                 Err(_) => {
-                    self.metrics.inc("klaxon_discord_requests_total", &[("status", "timeout")]);
+                    self.metrics
+                        .inc("klaxon_discord_requests_total", &[("status", "timeout")]);
                     return Ok(Response {
                         status: StatusCode::GATEWAY_TIMEOUT,
                         headers: HeaderMap::new(),
-                        body: Bytes::from_static(br#"{"message":"Klaxon: Discord did not answer in time","code":0}"#),
+                        body: Bytes::from_static(
+                            br#"{"message":"Klaxon: Discord did not answer in time","code":0}"#,
+                        ),
                     });
                 }
             };
             self.learn(&route, &resp.headers);
             let status = resp.status;
-            self.metrics.inc("klaxon_discord_requests_total", &[("status", status.as_str())]);
+            self.metrics.inc(
+                "klaxon_discord_requests_total",
+                &[("status", status.as_str())],
+            );
             match status.as_u16() {
                 429 => {
                     let info = RateLimited::from_response(&resp);
                     if !info.shared {
                         // Cloudflare bans an IP at 10,000 of these in 10 minutes.
-                        self.metrics.inc("klaxon_discord_invalid_requests_total", &[]);
+                        self.metrics
+                            .inc("klaxon_discord_invalid_requests_total", &[]);
                     }
                     let until = Instant::now() + info.retry_after;
                     if info.global {
@@ -238,7 +263,8 @@ impl Limiter {
                     continue;
                 }
                 401 | 403 => {
-                    self.metrics.inc("klaxon_discord_invalid_requests_total", &[]);
+                    self.metrics
+                        .inc("klaxon_discord_invalid_requests_total", &[]);
                     if status == StatusCode::UNAUTHORIZED {
                         error!(route = %route.template, "Discord rejected the bot token (401)");
                     }
@@ -319,7 +345,10 @@ impl Route {
     /// `path` is what serenity requested, e.g. `/api/v10/channels/111/messages?x=y`.
     pub fn classify(method: &Method, path: &str) -> Route {
         let path = path.split('?').next().unwrap_or(path);
-        let path = path.strip_prefix("/api/v10").or_else(|| path.strip_prefix("/api")).unwrap_or(path);
+        let path = path
+            .strip_prefix("/api/v10")
+            .or_else(|| path.strip_prefix("/api"))
+            .unwrap_or(path);
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let mut template = Vec::with_capacity(segs.len());
         let mut major = String::new();
@@ -334,21 +363,21 @@ impl Route {
                     major = format!("{seg}/{id}");
                     i += 2;
                 }
-                ("webhooks", Some(id)) if major.is_empty() => {
-                    match segs.get(i + 2) {
-                        Some(token) if !token.chars().all(|c| c.is_ascii_digit()) && *token != "messages" => {
-                            template.push("webhooks/{major}/{token}".into());
-                            major = format!("webhooks/{id}/{token}");
-                            global_exempt = true;
-                            i += 3;
-                        }
-                        _ => {
-                            template.push("webhooks/{major}".into());
-                            major = format!("webhooks/{id}");
-                            i += 2;
-                        }
+                ("webhooks", Some(id)) if major.is_empty() => match segs.get(i + 2) {
+                    Some(token)
+                        if !token.chars().all(|c| c.is_ascii_digit()) && *token != "messages" =>
+                    {
+                        template.push("webhooks/{major}/{token}".into());
+                        major = format!("webhooks/{id}/{token}");
+                        global_exempt = true;
+                        i += 3;
                     }
-                }
+                    _ => {
+                        template.push("webhooks/{major}".into());
+                        major = format!("webhooks/{id}");
+                        i += 2;
+                    }
+                },
                 ("interactions", Some(id)) => {
                     // Each interaction is its own bucket, exempt from the global limit.
                     template.push("interactions/{id}/{token}".into());
@@ -370,7 +399,11 @@ impl Route {
                 }
             }
         }
-        Route { template: format!("{method} /{}", template.join("/")), major, global_exempt }
+        Route {
+            template: format!("{method} /{}", template.join("/")),
+            major,
+            global_exempt,
+        }
     }
 }
 
@@ -390,21 +423,40 @@ mod tests {
         assert_eq!(r.template, "POST /interactions/{id}/{token}/callback");
         assert!(r.global_exempt);
         let r = Route::classify(&Method::PATCH, "/api/v10/webhooks/2/abc/messages/@original");
-        assert_eq!(r.template, "PATCH /webhooks/{major}/{token}/messages/@original");
+        assert_eq!(
+            r.template,
+            "PATCH /webhooks/{major}/{token}/messages/@original"
+        );
         assert_eq!(r.major, "webhooks/2/abc");
         assert!(r.global_exempt);
         let r = Route::classify(&Method::PUT, "/api/v10/applications/2/guilds/123/commands");
         assert_eq!(r.template, "PUT /applications/{id}/guilds/{major}/commands");
-        let r = Route::classify(&Method::PUT, "/api/v10/channels/1/messages/2/reactions/%F0%9F%93%8C/@me");
-        assert_eq!(r.template, "PUT /channels/{major}/messages/{id}/reactions/{emoji}/@me");
+        let r = Route::classify(
+            &Method::PUT,
+            "/api/v10/channels/1/messages/2/reactions/%F0%9F%93%8C/@me",
+        );
+        assert_eq!(
+            r.template,
+            "PUT /channels/{major}/messages/{id}/reactions/{emoji}/@me"
+        );
     }
 
     fn ok(remaining: u32, reset_after: f64) -> Response {
         let mut headers = HeaderMap::new();
-        headers.insert("x-ratelimit-remaining", remaining.to_string().parse().unwrap());
-        headers.insert("x-ratelimit-reset-after", reset_after.to_string().parse().unwrap());
+        headers.insert(
+            "x-ratelimit-remaining",
+            remaining.to_string().parse().unwrap(),
+        );
+        headers.insert(
+            "x-ratelimit-reset-after",
+            reset_after.to_string().parse().unwrap(),
+        );
         headers.insert("x-ratelimit-bucket", "abc".parse().unwrap());
-        Response { status: StatusCode::OK, headers, body: Bytes::new() }
+        Response {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::new(),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -415,7 +467,9 @@ mod tests {
         for _ in 0..3 {
             limiter
                 .execute(&Method::POST, "/api/v10/channels/1/messages", || async {
-                    let r = remaining.load(std::sync::atomic::Ordering::SeqCst).saturating_sub(1);
+                    let r = remaining
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                        .saturating_sub(1);
                     remaining.store(r, std::sync::atomic::Ordering::SeqCst);
                     Ok(ok(r, 5.0))
                 })
@@ -423,7 +477,11 @@ mod tests {
                 .unwrap();
         }
         // Third request waited for the 5 s window announced by the second response.
-        assert!(start.elapsed() >= Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -448,7 +506,12 @@ mod tests {
             .unwrap();
         assert_eq!(resp.status, StatusCode::OK);
         assert!(start.elapsed() >= Duration::from_millis(1_500));
-        assert_eq!(limiter.metrics.get("klaxon_discord_invalid_requests_total", &[]), 1.0);
+        assert_eq!(
+            limiter
+                .metrics
+                .get("klaxon_discord_invalid_requests_total", &[]),
+            1.0
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -457,7 +520,11 @@ mod tests {
         let start = Instant::now();
         for ch in 0..11 {
             limiter
-                .execute(&Method::POST, &format!("/api/v10/channels/{ch}/messages"), || async { Ok(ok(4, 5.0)) })
+                .execute(
+                    &Method::POST,
+                    &format!("/api/v10/channels/{ch}/messages"),
+                    || async { Ok(ok(4, 5.0)) },
+                )
                 .await
                 .unwrap();
         }
@@ -467,7 +534,11 @@ mod tests {
         let start = Instant::now();
         for i in 0..20 {
             limiter
-                .execute(&Method::POST, &format!("/api/v10/interactions/{i}/t/callback"), || async { Ok(ok(4, 5.0)) })
+                .execute(
+                    &Method::POST,
+                    &format!("/api/v10/interactions/{i}/t/callback"),
+                    || async { Ok(ok(4, 5.0)) },
+                )
                 .await
                 .unwrap();
         }

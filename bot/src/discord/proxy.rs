@@ -36,7 +36,11 @@ impl DiscordRest {
             .pool_max_idle_per_host(16)
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
-        Ok(DiscordRest { client, upstream: upstream.trim_end_matches('/').to_string(), limiter })
+        Ok(DiscordRest {
+            client,
+            upstream: upstream.trim_end_matches('/').to_string(),
+            limiter,
+        })
     }
 
     /// Forwards one request; `path_and_query` starts with `/api/v10/`.
@@ -62,7 +66,11 @@ impl DiscordRest {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     let body = resp.bytes().await?;
-                    Ok(limiter::Response { status, headers, body })
+                    Ok(limiter::Response {
+                        status,
+                        headers,
+                        body,
+                    })
                 }
             })
             .await
@@ -86,15 +94,19 @@ impl DiscordRest {
                 "GET {}/api/v10/gateway answered {}: {}",
                 self.upstream,
                 resp.status,
-                String::from_utf8_lossy(&resp.body).chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&resp.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
             );
         }
         #[derive(serde::Deserialize)]
         struct Gateway {
             url: String,
         }
-        let g: Gateway = serde_json::from_slice(&resp.body)
-            .map_err(|e| anyhow::anyhow!("GET /api/v10/gateway returned an unexpected body: {e}"))?;
+        let g: Gateway = serde_json::from_slice(&resp.body).map_err(|e| {
+            anyhow::anyhow!("GET /api/v10/gateway returned an unexpected body: {e}")
+        })?;
         Ok(g.url)
     }
 
@@ -104,15 +116,18 @@ impl DiscordRest {
         let resp = self.get("/api/v10/users/@me", token).await?;
         match resp.status.as_u16() {
             200..=299 => {}
-            401 => anyhow::bail!("Discord refused the token (401 Unauthorized); check DISCORD_TOKEN"),
+            401 => {
+                anyhow::bail!("Discord refused the token (401 Unauthorized); check DISCORD_TOKEN")
+            }
             other => anyhow::bail!("GET /api/v10/users/@me answered {other}"),
         }
         #[derive(serde::Deserialize)]
         struct User {
             username: String,
         }
-        let u: User = serde_json::from_slice(&resp.body)
-            .map_err(|e| anyhow::anyhow!("GET /api/v10/users/@me returned an unexpected body: {e}"))?;
+        let u: User = serde_json::from_slice(&resp.body).map_err(|e| {
+            anyhow::anyhow!("GET /api/v10/users/@me returned an unexpected body: {e}")
+        })?;
         Ok(u.username)
     }
 }
@@ -120,7 +135,13 @@ impl DiscordRest {
 fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "host" | "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "proxy-connection" | "te"
+        "host"
+            | "connection"
+            | "content-length"
+            | "transfer-encoding"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
             | "upgrade"
     )
 }
@@ -135,7 +156,10 @@ pub async fn spawn(
     let addr = listener.local_addr()?;
     let app = Router::new().fallback(handle).with_state(rest);
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             warn!(error = %e, "Discord proxy stopped");
         }
     });
@@ -146,9 +170,15 @@ async fn handle(State(rest): State<Arc<DiscordRest>>, req: Request) -> Response 
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body over 26 MiB").into_response(),
+        Err(_) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body over 26 MiB").into_response()
+        }
     };
-    let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     match rest.forward(parts.method, pq, parts.headers, body).await {
         Ok(resp) => {
             let mut out = Response::builder().status(resp.status);
@@ -157,7 +187,8 @@ async fn handle(State(rest): State<Arc<DiscordRest>>, req: Request) -> Response 
                     out = out.header(name, value);
                 }
             }
-            out.body(Body::from(resp.body)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+            out.body(Body::from(resp.body))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
         Err(e) => {
             warn!(error = %e, path = pq, "Discord request failed");
