@@ -134,14 +134,16 @@ async fn healthz_readyz_and_metrics() {
         .reply()
         .await;
     t.slash("health").without_role().send().await.reply().await;
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The audit row and the counter are written just after the member's reply.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+        let text = r.text().await.unwrap();
+        if text.contains("outcome=\"denied\"") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         text.contains("klaxon_commands_total{command=\"health\",outcome=\"ok\"} 1"),
         "{text}"
