@@ -70,6 +70,10 @@ pub struct Config {
     #[serde(default)]
     pub health: Thresholds,
     #[serde(default)]
+    pub logs: klaxon_core::logs::LogsConfig,
+    #[serde(default)]
+    pub rollback: klaxon_core::rollout::RolloutConfig,
+    #[serde(default)]
     pub services: Vec<ServiceConfig>,
 }
 

@@ -115,6 +115,8 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         prober: Prober::new(),
         services: config.services.clone(),
         thresholds: config.health.clone(),
+        logs: config.logs.clone(),
+        rollout: config.rollback.clone(),
         policy,
         metrics,
         chat,

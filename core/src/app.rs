@@ -20,6 +20,8 @@ pub struct App {
     pub prober: Prober,
     pub services: Vec<ServiceConfig>,
     pub thresholds: Thresholds,
+    pub logs: crate::logs::LogsConfig,
+    pub rollout: crate::rollout::RolloutConfig,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,

@@ -9,9 +9,11 @@ pub mod audit;
 pub mod chat;
 pub mod docker;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod permissions;
 pub mod probe;
+pub mod rollout;
 pub mod store;
 
 pub use app::App;

@@ -54,6 +54,8 @@ pub struct TesterBuilder {
     fake: FakeConfig,
     thresholds: Thresholds,
     permissions: BTreeMap<String, Level>,
+    logs: klaxon_core::logs::LogsConfig,
+    rollback: klaxon_core::rollout::RolloutConfig,
 }
 
 impl TesterBuilder {
@@ -88,6 +90,14 @@ impl TesterBuilder {
     }
     pub fn thresholds(mut self, f: impl FnOnce(&mut Thresholds)) -> Self {
         f(&mut self.thresholds);
+        self
+    }
+    pub fn logs(mut self, f: impl FnOnce(&mut klaxon_core::logs::LogsConfig)) -> Self {
+        f(&mut self.logs);
+        self
+    }
+    pub fn rollback(mut self, f: impl FnOnce(&mut klaxon_core::rollout::RolloutConfig)) -> Self {
+        f(&mut self.rollback);
         self
     }
     pub fn permission(mut self, command: &str, level: Level) -> Self {
@@ -139,6 +149,8 @@ impl TesterBuilder {
             },
             permissions: self.permissions,
             health: self.thresholds,
+            logs: self.logs,
+            rollback: self.rollback,
             services: self.services,
         };
         config.validate().expect("test config is valid");
@@ -218,6 +230,8 @@ impl Tester {
                 ..Thresholds::default()
             },
             permissions: BTreeMap::new(),
+            logs: Default::default(),
+            rollback: Default::default(),
         }
     }
 
