@@ -136,7 +136,13 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     let ready_tx = std::sync::Mutex::new(Some(ready_tx));
     let guild = serenity::GuildId::new(config.discord.guild_id);
     let mut options = klaxon_commands::hooks::framework_options(commands);
-    options.event_handler = |framework, event| Box::pin(on_event(event, framework.user_data));
+    options.event_handler = |framework, event| {
+        Box::pin(on_event(
+            framework.serenity_context,
+            event,
+            framework.user_data,
+        ))
+    };
     let setup_app = Arc::clone(&app);
     let framework = poise::Framework::builder()
         .options(options)
@@ -209,8 +215,19 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     }
 }
 
-async fn on_event(event: &serenity::FullEvent, app: &Arc<App>) -> anyhow::Result<()> {
+async fn on_event(
+    ctx: &serenity::Context,
+    event: &serenity::FullEvent,
+    app: &Arc<App>,
+) -> anyhow::Result<()> {
     match event {
+        serenity::FullEvent::InteractionCreate {
+            interaction: serenity::Interaction::Component(click),
+        } => {
+            if let Err(e) = klaxon_commands::components::dispatch(ctx, app, click).await {
+                error!(error = format!("{e:#}"), custom_id = %click.data.custom_id, "button handler failed");
+            }
+        }
         serenity::FullEvent::Resume { .. } => app.chat_connected.store(true, Ordering::Relaxed),
         serenity::FullEvent::ShardStageUpdate { event } => {
             let up = matches!(event.new, serenity::ConnectionStage::Connected);

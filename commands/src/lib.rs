@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use klaxon_core::permissions::Level;
 
+pub mod components;
 pub mod health;
 pub mod hooks;
 pub mod render;

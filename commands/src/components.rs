@@ -1,0 +1,45 @@
+//! Button clicks (and other message components), routed by `custom_id` prefix.
+//!
+//! Clicks are not slash commands, so poise does not dispatch them: the bot's event
+//! handler hands every component interaction to [`dispatch`]. Each command family
+//! owns a prefix (`logs:`, `rollback:`); a handler must answer within Discord's
+//! 3 seconds and check the clicking member's level itself.
+
+use poise::serenity_prelude as serenity;
+use serenity::{ComponentInteraction, CreateInteractionResponse, CreateInteractionResponseMessage};
+use tracing::warn;
+
+use crate::{Data, Error};
+
+pub async fn dispatch(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+) -> Result<(), Error> {
+    let custom_id = click.data.custom_id.as_str();
+    let prefix = custom_id.split(':').next().unwrap_or_default();
+    #[allow(clippy::match_single_binding)] // families add their prefixes here
+    match prefix {
+        _ => {
+            let _ = app;
+            warn!(custom_id, "click on an unknown component");
+            reply_private(ctx, click, "This button is no longer active.").await
+        }
+    }
+}
+
+/// An ephemeral answer to a click.
+pub async fn reply_private(
+    ctx: &serenity::Context,
+    click: &ComponentInteraction,
+    text: &str,
+) -> Result<(), Error> {
+    let msg = CreateInteractionResponseMessage::new()
+        .content(klaxon_core::chat::truncate(text, 2_000))
+        .ephemeral(true)
+        .allowed_mentions(serenity::CreateAllowedMentions::new());
+    click
+        .create_response(ctx, CreateInteractionResponse::Message(msg))
+        .await?;
+    Ok(())
+}
