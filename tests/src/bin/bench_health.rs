@@ -847,8 +847,22 @@ fn write_json(report: &Value) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Logs go to stderr so stdout is only the report. The in-process bots' shutdown
+/// makes serenity warn "error awaiting close frame" (the fake drops the socket on
+/// the bot's close frame without echoing one), which is noise here;
+/// `KLAXON_TEST_LOG` overrides.
+fn init_logging() {
+    let filter = std::env::var("KLAXON_TEST_LOG").unwrap_or_else(|_| "warn,serenity=error".into());
+    // Installed before any Tester, whose own `init_logging` then finds it in place.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    init_logging();
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
