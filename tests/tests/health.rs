@@ -15,6 +15,11 @@ async fn endpoint_up() -> SocketAddr {
     addr
 }
 
+/// The reply's `allowed_mentions.parse`: `[]` means nobody can be pinged.
+fn no_pings(reply: &klaxon_tests::Reply) -> Option<serde_json::Value> {
+    reply.message.allowed_mentions.as_ref().and_then(|m| m.get("parse")).cloned()
+}
+
 /// A port on 127.0.0.1 where nothing listens.
 async fn endpoint_down() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -59,6 +64,7 @@ async fn health_shows_healthy_unhealthy_stopped_and_http_down() {
         reply.ack_latency
     );
     assert!(!reply.ephemeral(), "/health is shown to the channel");
+    assert_eq!(no_pings(&reply), Some(serde_json::json!([])), "replies never ping");
     let text = reply.text();
     // Overall status first.
     assert!(text.starts_with("🔴 3 of 4 services down"), "{text}");
@@ -176,6 +182,7 @@ async fn unknown_service_gets_a_private_list_of_known_ones() {
         reply.text(),
         "No service named `apu`. Known services: api, web."
     );
+    assert_eq!(no_pings(&reply), Some(serde_json::json!([])));
     t.finish().await;
 }
 
