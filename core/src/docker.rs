@@ -151,8 +151,8 @@ impl DockerClient {
     }
 
     /// Inspects a container and, when it runs, takes one stats sample for CPU and
-    /// memory (about a second: the engine's second reading is what makes a CPU
-    /// percentage possible at all).
+    /// memory. The sample waits for the engine's second reading (about a second),
+    /// which is what makes a CPU percentage possible at all.
     pub async fn status(&self, name: &str) -> Result<ContainerStatus, DockerError> {
         let docker = self.client().await?;
         let info = self
@@ -187,26 +187,12 @@ impl DockerClient {
             memory_bytes: None,
         };
         if running {
-            // A CPU percentage needs two readings. In streaming mode the engine sends
-            // its first reading at once and the second a second later, with the first
-            // as `precpu`; `stream=false` waits for two full collection cycles
-            // (about 2 s on Docker 20.10), so streaming halves the wait.
             let opts = StatsOptionsBuilder::default()
-                .stream(true)
+                .stream(false)
                 .one_shot(false)
                 .build();
             let mut stream = docker.stats(name, Some(opts));
-            let mut latest = None;
-            let _ = tokio::time::timeout(self.timeout, async {
-                for _ in 0..2 {
-                    match stream.next().await {
-                        Some(Ok(sample)) => latest = Some(sample),
-                        _ => break,
-                    }
-                }
-            })
-            .await;
-            if let Some(sample) = latest {
+            if let Ok(Some(Ok(sample))) = tokio::time::timeout(self.timeout, stream.next()).await {
                 let (cpu, mem_pct, mem) = usage(&sample);
                 status.cpu_percent = cpu;
                 status.memory_percent = mem_pct;
@@ -234,8 +220,7 @@ pub fn usage(s: &ContainerStatsResponse) -> (Option<f64>, Option<f64>, Option<u6
         let total = now.cpu_usage.as_ref()?.total_usage? as f64;
         let pre_total = pre.cpu_usage.as_ref()?.total_usage? as f64;
         let system = now.system_cpu_usage? as f64;
-        // A first streamed reading has no previous one: no percentage from it.
-        let pre_system = pre.system_cpu_usage.filter(|v| *v > 0)? as f64;
+        let pre_system = pre.system_cpu_usage? as f64;
         let cpus = now
             .online_cpus
             .map(f64::from)
