@@ -151,8 +151,9 @@ impl DockerClient {
     }
 
     /// Inspects a container and, when it runs, takes one stats sample for CPU and
-    /// memory. The sample waits for the engine's second reading (about a second),
-    /// which is what makes a CPU percentage possible at all.
+    /// memory. The sample waits for the engine's second reading, which is what makes
+    /// a CPU percentage possible at all: 1 to 2 s on Docker 20.10 (streaming the
+    /// readings was measured no faster through bollard).
     pub async fn status(&self, name: &str) -> Result<ContainerStatus, DockerError> {
         let docker = self.client().await?;
         let info = self
