@@ -17,7 +17,12 @@ async fn endpoint_up() -> SocketAddr {
 
 /// The reply's `allowed_mentions.parse`: `[]` means nobody can be pinged.
 fn no_pings(reply: &klaxon_tests::Reply) -> Option<serde_json::Value> {
-    reply.message.allowed_mentions.as_ref().and_then(|m| m.get("parse")).cloned()
+    reply
+        .message
+        .allowed_mentions
+        .as_ref()
+        .and_then(|m| m.get("parse"))
+        .cloned()
 }
 
 /// A port on 127.0.0.1 where nothing listens.
@@ -64,7 +69,11 @@ async fn health_shows_healthy_unhealthy_stopped_and_http_down() {
         reply.ack_latency
     );
     assert!(!reply.ephemeral(), "/health is shown to the channel");
-    assert_eq!(no_pings(&reply), Some(serde_json::json!([])), "replies never ping");
+    assert_eq!(
+        no_pings(&reply),
+        Some(serde_json::json!([])),
+        "replies never ping"
+    );
     let text = reply.text();
     // Overall status first.
     assert!(text.starts_with("🔴 3 of 4 services down"), "{text}");
