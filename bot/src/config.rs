@@ -280,6 +280,7 @@ impl Config {
         if self.health.probe_timeout_ms == 0 {
             errs.push("health.probe_timeout_ms: must be at least 1".into());
         }
+        errs.extend(self.logs.validate());
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {

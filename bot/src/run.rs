@@ -117,12 +117,17 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         thresholds: config.health.clone(),
         logs: config.logs.clone(),
         rollout: config.rollback.clone(),
+        ops_locks: Default::default(),
         policy,
         metrics,
         chat,
         audit_channel: config.channels.audit,
         chat_connected: Default::default(),
     });
+
+    // A rollback a previous run left half done: make sure the service runs, and say
+    // so in the alerts channel, before any new command can touch it.
+    klaxon_core::rollout::recover(&app, config.channels.alerts).await;
 
     let (http_addr, http_task) = crate::server::spawn(
         config.http.listen,

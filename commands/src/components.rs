@@ -20,6 +20,8 @@ pub async fn dispatch(
     let prefix = custom_id.split(':').next().unwrap_or_default();
     #[allow(clippy::match_single_binding)] // families add their prefixes here
     match prefix {
+        crate::rollback::PREFIX => crate::rollback::on_click(ctx, app, click).await,
+        crate::logs::PREFIX => crate::logs::on_click(ctx, app, click).await,
         _ => {
             let _ = app;
             warn!(custom_id, "click on an unknown component");

@@ -12,7 +12,9 @@ use klaxon_core::permissions::Level;
 pub mod components;
 pub mod health;
 pub mod hooks;
+pub mod logs;
 pub mod render;
+pub mod rollback;
 
 pub use poise::serenity_prelude as serenity;
 
@@ -52,39 +54,42 @@ fn leveled(mut cmd: Command, level: Level) -> Command {
 /// Every command Klaxon registers, with its default minimum level. The config's
 /// `[permissions]` table can raise or lower any of them.
 pub fn all() -> Vec<Command> {
-    vec![leveled(health::health(), Level::Viewer)]
+    vec![
+        leveled(health::health(), Level::Viewer),
+        leveled(logs::logs(), Level::Viewer),
+        leveled(rollback::rollback(), Level::Operator),
+        leveled(rollback::restart(), Level::Operator),
+    ]
+}
+
+/// Every command and subcommand, depth first.
+fn flatten(commands: &[Command]) -> Vec<&Command> {
+    let mut out = Vec::new();
+    let mut stack: Vec<&Command> = commands.iter().rev().collect();
+    while let Some(cmd) = stack.pop() {
+        out.push(cmd);
+        stack.extend(cmd.subcommands.iter().rev());
+    }
+    out
 }
 
 /// `(qualified name, default level)` for every command and subcommand.
 pub fn default_levels(commands: &[Command]) -> Vec<(String, Level)> {
-    fn walk(cmd: &Command, out: &mut Vec<(String, Level)>) {
-        if let Some(MinLevel(level)) = cmd.custom_data.downcast_ref::<MinLevel>() {
-            out.push((cmd.qualified_name.to_string(), *level));
-        }
-        for sub in &cmd.subcommands {
-            walk(sub, out);
-        }
-    }
-    let mut out = Vec::new();
-    for c in commands {
-        walk(c, &mut out);
-    }
-    out
+    flatten(commands)
+        .into_iter()
+        .filter_map(|c| {
+            let MinLevel(level) = c.custom_data.downcast_ref::<MinLevel>()?;
+            Some((c.qualified_name.to_string(), *level))
+        })
+        .collect()
 }
 
 /// Names a config's `[permissions]` table may use.
 pub fn known_command_names(commands: &[Command]) -> Vec<String> {
-    fn walk(cmd: &Command, out: &mut Vec<String>) {
-        out.push(cmd.qualified_name.to_string());
-        for sub in &cmd.subcommands {
-            walk(sub, out);
-        }
-    }
-    let mut out = Vec::new();
-    for c in commands {
-        walk(c, &mut out);
-    }
-    out
+    flatten(commands)
+        .into_iter()
+        .map(|c| c.qualified_name.to_string())
+        .collect()
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ pub struct App {
     pub thresholds: Thresholds,
     pub logs: crate::logs::LogsConfig,
     pub rollout: crate::rollout::RolloutConfig,
+    /// One `/rollback` or `/restart` per service at a time, and the plans waiting
+    /// for their Confirm clicks.
+    pub ops_locks: crate::rollout::Locks,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,

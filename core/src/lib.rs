@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod chat;
+pub mod deployments;
 pub mod docker;
 pub mod health;
 pub mod logs;

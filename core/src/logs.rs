@@ -1,15 +1,57 @@
 //! `/logs`: reading, filtering and redacting container logs.
+//!
+//! Logs are read from the engine as a stream and filtered line by line, so memory
+//! stays bounded however large the container's log is: only the last N matching
+//! lines are kept (a ring buffer), each cut to [`MAX_LINE_BYTES`]. Without a filter
+//! Docker does the `tail` itself. Every line is redacted before it is matched or
+//! kept, so neither the text shown nor the count of matches can reveal a secret.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::docker::{DockerClient, DockerError};
+
+/// `lines` when the member gives none.
+pub const DEFAULT_LINES: usize = 100;
+/// The most lines one `/logs` returns.
+pub const MAX_LINES: usize = 5_000;
+/// Longest line kept, in bytes (cut with `…`): a container that logs megabyte-long
+/// lines cannot push memory past 5,000 × 4 KiB.
+pub const MAX_LINE_BYTES: usize = 4_096;
+/// What redacted text shows as.
+pub const REDACTED: &str = "[redacted]";
+/// Follow mode runs at most this long, whatever the config says.
+pub const MAX_FOLLOW: Duration = Duration::from_secs(3_600);
+/// Compiled user regexes (config and `grep`) are capped, so a pathological pattern
+/// is refused instead of eating memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// `[logs]` in the config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
-    /// Extra redaction patterns (regular expressions), applied after the built-in ones.
+    /// Extra redaction patterns (regular expressions), applied after the built-in
+    /// ones. The whole match is redacted, or only a group named `secret` if the
+    /// pattern has one.
     pub redact: Vec<String>,
     /// How long `/logs follow:true` runs at most, in minutes.
     pub follow_minutes: u64,
+    /// The same in seconds; overrides `follow_minutes` when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_seconds: Option<u64>,
+    /// Deadline on one whole read of a container's log, in seconds.
+    pub read_timeout_secs: u64,
 }
 
 impl Default for LogsConfig {
@@ -17,6 +59,1031 @@ impl Default for LogsConfig {
         LogsConfig {
             redact: Vec::new(),
             follow_minutes: 5,
+            follow_seconds: None,
+            read_timeout_secs: 120,
         }
+    }
+}
+
+impl LogsConfig {
+    /// How long a follow runs.
+    pub fn follow_limit(&self) -> Duration {
+        let d = match self.follow_seconds {
+            Some(s) => Duration::from_secs(s),
+            None => Duration::from_secs(self.follow_minutes.saturating_mul(60)),
+        };
+        d.min(MAX_FOLLOW)
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_secs.max(1))
+    }
+
+    /// Problems with this section, each naming its key (`logs.redact[1]: …`).
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for (i, p) in self.redact.iter().enumerate() {
+            if let Err(e) = compile_user(p, false) {
+                errs.push(format!(
+                    "logs.redact[{i}]: `{p}` is not a valid regular expression: {}",
+                    one_line(&e.to_string())
+                ));
+            }
+        }
+        match self.follow_seconds {
+            Some(0) => errs.push("logs.follow_seconds: must be at least 1".into()),
+            Some(s) if s > MAX_FOLLOW.as_secs() => {
+                errs.push("logs.follow_seconds: must be at most 3600 (one hour)".into())
+            }
+            Some(_) => {}
+            None if self.follow_minutes == 0 => {
+                errs.push("logs.follow_minutes: must be at least 1".into())
+            }
+            None if self.follow_minutes > 60 => {
+                errs.push("logs.follow_minutes: must be at most 60".into())
+            }
+            None => {}
+        }
+        if self.read_timeout_secs == 0 {
+            errs.push("logs.read_timeout_secs: must be at least 1".into());
+        }
+        errs
+    }
+
+    /// The redactor for this config: built-in patterns plus `redact`, compiled once
+    /// per distinct list and shared (commands call this on every invocation).
+    pub fn redactor(&self) -> Result<Arc<Redactor>, LogsError> {
+        type Cache = Mutex<Vec<(Vec<String>, Arc<Redactor>)>>;
+        static CACHE: OnceLock<Cache> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
+        let mut cache = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, r)) = cache.iter().find(|(k, _)| *k == self.redact) {
+            return Ok(Arc::clone(r));
+        }
+        let r = Arc::new(Redactor::new(&self.redact)?);
+        cache.push((self.redact.clone(), Arc::clone(&r)));
+        Ok(r)
+    }
+}
+
+/// Regex errors span several lines (the pattern, a caret); chat and config
+/// listings want one.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn compile_user(pattern: &str, case_insensitive: bool) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+}
+
+/// Why `/logs` could not answer. Every variant's text is written for the member.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogsError {
+    #[error("`{0}` has no container configured, so it has no logs to read.")]
+    NoContainer(String),
+    #[error("`{pattern}` is not a valid regular expression: {reason}")]
+    BadRegex { pattern: String, reason: String },
+    #[error("`{option}:{value}` is not understood: {reason}")]
+    BadOption {
+        option: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("The container `{0}` does not exist (any more): no logs to read.")]
+    ContainerGone(String),
+    #[error("{0}")]
+    Docker(#[from] DockerError),
+    #[error("Docker cannot read the logs of `{container}`: {reason}")]
+    Unreadable { container: String, reason: String },
+}
+
+/// Which of the container's output streams to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Streams {
+    #[default]
+    Both,
+    Stdout,
+    Stderr,
+}
+
+impl Streams {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Streams::Both => "both",
+            Streams::Stdout => "stdout",
+            Streams::Stderr => "stderr",
+        }
+    }
+}
+
+/// The least severe level a line may have to be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Info = 1,
+    Warn = 2,
+    Error = 3,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// A `grep`: a case-insensitive substring, or a regex written as `/.../` (with an
+/// optional trailing `i` for case-insensitive).
+#[derive(Debug, Clone)]
+pub struct Grep {
+    /// As the member typed it.
+    pub text: String,
+    pub is_regex: bool,
+    re: Regex,
+}
+
+impl Grep {
+    /// `None` for an empty filter.
+    pub fn parse(s: &str) -> Result<Option<Grep>, LogsError> {
+        let text = s.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let regex = text
+            .strip_prefix('/')
+            .and_then(|r| {
+                r.strip_suffix('/')
+                    .map(|p| (p, false))
+                    .or_else(|| r.strip_suffix("/i").map(|p| (p, true)))
+            })
+            .filter(|(p, _)| !p.is_empty());
+        let re = match regex {
+            Some((pattern, ci)) => compile_user(pattern, ci).map_err(|e| LogsError::BadRegex {
+                pattern: pattern.to_string(),
+                reason: one_line(&e.to_string()),
+            })?,
+            None => {
+                // A plain ASCII substring needs no Unicode tables: the matcher then
+                // runs as a byte-level search, the fast path for big logs.
+                RegexBuilder::new(&regex::escape(text))
+                    .case_insensitive(true)
+                    .unicode(!text.is_ascii())
+                    .build()
+                    .map_err(|e| LogsError::BadRegex {
+                        pattern: text.to_string(),
+                        reason: one_line(&e.to_string()),
+                    })?
+            }
+        };
+        Ok(Some(Grep {
+            text: text.to_string(),
+            is_regex: regex.is_some(),
+            re,
+        }))
+    }
+
+    pub fn is_match(&self, line: &[u8]) -> bool {
+        self.re.is_match(line)
+    }
+}
+
+/// A `since` or `until`: a duration ago (`10m`, `1h30m`, `2d`) or an RFC 3339 time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bound {
+    pub at: DateTime<Utc>,
+    /// A duration ago rather than a time.
+    pub ago: Option<Duration>,
+}
+
+impl Bound {
+    pub fn parse(option: &'static str, s: &str, now: DateTime<Utc>) -> Result<Bound, LogsError> {
+        let text = s.trim();
+        let bad = |reason: &str| LogsError::BadOption {
+            option,
+            value: text.to_string(),
+            reason: reason.to_string(),
+        };
+        if text.eq_ignore_ascii_case("now") {
+            return Ok(Bound {
+                at: now,
+                ago: Some(Duration::ZERO),
+            });
+        }
+        if let Some(d) = parse_duration(text) {
+            let at = chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .ok_or_else(|| bad("that is too long ago"))?;
+            return Ok(Bound { at, ago: Some(d) });
+        }
+        match DateTime::parse_from_rfc3339(text) {
+            Ok(t) => Ok(Bound {
+                at: t.with_timezone(&Utc),
+                ago: None,
+            }),
+            Err(_) => Err(bad(
+                "use a duration such as `10m`, `1h30m` or `2d`, or a time such as `2026-11-23T19:00:00Z`",
+            )),
+        }
+    }
+
+    /// Unix seconds for Docker, which takes whole seconds: `since` rounds down and
+    /// `until` up, so the window never loses a line.
+    fn unix(&self, round_up: bool) -> i32 {
+        let mut s = self.at.timestamp();
+        if round_up && self.at.timestamp_subsec_nanos() > 0 {
+            s += 1;
+        }
+        s.clamp(1, i64::from(i32::MAX)) as i32
+    }
+}
+
+/// `10m`, `90s`, `1h30m`, `2d`, `1w`: digits and a unit, repeated.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        let n: u64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        digits.clear();
+        any = true;
+    }
+    (any && digits.is_empty()).then(|| Duration::from_secs(total))
+}
+
+/// What to read and how to filter it.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub container: String,
+    /// Keep the last this many matching lines.
+    pub lines: usize,
+    pub since: Option<Bound>,
+    pub until: Option<Bound>,
+    pub grep: Option<Grep>,
+    pub level: Option<LogLevel>,
+    pub streams: Streams,
+}
+
+impl Query {
+    pub fn new(container: &str) -> Self {
+        Query {
+            container: container.to_string(),
+            lines: DEFAULT_LINES,
+            since: None,
+            until: None,
+            grep: None,
+            level: None,
+            streams: Streams::Both,
+        }
+    }
+
+    /// Whether every line must be looked at: then Docker cannot `tail` for us.
+    pub fn filters(&self) -> bool {
+        self.grep.is_some() || self.level.is_some()
+    }
+
+    /// Docker's `tail` counts lines before its own `until` and stream filters are
+    /// applied (it reads the file backwards), so it is only used when the answer is
+    /// "the last N lines of everything from `since` on".
+    fn docker_tails(&self) -> bool {
+        !self.filters() && self.until.is_none() && self.streams == Streams::Both
+    }
+
+    fn options(&self, follow: bool) -> LogsOptions {
+        let mut b = LogsOptionsBuilder::default()
+            .follow(follow)
+            .timestamps(true)
+            .stdout(self.streams != Streams::Stderr)
+            .stderr(self.streams != Streams::Stdout);
+        if let Some(s) = &self.since {
+            b = b.since(s.unix(false));
+        }
+        if let Some(u) = &self.until {
+            b = b.until(u.unix(true));
+        }
+        let tail = if self.docker_tails() {
+            self.lines.to_string()
+        } else {
+            "all".to_string()
+        };
+        b.tail(&tail).build()
+    }
+}
+
+/// One line as shown: redacted, cut to [`MAX_LINE_BYTES`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// Docker's receive time (the `timestamps` option).
+    pub at: Option<DateTime<Utc>>,
+    pub stderr: bool,
+    pub text: String,
+}
+
+/// The answer to a read.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Oldest first.
+    pub lines: Vec<LogLine>,
+    /// Lines that matched the filter in the window; `None` when Docker did the
+    /// `tail` (unfiltered read), so nobody counted the lines before it.
+    pub matched: Option<u64>,
+    /// Lines and bytes read from Docker.
+    pub scanned_lines: u64,
+    pub scanned_bytes: u64,
+    /// The read hit its deadline: the lines are the last matches before it.
+    pub cut_short: Option<Duration>,
+    /// When the read was cut short: the time of the last line read, so the member
+    /// knows how far it got (a filtered read starts at the oldest line).
+    pub read_up_to: Option<DateTime<Utc>>,
+}
+
+/// Built-in patterns. Each redacts its capture group 1, or the whole match when it
+/// has none, so `password=hunter2` shows as `password=[redacted]`. All are ASCII
+/// (`(?-u)`): no Unicode tables in the hot path, and the DFA never gives up on
+/// non-ASCII input.
+const BUILTIN: &[(&str, &str)] = &[
+    // Authorization: Bearer <token> (and any other "Bearer <token>").
+    ("bearer", r"(?i-u)\bbearer\s+([A-Za-z0-9._~+/=-]{8,})"),
+    ("basic", r"(?i-u)\bbasic\s+([A-Za-z0-9+/]{8,}={0,2})"),
+    // scheme://user:password@host
+    (
+        "url password",
+        r"(?-u)\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:([^\s@/]+)@",
+    ),
+    // key=value and "key": "value" pairs whose key names a secret
+    // (password, secret, token, api_key, access_key, private_key, credentials).
+    (
+        "secret pair",
+        r#"(?i-u)\b[\w.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[\w.-]*"?\s*[=:]\s*"?([^\s"'&,;]+)"#,
+    ),
+    // JSON Web Tokens: base64url header `{"…` (eyJ), payload, signature.
+    (
+        "jwt",
+        r"(?-u)\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
+    ),
+    (
+        "aws access key",
+        r"(?-u)\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}\b",
+    ),
+    // Discord bot tokens: base64 user id, timestamp, HMAC.
+    (
+        "discord token",
+        r"(?-u)\b[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,40}\b",
+    ),
+    // GitHub and Slack tokens: common in CI and bot logs.
+    (
+        "github token",
+        r"(?-u)\b(?:gh[pousr]|github_pat)_[A-Za-z0-9_]{20,}",
+    ),
+    ("slack token", r"(?-u)\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    // A private key on one line (escaped newlines in JSON).
+    (
+        "private key",
+        r"(?-u)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
+    ),
+    // The body of a PEM block printed line by line, even when the read starts in
+    // the middle of it (a `tail` can).
+    ("pem body", r"(?-u)^\s*([A-Za-z0-9+/]{40,}={0,2})\s*$"),
+];
+
+struct Rule {
+    re: Regex,
+    /// The group to redact; 0 is the whole match.
+    group: usize,
+}
+
+/// Redacts secrets from log lines. One `RegexSet` pass decides whether a line
+/// needs any work; only lines with a secret pay for the replacements.
+pub struct Redactor {
+    any: RegexSet,
+    rules: Vec<Rule>,
+    key_begin: Regex,
+    key_end: Regex,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+/// Per-stream state across lines: a private key block spans many lines.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RedactState {
+    in_key: [bool; 2],
+}
+
+impl Redactor {
+    /// Built-in patterns plus `extra` (the config's `redact`).
+    pub fn new(extra: &[String]) -> Result<Self, LogsError> {
+        let mut rules = Vec::new();
+        let mut patterns: Vec<String> = Vec::new();
+        for (_, p) in BUILTIN {
+            let re = Regex::new(p).map_err(|e| LogsError::BadRegex {
+                pattern: p.to_string(),
+                reason: one_line(&e.to_string()),
+            })?;
+            let group = usize::from(re.captures_len() > 1);
+            rules.push(Rule { re, group });
+            patterns.push(p.to_string());
+        }
+        for p in extra {
+            let re = compile_user(p, false).map_err(|e| LogsError::BadRegex {
+                pattern: p.clone(),
+                reason: one_line(&e.to_string()),
+            })?;
+            let group = re
+                .capture_names()
+                .position(|n| n == Some("secret"))
+                .unwrap_or(0);
+            rules.push(Rule { re, group });
+            patterns.push(p.clone());
+        }
+        let key_begin = r"(?-u)-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----";
+        patterns.push(key_begin.to_string());
+        let any = RegexSetBuilder::new(&patterns)
+            .size_limit(REGEX_SIZE_LIMIT * 8)
+            .dfa_size_limit(REGEX_SIZE_LIMIT * 8)
+            .build()
+            .map_err(|e| LogsError::BadRegex {
+                pattern: "(redaction patterns together)".into(),
+                reason: one_line(&e.to_string()),
+            })?;
+        let compile = |p: &str| {
+            Regex::new(p).map_err(|e| LogsError::BadRegex {
+                pattern: p.to_string(),
+                reason: one_line(&e.to_string()),
+            })
+        };
+        Ok(Redactor {
+            any,
+            rules,
+            key_begin: compile(key_begin)?,
+            key_end: compile(r"(?-u)-----END [A-Z0-9 ]*PRIVATE KEY-----")?,
+        })
+    }
+
+    /// Redacts one line (no trailing newline). `stderr` picks the stream whose
+    /// key-block state applies.
+    pub fn redact<'a>(
+        &self,
+        line: &'a [u8],
+        stderr: bool,
+        state: &mut RedactState,
+    ) -> Cow<'a, [u8]> {
+        let in_key = &mut state.in_key[usize::from(stderr)];
+        if !*in_key && !self.any.is_match(line) {
+            return Cow::Borrowed(line);
+        }
+        let mut out: Vec<u8>;
+        if *in_key {
+            // Inside a private key block: everything up to its END line is secret.
+            match self.key_end.find(line) {
+                Some(end) => {
+                    *in_key = false;
+                    out = REDACTED.as_bytes().to_vec();
+                    out.extend_from_slice(&line[end.end()..]);
+                }
+                None => return Cow::Owned(REDACTED.as_bytes().to_vec()),
+            }
+        } else {
+            out = line.to_vec();
+        }
+        if let Some(begin) = self.key_begin.find(&out) {
+            if self.key_end.find_at(&out, begin.end()).is_none() {
+                *in_key = true;
+                out.truncate(begin.start());
+                out.extend_from_slice(REDACTED.as_bytes());
+            }
+        }
+        for rule in &self.rules {
+            if !rule.re.is_match(&out) {
+                continue;
+            }
+            let replaced = rule
+                .re
+                .replace_all(&out, |caps: &regex::bytes::Captures<'_>| {
+                    let whole = caps.get(0).map(|m| m.range()).unwrap_or_default();
+                    match caps.get(rule.group).filter(|_| rule.group > 0) {
+                        Some(g) => {
+                            let mut r = Vec::with_capacity(whole.len());
+                            r.extend_from_slice(&out[whole.start..g.start()]);
+                            r.extend_from_slice(REDACTED.as_bytes());
+                            r.extend_from_slice(&out[g.end()..whole.end]);
+                            r
+                        }
+                        None => REDACTED.as_bytes().to_vec(),
+                    }
+                })
+                .into_owned();
+            out = replaced;
+        }
+        Cow::Owned(out)
+    }
+
+    /// Redacts text that is not a log line (for tests and one-off strings).
+    pub fn redact_str(&self, s: &str) -> String {
+        let mut state = RedactState::default();
+        s.lines()
+            .map(|l| {
+                String::from_utf8_lossy(&self.redact(l.as_bytes(), false, &mut state)).into_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Severity words and JSON / logfmt `level` fields.
+struct LevelDetector {
+    field: Regex,
+    word: Regex,
+}
+
+fn level_detector() -> &'static LevelDetector {
+    static D: OnceLock<LevelDetector> = OnceLock::new();
+    D.get_or_init(|| LevelDetector {
+        // "level":"warn", "severity": "ERROR", level=info, lvl=err, "level":50 (pino).
+        field: Regex::new(
+            r#"(?i-u)(?:"(?:level|lvl|severity|loglevel|log_level)"\s*:\s*"?|\b(?:level|lvl|severity)=)"?([a-z]+|\d+)"#,
+        )
+        .expect("static regex"),
+        word: Regex::new(
+            r"(?i-u)\b(fatal|panic|critical|crit|emerg|emergency|alert|error|err|warning|warn|info|notice|debug|trace)\b",
+        )
+        .expect("static regex"),
+    })
+}
+
+/// 0 debug/trace, 1 info, 2 warn, 3 error and worse.
+fn rank(word: &[u8]) -> Option<u8> {
+    if let Ok(n) = std::str::from_utf8(word).unwrap_or("x").parse::<u32>() {
+        // pino/bunyan numeric levels.
+        return Some(match n {
+            0..=29 => 0,
+            30..=39 => 1,
+            40..=49 => 2,
+            _ => 3,
+        });
+    }
+    let w = word.to_ascii_lowercase();
+    Some(match w.as_slice() {
+        b"trace" | b"debug" | b"dbg" => 0,
+        b"info" | b"notice" | b"information" => 1,
+        b"warn" | b"warning" => 2,
+        b"error" | b"err" | b"fatal" | b"panic" | b"critical" | b"crit" | b"emerg"
+        | b"emergency" | b"alert" => 3,
+        _ => return None,
+    })
+}
+
+/// The severity of a line: a `level` field if there is one, else the first level
+/// word. `None` when the line names none.
+pub fn line_level(line: &[u8]) -> Option<u8> {
+    let d = level_detector();
+    if let Some(c) = d.field.captures(line) {
+        if let Some(r) = c.get(1).and_then(|m| rank(m.as_bytes())) {
+            return Some(r);
+        }
+    }
+    d.word
+        .captures(line)
+        .and_then(|c| c.get(1))
+        .and_then(|m| rank(m.as_bytes()))
+}
+
+/// Redaction then filtering, line by line; shared by reads and follows.
+pub struct Matcher {
+    redactor: Arc<Redactor>,
+    grep: Option<Grep>,
+    level: Option<LogLevel>,
+    state: RedactState,
+}
+
+/// A frame from Docker split into its timestamp and text.
+fn split_frame(frame: &[u8]) -> (&[u8], &[u8]) {
+    let mut text = frame;
+    while let Some((&last, rest)) = text.split_last() {
+        if last == b'\n' || last == b'\r' {
+            text = rest;
+        } else {
+            break;
+        }
+    }
+    // With `timestamps`, every entry starts with an RFC 3339 time and a space.
+    match text.iter().position(|&b| b == b' ') {
+        Some(i) if i >= 20 && text[0].is_ascii_digit() => (&text[..i], &text[i + 1..]),
+        _ => (&[], text),
+    }
+}
+
+fn cut(text: &[u8]) -> &[u8] {
+    if text.len() <= MAX_LINE_BYTES {
+        return text;
+    }
+    // Back up to a character boundary so the cut never splits UTF-8.
+    let mut end = MAX_LINE_BYTES;
+    while end > 0 && (text[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn parse_ts(ts: &[u8]) -> Option<DateTime<Utc>> {
+    std::str::from_utf8(ts)
+        .ok()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Matcher {
+    pub fn new(redactor: Arc<Redactor>, q: &Query) -> Self {
+        Matcher {
+            redactor,
+            grep: q.grep.clone(),
+            level: q.level,
+            state: RedactState::default(),
+        }
+    }
+
+    /// The redacted text when the line passes the filters.
+    pub fn check<'a>(&mut self, text: &'a [u8], stderr: bool) -> Option<Cow<'a, [u8]>> {
+        let text = self.redactor.redact(text, stderr, &mut self.state);
+        if let Some(g) = &self.grep {
+            if !g.is_match(&text) {
+                return None;
+            }
+        }
+        if let Some(min) = self.level {
+            if line_level(&text).is_none_or(|l| l < min as u8) {
+                return None;
+            }
+        }
+        Some(text)
+    }
+}
+
+/// A kept line before it is turned into a [`LogLine`]: timestamp and text bytes in
+/// one buffer, reused when the ring is full so steady state does not allocate.
+struct Kept {
+    buf: Vec<u8>,
+    ts_len: usize,
+    stderr: bool,
+    cut: bool,
+}
+
+impl Kept {
+    fn fill(&mut self, ts: &[u8], text: &[u8], stderr: bool) {
+        self.buf.clear();
+        self.buf.extend_from_slice(ts);
+        self.ts_len = ts.len();
+        let kept = cut(text);
+        self.buf.extend_from_slice(kept);
+        self.cut = kept.len() < text.len();
+        self.stderr = stderr;
+    }
+
+    fn line(&self) -> LogLine {
+        let mut text = String::from_utf8_lossy(&self.buf[self.ts_len..]).into_owned();
+        if self.cut {
+            text.push('…');
+        }
+        LogLine {
+            at: parse_ts(&self.buf[..self.ts_len]),
+            stderr: self.stderr,
+            text,
+        }
+    }
+}
+
+fn is_stderr(out: &LogOutput) -> bool {
+    matches!(out, LogOutput::StdErr { .. })
+}
+
+fn classify(e: bollard::errors::Error, docker: &DockerClient, container: &str) -> LogsError {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError {
+            status_code: 404, ..
+        } => LogsError::ContainerGone(container.to_string()),
+        E::DockerResponseServerError { message, .. } => LogsError::Unreadable {
+            container: container.to_string(),
+            reason: message,
+        },
+        E::RequestTimeoutError => LogsError::Docker(DockerError::Unreachable {
+            host: docker.host().to_string(),
+            reason: "it did not answer in time".into(),
+        }),
+        e @ (E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_)) => {
+            LogsError::Docker(DockerError::Unreachable {
+                host: docker.host().to_string(),
+                reason: e.to_string(),
+            })
+        }
+        other => LogsError::Unreadable {
+            container: container.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Reads the container's log once (`docker logs --timestamps`), redacting and
+/// filtering while streaming, and returns the last `q.lines` matching lines.
+/// Stops at `deadline` with what it has (`cut_short`).
+pub async fn read(
+    docker: &DockerClient,
+    redactor: Arc<Redactor>,
+    q: &Query,
+    deadline: Duration,
+) -> Result<Snapshot, LogsError> {
+    let started = Instant::now();
+    let client = docker.client().await?;
+    let mut stream = client.logs(&q.container, Some(q.options(false)));
+    let mut matcher = Matcher::new(redactor, q);
+    let want = q.lines.clamp(1, MAX_LINES);
+    let mut ring: VecDeque<Kept> = VecDeque::with_capacity(want.min(1_024));
+    let mut snap = Snapshot::default();
+    let mut matched: u64 = 0;
+    let mut last_ts: Vec<u8> = Vec::with_capacity(40);
+    // One deadline around the whole scan (not one timer per frame: millions of
+    // frames would each register and cancel a timer).
+    let scan = async {
+        while let Some(frame) = stream.next().await {
+            let frame = frame.map_err(|e| classify(e, docker, &q.container))?;
+            let stderr = is_stderr(&frame);
+            let frame: &[u8] = frame.as_ref();
+            snap.scanned_lines += 1;
+            snap.scanned_bytes += frame.len() as u64;
+            let (ts, text) = split_frame(frame);
+            last_ts.clear();
+            last_ts.extend_from_slice(ts);
+            let Some(text) = matcher.check(text, stderr) else {
+                continue;
+            };
+            matched += 1;
+            let mut slot = if ring.len() == want {
+                ring.pop_front().unwrap_or_else(empty_kept)
+            } else {
+                empty_kept()
+            };
+            slot.fill(ts, &text, stderr);
+            ring.push_back(slot);
+        }
+        Ok::<(), LogsError>(())
+    };
+    match tokio::time::timeout(deadline, scan).await {
+        Ok(result) => result?,
+        Err(_) => {
+            snap.cut_short = Some(deadline);
+            snap.read_up_to = parse_ts(&last_ts);
+        }
+    }
+    // Docker's `tail` hides how many lines came before it, unless it returned
+    // fewer than asked (then it returned them all).
+    snap.matched = (!q.docker_tails() || ring.len() < want).then_some(matched);
+    snap.lines = ring.iter().map(Kept::line).collect();
+    debug!(
+        container = %q.container,
+        scanned_lines = snap.scanned_lines,
+        scanned_bytes = snap.scanned_bytes,
+        matched,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "logs read"
+    );
+    Ok(snap)
+}
+
+fn empty_kept() -> Kept {
+    Kept {
+        buf: Vec::new(),
+        ts_len: 0,
+        stderr: false,
+        cut: false,
+    }
+}
+
+/// Checks that the container exists, quickly, so a typo or a stopped engine gets a
+/// private answer before the command defers.
+pub async fn check_container(docker: &DockerClient, container: &str) -> Result<(), LogsError> {
+    let client = docker.client().await?;
+    match client
+        .inspect_container(
+            container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(classify(e, docker, container)),
+    }
+}
+
+/// `docker logs --follow`: sends every matching line to `tx`, from `q.since` (or
+/// the last `q.lines` lines when unfiltered) on, until the container's output ends
+/// (it stopped or was removed) or `tx` is closed.
+pub async fn follow(
+    docker: DockerClient,
+    redactor: Arc<Redactor>,
+    q: Query,
+    tx: mpsc::Sender<LogLine>,
+) -> Result<(), LogsError> {
+    let client = docker.client().await?.clone();
+    let mut stream = client.logs(&q.container, Some(q.options(true)));
+    let mut matcher = Matcher::new(redactor, &q);
+    let mut slot = empty_kept();
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = tx.closed() => return Ok(()),
+        };
+        let frame = match next {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(classify(e, &docker, &q.container)),
+            Some(Ok(out)) => out,
+        };
+        let stderr = is_stderr(&frame);
+        let (ts, text) = split_frame(frame.as_ref());
+        let Some(text) = matcher.check(text, stderr) else {
+            continue;
+        };
+        slot.fill(ts, &text, stderr);
+        if tx.send(slot.line()).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor() -> Redactor {
+        Redactor::new(&[]).expect("builtins compile")
+    }
+
+    #[test]
+    fn redacts_every_builtin_kind() {
+        let r = redactor();
+        let cases = [
+            (
+                "Authorization: Bearer abcdef123456.xyz",
+                "Authorization: Bearer [redacted]",
+            ),
+            (
+                "GET postgres://app:hunter2@db:5432/x",
+                "GET postgres://app:[redacted]@db:5432/x",
+            ),
+            (
+                "login password=hunter2 user=bob",
+                "login password=[redacted] user=bob",
+            ),
+            ("cfg secret=s3cr3t&x=1", "cfg secret=[redacted]&x=1"),
+            ("token=abc123", "token=[redacted]"),
+            (
+                r#"{"api_key": "k-123", "n": 1}"#,
+                r#"{"api_key": "[redacted]", "n": 1}"#,
+            ),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.sig_nature-1 end",
+                "jwt [redacted] end",
+            ),
+            ("aws AKIAIOSFODNN7EXAMPLE ok", "aws [redacted] ok"),
+            (
+                "bot MTA4NzY1NDMyMTA5ODc2NTQzMg.GaBcDe.abcdefghijklmnopqrstuvwxyz0123 x",
+                "bot [redacted] x",
+            ),
+            (
+                r"key -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- done",
+                "key [redacted] done",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(r.redact_str(input), want, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn private_key_blocks_span_lines() {
+        let r = redactor();
+        let text = "before\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\nabc\n-----END PRIVATE KEY-----\nafter";
+        assert_eq!(
+            r.redact_str(text),
+            "before\n[redacted]\n[redacted]\n[redacted]\n[redacted]\nafter"
+        );
+    }
+
+    #[test]
+    fn plain_lines_are_borrowed() {
+        let r = redactor();
+        let mut st = RedactState::default();
+        let line = b"2026 INFO app v1 ok, 200 requests, latency 12ms";
+        assert!(matches!(r.redact(line, false, &mut st), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn extra_patterns_and_secret_groups() {
+        let r = Redactor::new(&["internal-[0-9]+".into(), "sid=(?P<secret>\\w+)".into()])
+            .expect("compiles");
+        assert_eq!(
+            r.redact_str("host internal-42 sid=abc x"),
+            "host [redacted] sid=[redacted] x"
+        );
+    }
+
+    #[test]
+    fn config_validation_names_the_key() {
+        let c = LogsConfig {
+            redact: vec!["ok".into(), "(unclosed".into()],
+            ..Default::default()
+        };
+        let errs = c.validate();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("logs.redact[1]: `(unclosed` is not a valid regular expression"),
+            "{errs:?}"
+        );
+        assert!(!errs[0].contains('\n'));
+    }
+
+    #[test]
+    fn grep_substring_and_regex() {
+        let g = Grep::parse("error").unwrap().unwrap();
+        assert!(g.is_match(b"an ERROR here") && !g.is_match(b"fine"));
+        let g = Grep::parse("/ERR(OR)? [0-9]+/").unwrap().unwrap();
+        assert!(g.is_regex && g.is_match(b"ERR 42") && !g.is_match(b"err 42"));
+        let g = Grep::parse("/err/i").unwrap().unwrap();
+        assert!(g.is_match(b"ERR"));
+        assert!(matches!(
+            Grep::parse("/(oops/"),
+            Err(LogsError::BadRegex { .. })
+        ));
+        assert!(Grep::parse("  ").unwrap().is_none());
+    }
+
+    #[test]
+    fn levels() {
+        assert_eq!(line_level(b"2026 ERROR db down"), Some(3));
+        assert_eq!(
+            line_level(br#"{"msg":"error talking","level":"info"}"#),
+            Some(1)
+        );
+        assert_eq!(line_level(b"ts=1 level=warn msg=slow"), Some(2));
+        assert_eq!(line_level(br#"{"level":50,"msg":"x"}"#), Some(3));
+        assert_eq!(line_level(b"[warning] disk"), Some(2));
+        assert_eq!(line_level(b"no level here, errors=0"), None);
+    }
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("m"), None);
+        let now = Utc::now();
+        let b = Bound::parse("since", "2026-11-23T19:00:00Z", now).unwrap();
+        assert_eq!(b.at.to_rfc3339(), "2026-11-23T19:00:00+00:00");
+        assert!(Bound::parse("since", "yesterday", now).is_err());
+    }
+
+    #[test]
+    fn frames_split_into_time_and_text() {
+        let (ts, text) = split_frame(b"2026-11-23T19:41:43.123456789Z hello world\n");
+        assert_eq!(ts, b"2026-11-23T19:41:43.123456789Z");
+        assert_eq!(text, b"hello world");
+        assert!(parse_ts(ts).is_some());
+        let (ts, text) = split_frame(b"no timestamp\r\n");
+        assert!(ts.is_empty());
+        assert_eq!(text, b"no timestamp");
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        let s = "é".repeat(MAX_LINE_BYTES);
+        let c = cut(s.as_bytes());
+        assert!(c.len() <= MAX_LINE_BYTES);
+        assert!(std::str::from_utf8(c).is_ok());
     }
 }

@@ -22,6 +22,9 @@ pub struct Spec {
     /// A shell command for Docker's health check, run every 500 ms.
     pub health_cmd: Option<String>,
     pub network: String,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub labels: Vec<(String, String)>,
 }
 
 impl Spec {
@@ -31,6 +34,8 @@ impl Spec {
             cmd: None,
             health_cmd: None,
             network: "none".into(),
+            env: Vec::new(),
+            labels: Vec::new(),
         }
     }
     pub fn cmd(mut self, sh: &str) -> Self {
@@ -39,6 +44,14 @@ impl Spec {
     }
     pub fn health(mut self, sh: &str) -> Self {
         self.health_cmd = Some(sh.into());
+        self
+    }
+    pub fn env(mut self, kv: &str) -> Self {
+        self.env.push(kv.into());
+        self
+    }
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push((key.into(), value.into()));
         self
     }
 }
@@ -70,6 +83,8 @@ impl Containers {
         let body = ContainerCreateBody {
             image: Some(image.clone()),
             cmd: spec.cmd.clone(),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            labels: (!spec.labels.is_empty()).then(|| spec.labels.iter().cloned().collect()),
             healthcheck: spec.health_cmd.as_ref().map(|c| HealthConfig {
                 test: Some(vec!["CMD-SHELL".into(), c.clone()]),
                 interval: Some(500_000_000),

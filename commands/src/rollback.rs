@@ -1,0 +1,697 @@
+//! `/rollback service [to]` and `/restart service`: a plan with Confirm and Cancel
+//! buttons, then the operation's progress, edited into the same message.
+//!
+//! Everything that touches Docker lives in `klaxon_core::rollout`; this module
+//! renders plans and progress and answers the buttons (prefix `rollback:`, shared by
+//! both commands), checking the clicking member's level itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use klaxon_core::audit::{AuditEntry, Outcome};
+use klaxon_core::chat::{self, Embed, Field};
+use klaxon_core::health::human_duration;
+use klaxon_core::rollout::{
+    self, Action, Actor, Approval, Pending, Phase, Plan, Progress, RolloutError, TargetSource,
+};
+use poise::CreateReply;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::components::reply_private;
+use crate::health::autocomplete_service;
+use crate::serenity::{
+    self, AutocompleteChoice, ButtonStyle, CommandDataOptionValue, ComponentInteraction,
+    CreateActionRow, CreateAutocompleteResponse, CreateButton, CreateInteractionResponse,
+    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, EditInteractionResponse,
+};
+use crate::{render, Context, Data, Error, UserError};
+
+/// The `custom_id` prefix of every button here (see `components::dispatch`).
+pub const PREFIX: &str = "rollback";
+/// Progress edits at most this often: enough to see it move, far inside Discord's
+/// edit budget.
+const EDIT_EVERY: Duration = Duration::from_secs(2);
+/// A plan this quick is answered directly (so refusals stay private); a slower
+/// engine gets a deferred reply inside Discord's 3 s.
+const PLAN_WITHIN: Duration = Duration::from_millis(2_000);
+/// Autocomplete must answer inside the same 3 s.
+const CHOICES_WITHIN: Duration = Duration::from_millis(2_000);
+
+/// Roll a service back to an earlier image and check that it is healthy
+#[poise::command(slash_command, rename = "rollback")]
+pub async fn rollback(
+    ctx: Context<'_>,
+    #[description = "The service to roll back"]
+    #[autocomplete = "autocomplete_service"]
+    service: String,
+    #[description = "The image to run (default: the one that ran before)"]
+    #[autocomplete = "autocomplete_image"]
+    to: Option<String>,
+) -> Result<(), Error> {
+    propose(ctx, Action::Rollback, &service, to.as_deref()).await
+}
+
+/// Restart a service's container and check that it is healthy
+#[poise::command(slash_command, rename = "restart")]
+pub async fn restart(
+    ctx: Context<'_>,
+    #[description = "The service to restart"]
+    #[autocomplete = "autocomplete_service"]
+    service: String,
+) -> Result<(), Error> {
+    propose(ctx, Action::Restart, &service, None).await
+}
+
+/// Autocomplete for `to`: the service's images on the engine and in Klaxon's
+/// history, newest first, with their age.
+async fn autocomplete_image(ctx: Context<'_>, partial: &str) -> CreateAutocompleteResponse {
+    let service = match ctx {
+        poise::Context::Application(a) => a
+            .interaction
+            .data
+            .options
+            .iter()
+            .find(|o| o.name == "service")
+            .and_then(|o| match &o.value {
+                CommandDataOptionValue::String(s) => Some(s.clone()),
+                CommandDataOptionValue::Autocomplete { value, .. } => Some(value.clone()),
+                _ => None,
+            }),
+        poise::Context::Prefix(_) => None,
+    };
+    let Some(service) = service else {
+        return CreateAutocompleteResponse::new();
+    };
+    // Discord refuses more than 25 choices.
+    let choices = tokio::time::timeout(
+        CHOICES_WITHIN,
+        rollout::image_choices(ctx.data(), &service, partial, 25),
+    )
+    .await
+    .unwrap_or_default();
+    CreateAutocompleteResponse::new().set_choices(
+        choices
+            .into_iter()
+            .map(|c| AutocompleteChoice::new(c.label, c.reference))
+            .collect(),
+    )
+}
+
+fn user_error(e: RolloutError) -> Error {
+    if e.is_user_facing() {
+        UserError(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e).context("planning a rollback")
+    }
+}
+
+/// The plan, its buttons, and the timer that retires them.
+async fn propose(
+    ctx: Context<'_>,
+    action: Action,
+    service: &str,
+    to: Option<&str>,
+) -> Result<(), Error> {
+    let app = Arc::clone(ctx.data());
+    // What memory can answer is answered before anything slow, privately.
+    let svc = app.service(service).map_err(UserError::from)?;
+    let name = svc.name.clone();
+    if svc.container.is_none() {
+        return Err(user_error(RolloutError::NoContainer(name)));
+    }
+    if let Some(holder) = app.ops_locks.holder(&name) {
+        return Err(user_error(RolloutError::Busy(holder)));
+    }
+    let plan = {
+        let planning = rollout::plan(&app, action, &name, to);
+        tokio::pin!(planning);
+        tokio::select! {
+            plan = &mut planning => plan,
+            _ = tokio::time::sleep(PLAN_WITHIN) => {
+                ctx.defer().await?;
+                planning.await
+            }
+        }
+    }
+    .map_err(user_error)?;
+
+    let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
+    let pending = Pending {
+        plan,
+        requested_by: Actor {
+            user_id: ctx.author().id.get(),
+            name: ctx.author().name.clone(),
+            guild_id: ctx.guild_id().map(|g| g.get()),
+            channel_id: Some(ctx.channel_id().get()),
+        },
+        approvals: Vec::new(),
+        expires_at: Instant::now() + ttl,
+    };
+    let id = pending.plan.id;
+    // Registered before the buttons exist, so that no click can come first.
+    app.ops_locks.add_pending(pending.clone());
+    ctx.send(
+        CreateReply::default()
+            .embed(render::embed(&plan_embed(&pending, ttl)))
+            .components(buttons(&pending.plan)),
+    )
+    .await?;
+    info!(service = %pending.plan.service, action = action.as_str(), plan = id, "plan shown");
+
+    if let poise::Context::Application(a) = ctx {
+        let http = Arc::clone(&ctx.serenity_context().http);
+        let interaction = a.interaction.clone();
+        let expires = pending.expires_at;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(expires.into()).await;
+            let Some(p) = app.ops_locks.expire(id, Instant::now()) else {
+                return; // confirmed or cancelled in time
+            };
+            let edit = EditInteractionResponse::new()
+                .content(expired_text(p.plan.action, ttl))
+                .components(Vec::new())
+                .allowed_mentions(serenity::CreateAllowedMentions::new());
+            if let Err(e) = interaction.edit_response(&http, edit).await {
+                // A late click still gets an answer and removes the buttons.
+                warn!(error = %e, plan = id, "could not retire expired buttons");
+            }
+            audit(
+                &app,
+                &p.requested_by,
+                p.plan.action,
+                p.plan.arguments(),
+                Outcome::UserError,
+                "expired: nobody confirmed in time".into(),
+            )
+            .await;
+        });
+    }
+    Ok(())
+}
+
+fn expired_text(action: Action, ttl: Duration) -> String {
+    format!(
+        "⌛ Nobody confirmed within {} s; nothing was changed. Run `/{}` again for a new plan.",
+        ttl.as_secs(),
+        action.as_str()
+    )
+}
+
+fn buttons(plan: &Plan) -> Vec<serenity::CreateActionRow> {
+    let confirm = match plan.action {
+        Action::Rollback => "Confirm rollback",
+        Action::Restart => "Confirm restart",
+    };
+    vec![CreateActionRow::Buttons(vec![
+        CreateButton::new(format!("{PREFIX}:confirm:{}", plan.id))
+            .label(confirm)
+            .style(ButtonStyle::Danger),
+        CreateButton::new(format!("{PREFIX}:cancel:{}", plan.id))
+            .label("Cancel")
+            .style(ButtonStyle::Secondary),
+    ])]
+}
+
+fn ago(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
+    let d = (chrono::Utc::now() - t?).to_std().ok()?;
+    Some(human_duration(d))
+}
+
+fn image_lines(img: &rollout::ImageInfo) -> String {
+    let mut s = format!("`{}`\n", chat::neutralize(&img.reference));
+    match &img.digest {
+        Some(d) => s.push_str(&format!("digest `{}`", chat::neutralize(d))),
+        None => s.push_str(&format!("image `{}`", img.short_id())),
+    }
+    if let Some(age) = ago(img.created) {
+        s.push_str(&format!(" · built {age} ago"));
+    }
+    s
+}
+
+/// The plan as the member confirms it.
+pub fn plan_embed(p: &Pending, ttl: Duration) -> Embed {
+    let plan = &p.plan;
+    let svc = chat::neutralize(&plan.service);
+    let container = chat::neutralize(&plan.container);
+    let wait = format!(
+        "Wait up to {} s for health: {}",
+        plan.health_timeout.as_secs(),
+        plan.health.describe()
+    );
+    let mut now = image_lines(&plan.current);
+    now.push_str(&format!(
+        "\ncontainer `{container}` {}",
+        plan.container_state
+    ));
+    if let Some(up) = ago(plan.started_at).filter(|_| plan.container_state == "running") {
+        now.push_str(&format!(", up {up}"));
+    }
+    let mut fields = vec![Field {
+        name: "Now".into(),
+        value: now,
+        inline: false,
+    }];
+    let (title, description, steps) = match (&plan.action, &plan.target) {
+        (Action::Rollback, Some(target)) => {
+            let why = match plan.target_source {
+                TargetSource::Asked => "as asked",
+                TargetSource::History => "ran before the current image (Klaxon's history)",
+                TargetSource::NewestOlder => "the newest older image of the repository",
+            };
+            fields.push(Field {
+                name: "Target".into(),
+                value: format!("{}\n{why}", image_lines(target)),
+                inline: false,
+            });
+            (
+                format!("Roll back {svc}?"),
+                format!(
+                    "`{}` → `{}`",
+                    chat::neutralize(&plan.current.reference),
+                    chat::neutralize(&target.reference)
+                ),
+                format!(
+                    "1. Stop `{container}` and keep it as `{}`\n2. Start the same configuration on `{}`\n3. {wait}\n4. Healthy: remove the old container. Not healthy: put it back.",
+                    chat::neutralize(&plan.kept_name()),
+                    chat::neutralize(&target.reference)
+                ),
+            )
+        }
+        _ => (
+            format!("Restart {svc}?"),
+            format!("`docker restart {container}`"),
+            format!("1. Restart `{container}`\n2. {wait}"),
+        ),
+    };
+    fields.push(Field {
+        name: "Steps".into(),
+        value: steps,
+        inline: false,
+    });
+    if plan.approvals_needed > 1 {
+        let names: Vec<&str> = p.approvals.iter().map(|a| a.name.as_str()).collect();
+        let value = if names.is_empty() {
+            format!(
+                "{} different operators must confirm.",
+                plan.approvals_needed
+            )
+        } else {
+            format!(
+                "✅ Confirmed by {} ({} of {}). Waiting for another operator (not {}) to confirm.",
+                chat::neutralize(&names.join(", ")),
+                names.len(),
+                plan.approvals_needed,
+                chat::neutralize(&names.join(" or "))
+            )
+        };
+        fields.push(Field {
+            name: "Two-person rule".into(),
+            value,
+            inline: false,
+        });
+    }
+    Embed {
+        title,
+        description,
+        color: chat::YELLOW,
+        fields,
+        footer: format!(
+            "Asked by {} · buttons expire after {} s · operators only",
+            chat::neutralize(&p.requested_by.name),
+            ttl.as_secs()
+        ),
+    }
+}
+
+/// The operation as it runs, then how it ended.
+pub fn progress_embed(plan: &Plan, approvers: &str, p: &Progress) -> Embed {
+    let svc = chat::neutralize(&plan.service);
+    let container = chat::neutralize(&plan.container);
+    let target = plan
+        .target
+        .as_ref()
+        .map(|t| chat::neutralize(&t.reference))
+        .unwrap_or_default();
+    let rollback = plan.action == Action::Rollback;
+    let title = match (&p.phase, rollback) {
+        (Phase::Done, true) => format!("✅ {svc} rolled back to `{target}`"),
+        (Phase::Done, false) => format!("✅ {svc} restarted"),
+        (Phase::Reverted { .. }, _) => format!("↩️ Rollback of {svc} reverted"),
+        (Phase::Failed { .. }, true) => format!("❌ Rollback of {svc} failed"),
+        (Phase::Failed { .. }, false) => format!("❌ Restart of {svc} failed"),
+        (_, true) => format!("⏳ Rolling back {svc} to `{target}`"),
+        (_, false) => format!("⏳ Restarting {svc}"),
+    };
+    let mut lines: Vec<String> = p
+        .done
+        .iter()
+        .map(|l| format!("✅ {}", chat::neutralize(l)))
+        .collect();
+    let secs = p.elapsed.as_secs();
+    let (now, color) = match &p.phase {
+        Phase::Confirmed => ("⏳ Starting…".to_string(), chat::GREY),
+        Phase::Stopping => (format!("⏳ Stopping `{container}`…"), chat::GREY),
+        Phase::Starting => (
+            format!("⏳ Starting `{container}` on `{target}`…"),
+            chat::GREY,
+        ),
+        Phase::Restarting => (format!("⏳ Restarting `{container}`…"), chat::GREY),
+        Phase::WaitingHealth { waited } => {
+            let mut s = format!(
+                "⏳ Waiting for health ({}): {} s of {} s",
+                p.health.describe(),
+                waited.as_secs(),
+                plan.health_timeout.as_secs()
+            );
+            if let Some(last) = &p.last_check {
+                s.push_str(&format!(" — {}", chat::neutralize(last)));
+            }
+            (s, chat::GREY)
+        }
+        Phase::Reverting { reason } => (
+            format!(
+                "⚠️ {}\n⏳ Putting the original back…",
+                chat::neutralize(reason)
+            ),
+            chat::YELLOW,
+        ),
+        Phase::Done => (format!("Done in {secs} s."), chat::GREEN),
+        Phase::Reverted { reason } => (
+            format!(
+                "⚠️ {}\n↩️ Reverted: `{container}` runs `{}` again ({secs} s).",
+                chat::neutralize(reason),
+                chat::neutralize(&plan.current.reference)
+            ),
+            chat::YELLOW,
+        ),
+        Phase::Failed { reason } => (format!("❌ {}", chat::neutralize(reason)), chat::RED),
+    };
+    lines.push(now);
+    Embed {
+        title,
+        description: lines.join("\n"),
+        color,
+        fields: Vec::new(),
+        footer: format!("Confirmed by {approvers} · recorded in the deployment history"),
+    }
+}
+
+fn actor_of(click: &ComponentInteraction) -> Actor {
+    Actor {
+        user_id: click.user.id.get(),
+        name: click.user.name.clone(),
+        guild_id: click.guild_id.map(|g| g.get()),
+        channel_id: Some(click.channel_id.get()),
+    }
+}
+
+async fn audit(
+    app: &Data,
+    by: &Actor,
+    action: Action,
+    arguments: String,
+    outcome: Outcome,
+    detail: String,
+) {
+    app.audit(AuditEntry {
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        guild_id: by.guild_id,
+        channel_id: by.channel_id,
+        user_id: by.user_id,
+        user_name: by.name.clone(),
+        command: action.as_str().to_string(),
+        arguments,
+        outcome,
+        detail,
+        duration_ms: 0,
+    })
+    .await;
+}
+
+fn message(embed: &Embed) -> CreateInteractionResponseMessage {
+    CreateInteractionResponseMessage::new()
+        .embed(render::embed(embed))
+        .allowed_mentions(serenity::CreateAllowedMentions::new())
+}
+
+/// A click on a Confirm or Cancel button (`rollback:<confirm|cancel>:<plan id>`).
+pub async fn on_click(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+) -> Result<(), Error> {
+    let mut parts = click.data.custom_id.split(':').skip(1);
+    let verb = parts.next().unwrap_or_default();
+    let Some(id) = parts.next().and_then(|s| s.parse::<u64>().ok()) else {
+        return reply_private(ctx, click, "This button is no longer active.").await;
+    };
+    let by = actor_of(click);
+    let pending = app.ops_locks.pending(id);
+    let action = pending
+        .as_ref()
+        .map(|p| p.plan.action)
+        .unwrap_or(Action::Rollback);
+    let arguments = match &pending {
+        Some(p) => format!("{} click={verb}", p.plan.arguments()),
+        None => format!("click={verb}"),
+    };
+    // Klaxon checks the level itself: whoever sees the message can click.
+    let Some(member) = click.member.as_ref() else {
+        return reply_private(ctx, click, "These buttons work only inside the server.").await;
+    };
+    let roles: Vec<u64> = member.roles.iter().map(|r| r.get()).collect();
+    if let Err(denied) = app.policy.check(action.as_str(), &roles) {
+        let text = denied.to_string();
+        reply_private(ctx, click, &text).await?;
+        audit(app, &by, action, arguments, Outcome::Denied, text).await;
+        return Ok(());
+    }
+    match verb {
+        "confirm" => confirm(ctx, app, click, id, by, arguments).await,
+        "cancel" => cancel(ctx, app, click, id, by, arguments, action).await,
+        _ => reply_private(ctx, click, "This button is no longer active.").await,
+    }
+}
+
+async fn cancel(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+    id: u64,
+    by: Actor,
+    arguments: String,
+    action: Action,
+) -> Result<(), Error> {
+    let Some(p) = app.ops_locks.cancel(id) else {
+        if app.ops_locks.is_running(id) {
+            return reply_private(
+                ctx,
+                click,
+                "It is already running; Klaxon puts the original back by itself if the new container is not healthy.",
+            )
+            .await;
+        }
+        return expired_click(ctx, app, click, by, arguments, action).await;
+    };
+    let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
+    let mut embed = plan_embed(&p, ttl);
+    embed.title = format!("✖️ Cancelled: {}", embed.title.trim_end_matches('?'));
+    embed.color = chat::GREY;
+    embed.footer = format!(
+        "Cancelled by {} · nothing was changed",
+        chat::neutralize(&by.name)
+    );
+    click
+        .create_response(
+            ctx,
+            CreateInteractionResponse::UpdateMessage(message(&embed).components(Vec::new())),
+        )
+        .await?;
+    audit(
+        app,
+        &by,
+        p.plan.action,
+        arguments,
+        Outcome::Ok,
+        "cancelled".into(),
+    )
+    .await;
+    Ok(())
+}
+
+/// A click on buttons whose plan is gone: the buttons go, and the member learns why.
+async fn expired_click(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+    by: Actor,
+    arguments: String,
+    action: Action,
+) -> Result<(), Error> {
+    let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
+    let update = CreateInteractionResponseMessage::new()
+        .content(expired_text(action, ttl))
+        .components(Vec::new())
+        .allowed_mentions(serenity::CreateAllowedMentions::new());
+    click
+        .create_response(ctx, CreateInteractionResponse::UpdateMessage(update))
+        .await?;
+    let text = format!(
+        "These buttons expired (they work for {} s, and not across a restart of Klaxon); nothing was changed. Run `/{}` again for a new plan.",
+        ttl.as_secs(),
+        action.as_str()
+    );
+    let followup = CreateInteractionResponseFollowup::new()
+        .content(text)
+        .ephemeral(true)
+        .allowed_mentions(serenity::CreateAllowedMentions::new());
+    if let Err(e) = click.create_followup(ctx, followup).await {
+        warn!(error = %e, "could not explain an expired click");
+    }
+    audit(
+        app,
+        &by,
+        action,
+        arguments,
+        Outcome::UserError,
+        "click after the buttons expired".into(),
+    )
+    .await;
+    Ok(())
+}
+
+async fn confirm(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+    id: u64,
+    by: Actor,
+    arguments: String,
+) -> Result<(), Error> {
+    let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
+    match app.ops_locks.approve(id, &by, Instant::now()) {
+        Approval::Unknown => expired_click(ctx, app, click, by, arguments, Action::Rollback).await,
+        Approval::Expired(p) => expired_click(ctx, app, click, by, arguments, p.plan.action).await,
+        Approval::Running => {
+            reply_private(ctx, click, "This was confirmed already and is running.").await
+        }
+        Approval::AlreadyApproved(p) => {
+            let text = format!(
+                "You confirmed already; another operator must confirm too ({} needed).",
+                p.plan.approvals_needed
+            );
+            reply_private(ctx, click, &text).await?;
+            audit(
+                app,
+                &by,
+                p.plan.action,
+                arguments,
+                Outcome::UserError,
+                "second confirm by the same operator does not count".into(),
+            )
+            .await;
+            Ok(())
+        }
+        Approval::NeedMore(p) => {
+            click
+                .create_response(
+                    ctx,
+                    CreateInteractionResponse::UpdateMessage(
+                        message(&plan_embed(&p, ttl)).components(buttons(&p.plan)),
+                    ),
+                )
+                .await?;
+            let detail = format!(
+                "approved ({} of {})",
+                p.approvals.len(),
+                p.plan.approvals_needed
+            );
+            audit(app, &by, p.plan.action, arguments, Outcome::Ok, detail).await;
+            Ok(())
+        }
+        Approval::Busy(holder) => {
+            let text = holder.to_string();
+            reply_private(ctx, click, &text).await?;
+            audit(app, &by, holder.action, arguments, Outcome::UserError, text).await;
+            Ok(())
+        }
+        Approval::Ready(confirmed) => {
+            let plan = confirmed.pending.plan.clone();
+            let approvers = confirmed
+                .pending
+                .approvals
+                .iter()
+                .map(|a| chat::neutralize(&a.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut rx = rollout::start(Arc::clone(app), *confirmed);
+            let first = rx.borrow_and_update().clone();
+            // The answer inside 3 s: the plan turns into the progress, buttons gone.
+            click
+                .create_response(
+                    ctx,
+                    CreateInteractionResponse::UpdateMessage(
+                        message(&progress_embed(&plan, &approvers, &first)).components(Vec::new()),
+                    ),
+                )
+                .await?;
+            tokio::spawn(follow(
+                Arc::clone(&ctx.http),
+                click.clone(),
+                plan,
+                approvers,
+                rx,
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Edits the progress into the message, at most every [`EDIT_EVERY`], and always
+/// the final state.
+async fn follow(
+    http: Arc<serenity::Http>,
+    click: ComponentInteraction,
+    plan: Plan,
+    approvers: String,
+    mut rx: watch::Receiver<Progress>,
+) {
+    let mut last_edit = Instant::now();
+    loop {
+        if rx.changed().await.is_err() {
+            break; // the operation is gone without a word (aborted)
+        }
+        let done = rx.borrow().is_final();
+        if !done {
+            let until_final = async {
+                loop {
+                    let done = rx.borrow().is_final();
+                    if done || rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until((last_edit + EDIT_EVERY).into()) => {}
+                _ = until_final => {}
+            }
+        }
+        let progress = rx.borrow_and_update().clone();
+        if !progress.is_final() && rx.has_changed().is_err() {
+            break; // aborted while waiting: nothing new to say
+        }
+        let edit = EditInteractionResponse::new()
+            .embed(render::embed(&progress_embed(&plan, &approvers, &progress)))
+            .components(Vec::new())
+            .allowed_mentions(serenity::CreateAllowedMentions::new());
+        if let Err(e) = click.edit_response(&http, edit).await {
+            warn!(error = %e, service = %plan.service, "progress edit failed");
+        }
+        last_edit = Instant::now();
+        if progress.is_final() {
+            break;
+        }
+    }
+}
