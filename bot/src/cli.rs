@@ -36,6 +36,19 @@ pub enum Command {
     CheckConfig(ConfigArg),
     /// Apply database migrations and exit.
     Migrate(ConfigArg),
+    /// Write an incident's post-mortem (Markdown) from its timeline, to stdout or a file.
+    Postmortem(PostmortemArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PostmortemArgs {
+    /// The incident, e.g. INC-7.
+    pub incident: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,6 +93,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::CheckConfig(a) => check_config(&a.config).await,
             Command::Migrate(a) => migrate(&a.config).await,
+            Command::Postmortem(a) => postmortem(&a).await,
             Command::Run(a) => match load(&a.config) {
                 Some(config) => match crate::run::run(config).await {
                     Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +170,58 @@ fn sqlite_dir_problem(url: &str) -> Option<String> {
             d.display()
         )),
         _ => None,
+    }
+}
+
+async fn postmortem(args: &PostmortemArgs) -> ExitCode {
+    let id = match args.incident.parse::<klaxon_core::incidents::IncidentId>() {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("klaxon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Only the database is needed: no Discord token is asked for.
+    let path = &args.config.config;
+    let config = match Config::load_offline(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprint!("klaxon: {}: {errs}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match crate::run::open_store(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("klaxon: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let result = klaxon_core::incidents::postmortem::generate_in(&store, id, now).await;
+    store.close().await;
+    let markdown = match result {
+        Ok((_, md)) => md,
+        Err(e) => {
+            eprintln!("klaxon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match &args.output {
+        Some(file) => match std::fs::write(file, markdown) {
+            Ok(()) => {
+                eprintln!("klaxon: wrote {}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("klaxon: cannot write {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            print!("{markdown}");
+            ExitCode::SUCCESS
+        }
     }
 }
 

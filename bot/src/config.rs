@@ -74,6 +74,8 @@ pub struct Config {
     #[serde(default)]
     pub rollback: klaxon_core::rollout::RolloutConfig,
     #[serde(default)]
+    pub incidents: klaxon_core::incidents::IncidentsConfig,
+    #[serde(default)]
     pub services: Vec<ServiceConfig>,
 }
 
@@ -201,6 +203,16 @@ impl Config {
         Self::load_with(path, Sources { env: &env })
     }
 
+    /// For shell tools that only read the database (`klaxon postmortem`): the
+    /// Discord token is neither needed nor asked for.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
+        let env = |k: &str| match k {
+            "DISCORD_TOKEN" => Some("offline-tool-needs-no-token".to_string()),
+            other => std::env::var(other).ok(),
+        };
+        Self::load_with(path, Sources { env: &env })
+    }
+
     pub fn load_with(path: &Path, sources: Sources<'_>) -> Result<Config, ConfigErrors> {
         if !path.exists() {
             return Err(ConfigErrors(vec![format!(
@@ -281,6 +293,7 @@ impl Config {
             errs.push("health.probe_timeout_ms: must be at least 1".into());
         }
         errs.extend(self.logs.validate());
+        errs.extend(self.incidents.problems());
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {

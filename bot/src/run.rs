@@ -15,7 +15,7 @@ use klaxon_core::store::{redact_url, Store};
 use klaxon_core::App;
 use poise::serenity_prelude as serenity;
 use tokio::sync::{oneshot, watch};
-use tracing::{error, info, info_span, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::Config;
 use crate::discord::chat::DiscordChat;
@@ -122,12 +122,20 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         metrics,
         chat,
         audit_channel: config.channels.audit,
+        incidents_channel: config.channels.incidents,
+        incidents: config.incidents.clone(),
+        clock: Default::default(),
         chat_connected: Default::default(),
     });
 
     // A rollback a previous run left half done: make sure the service runs, and say
     // so in the alerts channel, before any new command can touch it.
     klaxon_core::rollout::recover(&app, config.channels.alerts).await;
+
+    let reminders = tokio::spawn(
+        reminder_worker(Arc::clone(&app), stopped(stop_rx.clone()))
+            .instrument(info_span!("reminders")),
+    );
 
     let (http_addr, http_task) = crate::server::spawn(
         config.http.listen,
@@ -171,8 +179,12 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         })
         .build();
 
-    let intents =
-        serenity::GatewayIntents::GUILDS | serenity::GatewayIntents::GUILD_MESSAGE_REACTIONS;
+    // Messages and their content: a pinned (📌) message's text goes to the incident
+    // timeline, and its later edits and deletion follow it there.
+    let intents = serenity::GatewayIntents::GUILDS
+        | serenity::GatewayIntents::GUILD_MESSAGE_REACTIONS
+        | serenity::GatewayIntents::GUILD_MESSAGES
+        | serenity::GatewayIntents::MESSAGE_CONTENT;
     let mut client = serenity::ClientBuilder::new_with_http(build_http(), intents)
         .framework(framework)
         .await
@@ -190,7 +202,7 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         stop,
         shard_manager,
         client_task,
-        servers: vec![proxy_task, http_task],
+        servers: vec![proxy_task, http_task, reminders],
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(STARTUP_TIMEOUT, ready_rx) => match r {
@@ -233,6 +245,34 @@ async fn on_event(
                 error!(error = format!("{e:#}"), custom_id = %click.data.custom_id, "button handler failed");
             }
         }
+        serenity::FullEvent::InteractionCreate {
+            interaction: serenity::Interaction::Modal(modal),
+        } => {
+            if let Err(e) = klaxon_commands::components::dispatch_modal(ctx, app, modal).await {
+                error!(error = format!("{e:#}"), custom_id = %modal.data.custom_id, "modal handler failed");
+            }
+        }
+        serenity::FullEvent::ReactionAdd { add_reaction } => {
+            klaxon_commands::incident::on_reaction(ctx, app, add_reaction).await;
+        }
+        serenity::FullEvent::MessageUpdate { event, .. } => {
+            if let Some(content) = &event.content {
+                if let Err(e) =
+                    klaxon_core::incidents::message_edited(app, event.id.get(), content).await
+                {
+                    warn!(error = %e, message_id = %event.id, "timeline entry not updated");
+                }
+            }
+        }
+        serenity::FullEvent::MessageDelete {
+            deleted_message_id, ..
+        } => {
+            if let Err(e) =
+                klaxon_core::incidents::message_deleted(app, deleted_message_id.get()).await
+            {
+                warn!(error = %e, message_id = %deleted_message_id, "timeline entry not marked");
+            }
+        }
         serenity::FullEvent::Resume { .. } => app.chat_connected.store(true, Ordering::Relaxed),
         serenity::FullEvent::ShardStageUpdate { event } => {
             let up = matches!(event.new, serenity::ConnectionStage::Connected);
@@ -242,6 +282,24 @@ async fn on_event(
         _ => {}
     }
     Ok(())
+}
+
+/// Re-pages unacknowledged incidents and reminds commanders, from the database, so a
+/// restart loses no reminder.
+async fn reminder_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
+    let tick = Duration::from_secs(app.incidents.reminder_tick_secs.max(1));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        match klaxon_core::incidents::remind(&app).await {
+            Ok(0) => {}
+            Ok(n) => info!(sent = n, "incident reminders sent"),
+            Err(e) => warn!(error = %e, "incident reminders failed; retrying next tick"),
+        }
+    }
 }
 
 impl Bot {

@@ -18,14 +18,36 @@ pub async fn dispatch(
 ) -> Result<(), Error> {
     let custom_id = click.data.custom_id.as_str();
     let prefix = custom_id.split(':').next().unwrap_or_default();
-    #[allow(clippy::match_single_binding)] // families add their prefixes here
     match prefix {
         crate::rollback::PREFIX => crate::rollback::on_click(ctx, app, click).await,
         crate::logs::PREFIX => crate::logs::on_click(ctx, app, click).await,
+        klaxon_core::incidents::PREFIX => crate::incident::on_click(ctx, app, click).await,
         _ => {
             let _ = app;
             warn!(custom_id, "click on an unknown component");
             reply_private(ctx, click, "This button is no longer active.").await
+        }
+    }
+}
+
+/// A submitted modal, routed like clicks.
+pub async fn dispatch_modal(
+    ctx: &serenity::Context,
+    app: &Data,
+    modal: &serenity::ModalInteraction,
+) -> Result<(), Error> {
+    let custom_id = modal.data.custom_id.as_str();
+    match custom_id.split(':').next().unwrap_or_default() {
+        klaxon_core::incidents::PREFIX => crate::incident::on_modal(ctx, app, modal).await,
+        _ => {
+            warn!(custom_id, "submit of an unknown modal");
+            let msg = CreateInteractionResponseMessage::new()
+                .content("This form is no longer active.")
+                .ephemeral(true);
+            modal
+                .create_response(ctx, CreateInteractionResponse::Message(msg))
+                .await?;
+            Ok(())
         }
     }
 }

@@ -187,6 +187,17 @@ pub async fn on_error(err: FrameworkError<'_, Data, Error>) {
             reply_private(ctx, text).await;
             finish(ctx, Outcome::Denied, text.into()).await;
         }
+        FrameworkError::CommandStructureMismatch {
+            description, ctx, ..
+        } => {
+            // Discord sent options that do not match the command as Klaxon knows it:
+            // a registration from another version. Answer rather than time out.
+            let ctx = poise::Context::Application(ctx);
+            error!(command = %ctx.command().qualified_name, description, "command structure mismatch");
+            let text = "Klaxon could not read this command's options; its commands may have just been updated. Try again in a minute.";
+            reply_private(ctx, text).await;
+            finish(ctx, Outcome::Failed, description.to_string()).await;
+        }
         other => {
             if let Err(e) = poise::builtins::on_error(other).await {
                 warn!(error = %e, "error while handling a framework error");

@@ -12,6 +12,7 @@ use klaxon_core::permissions::Level;
 pub mod components;
 pub mod health;
 pub mod hooks;
+pub mod incident;
 pub mod logs;
 pub mod render;
 pub mod rollback;
@@ -59,6 +60,8 @@ pub fn all() -> Vec<Command> {
         leveled(logs::logs(), Level::Viewer),
         leveled(rollback::rollback(), Level::Operator),
         leveled(rollback::restart(), Level::Operator),
+        leveled(incident::incident(), Level::Responder),
+        leveled(incident::add_to_timeline(), Level::Responder),
     ]
 }
 

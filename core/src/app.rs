@@ -29,6 +29,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,
     pub audit_channel: Option<u64>,
+    /// Where incidents get their threads and stakeholders read the notices.
+    pub incidents_channel: Option<u64>,
+    pub incidents: crate::incidents::IncidentsConfig,
+    pub clock: crate::clock::Clock,
     /// Whether the chat gateway session is up, for `/readyz`.
     pub chat_connected: AtomicBool,
 }
@@ -102,6 +106,9 @@ impl App {
             // The audit row is the record of who did what: losing one is worth a
             // loud log line, but not failing the member's command after the fact.
             warn!(error = %e, command = %entry.command, user_id = entry.user_id, "audit write failed");
+        }
+        if let Err(e) = crate::incidents::record_command(self, &entry).await {
+            warn!(error = %e, command = %entry.command, "incident timeline entry not written");
         }
         if let Some(channel) = self.audit_channel {
             let chat = Arc::clone(&self.chat);

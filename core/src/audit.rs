@@ -56,6 +56,14 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// The `service=` argument, for commands that act on one service.
+    pub fn service(&self) -> Option<&str> {
+        self.arguments
+            .split(' ')
+            .find_map(|a| a.strip_prefix("service="))
+            .filter(|s| !s.is_empty())
+    }
+
     /// One line for the audit channel; mentions are written but never ping, because
     /// every Klaxon message goes out with `allowed_mentions` empty.
     pub fn summary(&self) -> String {

@@ -75,6 +75,23 @@ impl Embed {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum ButtonStyle {
+    #[default]
+    Secondary,
+    Primary,
+    Success,
+    Danger,
+}
+
+/// A button under a message; clicks come back to the bot by `custom_id`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Button {
+    pub custom_id: String,
+    pub label: String,
+    pub style: ButtonStyle,
+}
+
 /// A message to a channel.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatMessage {
@@ -82,6 +99,13 @@ pub struct ChatMessage {
     pub embeds: Vec<Embed>,
     /// Shown without a push notification (Discord's SUPPRESS_NOTIFICATIONS).
     pub silent: bool,
+    /// One row of at most five buttons.
+    pub buttons: Vec<Button>,
+    /// Roles this message may ping (paging the on-call role). Nothing else ever
+    /// pings: users, other roles and @everyone stay off.
+    pub ping_roles: Vec<u64>,
+    /// Members this message may ping (a reminder to the incident commander).
+    pub ping_users: Vec<u64>,
 }
 
 impl ChatMessage {
@@ -108,6 +132,34 @@ pub enum ChatError {
 pub trait ChatSink: Send + Sync {
     /// Posts a message and returns its id.
     async fn send(&self, channel_id: u64, message: ChatMessage) -> Result<u64, ChatError>;
+
+    /// Replaces a message Klaxon posted earlier.
+    async fn edit(
+        &self,
+        channel_id: u64,
+        message_id: u64,
+        message: ChatMessage,
+    ) -> Result<(), ChatError>;
+
+    /// Starts a public thread in a text channel and returns its id.
+    async fn create_thread(&self, channel_id: u64, name: &str) -> Result<u64, ChatError>;
+
+    /// A message someone posted: its text, author and attachments, for the
+    /// incident timeline.
+    async fn fetch(&self, channel_id: u64, message_id: u64) -> Result<PostedMessage, ChatError>;
+}
+
+/// A chat message as read back from the platform.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PostedMessage {
+    pub id: u64,
+    pub channel_id: u64,
+    pub author_id: u64,
+    pub author_name: String,
+    pub content: String,
+    /// Milliseconds since the epoch, UTC.
+    pub at_ms: i64,
+    pub attachment_urls: Vec<String>,
 }
 
 /// A sink that drops everything: for command-line tools and tests that do not chat.
@@ -117,6 +169,15 @@ pub struct NullSink;
 impl ChatSink for NullSink {
     async fn send(&self, _channel_id: u64, _message: ChatMessage) -> Result<u64, ChatError> {
         Ok(0)
+    }
+    async fn edit(&self, _: u64, _: u64, _: ChatMessage) -> Result<(), ChatError> {
+        Ok(())
+    }
+    async fn create_thread(&self, _: u64, _: &str) -> Result<u64, ChatError> {
+        Ok(0)
+    }
+    async fn fetch(&self, _: u64, _: u64) -> Result<PostedMessage, ChatError> {
+        Err(ChatError::UnknownChannel)
     }
 }
 

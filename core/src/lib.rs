@@ -7,9 +7,11 @@
 pub mod app;
 pub mod audit;
 pub mod chat;
+pub mod clock;
 pub mod deployments;
 pub mod docker;
 pub mod health;
+pub mod incidents;
 pub mod logs;
 pub mod metrics;
 pub mod permissions;

@@ -56,6 +56,7 @@ pub struct TesterBuilder {
     permissions: BTreeMap<String, Level>,
     logs: klaxon_core::logs::LogsConfig,
     rollback: klaxon_core::rollout::RolloutConfig,
+    incidents: klaxon_core::incidents::IncidentsConfig,
 }
 
 impl TesterBuilder {
@@ -98,6 +99,13 @@ impl TesterBuilder {
     }
     pub fn rollback(mut self, f: impl FnOnce(&mut klaxon_core::rollout::RolloutConfig)) -> Self {
         f(&mut self.rollback);
+        self
+    }
+    pub fn incidents(
+        mut self,
+        f: impl FnOnce(&mut klaxon_core::incidents::IncidentsConfig),
+    ) -> Self {
+        f(&mut self.incidents);
         self
     }
     pub fn permission(mut self, command: &str, level: Level) -> Self {
@@ -151,6 +159,7 @@ impl TesterBuilder {
             health: self.thresholds,
             logs: self.logs,
             rollback: self.rollback,
+            incidents: self.incidents,
             services: self.services,
         };
         config.validate().expect("test config is valid");
@@ -232,6 +241,7 @@ impl Tester {
             permissions: BTreeMap::new(),
             logs: Default::default(),
             rollback: Default::default(),
+            incidents: Default::default(),
         }
     }
 
@@ -251,13 +261,20 @@ impl Tester {
         }
     }
 
+    /// A slash command as the member types it: `slash("health")`, or with its
+    /// subcommand path, `slash("incident open")`, `slash("incident action add")`.
     pub fn slash(&self, name: &str) -> Slash<'_> {
+        let mut words = name.split_whitespace().map(String::from);
+        let name = words.next().unwrap_or_default();
+        let sub: Vec<String> = words.collect();
         Slash {
             t: self,
-            name: name.into(),
+            name,
             options: Vec::new(),
             member: Some(Tester::member(Some(Level::Admin))),
             dm: false,
+            sub,
+            channel_id: OPS,
         }
     }
 
@@ -290,6 +307,93 @@ impl Tester {
                 None => {}
             }
         }
+    }
+
+    /// A member posts a message (MESSAGE_CREATE); returns its id.
+    pub async fn user_message(
+        &self,
+        channel_id: u64,
+        who: &Member,
+        content: &str,
+        attachment_urls: &[&str],
+    ) -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 =
+            std::sync::atomic::AtomicU64::new(9_100_000_000_000_000);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let attachments: Vec<Value> = attachment_urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                json!({ "id": (id + 1_000 + i as u64).to_string(), "filename": "shot.png",
+                        "size": 1, "url": url, "proxy_url": url })
+            })
+            .collect();
+        let d = json!({
+            "id": id.to_string(), "channel_id": channel_id.to_string(), "guild_id": GUILD.to_string(),
+            "author": { "id": who.user_id.to_string(), "username": who.username, "discriminator": "0",
+                        "global_name": null, "avatar": null },
+            "member": { "roles": who.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                        "joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0 },
+            "content": content, "timestamp": chrono::Utc::now().to_rfc3339(), "edited_timestamp": null,
+            "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+            "attachments": attachments, "embeds": [], "pinned": false, "type": 0, "flags": 0,
+            "components": [],
+        });
+        self.fake
+            .dispatch("MESSAGE_CREATE", d)
+            .await
+            .expect("dispatching MESSAGE_CREATE");
+        id
+    }
+
+    /// A member reacts to a message (MESSAGE_REACTION_ADD).
+    pub async fn react(&self, channel_id: u64, message_id: u64, who: &Member, emoji: &str) {
+        let d = json!({
+            "user_id": who.user_id.to_string(), "channel_id": channel_id.to_string(),
+            "message_id": message_id.to_string(), "guild_id": GUILD.to_string(),
+            "member": { "user": { "id": who.user_id.to_string(), "username": who.username,
+                                  "discriminator": "0", "global_name": null, "avatar": null },
+                        "roles": who.roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                        "joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0 },
+            "emoji": { "id": null, "name": emoji }, "burst": false, "type": 0,
+        });
+        self.fake
+            .dispatch("MESSAGE_REACTION_ADD", d)
+            .await
+            .expect("dispatching MESSAGE_REACTION_ADD");
+    }
+
+    /// A member edits their message (MESSAGE_UPDATE).
+    pub async fn edit_user_message(&self, channel_id: u64, message_id: u64, content: &str) {
+        let d = json!({
+            "id": message_id.to_string(), "channel_id": channel_id.to_string(),
+            "guild_id": GUILD.to_string(), "content": content,
+            "edited_timestamp": chrono::Utc::now().to_rfc3339(),
+        });
+        self.fake
+            .dispatch("MESSAGE_UPDATE", d)
+            .await
+            .expect("dispatching MESSAGE_UPDATE");
+    }
+
+    /// A message is deleted (MESSAGE_DELETE).
+    pub async fn delete_user_message(&self, channel_id: u64, message_id: u64) {
+        let d = json!({ "id": message_id.to_string(), "channel_id": channel_id.to_string(),
+                        "guild_id": GUILD.to_string() });
+        self.fake
+            .dispatch("MESSAGE_DELETE", d)
+            .await
+            .expect("dispatching MESSAGE_DELETE");
+    }
+
+    /// The next edit the bot made to a message in a channel.
+    pub async fn channel_edit(&self, channel_id: u64) -> MessageRecord {
+        self.take(
+            &format!("an edit in channel {channel_id}"),
+            |o| matches!(o.kind, OutputKind::ChannelEdit { channel_id: c } if c == channel_id),
+        )
+        .await
+        .message
     }
 
     /// The next message the bot posted to a channel (not an interaction reply).
@@ -339,6 +443,9 @@ pub struct Slash<'t> {
     options: Vec<Value>,
     member: Option<Member>,
     dm: bool,
+    /// Subcommand (group) path: `["action", "add"]` for `/incident action add`.
+    sub: Vec<String>,
+    channel_id: u64,
 }
 
 impl<'t> Slash<'t> {
@@ -353,6 +460,17 @@ impl<'t> Slash<'t> {
         };
         self.options
             .push(json!({"name": name, "type": kind, "value": value}));
+        self
+    }
+    /// A user option (type 6): Discord also sends the user in `resolved`.
+    pub fn opt_user(mut self, name: &str, user_id: u64) -> Self {
+        self.options
+            .push(json!({"name": name, "type": 6, "value": user_id.to_string()}));
+        self
+    }
+    /// Where the member types it (default: the ops channel).
+    pub fn in_channel(mut self, channel_id: u64) -> Self {
+        self.channel_id = channel_id;
         self
     }
     pub fn as_level(mut self, level: Level) -> Self {
@@ -372,8 +490,13 @@ impl<'t> Slash<'t> {
         self
     }
 
-    fn invocation(&self, options: Vec<Value>) -> SlashInvocation {
+    fn invocation(&self, mut options: Vec<Value>) -> SlashInvocation {
         let m = self.member.clone().unwrap_or_else(|| Tester::member(None));
+        // Innermost first: the subcommand (type 1), then its group (type 2).
+        for (depth, name) in self.sub.iter().enumerate().rev() {
+            let kind = if depth + 1 == self.sub.len() { 1 } else { 2 };
+            options = vec![json!({"name": name, "type": kind, "options": options})];
+        }
         SlashInvocation {
             name: self.name.clone(),
             options,
@@ -383,7 +506,7 @@ impl<'t> Slash<'t> {
             } else {
                 None
             },
-            channel_id: OPS,
+            channel_id: self.channel_id,
             guild_id: if self.dm { None } else { Some(GUILD) },
         }
     }

@@ -3,26 +3,62 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use klaxon_core::chat::{ChatError, ChatMessage, ChatSink};
+use klaxon_core::chat::{ButtonStyle, ChatError, ChatMessage, ChatSink, PostedMessage};
 use poise::serenity_prelude as serenity;
-use serenity::{ChannelId, CreateAllowedMentions, CreateMessage, MessageFlags};
+use serenity::{
+    ChannelId, ChannelType, CreateActionRow, CreateAllowedMentions, CreateButton, CreateMessage,
+    CreateThread, EditMessage, MessageFlags, MessageId, RoleId, UserId,
+};
 
 pub struct DiscordChat {
     pub http: Arc<serenity::Http>,
+}
+
+/// Nobody is pinged but the roles the message names for paging.
+fn mentions(message: &ChatMessage) -> CreateAllowedMentions {
+    CreateAllowedMentions::new()
+        .roles(message.ping_roles.iter().map(|r| RoleId::new(*r)))
+        .users(message.ping_users.iter().map(|u| UserId::new(*u)))
+}
+
+fn rows(message: &ChatMessage) -> Vec<CreateActionRow> {
+    if message.buttons.is_empty() {
+        return Vec::new();
+    }
+    vec![CreateActionRow::Buttons(
+        message
+            .buttons
+            .iter()
+            .take(5)
+            .map(|b| {
+                CreateButton::new(b.custom_id.clone())
+                    .label(b.label.clone())
+                    .style(match b.style {
+                        ButtonStyle::Primary => serenity::ButtonStyle::Primary,
+                        ButtonStyle::Secondary => serenity::ButtonStyle::Secondary,
+                        ButtonStyle::Success => serenity::ButtonStyle::Success,
+                        ButtonStyle::Danger => serenity::ButtonStyle::Danger,
+                    })
+            })
+            .collect(),
+    )]
+}
+
+fn embeds(message: &ChatMessage) -> Vec<serenity::CreateEmbed> {
+    message
+        .embeds
+        .iter()
+        .map(klaxon_commands::render::embed)
+        .collect()
 }
 
 #[async_trait]
 impl ChatSink for DiscordChat {
     async fn send(&self, channel_id: u64, message: ChatMessage) -> Result<u64, ChatError> {
         let mut b = CreateMessage::new()
-            .embeds(
-                message
-                    .embeds
-                    .iter()
-                    .map(klaxon_commands::render::embed)
-                    .collect(),
-            )
-            .allowed_mentions(CreateAllowedMentions::new());
+            .embeds(embeds(&message))
+            .components(rows(&message))
+            .allowed_mentions(mentions(&message));
         if !message.content.is_empty() {
             b = b.content(message.content);
         }
@@ -34,6 +70,43 @@ impl ChatSink for DiscordChat {
             .await
             .map(|m| m.id.get())
             .map_err(classify)
+    }
+
+    async fn edit(
+        &self,
+        channel_id: u64,
+        message_id: u64,
+        message: ChatMessage,
+    ) -> Result<(), ChatError> {
+        let b = EditMessage::new()
+            .content(message.content.clone())
+            .embeds(embeds(&message))
+            .components(rows(&message))
+            .allowed_mentions(mentions(&message));
+        ChannelId::new(channel_id)
+            .edit_message(&self.http, MessageId::new(message_id), b)
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn create_thread(&self, channel_id: u64, name: &str) -> Result<u64, ChatError> {
+        let b = CreateThread::new(klaxon_core::chat::truncate(name, 100))
+            .kind(ChannelType::PublicThread)
+            .auto_archive_duration(serenity::AutoArchiveDuration::OneWeek);
+        ChannelId::new(channel_id)
+            .create_thread(&self.http, b)
+            .await
+            .map(|c| c.id.get())
+            .map_err(classify)
+    }
+
+    async fn fetch(&self, channel_id: u64, message_id: u64) -> Result<PostedMessage, ChatError> {
+        let m = ChannelId::new(channel_id)
+            .message(&self.http, MessageId::new(message_id))
+            .await
+            .map_err(classify)?;
+        Ok(klaxon_commands::incident::posted(&m))
     }
 }
 

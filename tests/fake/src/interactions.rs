@@ -203,6 +203,43 @@ impl State {
         self.begin(kind, inv.channel_id, guild_id, invoker, data, None)
     }
 
+    /// A message context-menu command (type 2 interaction, command type 3) on a
+    /// message in a channel, as Discord sends it: `target_id` and the message in
+    /// `resolved.messages`.
+    pub fn message_command(
+        &mut self,
+        member: Member,
+        name: &str,
+        message_id: u64,
+    ) -> anyhow::Result<Interaction> {
+        let message = self
+            .messages
+            .get(&message_id)
+            .ok_or_else(|| anyhow!("message {message_id} does not exist"))?;
+        let (channel_id, guild_id) = (message.record.channel_id, message.guild_id);
+        let guild = guild_id.ok_or_else(|| anyhow!("message {message_id} is not in a guild"))?;
+        let message_json = self.message_json(message);
+        let cmd = [Some(guild), None]
+            .iter()
+            .find_map(|scope| {
+                self.commands
+                    .get(scope)?
+                    .iter()
+                    .find(|c| c["name"].as_str() == Some(name) && c["type"].as_u64() == Some(3))
+            })
+            .ok_or_else(|| anyhow!("message command {name:?} is not registered"))?;
+        let data = json!({
+            "id": cmd["id"].clone(),
+            "name": name,
+            "type": 3,
+            "guild_id": guild.to_string(),
+            "target_id": message_id.to_string(),
+            "resolved": { "messages": { message_id.to_string(): message_json } },
+        });
+        let invoker = Invoker::for_channel(member, guild_id);
+        self.begin(Kind::Command, channel_id, guild_id, invoker, data, None)
+    }
+
     pub fn component(
         &mut self,
         user: Member,

@@ -448,6 +448,18 @@ impl FakeDiscord {
         result
     }
 
+    /// A message context-menu command ("Add to timeline") on any message.
+    pub async fn message_command(
+        &self,
+        member: Member,
+        name: &str,
+        message_id: u64,
+    ) -> anyhow::Result<Interaction> {
+        let result = self.inner.lock().message_command(member, name, message_id);
+        self.changed();
+        result
+    }
+
     /// A click on a button of a message the bot sent (type 3).
     pub async fn click(
         &self,

@@ -1,0 +1,1119 @@
+//! `/incident ...`, the incident card's buttons and modals, and the "Add to
+//! timeline" message command.
+//!
+//! The lifecycle lives in `klaxon_core::incidents`; this module reads arguments,
+//! renders replies, and answers clicks and modal submits (prefix `incident:`),
+//! checking the member's level itself since clicks bypass poise's checks.
+
+use klaxon_core::audit::{AuditEntry, Outcome};
+use klaxon_core::chat::{self, Embed, PostedMessage};
+use klaxon_core::incidents::{
+    self, postmortem, Entry, EntryKind, Incident, IncidentError, IncidentId, Resolution, Role,
+    Severity, Status, Who, MAX_TEXT, MAX_TITLE, PREFIX,
+};
+use poise::CreateReply;
+use tracing::warn;
+
+use crate::serenity::{
+    self, AutocompleteChoice, ComponentInteraction, CreateActionRow, CreateAllowedMentions,
+    CreateAttachment, CreateAutocompleteResponse, CreateInputText, CreateInteractionResponse,
+    CreateInteractionResponseMessage, CreateModal, EditInteractionResponse, InputTextStyle,
+    ModalInteraction,
+};
+use crate::{render, Context, Data, Error, UserError};
+
+fn user_error(e: IncidentError) -> Error {
+    if e.is_user_facing() {
+        UserError(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e).context("incident store")
+    }
+}
+
+fn who(ctx: Context<'_>) -> Who {
+    Who {
+        id: ctx.author().id.get(),
+        name: ctx.author().name.clone(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, poise::ChoiceParameter)]
+pub enum SeverityChoice {
+    #[name = "P1 · service down"]
+    P1,
+    #[name = "P2 · major feature broken"]
+    P2,
+    #[name = "P3 · minor"]
+    P3,
+    #[name = "P4 · non-urgent"]
+    P4,
+}
+
+impl From<SeverityChoice> for Severity {
+    fn from(s: SeverityChoice) -> Self {
+        match s {
+            SeverityChoice::P1 => Severity::P1,
+            SeverityChoice::P2 => Severity::P2,
+            SeverityChoice::P3 => Severity::P3,
+            SeverityChoice::P4 => Severity::P4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, poise::ChoiceParameter)]
+pub enum StatusChoice {
+    #[name = "investigating"]
+    Investigating,
+    #[name = "identified"]
+    Identified,
+    #[name = "monitoring"]
+    Monitoring,
+    #[name = "resolved"]
+    Resolved,
+}
+
+impl From<StatusChoice> for Status {
+    fn from(s: StatusChoice) -> Self {
+        match s {
+            StatusChoice::Investigating => Status::Investigating,
+            StatusChoice::Identified => Status::Identified,
+            StatusChoice::Monitoring => Status::Monitoring,
+            StatusChoice::Resolved => Status::Resolved,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, poise::ChoiceParameter)]
+pub enum RoleChoice {
+    #[name = "commander"]
+    Commander,
+    #[name = "comms"]
+    Comms,
+    #[name = "scribe"]
+    Scribe,
+}
+
+impl From<RoleChoice> for Role {
+    fn from(r: RoleChoice) -> Self {
+        match r {
+            RoleChoice::Commander => Role::Commander,
+            RoleChoice::Comms => Role::Comms,
+            RoleChoice::Scribe => Role::Scribe,
+        }
+    }
+}
+
+/// Run the incident lifecycle
+#[poise::command(
+    slash_command,
+    rename = "incident",
+    subcommands(
+        "open",
+        "ack",
+        "status",
+        "severity",
+        "assign",
+        "note",
+        "action",
+        "resolve",
+        "list",
+        "show",
+        "timeline",
+        "postmortem_cmd"
+    ),
+    subcommand_required
+)]
+pub async fn incident(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Autocomplete for `id`: open incidents, newest first, answered from the database.
+async fn autocomplete_open(ctx: Context<'_>, partial: &str) -> CreateAutocompleteResponse {
+    let open = tokio::time::timeout(
+        std::time::Duration::from_millis(2_000),
+        incidents::list_open(ctx.data()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or_default();
+    let p = partial.trim().to_lowercase();
+    let choices = open
+        .iter()
+        .filter(|i| {
+            p.is_empty()
+                || i.id.to_string().to_lowercase().contains(&p)
+                || i.title.to_lowercase().contains(&p)
+        })
+        .take(25)
+        .map(|i| {
+            AutocompleteChoice::new(
+                chat::truncate(&format!("{} {} · {}", i.id, i.severity, i.title), 100),
+                i.id.to_string(),
+            )
+        })
+        .collect();
+    CreateAutocompleteResponse::new().set_choices(choices)
+}
+
+async fn target(ctx: Context<'_>, id: Option<&str>) -> Result<IncidentId, Error> {
+    incidents::resolve_id(ctx.data(), id, ctx.channel_id().get())
+        .await
+        .map_err(user_error)
+}
+
+/// The incident, which must still be open: checked before a public defer, so that a
+/// refusal stays private.
+async fn open_target(ctx: Context<'_>, id: Option<&str>) -> Result<IncidentId, Error> {
+    let id = target(ctx, id).await?;
+    match incidents::get(ctx.data(), id).await.map_err(user_error)? {
+        i if i.is_open() => Ok(id),
+        _ => Err(user_error(IncidentError::Resolved(id))),
+    }
+}
+
+/// Open an incident: its thread, the card, the stakeholder notice and the page
+#[poise::command(slash_command)]
+async fn open(
+    ctx: Context<'_>,
+    #[description = "What is broken, in a few words"]
+    #[max_length = 80]
+    title: String,
+    #[description = "P1 service down · P2 major feature · P3 minor · P4 non-urgent"]
+    severity: SeverityChoice,
+    #[description = "The affected service"]
+    #[autocomplete = "crate::health::autocomplete_service"]
+    service: Option<String>,
+    #[description = "What users see; the impact"]
+    #[max_length = 1000]
+    summary: Option<String>,
+) -> Result<(), Error> {
+    if title.chars().count() > MAX_TITLE {
+        return Err(
+            UserError::new(format!("The title is longer than {MAX_TITLE} characters.")).into(),
+        );
+    }
+    // A thread, a card and a notice: several requests, more than Discord's 3 s may allow.
+    ctx.defer().await?;
+    let opened = incidents::open(
+        ctx.data(),
+        incidents::OpenRequest {
+            title,
+            severity: severity.into(),
+            service,
+            summary,
+            guild_id: ctx.guild_id().map(|g| g.get()),
+            by: who(ctx),
+        },
+    )
+    .await
+    .map_err(user_error)?;
+    let i = &opened.incident;
+    let mut text = format!(
+        "🚨 Opened **{}** ({}): {}. You are the commander.",
+        i.id,
+        i.severity,
+        chat::neutralize(&i.title)
+    );
+    if let Some(t) = i.channel_id {
+        text.push_str(&format!("\nWork it in <#{t}>."));
+    }
+    for w in &opened.warnings {
+        text.push_str(&format!("\n⚠️ {}", chat::neutralize(w)));
+    }
+    say(ctx, text).await
+}
+
+async fn say(ctx: Context<'_>, text: String) -> Result<(), Error> {
+    ctx.send(CreateReply::default().content(chat::truncate(&text, chat::limits::CONTENT)))
+        .await?;
+    Ok(())
+}
+
+/// Acknowledge an incident (stops the re-paging)
+#[poise::command(slash_command)]
+async fn ack(
+    ctx: Context<'_>,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = open_target(ctx, id.as_deref()).await?;
+    ctx.defer().await?;
+    let i = incidents::ack(ctx.data(), id, &who(ctx))
+        .await
+        .map_err(user_error)?;
+    say(ctx, ack_text(&i)).await
+}
+
+fn ack_text(i: &Incident) -> String {
+    format!(
+        "✅ {} acknowledged by {} after {}.",
+        i.id,
+        chat::neutralize(i.acked_by.as_deref().unwrap_or_default()),
+        incidents::duration_text(i.acked_ms.unwrap_or(i.opened_ms) - i.opened_ms)
+    )
+}
+
+/// Post a status update (thread and stakeholders)
+#[poise::command(slash_command)]
+async fn status(
+    ctx: Context<'_>,
+    #[description = "investigating · identified · monitoring · resolved"] status: StatusChoice,
+    #[description = "What changed, for the team and the stakeholders"]
+    #[max_length = 4000]
+    message: String,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = open_target(ctx, id.as_deref()).await?;
+    ctx.defer().await?;
+    let i = incidents::set_status(ctx.data(), id, status.into(), &message, &who(ctx))
+        .await
+        .map_err(user_error)?;
+    say(ctx, status_text(&i, &message)).await
+}
+
+fn status_text(i: &Incident, message: &str) -> String {
+    if i.status == Status::Resolved {
+        return resolved_text(i);
+    }
+    let mut s = format!(
+        "📣 {} is **{}**: {}",
+        i.id,
+        i.status.title(),
+        chat::neutralize(message)
+    );
+    if let Some(next) = i.next_update_ms {
+        s.push_str(&format!("\nNext update due by {}.", incidents::hhmm(next)));
+    }
+    s
+}
+
+fn resolved_text(i: &Incident) -> String {
+    format!(
+        "✅ {} resolved after {}. `/incident postmortem` writes the post-mortem.",
+        i.id,
+        incidents::duration_text(i.resolved_ms.unwrap_or(i.opened_ms) - i.opened_ms)
+    )
+}
+
+/// Change an incident's severity
+#[poise::command(slash_command)]
+async fn severity(
+    ctx: Context<'_>,
+    #[description = "The new severity"] severity: SeverityChoice,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = open_target(ctx, id.as_deref()).await?;
+    ctx.defer().await?;
+    let i = incidents::set_severity(ctx.data(), id, severity.into(), &who(ctx))
+        .await
+        .map_err(user_error)?;
+    say(ctx, format!("🔺 {} is now {}.", i.id, i.severity)).await
+}
+
+/// Give a member an incident role
+#[poise::command(slash_command)]
+async fn assign(
+    ctx: Context<'_>,
+    #[description = "commander · comms · scribe"] role: RoleChoice,
+    #[description = "Who takes it"] member: serenity::User,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let holder = Who {
+        id: member.id.get(),
+        name: member.name.clone(),
+    };
+    let role: Role = role.into();
+    let i = incidents::assign(ctx.data(), id, role, &holder, &who(ctx))
+        .await
+        .map_err(user_error)?;
+    say(
+        ctx,
+        format!(
+            "👤 {} is now {} of {}.",
+            chat::neutralize(&holder.name),
+            role.as_str(),
+            i.id
+        ),
+    )
+    .await
+}
+
+/// Add a note to the timeline
+#[poise::command(slash_command)]
+async fn note(
+    ctx: Context<'_>,
+    #[description = "The note"]
+    #[max_length = 4000]
+    text: String,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let i = incidents::note(ctx.data(), id, &text, &who(ctx))
+        .await
+        .map_err(user_error)?;
+    say(ctx, format!("📝 Noted in {}'s timeline.", i.id)).await
+}
+
+/// Follow-up actions
+#[poise::command(
+    slash_command,
+    subcommands("action_add", "action_done"),
+    subcommand_required
+)]
+async fn action(_ctx: Context<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Add a follow-up action
+#[poise::command(slash_command, rename = "add")]
+async fn action_add(
+    ctx: Context<'_>,
+    #[description = "What must be done"]
+    #[max_length = 1000]
+    text: String,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let n = incidents::add_action(ctx.data(), id, &text, &who(ctx))
+        .await
+        .map_err(user_error)?;
+    say(
+        ctx,
+        format!("📌 Action #{n} of {id}: {}", chat::neutralize(&text)),
+    )
+    .await
+}
+
+/// Mark a follow-up action done
+#[poise::command(slash_command, rename = "done")]
+async fn action_done(
+    ctx: Context<'_>,
+    #[description = "The action's number (#2) or words from it"]
+    #[max_length = 1000]
+    text: String,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let (n, what) = incidents::finish_action(ctx.data(), id, &text, &who(ctx))
+        .await
+        .map_err(user_error)?;
+    say(
+        ctx,
+        format!("☑️ Action #{n} of {id} done: {}", chat::neutralize(&what)),
+    )
+    .await
+}
+
+/// Resolve an incident (asks for summary, root cause, resolution and impact)
+#[poise::command(slash_command)]
+async fn resolve(
+    ctx: Context<'_>,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let i = incidents::get(ctx.data(), id).await.map_err(user_error)?;
+    if !i.is_open() {
+        return Err(user_error(IncidentError::Resolved(id)));
+    }
+    let poise::Context::Application(a) = ctx else {
+        return Err(UserError::new("Resolve works as a slash command.").into());
+    };
+    a.interaction
+        .create_response(ctx, CreateInteractionResponse::Modal(resolve_modal(&i)))
+        .await?;
+    Ok(())
+}
+
+/// Open incidents, newest first
+#[poise::command(slash_command)]
+async fn list(ctx: Context<'_>) -> Result<(), Error> {
+    let open = incidents::list_open(ctx.data()).await.map_err(user_error)?;
+    let now = ctx.data().clock.now_ms();
+    let lines: Vec<String> = open
+        .iter()
+        .map(|i| {
+            let mut l = format!(
+                "**{}** {} · {} · {} · {} ago",
+                i.id,
+                i.severity,
+                chat::neutralize(&i.title),
+                i.status.title(),
+                incidents::duration_text(now - i.opened_ms)
+            );
+            if i.acked_ms.is_none() {
+                l.push_str(" · ⚠️ not acknowledged");
+            }
+            if let Some(t) = i.channel_id {
+                l.push_str(&format!(" · <#{t}>"));
+            }
+            l
+        })
+        .collect();
+    let description = if lines.is_empty() {
+        "No open incidents. 🎉".to_string()
+    } else {
+        fit_lines(&lines, chat::limits::EMBED_DESCRIPTION)
+    };
+    let embed = Embed {
+        title: format!("{} open incident(s)", open.len()),
+        description,
+        color: if open.is_empty() {
+            chat::GREEN
+        } else {
+            chat::RED
+        },
+        ..Default::default()
+    };
+    ctx.send(
+        CreateReply::default()
+            .embed(render::embed(&embed))
+            .ephemeral(true),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Lines joined up to `max` characters, with a note of how many did not fit.
+fn fit_lines(lines: &[String], max: usize) -> String {
+    let mut out = String::new();
+    for (n, l) in lines.iter().enumerate() {
+        let more = format!("\n… and {} more", lines.len() - n);
+        if chat::chars(&out) + chat::chars(l) + 1 + chat::chars(&more) > max {
+            out.push_str(&more);
+            return out;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(l);
+    }
+    out
+}
+
+/// One incident's state
+#[poise::command(slash_command)]
+async fn show(
+    ctx: Context<'_>,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let i = incidents::get(ctx.data(), id).await.map_err(user_error)?;
+    let card = incidents::card(ctx.data(), &i);
+    let mut reply = CreateReply::default().ephemeral(true);
+    for e in &card.embeds {
+        reply = reply.embed(render::embed(e));
+    }
+    ctx.send(reply).await?;
+    Ok(())
+}
+
+/// One timeline line, as the timeline reply and the file show it.
+fn entry_line(e: &Entry) -> String {
+    let mut text = chat::neutralize(&e.text.replace('\n', " "));
+    if e.kind == EntryKind::Message {
+        if e.deleted {
+            text = format!("~~{text}~~ (deleted)");
+        } else if e.edited_ms.is_some() {
+            text.push_str(" (edited)");
+        }
+    }
+    format!(
+        "`{}` **{}** {}",
+        incidents::hhmm(e.at_ms).trim_end_matches(" UTC"),
+        chat::neutralize(&e.actor_name),
+        text
+    )
+}
+
+/// The incident's timeline
+#[poise::command(slash_command)]
+async fn timeline(
+    ctx: Context<'_>,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let (i, entries) = incidents::timeline(ctx.data(), id)
+        .await
+        .map_err(user_error)?;
+    let lines: Vec<String> = entries.iter().map(entry_line).collect();
+    let all = lines.join("\n");
+    let title = chat::truncate(
+        &format!("{} timeline · {} entries (UTC)", i.id, entries.len()),
+        chat::limits::EMBED_TITLE,
+    );
+    let mut reply = CreateReply::default();
+    if chat::chars(&all) <= chat::limits::EMBED_DESCRIPTION {
+        let embed = Embed {
+            title,
+            description: all,
+            color: chat::GREY,
+            ..Default::default()
+        };
+        reply = reply.embed(render::embed(&embed));
+    } else {
+        // Too long for one embed: the newest entries inline, the whole of it attached.
+        let tail: Vec<String> = lines.iter().rev().take(200).rev().cloned().collect();
+        let mut shown = String::new();
+        for l in tail.iter().rev() {
+            if chat::chars(&shown) + chat::chars(l) + 1 > chat::limits::EMBED_DESCRIPTION - 80 {
+                break;
+            }
+            shown = if shown.is_empty() {
+                l.clone()
+            } else {
+                format!("{l}\n{shown}")
+            };
+        }
+        let embed = Embed {
+            title,
+            description: shown,
+            color: chat::GREY,
+            footer: "The newest entries; the whole timeline is attached.".into(),
+            ..Default::default()
+        };
+        let file: String = entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} [{}] {}\n",
+                    incidents::date_time(e.at_ms),
+                    e.actor_name,
+                    e.kind.as_str(),
+                    e.text.replace('\n', " ")
+                )
+            })
+            .collect();
+        reply = reply
+            .embed(render::embed(&embed))
+            .attachment(CreateAttachment::bytes(
+                file.into_bytes(),
+                format!("{}-timeline.txt", i.id),
+            ));
+    }
+    ctx.send(reply).await?;
+    Ok(())
+}
+
+/// Write the post-mortem from the timeline (Markdown, attached)
+#[poise::command(slash_command, rename = "postmortem")]
+async fn postmortem_cmd(
+    ctx: Context<'_>,
+    #[description = "The incident (implied inside its thread)"]
+    #[autocomplete = "autocomplete_open"]
+    id: Option<String>,
+) -> Result<(), Error> {
+    let id = target(ctx, id.as_deref()).await?;
+    let (i, markdown) = postmortem::generate(ctx.data(), id)
+        .await
+        .map_err(user_error)?;
+    let mut text = format!(
+        "📄 Post-mortem for {} · {}: fill in the _TODO_ prompts and share it.",
+        i.id,
+        chat::neutralize(&i.title)
+    );
+    if i.is_open() {
+        text.push_str("\n⚠️ The incident is still open: this is a draft.");
+    }
+    ctx.send(
+        CreateReply::default()
+            .content(text)
+            .attachment(CreateAttachment::bytes(
+                markdown.into_bytes(),
+                postmortem::file_name(i.id),
+            )),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The message as the timeline keeps it.
+pub fn posted(m: &serenity::Message) -> PostedMessage {
+    PostedMessage {
+        id: m.id.get(),
+        channel_id: m.channel_id.get(),
+        author_id: m.author.id.get(),
+        author_name: m.author.name.clone(),
+        content: m.content.clone(),
+        at_ms: m.timestamp.unix_timestamp() * 1000
+            + i64::from(chrono::Timelike::nanosecond(&*m.timestamp) / 1_000_000),
+        attachment_urls: m.attachments.iter().map(|a| a.url.clone()).collect(),
+    }
+}
+
+pub fn permalink(guild_id: Option<u64>, channel_id: u64, message_id: u64) -> String {
+    format!(
+        "https://discord.com/channels/{}/{channel_id}/{message_id}",
+        guild_id.map_or_else(|| "@me".to_string(), |g| g.to_string())
+    )
+}
+
+/// What capturing a message said, for the member.
+pub async fn capture_text(
+    app: &Data,
+    guild_id: Option<u64>,
+    m: &PostedMessage,
+) -> Result<String, Error> {
+    let link = permalink(guild_id, m.channel_id, m.id);
+    match incidents::capture(app, m.channel_id, m, link)
+        .await
+        .map_err(user_error)?
+    {
+        None => Err(UserError::new("This message is not in an incident's thread.").into()),
+        Some((i, true)) => Ok(format!("📌 Added to {}'s timeline.", i.id)),
+        Some((i, false)) => Ok(format!("This message is already in {}'s timeline.", i.id)),
+    }
+}
+
+/// The message command's name in `[permissions]` (its menu label is "Add to timeline").
+pub const ADD_TO_TIMELINE: &str = "add-to-timeline";
+
+/// The emoji that pins a message to its incident's timeline.
+pub const PIN: &str = "📌";
+
+/// A 📌 reaction in an incident thread: the message goes to the timeline. Reactions
+/// are not commands, so the member's level is checked here, like a click.
+pub async fn on_reaction(ctx: &serenity::Context, app: &Data, r: &serenity::Reaction) {
+    let _ = ctx;
+    if !matches!(&r.emoji, serenity::ReactionType::Unicode(e) if e == PIN) {
+        return;
+    }
+    let roles: Vec<u64> = r
+        .member
+        .as_ref()
+        .map(|m| m.roles.iter().map(|x| x.get()).collect())
+        .unwrap_or_default();
+    let user = r.user_id.map(|u| u.get()).unwrap_or_default();
+    if let Err(denied) = app.policy.check(ADD_TO_TIMELINE, &roles) {
+        tracing::info!(user, %denied, "pin reaction ignored");
+        return;
+    }
+    let message = match app.chat.fetch(r.channel_id.get(), r.message_id.get()).await {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, message_id = %r.message_id, "pinned message not readable");
+            return;
+        }
+    };
+    let guild = r.guild_id.map(|g| g.get());
+    match capture_text(app, guild, &message).await {
+        Ok(text) => tracing::info!(user, message_id = %r.message_id, "{text}"),
+        Err(e) => tracing::debug!(error = %e, "pin reaction outside an incident"),
+    }
+}
+
+/// Add a message to its incident's timeline
+#[poise::command(context_menu_command = "Add to timeline", rename = "add-to-timeline")]
+pub async fn add_to_timeline(ctx: Context<'_>, message: serenity::Message) -> Result<(), Error> {
+    let m = posted(&message);
+    let text = capture_text(ctx.data(), ctx.guild_id().map(|g| g.get()), &m).await?;
+    ctx.send(CreateReply::default().content(text).ephemeral(true))
+        .await?;
+    Ok(())
+}
+
+// ----- the card's buttons and modals ----------------------------------------------
+
+fn input(
+    id: &str,
+    label: &str,
+    style: InputTextStyle,
+    required: bool,
+    value: &str,
+) -> CreateActionRow {
+    let mut i = CreateInputText::new(style, label, id)
+        .required(required)
+        .max_length(MAX_TEXT as u16);
+    if !value.is_empty() {
+        i = i.value(chat::truncate(value, MAX_TEXT));
+    }
+    CreateActionRow::InputText(i)
+}
+
+fn resolve_modal(i: &Incident) -> CreateModal {
+    CreateModal::new(
+        format!("{PREFIX}:m-resolve:{}", i.id.0),
+        chat::truncate(&format!("Resolve {}", i.id), 45),
+    )
+    .components(vec![
+        input(
+            "summary",
+            "Summary",
+            InputTextStyle::Paragraph,
+            false,
+            &i.summary,
+        ),
+        input(
+            "root_cause",
+            "Root cause",
+            InputTextStyle::Paragraph,
+            false,
+            &i.root_cause,
+        ),
+        input(
+            "resolution",
+            "Resolution",
+            InputTextStyle::Paragraph,
+            false,
+            &i.resolution,
+        ),
+        input(
+            "impact",
+            "Impact",
+            InputTextStyle::Paragraph,
+            false,
+            &i.impact,
+        ),
+    ])
+}
+
+fn update_modal(i: &Incident) -> CreateModal {
+    CreateModal::new(
+        format!("{PREFIX}:m-update:{}", i.id.0),
+        chat::truncate(&format!("Update {}", i.id), 45),
+    )
+    .components(vec![
+        CreateActionRow::InputText(
+            CreateInputText::new(
+                InputTextStyle::Short,
+                "Status: investigating, identified or monitoring",
+                "status",
+            )
+            .value(i.status.as_str())
+            .max_length(20),
+        ),
+        input(
+            "message",
+            "What changed",
+            InputTextStyle::Paragraph,
+            true,
+            "",
+        ),
+    ])
+}
+
+fn note_modal(i: &Incident) -> CreateModal {
+    CreateModal::new(
+        format!("{PREFIX}:m-note:{}", i.id.0),
+        chat::truncate(&format!("Note for {}", i.id), 45),
+    )
+    .components(vec![input(
+        "text",
+        "Note",
+        InputTextStyle::Paragraph,
+        true,
+        "",
+    )])
+}
+
+/// The level a click or modal needs: the same as the subcommand it stands for.
+fn command_of(verb: &str) -> &'static str {
+    match verb {
+        "ack" => "incident ack",
+        "update" | "m-update" => "incident status",
+        "note" | "m-note" => "incident note",
+        _ => "incident resolve",
+    }
+}
+
+fn private_message(text: &str) -> CreateInteractionResponse {
+    CreateInteractionResponse::Message(
+        CreateInteractionResponseMessage::new()
+            .content(chat::truncate(text, chat::limits::CONTENT))
+            .ephemeral(true)
+            .allowed_mentions(CreateAllowedMentions::new()),
+    )
+}
+
+/// Who clicked (or submitted) what, for the audit row.
+struct Click {
+    by: Who,
+    guild: Option<u64>,
+    channel: u64,
+    command: &'static str,
+    args: String,
+}
+
+impl Click {
+    async fn audit(&self, app: &Data, outcome: Outcome, detail: String) {
+        app.audit(AuditEntry {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            guild_id: self.guild,
+            channel_id: Some(self.channel),
+            user_id: self.by.id,
+            user_name: self.by.name.clone(),
+            command: self.command.to_string(),
+            arguments: self.args.clone(),
+            outcome,
+            detail,
+            duration_ms: 0,
+        })
+        .await;
+    }
+}
+
+fn parse_custom_id(custom_id: &str) -> Option<(&str, IncidentId)> {
+    let mut parts = custom_id.split(':').skip(1);
+    let verb = parts.next()?;
+    let id = parts.next()?.parse::<i64>().ok()?;
+    Some((verb, IncidentId(id)))
+}
+
+/// A click on the incident card (`incident:<ack|update|note|resolve>:<id>`).
+pub async fn on_click(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+) -> Result<(), Error> {
+    let Some((verb, id)) = parse_custom_id(&click.data.custom_id) else {
+        click
+            .create_response(ctx, private_message("This button is no longer active."))
+            .await?;
+        return Ok(());
+    };
+    let by = Who {
+        id: click.user.id.get(),
+        name: click.user.name.clone(),
+    };
+    let command = command_of(verb);
+    let click_info = Click {
+        by: by.clone(),
+        guild: click.guild_id.map(|g| g.get()),
+        channel: click.channel_id.get(),
+        command,
+        args: format!("id={id} click={verb}"),
+    };
+    let roles: Vec<u64> = click
+        .member
+        .as_ref()
+        .map(|m| m.roles.iter().map(|r| r.get()).collect())
+        .unwrap_or_default();
+    if let Err(denied) = app.policy.check(command, &roles) {
+        let text = denied.to_string();
+        click.create_response(ctx, private_message(&text)).await?;
+        click_info.audit(app, Outcome::Denied, text).await;
+        return Ok(());
+    }
+    let incident = match incidents::get(app, id).await {
+        Ok(i) if i.is_open() => i,
+        Ok(_) => {
+            let text = IncidentError::Resolved(id).to_string();
+            click.create_response(ctx, private_message(&text)).await?;
+            click_info.audit(app, Outcome::UserError, text).await;
+            return Ok(());
+        }
+        Err(e) => return Err(user_facing_or(e)),
+    };
+    match verb {
+        "ack" => {
+            // A deferred update keeps the card; the card itself is edited by core.
+            click
+                .create_response(
+                    ctx,
+                    CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
+                )
+                .await?;
+            let (text, outcome) = match incidents::ack(app, id, &by).await {
+                Ok(i) => (ack_text(&i), Outcome::Ok),
+                Err(e) if e.is_user_facing() => (e.to_string(), Outcome::UserError),
+                Err(e) => return Err(e.into()),
+            };
+            click
+                .edit_response(
+                    ctx,
+                    EditInteractionResponse::new()
+                        .content(text.clone())
+                        .allowed_mentions(CreateAllowedMentions::new()),
+                )
+                .await?;
+            click_info.audit(app, outcome, text).await;
+        }
+        "update" => {
+            click
+                .create_response(
+                    ctx,
+                    CreateInteractionResponse::Modal(update_modal(&incident)),
+                )
+                .await?;
+        }
+        "note" => {
+            click
+                .create_response(ctx, CreateInteractionResponse::Modal(note_modal(&incident)))
+                .await?;
+        }
+        "resolve" => {
+            click
+                .create_response(
+                    ctx,
+                    CreateInteractionResponse::Modal(resolve_modal(&incident)),
+                )
+                .await?;
+        }
+        _ => {
+            click
+                .create_response(ctx, private_message("This button is no longer active."))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn user_facing_or(e: IncidentError) -> Error {
+    anyhow::Error::new(e).context("incident click")
+}
+
+fn field<'a>(m: &'a ModalInteraction, id: &str) -> &'a str {
+    m.data
+        .components
+        .iter()
+        .flat_map(|row| row.components.iter())
+        .find_map(|c| match c {
+            serenity::ActionRowComponent::InputText(t) if t.custom_id == id => t.value.as_deref(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A submitted modal (`incident:<m-update|m-note|m-resolve>:<id>`).
+pub async fn on_modal(
+    ctx: &serenity::Context,
+    app: &Data,
+    modal: &ModalInteraction,
+) -> Result<(), Error> {
+    let Some((verb, id)) = parse_custom_id(&modal.data.custom_id) else {
+        modal
+            .create_response(ctx, private_message("This form is no longer active."))
+            .await?;
+        return Ok(());
+    };
+    let by = Who {
+        id: modal.user.id.get(),
+        name: modal.user.name.clone(),
+    };
+    let command = command_of(verb);
+    let click_info = Click {
+        by: by.clone(),
+        guild: modal.guild_id.map(|g| g.get()),
+        channel: modal.channel_id.get(),
+        command,
+        args: format!("id={id} form={verb}"),
+    };
+    let roles: Vec<u64> = modal
+        .member
+        .as_ref()
+        .map(|m| m.roles.iter().map(|r| r.get()).collect())
+        .unwrap_or_default();
+    if let Err(denied) = app.policy.check(command, &roles) {
+        let text = denied.to_string();
+        modal.create_response(ctx, private_message(&text)).await?;
+        click_info.audit(app, Outcome::Denied, text).await;
+        return Ok(());
+    }
+    // Input is checked before anything is shown, so a mistake stays private.
+    enum Form {
+        Update(Status, String),
+        Note(String),
+        Resolve(Resolution),
+    }
+    let form = match verb {
+        "m-update" => match field(modal, "status").parse::<Status>() {
+            Ok(status) => Ok(Form::Update(status, field(modal, "message").to_string())),
+            Err(e) => Err(e),
+        },
+        "m-note" => incidents::check_text("note", field(modal, "text"), MAX_TEXT)
+            .map(Form::Note)
+            .map_err(|e| e.to_string()),
+        _ => {
+            let r = Resolution {
+                summary: field(modal, "summary").into(),
+                root_cause: field(modal, "root_cause").into(),
+                resolution: field(modal, "resolution").into(),
+                impact: field(modal, "impact").into(),
+            };
+            let too_long = [&r.summary, &r.root_cause, &r.resolution, &r.impact]
+                .into_iter()
+                .any(|v| chat::chars(v) > MAX_TEXT);
+            if too_long {
+                Err(format!("Each answer fits at most {MAX_TEXT} characters."))
+            } else {
+                Ok(Form::Resolve(r))
+            }
+        }
+    };
+    let form = match form {
+        Ok(Form::Update(status, message)) => {
+            incidents::check_text("status message", &message, MAX_TEXT)
+                .map(|m| Form::Update(status, m))
+                .map_err(|e| e.to_string())
+        }
+        other => other,
+    };
+    let form = match form {
+        Ok(f) => f,
+        Err(text) => {
+            modal.create_response(ctx, private_message(&text)).await?;
+            click_info.audit(app, Outcome::UserError, text).await;
+            return Ok(());
+        }
+    };
+    // The change posts to the thread and to stakeholders, which may take longer
+    // than Discord's 3 s: answer "thinking" first.
+    modal
+        .create_response(
+            ctx,
+            CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
+        )
+        .await?;
+    let result = match form {
+        Form::Update(status, message) => incidents::set_status(app, id, status, &message, &by)
+            .await
+            .map(|i| status_text(&i, &message)),
+        Form::Note(text) => incidents::note(app, id, &text, &by)
+            .await
+            .map(|i| format!("📝 {}: {}", i.id, chat::neutralize(&text))),
+        Form::Resolve(r) => incidents::resolve(app, id, r, &by)
+            .await
+            .map(|i| resolved_text(&i)),
+    };
+    let (text, outcome) = match result {
+        Ok(t) => (t, Outcome::Ok),
+        Err(e) if e.is_user_facing() => (format!("⚠️ {e}"), Outcome::UserError),
+        Err(e) => {
+            warn!(error = %e, incident = %id, "incident form failed");
+            (
+                "Something went wrong inside Klaxon; the details are in its logs.".into(),
+                Outcome::Failed,
+            )
+        }
+    };
+    modal
+        .edit_response(
+            ctx,
+            EditInteractionResponse::new()
+                .content(chat::truncate(&text, chat::limits::CONTENT))
+                .allowed_mentions(CreateAllowedMentions::new()),
+        )
+        .await?;
+    click_info.audit(app, outcome, text).await;
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! Incident vocabulary: severities, statuses, roles, ids, and the configuration.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    P1,
+    P2,
+    P3,
+    P4,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [Severity::P1, Severity::P2, Severity::P3, Severity::P4];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::P1 => "P1",
+            Severity::P2 => "P2",
+            Severity::P3 => "P3",
+            Severity::P4 => "P4",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| format!("`{t}` is not a severity: use P1, P2, P3 or P4"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Investigating,
+    Identified,
+    Monitoring,
+    Resolved,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [
+        Status::Investigating,
+        Status::Identified,
+        Status::Monitoring,
+        Status::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Investigating => "investigating",
+            Status::Identified => "identified",
+            Status::Monitoring => "monitoring",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    /// As stakeholders read it: `Investigating`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Status::Investigating => "Investigating",
+            Status::Identified => "Identified",
+            Status::Monitoring => "Monitoring",
+            Status::Resolved => "Resolved",
+        }
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        Status::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| {
+                format!(
+                    "`{t}` is not a status: use investigating, identified, monitoring or resolved"
+                )
+            })
+    }
+}
+
+/// The incident roles of the runbooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Commander,
+    Comms,
+    Scribe,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Commander => "commander",
+            Role::Comms => "comms",
+            Role::Scribe => "scribe",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "commander" | "ic" => Ok(Role::Commander),
+            "comms" | "communications" => Ok(Role::Comms),
+            "scribe" => Ok(Role::Scribe),
+            other => Err(format!(
+                "`{other}` is not an incident role: use commander, comms or scribe"
+            )),
+        }
+    }
+}
+
+/// An incident number as members write it: `INC-7`, `inc-7` or `7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncidentId(pub i64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INC-{}", self.0)
+    }
+}
+
+impl FromStr for IncidentId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let digits = t
+            .strip_prefix("INC-")
+            .or_else(|| t.strip_prefix("inc-"))
+            .or_else(|| t.strip_prefix("Inc-"))
+            .unwrap_or(t);
+        match digits.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(IncidentId(n)),
+            _ => Err(format!(
+                "`{}` is not an incident id: write it as INC-7",
+                crate::chat::truncate(t, 40)
+            )),
+        }
+    }
+}
+
+/// Who did something.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Who {
+    pub id: u64,
+    pub name: String,
+}
+
+/// One severity's definition and response targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityConfig {
+    /// What the level means, shown in `/incident open` and the card.
+    pub description: String,
+    /// No acknowledgement within this many minutes re-pages the on-call role.
+    pub ack_minutes: u64,
+    /// No status update for this many minutes reminds the commander (0: never).
+    #[serde(default)]
+    pub update_minutes: u64,
+    /// Whether opening the incident pages the on-call role.
+    #[serde(default)]
+    pub page: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Severities {
+    #[serde(rename = "P1", default = "p1")]
+    pub p1: SeverityConfig,
+    #[serde(rename = "P2", default = "p2")]
+    pub p2: SeverityConfig,
+    #[serde(rename = "P3", default = "p3")]
+    pub p3: SeverityConfig,
+    #[serde(rename = "P4", default = "p4")]
+    pub p4: SeverityConfig,
+}
+
+// Defaults from common runbooks.
+fn p1() -> SeverityConfig {
+    SeverityConfig {
+        description: "Service down or data at risk".into(),
+        ack_minutes: 15,
+        update_minutes: 30,
+        page: true,
+    }
+}
+fn p2() -> SeverityConfig {
+    SeverityConfig {
+        description: "Major feature broken".into(),
+        ack_minutes: 60,
+        update_minutes: 30,
+        page: true,
+    }
+}
+fn p3() -> SeverityConfig {
+    SeverityConfig {
+        description: "Minor feature broken or degraded".into(),
+        ack_minutes: 240,
+        update_minutes: 0,
+        page: false,
+    }
+}
+fn p4() -> SeverityConfig {
+    SeverityConfig {
+        description: "Non-urgent; next business day".into(),
+        ack_minutes: 24 * 60,
+        update_minutes: 0,
+        page: false,
+    }
+}
+
+impl Default for Severities {
+    fn default() -> Self {
+        Severities {
+            p1: p1(),
+            p2: p2(),
+            p3: p3(),
+            p4: p4(),
+        }
+    }
+}
+
+impl Severities {
+    pub fn get(&self, s: Severity) -> &SeverityConfig {
+        match s {
+            Severity::P1 => &self.p1,
+            Severity::P2 => &self.p2,
+            Severity::P3 => &self.p3,
+            Severity::P4 => &self.p4,
+        }
+    }
+}
+
+/// `[incidents]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsConfig {
+    /// The Discord role paged for P1/P2 (an explicit role mention; nothing else pings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_call_role: Option<u64>,
+    /// How often the reminder worker looks for overdue acks and updates.
+    #[serde(default = "default_tick")]
+    pub reminder_tick_secs: u64,
+    #[serde(default)]
+    pub severity: Severities,
+}
+
+fn default_tick() -> u64 {
+    30
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            on_call_role: None,
+            reminder_tick_secs: default_tick(),
+            severity: Severities::default(),
+        }
+    }
+}
+
+impl IncidentsConfig {
+    /// Problems, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.reminder_tick_secs == 0 || self.reminder_tick_secs > 3_600 {
+            out.push("incidents.reminder_tick_secs: must be between 1 and 3600".into());
+        }
+        for s in Severity::ALL {
+            let c = self.severity.get(s);
+            if c.ack_minutes == 0 {
+                out.push(format!(
+                    "incidents.severity.{s}.ack_minutes: must be at least 1"
+                ));
+            }
+            if c.description.trim().is_empty() || c.description.chars().count() > 100 {
+                out.push(format!(
+                    "incidents.severity.{s}.description: 1 to 100 characters"
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Longest note, summary or modal answer Klaxon takes: what a Discord modal's text
+/// input allows.
+pub const MAX_TEXT: usize = 4_000;
+/// Longest title: it must fit a thread name with the `INC-n` prefix.
+pub const MAX_TITLE: usize = 80;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_at_the_edge() {
+        assert_eq!("INC-7".parse::<IncidentId>(), Ok(IncidentId(7)));
+        assert_eq!(" inc-12 ".parse::<IncidentId>(), Ok(IncidentId(12)));
+        assert_eq!("3".parse::<IncidentId>(), Ok(IncidentId(3)));
+        assert!("INC-0".parse::<IncidentId>().is_err());
+        assert!("INC-x".parse::<IncidentId>().is_err());
+        assert_eq!(IncidentId(7).to_string(), "INC-7");
+    }
+
+    #[test]
+    fn vocabulary_parses_case_insensitively() {
+        assert_eq!("p1".parse::<Severity>(), Ok(Severity::P1));
+        assert!("P5".parse::<Severity>().is_err());
+        assert_eq!("Identified".parse::<Status>(), Ok(Status::Identified));
+        assert_eq!("IC".parse::<Role>(), Ok(Role::Commander));
+    }
+
+    #[test]
+    fn defaults_follow_the_runbooks() {
+        let c = IncidentsConfig::default();
+        assert_eq!(c.severity.get(Severity::P1).ack_minutes, 15);
+        assert_eq!(c.severity.get(Severity::P2).ack_minutes, 60);
+        assert_eq!(c.severity.get(Severity::P3).ack_minutes, 240);
+        assert!(c.severity.get(Severity::P2).page && !c.severity.get(Severity::P3).page);
+        assert_eq!(c.severity.get(Severity::P1).update_minutes, 30);
+        assert!(c.problems().is_empty());
+    }
+}
