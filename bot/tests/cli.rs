@@ -152,3 +152,66 @@ fn migrate_creates_the_sqlite_database() {
     assert_eq!(code, 0, "{stderr}");
     assert!(db.exists());
 }
+
+#[tokio::test]
+async fn postmortem_from_a_shell_needs_no_token() {
+    use klaxon_core::incidents::{db, Severity, Who};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/k.db", dir.path().display());
+    let path = write(
+        &dir,
+        &format!("[discord]\nguild_id = 123\n[database]\nurl = \"{url}\"\n"),
+    );
+    let store = klaxon_core::store::Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let who = Who {
+        id: 1,
+        name: "alice".into(),
+    };
+    let inc = db::insert(
+        &store,
+        &db::NewIncident {
+            title: "Disk full on db1".into(),
+            severity: Severity::P2,
+            service: None,
+            summary: "Writes failed".into(),
+            guild_id: None,
+            commander: who.clone(),
+            opened_ms: 1_796_133_780_000,
+            next_page_ms: None,
+            next_update_ms: None,
+        },
+    )
+    .await
+    .unwrap();
+    db::add_action(&store, inc.id, "Alert on 80% disk", &who, 1_796_133_790_000)
+        .await
+        .unwrap();
+    store.close().await;
+
+    let (code, stdout, stderr) = klaxon(&["postmortem", "INC-1", "--config", &path], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("# Post-mortem: INC-1 · Disk full on db1\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| Severity | P2 |"), "{stdout}");
+    assert!(stdout.contains("- [ ] #1 Alert on 80% disk"), "{stdout}");
+    assert!(stdout.contains("## Root cause\n\n> _TODO:"), "{stdout}");
+
+    let out = dir.path().join("pm.md");
+    let out_s = out.display().to_string();
+    let (code, _, stderr) = klaxon(
+        &["postmortem", "inc-1", "--config", &path, "--output", &out_s],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), stdout);
+
+    let (code, _, stderr) = klaxon(&["postmortem", "INC-9", "--config", &path], None);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("There is no incident INC-9."), "{stderr}");
+    let (code, _, stderr) = klaxon(&["postmortem", "seven", "--config", &path], None);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is not an incident id"), "{stderr}");
+}

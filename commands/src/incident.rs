@@ -269,9 +269,16 @@ async fn status(
 ) -> Result<(), Error> {
     let id = open_target(ctx, id.as_deref()).await?;
     ctx.defer().await?;
-    let i = incidents::set_status(ctx.data(), id, status.into(), &message, &who(ctx))
-        .await
-        .map_err(user_error)?;
+    let i = incidents::set_status(
+        ctx.data(),
+        id,
+        status.into(),
+        &message,
+        &who(ctx),
+        ctx.channel_id().get(),
+    )
+    .await
+    .map_err(user_error)?;
     say(ctx, status_text(&i, &message)).await
 }
 
@@ -1085,9 +1092,11 @@ pub async fn on_modal(
         )
         .await?;
     let result = match form {
-        Form::Update(status, message) => incidents::set_status(app, id, status, &message, &by)
-            .await
-            .map(|i| status_text(&i, &message)),
+        Form::Update(status, message) => {
+            incidents::set_status(app, id, status, &message, &by, modal.channel_id.get())
+                .await
+                .map(|i| status_text(&i, &message))
+        }
         Form::Note(text) => incidents::note(app, id, &text, &by)
             .await
             .map(|i| format!("📝 {}: {}", i.id, chat::neutralize(&text))),

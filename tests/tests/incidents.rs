@@ -676,6 +676,32 @@ async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
         notice.text()
     );
     assert!(pinged_roles(&notice).is_empty(), "P3 pages nobody");
+    assert_eq!(notice.flags & 4096, 4096, "P3 notices do not buzz phones");
+
+    // A status posted from elsewhere (with its id) also lands in the thread.
+    t.slash("incident status")
+        .opt("status", choice("identified"))
+        .opt("message", "CDN cache misconfigured")
+        .opt("id", "INC-1")
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("INC-1 is **Identified**");
+    let in_thread = t.channel_message(thread).await;
+    assert_eq!(
+        in_thread.text(),
+        "📣 **Identified** by responder-member: CDN cache misconfigured"
+    );
+    t.channel_edit(thread).await;
+    let update = t.channel_message(INCIDENTS).await;
+    assert!(
+        update.text().starts_with("**[P3 UPDATE]"),
+        "{}",
+        update.text()
+    );
+
     let click = t
         .fake
         .click(responder(), &card, &button(&card, "note"))

@@ -473,13 +473,16 @@ pub async fn ack(app: &App, id: IncidentId, by: &Who) -> Result<Incident, Incide
     }
 }
 
-/// A status update: the thread, the stakeholders, the timeline.
+/// A status update: the thread, the stakeholders, the timeline. `from_channel` is
+/// where the member posted it: run anywhere but the incident's thread, the update is
+/// also posted there, so the thread tells the whole story.
 pub async fn set_status(
     app: &App,
     id: IncidentId,
     status: Status,
     message: &str,
     by: &Who,
+    from_channel: u64,
 ) -> Result<Incident, IncidentError> {
     let message = check_text("status message", message, MAX_TEXT)?;
     if status == Status::Resolved {
@@ -515,6 +518,15 @@ pub async fn set_status(
     )
     .await?;
     refresh_card(app, &i).await;
+    if i.channel_id.is_some_and(|t| t != from_channel) {
+        let text = format!(
+            "📣 **{}** by {}: {}",
+            i.status.title(),
+            chat::neutralize(&by.name),
+            chat::neutralize(&message)
+        );
+        post(app, i.channel_id, ChatMessage::text(text), "thread update").await;
+    }
     post(
         app,
         app.incidents_channel,
