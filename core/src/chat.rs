@@ -144,6 +144,15 @@ pub trait ChatSink: Send + Sync {
     /// Starts a public thread in a text channel and returns its id.
     async fn create_thread(&self, channel_id: u64, name: &str) -> Result<u64, ChatError>;
 
+    /// Creates a text channel in a guild (under a category when given) and returns
+    /// its id.
+    async fn create_channel(
+        &self,
+        guild_id: u64,
+        name: &str,
+        category: Option<u64>,
+    ) -> Result<u64, ChatError>;
+
     /// A message someone posted: its text, author and attachments, for the
     /// incident timeline.
     async fn fetch(&self, channel_id: u64, message_id: u64) -> Result<PostedMessage, ChatError>;
@@ -174,6 +183,9 @@ impl ChatSink for NullSink {
         Ok(())
     }
     async fn create_thread(&self, _: u64, _: &str) -> Result<u64, ChatError> {
+        Ok(0)
+    }
+    async fn create_channel(&self, _: u64, _: &str, _: Option<u64>) -> Result<u64, ChatError> {
         Ok(0)
     }
     async fn fetch(&self, _: u64, _: u64) -> Result<PostedMessage, ChatError> {

@@ -830,3 +830,46 @@ async fn concurrent_changes_are_all_recorded_on_sqlite() {
 async fn concurrent_changes_are_all_recorded_on_postgres() {
     concurrent(Db::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_channel_when_configured() {
+    let t = builder(Db::Sqlite)
+        .await
+        .incidents(|c| c.room = incidents::Room::Channel)
+        .spawn()
+        .await;
+    let reply = open(&t, "Disk full on db1", "P2", None).await;
+    let inc = incident(&t, 1).await;
+    let room = inc.channel_id.expect("a channel");
+    reply.assert_contains(&format!("<#{room}>"));
+    let created = t
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path.ends_with("/guilds/123/channels"))
+        .expect("a channel was created");
+    assert_eq!(created.status, 200, "{created:?}");
+    let card = t.channel_message(room).await;
+    assert!(
+        card.text().contains("INC-1 · Disk full on db1"),
+        "{}",
+        card.text()
+    );
+    let notice = t.channel_message(INCIDENTS).await;
+    assert!(
+        notice.text().contains(&format!("Updates: <#{room}>")),
+        "{}",
+        notice.text()
+    );
+    // Inside the channel the incident is implied.
+    t.slash("incident note")
+        .opt("text", "Rotated logs on db1")
+        .in_channel(room)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Noted in INC-1's timeline");
+    t.finish().await;
+}

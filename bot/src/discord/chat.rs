@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use klaxon_core::chat::{ButtonStyle, ChatError, ChatMessage, ChatSink, PostedMessage};
 use poise::serenity_prelude as serenity;
 use serenity::{
-    ChannelId, ChannelType, CreateActionRow, CreateAllowedMentions, CreateButton, CreateMessage,
-    CreateThread, EditMessage, MessageFlags, MessageId, RoleId, UserId,
+    ChannelId, ChannelType, CreateActionRow, CreateAllowedMentions, CreateButton, CreateChannel,
+    CreateMessage, CreateThread, EditMessage, GuildId, MessageFlags, MessageId, RoleId, UserId,
 };
 
 pub struct DiscordChat {
@@ -96,6 +96,24 @@ impl ChatSink for DiscordChat {
             .auto_archive_duration(serenity::AutoArchiveDuration::OneWeek);
         ChannelId::new(channel_id)
             .create_thread(&self.http, b)
+            .await
+            .map(|c| c.id.get())
+            .map_err(classify)
+    }
+
+    async fn create_channel(
+        &self,
+        guild_id: u64,
+        name: &str,
+        category: Option<u64>,
+    ) -> Result<u64, ChatError> {
+        let mut b =
+            CreateChannel::new(klaxon_core::chat::truncate(name, 100)).kind(ChannelType::Text);
+        if let Some(c) = category {
+            b = b.category(ChannelId::new(c));
+        }
+        GuildId::new(guild_id)
+            .create_channel(&self.http, b)
             .await
             .map(|c| c.id.get())
             .map_err(classify)

@@ -220,8 +220,19 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
     info!(incident = %incident.id, severity = %incident.severity, "incident opened");
     let mut warnings = Vec::new();
 
-    let thread_name = format!("{} {}", incident.id, incident.title);
-    match app.chat.create_thread(parent, &thread_name).await {
+    let room = match (app.incidents.room, req.guild_id) {
+        (Room::Channel, Some(guild)) => {
+            let name = channel_name(incident.id, &incident.title);
+            app.chat
+                .create_channel(guild, &name, app.incidents.category_id)
+                .await
+        }
+        _ => {
+            let name = format!("{} {}", incident.id, incident.title);
+            app.chat.create_thread(parent, &name).await
+        }
+    };
+    match room {
         Ok(thread) => {
             let card = app.chat.send(thread, card(app, &incident)).await;
             let card_id = match card {
@@ -243,8 +254,14 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
             }
         }
         Err(e) => {
-            warn!(incident = %incident.id, error = %e, "incident thread not created");
-            warnings.push(format!("the incident thread could not be created: {e}"));
+            warn!(incident = %incident.id, error = %e, "incident room not created");
+            warnings.push(format!(
+                "the incident's {} could not be created: {e}",
+                match app.incidents.room {
+                    Room::Thread => "thread",
+                    Room::Channel => "channel",
+                }
+            ));
         }
     }
     if let Err(e) = app.chat.send(parent, notice(app, &incident, None)).await {
@@ -252,6 +269,27 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
         warnings.push(format!("the stakeholder notice could not be posted: {e}"));
     }
     Ok(Opened { incident, warnings })
+}
+
+/// A Discord text channel name: `inc-7-checkout-api-down`.
+pub fn channel_name(id: IncidentId, title: &str) -> String {
+    let mut out = format!("inc-{}", id.0);
+    let mut dash = true;
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            if dash {
+                out.push('-');
+            }
+            out.push(c);
+            dash = false;
+        } else {
+            dash = true;
+        }
+        if out.chars().count() >= 90 {
+            break;
+        }
+    }
+    out
 }
 
 /// The card at the top of the incident's thread: the state now, and its buttons.
@@ -957,6 +995,14 @@ mod tests {
         assert_eq!(hhmm(t), "14:03 UTC");
         assert_eq!(date_time(t), "2026-12-01 14:03 UTC");
         assert_eq!(duration_text(72 * 60_000), "1h 12m");
+    }
+
+    #[test]
+    fn channel_names_are_discord_style() {
+        assert_eq!(
+            channel_name(IncidentId(7), "Checkout API: down (EU)!"),
+            "inc-7-checkout-api-down-eu"
+        );
     }
 
     #[test]

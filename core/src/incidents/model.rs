@@ -248,10 +248,27 @@ impl Severities {
     }
 }
 
+/// Where an incident is worked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Room {
+    /// A public thread in the incidents channel (no extra permission needed).
+    #[default]
+    Thread,
+    /// A dedicated text channel (`inc-7-checkout-down`), under `category_id` when set;
+    /// needs the Manage Channels permission.
+    Channel,
+}
+
 /// `[incidents]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentsConfig {
+    #[serde(default)]
+    pub room: Room,
+    /// The category new incident channels go under (`room = "channel"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_id: Option<u64>,
     /// The Discord role paged for P1/P2 (an explicit role mention; nothing else pings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_call_role: Option<u64>,
@@ -269,6 +286,8 @@ fn default_tick() -> u64 {
 impl Default for IncidentsConfig {
     fn default() -> Self {
         IncidentsConfig {
+            room: Room::Thread,
+            category_id: None,
             on_call_role: None,
             reminder_tick_secs: default_tick(),
             severity: Severities::default(),

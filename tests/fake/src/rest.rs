@@ -98,6 +98,9 @@ enum Route {
     GuildRoles {
         guild: u64,
     },
+    GuildChannels {
+        guild: u64,
+    },
 }
 
 /// A matched route with its rate-limit bucket and policies.
@@ -263,6 +266,13 @@ fn match_route(method: &Method, path: &str) -> Option<Matched> {
             },
             "/channels/{channel_id}",
             c.to_string(),
+        ),
+        ("POST", ["guilds", g, "channels"]) => plain(
+            Route::GuildChannels {
+                guild: snowflake(g)?,
+            },
+            "/guilds/{guild_id}/channels",
+            g.to_string(),
         ),
         ("GET", ["guilds", g]) => plain(
             Route::Guild {
@@ -654,6 +664,7 @@ fn route(
         Route::Guild { guild } => Json(state.guild(guild)?),
         Route::GuildMember { guild, user } => Json(state.guild_member(guild, user)?),
         Route::GuildRoles { guild } => Json(state.guild_roles(guild)?),
+        Route::GuildChannels { guild } => Json(state.create_guild_channel(guild, &incoming.json)?),
     })
 }
 

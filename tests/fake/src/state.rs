@@ -732,6 +732,51 @@ impl State {
         Ok(json)
     }
 
+    /// `POST /guilds/{id}/channels`: a text channel (type 0), optionally under a
+    /// category. Discord lower-cases text channel names and turns spaces into dashes.
+    pub fn create_guild_channel(&mut self, guild_id: u64, body: &Value) -> Result<Value, ApiError> {
+        let route = format!("POST /guilds/{guild_id}/channels");
+        self.guild(guild_id)?;
+        let mut errors = FormErrors::default();
+        let name = body["name"].as_str().unwrap_or_default();
+        if !(1..=100).contains(&name.chars().count()) {
+            errors.add(
+                "name",
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 100 in length.",
+            );
+        }
+        match body["type"].as_u64() {
+            None | Some(0) => {}
+            Some(_) => errors.add(
+                "type",
+                "BASE_TYPE_CHOICES",
+                "Klaxon's fake only creates text channels (type 0).",
+            ),
+        }
+        let parent_id = limits::id_of(&body["parent_id"]);
+        errors.into_result(&route)?;
+        let name: String = name
+            .to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join("-");
+        let id = self.ids.next();
+        let info = ChannelInfo {
+            id,
+            kind: 0,
+            guild_id: Some(guild_id),
+            parent_id,
+            name,
+            auto_archive: 0,
+            recipient: None,
+            created: SystemTime::now(),
+        };
+        let json = info.to_json();
+        self.channels.insert(id, info);
+        Ok(json)
+    }
+
     /// `PUT|DELETE /channels/{id}/messages/{mid}/reactions/{emoji}/@me`.
     pub fn react(
         &mut self,
