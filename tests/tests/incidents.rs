@@ -873,3 +873,52 @@ async fn a_dedicated_channel_when_configured() {
         .assert_contains("Noted in INC-1's timeline");
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_timeline_is_attached_whole() {
+    let t = builder(Db::Sqlite).await.spawn().await;
+    open(&t, "Queue backlog", "P3", None).await;
+    let thread = incident(&t, 1).await.channel_id.expect("thread");
+    t.channel_message(thread).await;
+    t.channel_message(INCIDENTS).await;
+    let who = Who {
+        id: 9,
+        name: "scribe".into(),
+    };
+    for n in 0..400 {
+        let e = incidents::NewEntry::new(
+            EntryKind::Note,
+            1_796_133_780_000 + n * 1_000,
+            &who,
+            format!("backlog at {n}k messages"),
+        );
+        incidents::db::add_entry(&t.bot().app.store, IncidentId(1), &e)
+            .await
+            .expect("entry");
+    }
+    let reply = t
+        .slash("incident timeline")
+        .in_channel(thread)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await;
+    let text = reply.text();
+    assert!(
+        text.contains("INC-1 timeline · 401 entries (UTC)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backlog at 399k messages"),
+        "the newest inline: {text}"
+    );
+    assert!(text.contains("the whole timeline is attached"), "{text}");
+    assert_eq!(reply.message.attachments.len(), 1);
+    let file = &reply.message.attachments[0];
+    assert_eq!(file.filename, "INC-1-timeline.txt");
+    let data = String::from_utf8(file.data.to_vec()).expect("UTF-8");
+    assert_eq!(data.lines().count(), 401);
+    assert!(data.contains("2026-12-01 14:03 UTC scribe [note] backlog at 0k messages"));
+    t.finish().await;
+}
