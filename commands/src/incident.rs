@@ -886,41 +886,79 @@ fn parse_custom_id(custom_id: &str) -> Option<(&str, IncidentId)> {
     Some((verb, IncidentId(id)))
 }
 
+enum Gate<'a> {
+    /// Not a custom id Klaxon makes (or from an older version).
+    Inactive,
+    Denied(Click, String),
+    Allowed(&'a str, IncidentId, Click),
+}
+
+/// Who acts on a button or form, and whether their level allows it: clicks and
+/// submits bypass poise's checks, so the check is here.
+fn gate<'a>(
+    app: &Data,
+    custom_id: &'a str,
+    user: &serenity::User,
+    member: Option<&serenity::Member>,
+    guild: Option<serenity::GuildId>,
+    channel: serenity::ChannelId,
+    kind: &str,
+) -> Gate<'a> {
+    let Some((verb, id)) = parse_custom_id(custom_id) else {
+        return Gate::Inactive;
+    };
+    let command = command_of(verb);
+    let info = Click {
+        by: Who {
+            id: user.id.get(),
+            name: user.name.clone(),
+        },
+        guild: guild.map(|g| g.get()),
+        channel: channel.get(),
+        command,
+        args: format!("id={id} {kind}={verb}"),
+    };
+    let roles: Vec<u64> = member
+        .map(|m| m.roles.iter().map(|r| r.get()).collect())
+        .unwrap_or_default();
+    match app.policy.check(command, &roles) {
+        Ok(_) => Gate::Allowed(verb, id, info),
+        Err(denied) => {
+            let text = denied.to_string();
+            Gate::Denied(info, text)
+        }
+    }
+}
+
 /// A click on the incident card (`incident:<ack|update|note|resolve>:<id>`).
 pub async fn on_click(
     ctx: &serenity::Context,
     app: &Data,
     click: &ComponentInteraction,
 ) -> Result<(), Error> {
-    let Some((verb, id)) = parse_custom_id(&click.data.custom_id) else {
-        click
-            .create_response(ctx, private_message("This button is no longer active."))
-            .await?;
-        return Ok(());
+    let (verb, id, click_info) = match gate(
+        app,
+        &click.data.custom_id,
+        &click.user,
+        click.member.as_ref(),
+        click.guild_id,
+        click.channel_id,
+        "click",
+    ) {
+        Gate::Allowed(verb, id, info) => (verb, id, info),
+        Gate::Inactive => {
+            click
+                .create_response(ctx, private_message("This button is no longer active."))
+                .await?;
+            return Ok(());
+        }
+        Gate::Denied(info, text) => {
+            click.create_response(ctx, private_message(&text)).await?;
+            info.audit(app, Outcome::Denied, text).await;
+            return Ok(());
+        }
     };
-    let by = Who {
-        id: click.user.id.get(),
-        name: click.user.name.clone(),
-    };
-    let command = command_of(verb);
-    let click_info = Click {
-        by: by.clone(),
-        guild: click.guild_id.map(|g| g.get()),
-        channel: click.channel_id.get(),
-        command,
-        args: format!("id={id} click={verb}"),
-    };
-    let roles: Vec<u64> = click
-        .member
-        .as_ref()
-        .map(|m| m.roles.iter().map(|r| r.get()).collect())
-        .unwrap_or_default();
-    if let Err(denied) = app.policy.check(command, &roles) {
-        let text = denied.to_string();
-        click.create_response(ctx, private_message(&text)).await?;
-        click_info.audit(app, Outcome::Denied, text).await;
-        return Ok(());
-    }
+    let by = click_info.by.clone();
     let incident = match incidents::get(app, id).await {
         Ok(i) if i.is_open() => i,
         Ok(_) => {
@@ -1007,35 +1045,29 @@ pub async fn on_modal(
     app: &Data,
     modal: &ModalInteraction,
 ) -> Result<(), Error> {
-    let Some((verb, id)) = parse_custom_id(&modal.data.custom_id) else {
-        modal
-            .create_response(ctx, private_message("This form is no longer active."))
-            .await?;
-        return Ok(());
+    let (verb, id, click_info) = match gate(
+        app,
+        &modal.data.custom_id,
+        &modal.user,
+        modal.member.as_ref(),
+        modal.guild_id,
+        modal.channel_id,
+        "form",
+    ) {
+        Gate::Allowed(verb, id, info) => (verb, id, info),
+        Gate::Inactive => {
+            modal
+                .create_response(ctx, private_message("This form is no longer active."))
+                .await?;
+            return Ok(());
+        }
+        Gate::Denied(info, text) => {
+            modal.create_response(ctx, private_message(&text)).await?;
+            info.audit(app, Outcome::Denied, text).await;
+            return Ok(());
+        }
     };
-    let by = Who {
-        id: modal.user.id.get(),
-        name: modal.user.name.clone(),
-    };
-    let command = command_of(verb);
-    let click_info = Click {
-        by: by.clone(),
-        guild: modal.guild_id.map(|g| g.get()),
-        channel: modal.channel_id.get(),
-        command,
-        args: format!("id={id} form={verb}"),
-    };
-    let roles: Vec<u64> = modal
-        .member
-        .as_ref()
-        .map(|m| m.roles.iter().map(|r| r.get()).collect())
-        .unwrap_or_default();
-    if let Err(denied) = app.policy.check(command, &roles) {
-        let text = denied.to_string();
-        modal.create_response(ctx, private_message(&text)).await?;
-        click_info.audit(app, Outcome::Denied, text).await;
-        return Ok(());
-    }
+    let by = click_info.by.clone();
     // Input is checked before anything is shown, so a mistake stays private.
     enum Form {
         Update(Status, String),
