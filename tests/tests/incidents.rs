@@ -231,6 +231,24 @@ async fn p1_life(db: Db) {
         .iter()
         .any(|i| i.starts_with("incident:ack:")));
 
+    // Bob takes communications.
+    t.slash("incident assign")
+        .opt("role", 1) // commander, comms, scribe
+        .opt_user("member", second_responder().user_id)
+        .in_channel(thread)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("bob is now comms of INC-1");
+    let card = t.channel_edit(thread).await;
+    assert!(
+        card.text().contains("Comms\nbob") || card.text().contains("bob"),
+        "{}",
+        card.text()
+    );
+
     // A status update inside the thread: the id is implied; stakeholders get it too.
     let reply = t
         .slash("incident status")
@@ -398,6 +416,37 @@ async fn p1_life(db: Db) {
         .await
         .assert_contains("Action #1 of INC-1");
 
+    t.slash("incident action add")
+        .opt("text", "Alert when an index is dropped")
+        .in_channel(thread)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Action #2 of INC-1");
+    // Done by its words; an ambiguous or unknown one is a private error.
+    t.slash("incident action done")
+        .opt("text", "index")
+        .in_channel(thread)
+        .as_member(second_responder())
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Action #2 of INC-1 done: Alert when an index is dropped");
+    let missing = t
+        .slash("incident action done")
+        .opt("text", "#7")
+        .in_channel(thread)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(missing.ephemeral());
+    missing.assert_contains("INC-1 has no open action #7.");
+
     // Resolve through the modal.
     let ask = t
         .slash("incident resolve")
@@ -497,6 +546,7 @@ async fn p1_life(db: Db) {
         "## Impact\n\nAll checkouts failed for 20 minutes",
         "## Resolution\n\nRolled back to v1",
         "- [ ] #1 Add a canary stage to deploys (open; added by responder-member)",
+        "- [x] #2 Alert when an index is dropped (done ",
         "## Lessons learned\n\n> _TODO:",
         "opened · responder-member: Opened as P1: Checkout API down (service api)",
         "ack · bob: Acknowledged by bob",
@@ -504,6 +554,7 @@ async fn p1_life(db: Db) {
         "message · responder-member: Error rate back to 0.05% after the rollback (edited)",
         "~~DB failover started~~ (message deleted)",
         "note · responder-member: Status page updated for customers",
+        "role · responder-member: bob is now comms",
         "resolved · responder-member: Resolved after",
     ] {
         assert!(md.contains(needle), "{needle:?} missing in:\n{md}");
@@ -678,6 +729,32 @@ async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
     assert!(pinged_roles(&notice).is_empty(), "P3 pages nobody");
     assert_eq!(notice.flags & 4096, 4096, "P3 notices do not buzz phones");
 
+    // Raised to P1: the card changes and the on-call role is paged now.
+    t.slash("incident severity")
+        .opt("severity", choice("P1"))
+        .in_channel(thread)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("INC-1 is now P1");
+    let card_now = t.channel_edit(thread).await;
+    assert!(
+        card_now.text().contains("P1 · Service down"),
+        "{}",
+        card_now.text()
+    );
+    let page = t.channel_message(INCIDENTS).await;
+    assert!(
+        page.text().starts_with(&format!(
+            "<@&{ON_CALL}> **[P1 INCIDENT] Avatars load slowly**"
+        )),
+        "{}",
+        page.text()
+    );
+    assert_eq!(pinged_roles(&page), [ON_CALL.to_string()]);
+
     // A status posted from elsewhere (with its id) also lands in the thread.
     t.slash("incident status")
         .opt("status", choice("identified"))
@@ -697,7 +774,7 @@ async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
     t.channel_edit(thread).await;
     let update = t.channel_message(INCIDENTS).await;
     assert!(
-        update.text().starts_with("**[P3 UPDATE]"),
+        update.text().starts_with("**[P1 UPDATE]"),
         "{}",
         update.text()
     );
