@@ -589,12 +589,21 @@ async fn a_p1_from_open_to_postmortem_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminders_repage_and_nudge_the_commander_from_the_database() {
-    let t = builder(Db::Sqlite).await.spawn().await;
+    let mut t = builder(Db::Sqlite).await.spawn().await;
     open(&t, "Search is slow", "P1", None).await;
     let inc = incident(&t, 1).await;
     let thread = inc.channel_id.expect("thread");
     t.channel_message(thread).await; // the card
     t.channel_message(INCIDENTS).await; // the first page
+
+    // Klaxon restarts: the reminders live in the database, not in the old process.
+    let old = t.bot.take().expect("bot");
+    old.shutdown().await;
+    t.bot = Some(
+        klaxon::start(t.config.clone())
+            .await
+            .expect("Klaxon starts again"),
+    );
 
     // 16 minutes later, still nobody acknowledged: the on-call role is paged again.
     t.bot().app.clock.advance(Duration::from_secs(16 * 60));
