@@ -801,13 +801,11 @@ fn update_modal(i: &Incident) -> CreateModal {
     )
     .components(vec![
         CreateActionRow::InputText(
-            CreateInputText::new(
-                InputTextStyle::Short,
-                "Status: investigating, identified or monitoring",
-                "status",
-            )
-            .value(i.status.as_str())
-            .max_length(20),
+            // Labels fit 45 characters; the choices go in the placeholder.
+            CreateInputText::new(InputTextStyle::Short, "Status", "status")
+                .placeholder("investigating, identified or monitoring")
+                .value(i.status.as_str())
+                .max_length(20),
         ),
         input(
             "message",

@@ -818,6 +818,52 @@ async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
             .any(|e| e.kind == EntryKind::Note),
         "nothing written"
     );
+    // Post update from the card: a wrong status is a private error, a good one posts.
+    for (status, private) in [("bogus", true), ("monitoring", false)] {
+        let click = t
+            .fake
+            .click(responder(), &card, &button(&card, "update"))
+            .await
+            .expect("click");
+        assert_eq!(callback_type(&callback(&t, click.id).await), 9);
+        let submit = t
+            .fake
+            .submit_modal(
+                responder(),
+                thread,
+                "incident:m-update:1",
+                vec![
+                    ("status".into(), status.into()),
+                    ("message".into(), "Cache purged; watching".into()),
+                ],
+            )
+            .await
+            .expect("submit");
+        let r = callback(&t, submit.id).await;
+        if private {
+            assert!(r.message.ephemeral());
+            assert!(
+                r.message.text().contains("is not a status"),
+                "{}",
+                r.message.text()
+            );
+        } else {
+            assert_eq!(callback_type(&r), 5);
+            let done = edit_original(&t, submit.id).await;
+            assert!(
+                done.message.text().contains("INC-1 is **Monitoring**"),
+                "{}",
+                done.message.text()
+            );
+            t.channel_edit(thread).await;
+            let update = t.channel_message(INCIDENTS).await;
+            assert!(
+                update.text().contains("Update: Cache purged; watching"),
+                "{}",
+                update.text()
+            );
+        }
+    }
     // A viewer's click on the card is refused and audited.
     let click = t
         .fake
