@@ -43,6 +43,12 @@ impl fmt::Display for Secret {
     }
 }
 
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(if self.is_empty() { "" } else { "****" })
@@ -75,6 +81,8 @@ pub struct Config {
     pub rollback: klaxon_core::rollout::RolloutConfig,
     #[serde(default)]
     pub incidents: klaxon_core::incidents::IncidentsConfig,
+    #[serde(default)]
+    pub intake: IntakeConfig,
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
 }
@@ -173,6 +181,27 @@ pub struct ChannelsConfig {
     /// Every command invocation is mirrored here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<u64>,
+}
+
+/// `[intake]`: who may post alerts. A source without a token is switched off (its
+/// endpoint answers 404), so nothing is open by accident. Set tokens from the
+/// environment (`KLAXON_INTAKE__ALERTMANAGER_TOKEN`) rather than in the file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Bearer token for `POST /alerts/alertmanager`.
+    #[serde(default)]
+    pub alertmanager_token: Secret,
+    /// Bearer token for `POST /alerts/grafana`.
+    #[serde(default)]
+    pub grafana_token: Secret,
+    /// When set, Grafana's `X-Grafana-Alerting-Signature` (HMAC-SHA256 of the body,
+    /// hex) must match.
+    #[serde(default)]
+    pub grafana_signing_secret: Secret,
+    /// Bearer token for `POST /alerts/generic`.
+    #[serde(default)]
+    pub generic_token: Secret,
 }
 
 /// Everything wrong with a config, each naming its key.

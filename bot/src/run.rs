@@ -140,6 +140,7 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     let (http_addr, http_task) = crate::server::spawn(
         config.http.listen,
         Arc::clone(&app),
+        config.intake.clone(),
         stopped(stop_rx.clone()),
     )
     .await?;

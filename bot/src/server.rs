@@ -1,31 +1,237 @@
-//! Klaxon's own HTTP server: `/healthz`, `/readyz`, `/metrics` (alert intake joins
-//! it later).
+//! Klaxon's own HTTP server: `/healthz`, `/readyz`, `/metrics`, and alert intake
+//! (`POST /alerts/{alertmanager,grafana,generic}`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use klaxon_core::alerts::{self, parse::ParseError};
 use klaxon_core::App;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tracing::warn;
+use tracing::{info, warn};
 
-pub fn router(app: Arc<App>) -> Router {
+use crate::config::{IntakeConfig, Secret};
+
+/// Alertmanager batches stay far below this; anything larger is refused (413)
+/// before it is read into memory.
+pub const MAX_ALERT_BODY: usize = 1024 * 1024;
+/// A database slower than this answers 503, so the sender retries elsewhere or later.
+const STORE_WITHIN: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Server {
+    app: Arc<App>,
+    intake: Arc<IntakeConfig>,
+}
+
+pub fn router(app: Arc<App>, intake: IntakeConfig) -> Router {
+    let state = Server {
+        app,
+        intake: Arc::new(intake),
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(app)
+        .route(
+            "/alerts/{source}",
+            post(receive_alerts).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)),
+        )
+        .with_state(state)
+}
+
+fn error(status: StatusCode, text: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": text.into() }))).into_response()
+}
+
+/// Whether `Authorization: Bearer <token>` matches, in constant time.
+fn bearer_ok(headers: &HeaderMap, token: &Secret) -> bool {
+    let Some(got) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    got.trim()
+        .as_bytes()
+        .ct_eq(token.expose().as_bytes())
+        .into()
+}
+
+/// Grafana's `X-Grafana-Alerting-Signature`: HMAC-SHA256 of the body, hex.
+fn signature_ok(headers: &HeaderMap, secret: &Secret, body: &[u8]) -> bool {
+    let Some(hex) = headers
+        .get("x-grafana-alerting-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(sig) = decode_hex(hex.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+type Parser = fn(&[u8]) -> Result<Vec<alerts::Alert>, ParseError>;
+
+/// `POST /alerts/{source}`: authenticated, parsed, stored, then 200. The 2xx comes
+/// only after the alerts are committed, so a sender retries anything not stored.
+async fn receive_alerts(
+    State(s): State<Server>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (token, key, parse): (&Secret, &str, Parser) = match source.as_str() {
+        "alertmanager" => (
+            &s.intake.alertmanager_token,
+            "intake.alertmanager_token",
+            alerts::parse::alertmanager,
+        ),
+        "grafana" => (
+            &s.intake.grafana_token,
+            "intake.grafana_token",
+            alerts::parse::grafana,
+        ),
+        "generic" => (
+            &s.intake.generic_token,
+            "intake.generic_token",
+            alerts::parse::generic,
+        ),
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no alert source `{other}`: use alertmanager, grafana or generic"),
+            )
+        }
+    };
+    if token.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("alert intake from {source} is not configured ({key})"),
+        );
+    }
+    let m = &s.app.metrics;
+    if !bearer_ok(&headers, token) {
+        m.inc(
+            "klaxon_alert_intake_total",
+            &[("source", &source), ("result", "unauthorized")],
+        );
+        let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    if source == "grafana"
+        && !s.intake.grafana_signing_secret.is_empty()
+        && !signature_ok(&headers, &s.intake.grafana_signing_secret, &body)
+    {
+        m.inc(
+            "klaxon_alert_intake_total",
+            &[("source", &source), ("result", "bad_signature")],
+        );
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong X-Grafana-Alerting-Signature",
+        );
+    }
+    let parsed = match parse(&body) {
+        Ok(a) => a,
+        Err(e) => {
+            m.inc(
+                "klaxon_alert_intake_total",
+                &[("source", &source), ("result", "invalid")],
+            );
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let now = s.app.clock.now_ms();
+    match tokio::time::timeout(STORE_WITHIN, alerts::db::ingest(&s.app.store, &parsed, now)).await {
+        Ok(Ok(done)) => {
+            m.inc(
+                "klaxon_alert_intake_total",
+                &[("source", &source), ("result", "stored")],
+            );
+            m.add(
+                "klaxon_alerts_received_total",
+                &[("source", &source)],
+                parsed.len() as f64,
+            );
+            info!(
+                source,
+                alerts = parsed.len(),
+                firing = done.firing,
+                resolved = done.resolved,
+                duplicates = done.duplicates,
+                "alerts stored"
+            );
+            (
+                StatusCode::OK,
+                Json(serde_json::json!({ "accepted": parsed.len(), "stored": done })),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            warn!(source, error = %e, "alerts not stored");
+            m.inc(
+                "klaxon_alert_intake_total",
+                &[("source", &source), ("result", "unavailable")],
+            );
+            unavailable()
+        }
+        Err(_) => {
+            warn!(
+                source,
+                "alerts not stored: the database did not answer in time"
+            );
+            m.inc(
+                "klaxon_alert_intake_total",
+                &[("source", &source), ("result", "unavailable")],
+            );
+            unavailable()
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable; nothing was stored, retry",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
 }
 
 /// Ready when the database answers and the gateway session is up: a load balancer
 /// or systemd watchdog should not route to a replica that cannot do either.
-async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
     let db = matches!(
         tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await,
         Ok(Ok(()))
@@ -43,7 +249,7 @@ async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+async fn metrics(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
@@ -53,13 +259,14 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 pub async fn spawn(
     listen: SocketAddr,
     app: Arc<App>,
+    intake: IntakeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("http.listen: cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    let router = router(app);
+    let router = router(app, intake);
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)

@@ -4,6 +4,7 @@
 //! through [`chat::ChatSink`], so the same logic runs behind the Discord client, the
 //! command-line tools and the tests.
 
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod chat;

@@ -133,6 +133,16 @@ impl Store {
         Ok(())
     }
 
+    /// A transaction that will write: on SQLite it takes the write lock at BEGIN
+    /// (IMMEDIATE), so a read-then-write never fails on a concurrent writer; the
+    /// busy timeout makes it wait instead.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Cheap reachability check for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -57,6 +57,7 @@ pub struct TesterBuilder {
     logs: klaxon_core::logs::LogsConfig,
     rollback: klaxon_core::rollout::RolloutConfig,
     incidents: klaxon_core::incidents::IncidentsConfig,
+    intake: klaxon::config::IntakeConfig,
 }
 
 impl TesterBuilder {
@@ -106,6 +107,11 @@ impl TesterBuilder {
         f: impl FnOnce(&mut klaxon_core::incidents::IncidentsConfig),
     ) -> Self {
         f(&mut self.incidents);
+        self
+    }
+    /// Alert intake tokens (none by default: every source switched off).
+    pub fn intake(mut self, f: impl FnOnce(&mut klaxon::config::IntakeConfig)) -> Self {
+        f(&mut self.intake);
         self
     }
     pub fn permission(mut self, command: &str, level: Level) -> Self {
@@ -160,6 +166,7 @@ impl TesterBuilder {
             logs: self.logs,
             rollback: self.rollback,
             incidents: self.incidents,
+            intake: self.intake,
             services: self.services,
         };
         config.validate().expect("test config is valid");
@@ -242,6 +249,7 @@ impl Tester {
             logs: Default::default(),
             rollback: Default::default(),
             incidents: Default::default(),
+            intake: Default::default(),
         }
     }
 

@@ -1,0 +1,131 @@
+//! Alerts in the database: one row per (source, fingerprint).
+
+use sqlx::Row;
+
+use super::{Alert, AlertStatus};
+use crate::store::{Store, StoreError};
+
+/// What one notification did to the stored alerts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Ingested {
+    /// Firing alerts seen for the first time (or firing again after resolving).
+    pub firing: usize,
+    /// Firing alerts that closed.
+    pub resolved: usize,
+    /// The same alert with the same status as stored: nothing new to say.
+    pub duplicates: usize,
+    /// Resolved notifications for alerts Klaxon never saw firing.
+    pub unknown_resolved: usize,
+}
+
+/// Stores a whole notification in one transaction: either every alert of it is
+/// recorded, or none is (and the sender, getting no 2xx, retries).
+pub async fn ingest(store: &Store, alerts: &[Alert], now_ms: i64) -> Result<Ingested, StoreError> {
+    let mut out = Ingested::default();
+    let mut tx = store.begin_write().await?;
+    for a in alerts {
+        let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
+        let annotations = serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into());
+        let before =
+            sqlx::query("SELECT status FROM alerts WHERE source = $1 AND fingerprint = $2")
+                .bind(a.source.as_str())
+                .bind(&a.fingerprint)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get::<String, _>("status"))
+                .transpose()?;
+        let before = before.as_deref().and_then(AlertStatus::parse);
+        match (before, a.status) {
+            (Some(b), s) if b == s => out.duplicates += 1,
+            (None, AlertStatus::Resolved) => out.unknown_resolved += 1,
+            (_, AlertStatus::Firing) => out.firing += 1,
+            (Some(AlertStatus::Firing), AlertStatus::Resolved) => out.resolved += 1,
+            (Some(AlertStatus::Resolved), AlertStatus::Resolved) => out.duplicates += 1,
+        }
+        let resolved_ms = (a.status == AlertStatus::Resolved).then_some(now_ms);
+        sqlx::query(
+            "INSERT INTO alerts (source, fingerprint, status, name, severity, service, labels, \
+             annotations, url, starts_ms, ends_ms, first_seen_ms, last_seen_ms, resolved_ms, received) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1) \
+             ON CONFLICT (source, fingerprint) DO UPDATE SET status = excluded.status, \
+             name = excluded.name, severity = excluded.severity, service = excluded.service, \
+             labels = excluded.labels, annotations = excluded.annotations, url = excluded.url, \
+             starts_ms = COALESCE(excluded.starts_ms, alerts.starts_ms), ends_ms = excluded.ends_ms, \
+             last_seen_ms = excluded.last_seen_ms, \
+             resolved_ms = CASE WHEN excluded.status = 'resolved' \
+                 THEN COALESCE(alerts.resolved_ms, excluded.resolved_ms) ELSE NULL END, \
+             received = alerts.received + 1",
+        )
+        .bind(a.source.as_str())
+        .bind(&a.fingerprint)
+        .bind(a.status.as_str())
+        .bind(a.name())
+        .bind(a.label("severity").unwrap_or_default())
+        .bind(a.label("service").unwrap_or_default())
+        .bind(labels)
+        .bind(annotations)
+        .bind(a.url.as_deref().unwrap_or_default())
+        .bind(a.starts_ms)
+        .bind(a.ends_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(resolved_ms)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// A stored alert, as `/alerts list` and the grouper read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub id: i64,
+    pub source: String,
+    pub fingerprint: String,
+    pub status: AlertStatus,
+    pub name: String,
+    pub severity: String,
+    pub service: String,
+    pub summary: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub received: i64,
+}
+
+/// Alerts firing now, the oldest first.
+pub async fn firing(store: &Store) -> Result<Vec<Stored>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, source, fingerprint, status, name, severity, service, annotations, \
+         first_seen_ms, last_seen_ms, received FROM alerts WHERE status = 'firing' \
+         ORDER BY first_seen_ms, id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let annotations: String = r.try_get("annotations")?;
+            let ann: std::collections::BTreeMap<String, String> =
+                serde_json::from_str(&annotations).unwrap_or_default();
+            let name: String = r.try_get("name")?;
+            let summary = ["summary", "description", "message"]
+                .iter()
+                .find_map(|k| ann.get(*k).filter(|v| !v.is_empty()).cloned())
+                .unwrap_or_else(|| name.clone());
+            let status: String = r.try_get("status")?;
+            Ok(Stored {
+                id: r.try_get("id")?,
+                source: r.try_get("source")?,
+                fingerprint: r.try_get("fingerprint")?,
+                status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
+                name,
+                severity: r.try_get("severity")?,
+                service: r.try_get("service")?,
+                summary,
+                first_seen_ms: r.try_get("first_seen_ms")?,
+                last_seen_ms: r.try_get("last_seen_ms")?,
+                received: r.try_get("received")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,206 @@
+//! Alert intake over HTTP, against the real bot's server and both databases.
+
+use hmac::{Hmac, Mac};
+use klaxon::config::Secret;
+use klaxon_core::alerts::{self, AlertStatus};
+use klaxon_tests::{Db, Tester};
+use serde_json::{json, Value};
+
+const AM_TOKEN: &str = "am-secret-token";
+const GRAFANA_TOKEN: &str = "grafana-token";
+const SIGNING: &str = "grafana-signing-secret";
+
+fn alertmanager(status_api: &str, status_web: &str) -> Value {
+    json!({
+        "version": "4", "groupKey": "{}:{alertname=\"HighLatency\"}", "truncatedAlerts": 0,
+        "status": "firing", "receiver": "klaxon", "groupLabels": {"alertname": "HighLatency"},
+        "commonLabels": {"alertname": "HighLatency"}, "commonAnnotations": {},
+        "externalURL": "http://am:9093", "notification_reason": "new", "routeLabels": {},
+        "alerts": [
+            {"status": status_api, "labels": {"alertname": "HighLatency", "service": "api", "severity": "critical"},
+             "annotations": {"summary": "p99 over 2 s"}, "startsAt": "2026-12-01T14:03:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph", "fingerprint": "abc123",
+             "somethingNew": {"nested": true}},
+            {"status": status_web, "labels": {"alertname": "HighLatency", "service": "web"},
+             "annotations": {}, "startsAt": "2026-12-01T13:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+             "generatorURL": "", "fingerprint": "def456"}
+        ]
+    })
+}
+
+async fn spawn(db: Db) -> Tester {
+    Tester::builder()
+        .db(db)
+        .intake(|i| {
+            i.alertmanager_token = Secret::new(AM_TOKEN);
+            i.grafana_token = Secret::new(GRAFANA_TOKEN);
+            i.grafana_signing_secret = Secret::new(SIGNING);
+        })
+        .spawn()
+        .await
+}
+
+fn url(t: &Tester, source: &str) -> String {
+    format!("http://{}/alerts/{source}", t.bot().http_addr)
+}
+
+async fn post(
+    t: &Tester,
+    source: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = reqwest::Client::new()
+        .post(url(t, source))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(tok) = token {
+        req = req.bearer_auth(tok);
+    }
+    let r = req.send().await.expect("the intake answers");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    (status, body, headers)
+}
+
+async fn intake(db: Db) {
+    let t = spawn(db).await;
+    let body = serde_json::to_vec(&alertmanager("firing", "firing")).unwrap();
+
+    // Stored, then answered; the same notification again is two duplicates.
+    let (status, reply, _) = post(&t, "alertmanager", Some(AM_TOKEN), body.clone()).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["accepted"], 2);
+    assert_eq!(reply["stored"]["firing"], 2);
+    let (_, reply, _) = post(&t, "alertmanager", Some(AM_TOKEN), body.clone()).await;
+    assert_eq!(reply["stored"]["duplicates"], 2, "{reply}");
+    let firing = alerts::db::firing(&t.bot().app.store)
+        .await
+        .expect("firing");
+    assert_eq!(firing.len(), 2);
+    assert_eq!(firing[0].fingerprint, "abc123");
+    assert_eq!(firing[0].summary, "p99 over 2 s");
+    assert_eq!(firing[0].received, 2);
+
+    // A resolved alert closes its firing one.
+    let resolved = serde_json::to_vec(&alertmanager("resolved", "firing")).unwrap();
+    let (_, reply, _) = post(&t, "alertmanager", Some(AM_TOKEN), resolved).await;
+    assert_eq!(reply["stored"]["resolved"], 1, "{reply}");
+    assert_eq!(reply["stored"]["duplicates"], 1, "{reply}");
+    let firing = alerts::db::firing(&t.bot().app.store)
+        .await
+        .expect("firing");
+    assert_eq!(firing.len(), 1);
+    assert_eq!(firing[0].fingerprint, "def456");
+    assert_eq!(firing[0].status, AlertStatus::Firing);
+
+    // What cannot be read is refused with the reason.
+    let (status, reply, _) = post(
+        &t,
+        "alertmanager",
+        Some(AM_TOKEN),
+        b"[FIRING:1] HighLatency (api critical)".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("the body is not JSON"),
+        "{reply}"
+    );
+    let (status, reply, _) = post(
+        &t,
+        "alertmanager",
+        Some(AM_TOKEN),
+        br#"{"text": "HighLatency firing on api"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        reply["error"],
+        "version: missing (is this a templated body?)"
+    );
+
+    // Authentication.
+    let (status, _, headers) = post(&t, "alertmanager", None, body.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers.get("www-authenticate").map(|v| v.to_str().unwrap()),
+        Some("Bearer")
+    );
+    let (status, _, _) = post(&t, "alertmanager", Some("am-secret-tokem"), body.clone()).await;
+    assert_eq!(status, 401);
+    let (status, reply, _) = post(&t, "generic", Some("anything"), body.clone()).await;
+    assert_eq!(status, 404, "no token configured: switched off");
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("intake.generic_token"),
+        "{reply}"
+    );
+
+    // Over 1 MiB: 413 before the body is read.
+    let (status, _, _) = post(
+        &t,
+        "alertmanager",
+        Some(AM_TOKEN),
+        vec![b' '; 1024 * 1024 + 1],
+    )
+    .await;
+    assert_eq!(status, 413);
+
+    // Grafana with its HMAC signature.
+    let grafana = serde_json::to_vec(&json!({
+        "version": "1", "orgId": 1, "title": "[FIRING:1] DiskFull", "state": "alerting",
+        "message": "disk", "status": "firing", "receiver": "klaxon", "groupKey": "g",
+        "alerts": [{"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db1"},
+            "annotations": {"description": "disk at 97%"}, "startsAt": "2026-12-01T14:03:00Z",
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://g/a", "fingerprint": "",
+            "silenceURL": "http://g/s", "dashboardURL": "http://g/d", "panelURL": "http://g/p",
+            "values": {"A": 97}, "valueString": "A=97"}]
+    }))
+    .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SIGNING.as_bytes()).unwrap();
+    mac.update(&grafana);
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let signed = |sig: &str| {
+        reqwest::Client::new()
+            .post(url(&t, "grafana"))
+            .bearer_auth(GRAFANA_TOKEN)
+            .header("X-Grafana-Alerting-Signature", sig.to_string())
+            .body(grafana.clone())
+            .send()
+    };
+    assert_eq!(signed(&sig).await.unwrap().status().as_u16(), 200);
+    let wrong = format!("{}0", &sig[..sig.len() - 1]);
+    assert_eq!(signed(&wrong).await.unwrap().status().as_u16(), 401);
+
+    // Storage down: 503 and nothing claimed stored, so the sender retries.
+    t.bot().app.store.close().await;
+    let (status, reply, headers) = post(&t, "alertmanager", Some(AM_TOKEN), body).await;
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("5")
+    );
+    t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_on_sqlite() {
+    intake(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_on_postgres() {
+    intake(Db::Postgres).await;
+}
