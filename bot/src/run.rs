@@ -218,6 +218,12 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         // rather than after the timeout.
         r = bot.wait() => Err(match r {
             Ok(()) => anyhow!("the Discord client stopped during start-up"),
+            // Close code 4014: a privileged intent is not switched on for the bot.
+            Err(e) if format!("{e:#}").to_lowercase().contains("intents") => e.context(
+                "the Discord gateway refused the session: switch on the Message Content intent \
+                 (Developer Portal → Bot → Privileged Gateway Intents); Klaxon reads pinned \
+                 messages into incident timelines",
+            ),
             Err(e) => e.context("the Discord gateway refused the session"),
         }),
     };

@@ -164,12 +164,33 @@ async fn target(ctx: Context<'_>, id: Option<&str>) -> Result<IncidentId, Error>
 
 /// The incident, which must still be open: checked before a public defer, so that a
 /// refusal stays private.
-async fn open_target(ctx: Context<'_>, id: Option<&str>) -> Result<IncidentId, Error> {
+async fn open_target(ctx: Context<'_>, id: Option<&str>) -> Result<Incident, Error> {
     let id = target(ctx, id).await?;
     match incidents::get(ctx.data(), id).await.map_err(user_error)? {
-        i if i.is_open() => Ok(id),
+        i if i.is_open() => Ok(i),
         _ => Err(user_error(IncidentError::Resolved(id))),
     }
+}
+
+/// The member's roles, for the checks a command makes beyond its own level.
+fn roles(ctx: Context<'_>) -> Vec<u64> {
+    match ctx {
+        poise::Context::Application(a) => a
+            .interaction
+            .member
+            .as_ref()
+            .map(|m| m.roles.iter().map(|r| r.get()).collect())
+            .unwrap_or_default(),
+        poise::Context::Prefix(_) => Vec::new(),
+    }
+}
+
+/// Resolving through `status resolved` needs what `/incident resolve` needs.
+fn may_resolve(app: &Data, roles: &[u64]) -> Result<(), String> {
+    app.policy
+        .check("incident resolve", roles)
+        .map(|_| ())
+        .map_err(|d| d.to_string())
 }
 
 /// Open an incident: its thread, the card, the stakeholder notice and the page
@@ -193,21 +214,19 @@ async fn open(
             UserError::new(format!("The title is longer than {MAX_TITLE} characters.")).into(),
         );
     }
+    let req = incidents::OpenRequest {
+        title,
+        severity: severity.into(),
+        service,
+        summary,
+        guild_id: ctx.guild_id().map(|g| g.get()),
+        by: who(ctx),
+    };
+    // Refusals stay private: checked before the public "thinking…".
+    incidents::check_open(ctx.data(), &req).map_err(user_error)?;
     // A thread, a card and a notice: several requests, more than Discord's 3 s may allow.
     ctx.defer().await?;
-    let opened = incidents::open(
-        ctx.data(),
-        incidents::OpenRequest {
-            title,
-            severity: severity.into(),
-            service,
-            summary,
-            guild_id: ctx.guild_id().map(|g| g.get()),
-            by: who(ctx),
-        },
-    )
-    .await
-    .map_err(user_error)?;
+    let opened = incidents::open(ctx.data(), req).await.map_err(user_error)?;
     let i = &opened.incident;
     let mut text = format!(
         "🚨 Opened **{}** ({}): {}. You are the commander.",
@@ -238,9 +257,12 @@ async fn ack(
     #[autocomplete = "autocomplete_open"]
     id: Option<String>,
 ) -> Result<(), Error> {
-    let id = open_target(ctx, id.as_deref()).await?;
+    let current = open_target(ctx, id.as_deref()).await?;
+    if let Some(by) = current.acked_by {
+        return Err(user_error(IncidentError::AlreadyAcked(current.id, by)));
+    }
     ctx.defer().await?;
-    let i = incidents::ack(ctx.data(), id, &who(ctx))
+    let i = incidents::ack(ctx.data(), current.id, &who(ctx))
         .await
         .map_err(user_error)?;
     say(ctx, ack_text(&i)).await
@@ -267,12 +289,17 @@ async fn status(
     #[autocomplete = "autocomplete_open"]
     id: Option<String>,
 ) -> Result<(), Error> {
-    let id = open_target(ctx, id.as_deref()).await?;
+    let id = open_target(ctx, id.as_deref()).await?.id;
+    let status: Status = status.into();
+    if status == Status::Resolved {
+        may_resolve(ctx.data(), &roles(ctx)).map_err(UserError)?;
+    }
+    incidents::check_text("status message", &message, MAX_TEXT).map_err(user_error)?;
     ctx.defer().await?;
     let i = incidents::set_status(
         ctx.data(),
         id,
-        status.into(),
+        status,
         &message,
         &who(ctx),
         ctx.channel_id().get(),
@@ -315,9 +342,13 @@ async fn severity(
     #[autocomplete = "autocomplete_open"]
     id: Option<String>,
 ) -> Result<(), Error> {
-    let id = open_target(ctx, id.as_deref()).await?;
+    let current = open_target(ctx, id.as_deref()).await?;
+    let severity: Severity = severity.into();
+    if current.severity == severity {
+        return Err(UserError::new(format!("{} is already {severity}.", current.id)).into());
+    }
     ctx.defer().await?;
-    let i = incidents::set_severity(ctx.data(), id, severity.into(), &who(ctx))
+    let i = incidents::set_severity(ctx.data(), current.id, severity, &who(ctx))
         .await
         .map_err(user_error)?;
     say(ctx, format!("🔺 {} is now {}.", i.id, i.severity)).await
@@ -333,7 +364,9 @@ async fn assign(
     #[autocomplete = "autocomplete_open"]
     id: Option<String>,
 ) -> Result<(), Error> {
-    let id = target(ctx, id.as_deref()).await?;
+    let id = open_target(ctx, id.as_deref()).await?.id;
+    // A card edit before the reply: more than Discord's 3 s on a slow day.
+    ctx.defer().await?;
     let holder = Who {
         id: member.id.get(),
         name: member.name.clone(),
@@ -560,6 +593,7 @@ async fn timeline(
     id: Option<String>,
 ) -> Result<(), Error> {
     let id = target(ctx, id.as_deref()).await?;
+    ctx.defer().await?;
     let (i, entries) = incidents::timeline(ctx.data(), id)
         .await
         .map_err(user_error)?;
@@ -631,6 +665,8 @@ async fn postmortem_cmd(
     id: Option<String>,
 ) -> Result<(), Error> {
     let id = target(ctx, id.as_deref()).await?;
+    // Reads the whole timeline and stores the document: defer, to be safe.
+    ctx.defer().await?;
     let (i, markdown) = postmortem::generate(ctx.data(), id)
         .await
         .map_err(user_error)?;
@@ -714,6 +750,15 @@ pub async fn on_reaction(ctx: &serenity::Context, app: &Data, r: &serenity::Reac
     if let Err(denied) = app.policy.check(ADD_TO_TIMELINE, &roles) {
         tracing::info!(user, %denied, "pin reaction ignored");
         return;
+    }
+    // Only messages in an incident's thread or channel: no fetch for every 📌 elsewhere.
+    match incidents::db::by_channel(&app.store, r.channel_id.get()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return,
+        Err(e) => {
+            warn!(error = %e, "pin reaction: incident lookup failed");
+            return;
+        }
     }
     let message = match app.chat.fetch(r.channel_id.get(), r.message_id.get()).await {
         Ok(m) => m,
@@ -853,6 +898,7 @@ fn private_message(text: &str) -> CreateInteractionResponse {
 /// Who clicked (or submitted) what, for the audit row.
 struct Click {
     by: Who,
+    roles: Vec<u64>,
     guild: Option<u64>,
     channel: u64,
     command: &'static str,
@@ -911,6 +957,7 @@ fn gate<'a>(
             id: user.id.get(),
             name: user.name.clone(),
         },
+        roles: Vec::new(),
         guild: guild.map(|g| g.get()),
         channel: channel.get(),
         command,
@@ -919,7 +966,8 @@ fn gate<'a>(
     let roles: Vec<u64> = member
         .map(|m| m.roles.iter().map(|r| r.get()).collect())
         .unwrap_or_default();
-    match app.policy.check(command, &roles) {
+    let info = Click { roles, ..info };
+    match app.policy.check(command, &info.roles) {
         Ok(_) => Gate::Allowed(verb, id, info),
         Err(denied) => {
             let text = denied.to_string();
@@ -965,7 +1013,12 @@ pub async fn on_click(
             click_info.audit(app, Outcome::UserError, text).await;
             return Ok(());
         }
-        Err(e) => return Err(user_facing_or(e)),
+        Err(e) => {
+            warn!(error = %e, incident = %id, "incident click failed");
+            click.create_response(ctx, private_message(GENERIC)).await?;
+            click_info.audit(app, Outcome::Failed, e.to_string()).await;
+            return Ok(());
+        }
     };
     match verb {
         "ack" => {
@@ -979,7 +1032,10 @@ pub async fn on_click(
             let (text, outcome) = match incidents::ack(app, id, &by).await {
                 Ok(i) => (ack_text(&i), Outcome::Ok),
                 Err(e) if e.is_user_facing() => (e.to_string(), Outcome::UserError),
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    warn!(error = %e, incident = %id, "acknowledgement failed");
+                    (GENERIC.to_string(), Outcome::Failed)
+                }
             };
             click
                 .edit_response(
@@ -1021,9 +1077,8 @@ pub async fn on_click(
     Ok(())
 }
 
-fn user_facing_or(e: IncidentError) -> Error {
-    anyhow::Error::new(e).context("incident click")
-}
+/// For anything that is not the member's mistake: the details are in the logs.
+const GENERIC: &str = "Something went wrong inside Klaxon; the details are in its logs.";
 
 fn field<'a>(m: &'a ModalInteraction, id: &str) -> &'a str {
     m.data
@@ -1074,6 +1129,8 @@ pub async fn on_modal(
     }
     let form = match verb {
         "m-update" => match field(modal, "status").parse::<Status>() {
+            Ok(Status::Resolved) => may_resolve(app, &click_info.roles)
+                .map(|_| Form::Update(Status::Resolved, field(modal, "message").to_string())),
             Ok(status) => Ok(Form::Update(status, field(modal, "message").to_string())),
             Err(e) => Err(e),
         },
@@ -1139,10 +1196,7 @@ pub async fn on_modal(
         Err(e) if e.is_user_facing() => (format!("⚠️ {e}"), Outcome::UserError),
         Err(e) => {
             warn!(error = %e, incident = %id, "incident form failed");
-            (
-                "Something went wrong inside Klaxon; the details are in its logs.".into(),
-                Outcome::Failed,
-            )
+            (GENERIC.into(), Outcome::Failed)
         }
     };
     modal

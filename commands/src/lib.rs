@@ -65,13 +65,24 @@ pub fn all() -> Vec<Command> {
     ]
 }
 
-/// Every command and subcommand, depth first.
-fn flatten(commands: &[Command]) -> Vec<&Command> {
+/// Every command and subcommand with its qualified name (`incident action add`),
+/// depth first. The names are built here: poise fills `qualified_name` in only when
+/// the framework starts, and the config is checked before that.
+fn flatten(commands: &[Command]) -> Vec<(String, &Command)> {
     let mut out = Vec::new();
-    let mut stack: Vec<&Command> = commands.iter().rev().collect();
-    while let Some(cmd) = stack.pop() {
-        out.push(cmd);
-        stack.extend(cmd.subcommands.iter().rev());
+    let mut stack: Vec<(String, &Command)> = commands
+        .iter()
+        .rev()
+        .map(|c| (c.name.to_string(), c))
+        .collect();
+    while let Some((name, cmd)) = stack.pop() {
+        stack.extend(
+            cmd.subcommands
+                .iter()
+                .rev()
+                .map(|sub| (format!("{name} {}", sub.name), sub)),
+        );
+        out.push((name, cmd));
     }
     out
 }
@@ -80,9 +91,9 @@ fn flatten(commands: &[Command]) -> Vec<&Command> {
 pub fn default_levels(commands: &[Command]) -> Vec<(String, Level)> {
     flatten(commands)
         .into_iter()
-        .filter_map(|c| {
+        .filter_map(|(name, c)| {
             let MinLevel(level) = c.custom_data.downcast_ref::<MinLevel>()?;
-            Some((c.qualified_name.to_string(), *level))
+            Some((name, *level))
         })
         .collect()
 }
@@ -91,7 +102,7 @@ pub fn default_levels(commands: &[Command]) -> Vec<(String, Level)> {
 pub fn known_command_names(commands: &[Command]) -> Vec<String> {
     flatten(commands)
         .into_iter()
-        .map(|c| c.qualified_name.to_string())
+        .map(|(name, _)| name)
         .collect()
 }
 
@@ -118,5 +129,19 @@ mod tests {
             );
         }
         assert!(levels.contains(&("health".to_string(), Level::Viewer)));
+    }
+
+    #[test]
+    fn subcommands_are_named_as_members_type_them() {
+        let names = known_command_names(&all());
+        for n in [
+            "incident open",
+            "incident resolve",
+            "incident action add",
+            "add-to-timeline",
+        ] {
+            assert!(names.iter().any(|k| k == n), "{n} in {names:?}");
+        }
+        assert!(!names.iter().any(|k| k == "open"), "{names:?}");
     }
 }

@@ -7,7 +7,7 @@ use klaxon_core::audit::Outcome;
 use klaxon_core::incidents::{self, EntryKind, IncidentId, Who};
 use klaxon_core::permissions::Level;
 use klaxon_tests::docker::{Containers, Spec};
-use klaxon_tests::fake::{Member, MessageRecord, Output, OutputKind};
+use klaxon_tests::fake::{FaultRule, Member, MessageRecord, Output, OutputKind};
 use klaxon_tests::tester::{role_of, INCIDENTS};
 use klaxon_tests::{env, Db, Reply, Tester};
 
@@ -588,8 +588,19 @@ async fn a_p1_from_open_to_postmortem_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reminders_repage_and_nudge_the_commander_from_the_database() {
-    let mut t = builder(Db::Sqlite).await.spawn().await;
+async fn reminders_on_sqlite() {
+    reminders(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_on_postgres() {
+    reminders(Db::Postgres).await;
+}
+
+/// Reminders from the database with a controllable clock: re-page, retry of a page
+/// Discord failed, the commander's nudge, and none once things are up to date.
+async fn reminders(db: Db) {
+    let mut t = builder(db).await.spawn().await;
     open(&t, "Search is slow", "P1", None).await;
     let inc = incident(&t, 1).await;
     let thread = inc.channel_id.expect("thread");
@@ -606,7 +617,34 @@ async fn reminders_repage_and_nudge_the_commander_from_the_database() {
     );
 
     // 16 minutes later, still nobody acknowledged: the on-call role is paged again.
+    // Discord fails the first try; the page is not lost but tried again a minute on.
+    t.fake.inject(FaultRule::Status {
+        path_contains: format!("/channels/{INCIDENTS}/messages"),
+        status: 500,
+        times: 1,
+    });
     t.bot().app.clock.advance(Duration::from_secs(16 * 60));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !t
+        .fake
+        .requests()
+        .iter()
+        .any(|r| r.status == 500 && r.path.ends_with(&format!("/channels/{INCIDENTS}/messages")))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page was never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !timeline(&t, 1)
+            .await
+            .iter()
+            .any(|e| e.kind == EntryKind::Reminder),
+        "a page that was not sent is not in the timeline"
+    );
+    t.bot().app.clock.advance(Duration::from_secs(61));
     let page = t.channel_message(INCIDENTS).await;
     let p = page.text();
     assert!(
@@ -633,6 +671,16 @@ async fn reminders_repage_and_nudge_the_commander_from_the_database() {
         .await
         .assert_contains("acknowledged by bob");
     t.channel_edit(thread).await;
+    let twice = t
+        .slash("incident ack")
+        .in_channel(thread)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(twice.ephemeral(), "a second ack is told privately");
+    twice.assert_contains("INC-1 was already acknowledged by bob.");
     t.bot().app.clock.advance(Duration::from_secs(15 * 60));
     let nudge = t.channel_message(thread).await;
     let n = nudge.text();
@@ -676,7 +724,11 @@ async fn reminders_repage_and_nudge_the_commander_from_the_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
-    let t = builder(Db::Sqlite).await.spawn().await;
+    let t = builder(Db::Sqlite)
+        .await
+        .permission("incident resolve", Level::Operator)
+        .spawn()
+        .await;
     let denied = t
         .slash("incident open")
         .opt("title", "x")
@@ -864,6 +916,53 @@ async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
             );
         }
     }
+    // Resolving needs the resolve level, by whatever path.
+    let resolve = t
+        .slash("incident status")
+        .opt("status", choice("resolved"))
+        .opt("message", "fixed")
+        .in_channel(thread)
+        .as_member(responder())
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(resolve.ephemeral());
+    resolve.assert_contains("operator");
+    assert!(incident(&t, 1).await.is_open());
+
+    // A viewer can neither pin nor use "Add to timeline".
+    let msg = t
+        .user_message(
+            thread,
+            &Tester::member(Some(Level::Viewer)),
+            "looks fine to me",
+            &[],
+        )
+        .await;
+    t.react(thread, msg, &Tester::member(Some(Level::Viewer)), "📌")
+        .await;
+    let menu = t
+        .fake
+        .message_command(Tester::member(Some(Level::Viewer)), "Add to timeline", msg)
+        .await
+        .expect("message command");
+    let r = callback(&t, menu.id).await;
+    assert!(r.message.ephemeral());
+    assert!(
+        r.message.text().contains("responder"),
+        "{}",
+        r.message.text()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !timeline(&t, 1)
+            .await
+            .iter()
+            .any(|e| e.kind == EntryKind::Message),
+        "nothing captured"
+    );
+
     // A viewer's click on the card is refused and audited.
     let click = t
         .fake
@@ -877,7 +976,7 @@ async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
     let r = callback(&t, click.id).await;
     assert!(r.message.ephemeral());
     assert!(
-        r.message.text().contains("responder"),
+        r.message.text().contains("needs the operator level; you have viewer"),
         "{}",
         r.message.text()
     );

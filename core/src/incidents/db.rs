@@ -432,9 +432,11 @@ pub async fn due(store: &Store, now_ms: i64, page: bool) -> Result<Vec<Incident>
     } else {
         "next_update_ms"
     };
+    // An acknowledged incident is never re-paged, whatever its page column says.
+    let acked = if page { " AND acked_ms IS NULL" } else { "" };
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM incidents WHERE status <> 'resolved' AND {column} IS NOT NULL \
-         AND {column} <= $1 ORDER BY id"
+         AND {column} <= $1{acked} ORDER BY id"
     ))
     .bind(now_ms)
     .fetch_all(store.pool())
@@ -442,38 +444,31 @@ pub async fn due(store: &Store, now_ms: i64, page: bool) -> Result<Vec<Incident>
     rows.iter().map(incident_from).collect()
 }
 
-/// Moves a due reminder on, only if nobody (another replica) did it first: true when
-/// this caller owns the reminder.
-pub async fn claim_reminder(
+/// Moves a due reminder from `was` to `next`, only if nobody (another replica, or an
+/// acknowledgement) changed it first: true when this caller owns the reminder.
+pub async fn move_reminder(
     store: &Store,
     id: IncidentId,
     page: bool,
     was: i64,
     next: Option<i64>,
-    entry: &NewEntry,
 ) -> Result<bool, StoreError> {
-    let column = if page {
-        "next_page_ms"
+    let (column, acked) = if page {
+        ("next_page_ms", " AND acked_ms IS NULL")
     } else {
-        "next_update_ms"
+        ("next_update_ms", "")
     };
-    let mut tx = store.pool().begin().await?;
     let done = sqlx::query(&format!(
-        "UPDATE incidents SET {column} = $1 WHERE id = $2 AND {column} = $3 AND status <> 'resolved'"
+        "UPDATE incidents SET {column} = $1 WHERE id = $2 AND {column} = $3 \
+         AND status <> 'resolved'{acked}"
     ))
     .bind(next)
     .bind(id.0)
     .bind(was)
-    .execute(&mut *tx)
+    .execute(store.pool())
     .await?
     .rows_affected();
-    if done == 0 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    insert_entry(&mut tx, id, entry).await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(done > 0)
 }
 
 pub async fn timeline(store: &Store, id: IncidentId) -> Result<Vec<Entry>, StoreError> {

@@ -21,6 +21,10 @@ use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{self, Button, ButtonStyle, ChatMessage, Embed, Field};
 use crate::store::StoreError;
 
+/// Characters of one free-text field in a stakeholder notice (impact, root cause,
+/// resolution, update): four of them and the fixed lines fit Discord's 2,000.
+const NOTICE_FIELD: usize = 400;
+
 /// The `custom_id` prefix of the incident card's buttons.
 pub const PREFIX: &str = "incident";
 
@@ -109,7 +113,7 @@ fn minutes(m: u64) -> i64 {
 }
 
 impl App {
-    fn severity_config(&self, s: Severity) -> &SeverityConfig {
+    fn severity_config(&self, s: Severity) -> SeverityRule {
         self.incidents.severity.get(s)
     }
 
@@ -184,9 +188,17 @@ pub async fn timeline(app: &App, id: IncidentId) -> Result<(Incident, Vec<Entry>
     Ok((incident, db::timeline(&app.store, id).await?))
 }
 
-/// Opens an incident: the record, its thread with the card, the stakeholder notice
-/// (paging the on-call role for P1/P2).
-pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> {
+/// An open request's arguments, checked.
+pub struct Checked {
+    title: String,
+    summary: String,
+    service: Option<String>,
+    parent: u64,
+}
+
+/// Everything `open` refuses, checked without side effects, so the command can
+/// refuse privately before it answers publicly.
+pub fn check_open(app: &App, req: &OpenRequest) -> Result<Checked, IncidentError> {
     let title = check_text("title", &req.title, MAX_TITLE)?;
     let summary = match &req.summary {
         Some(s) if !s.trim().is_empty() => check_text("summary", s, MAX_TEXT)?,
@@ -204,6 +216,28 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
     let Some(parent) = app.incidents_channel else {
         return Err(IncidentError::NoChannel);
     };
+    if app.incidents.room == Room::Channel && req.guild_id.is_none() {
+        return Err(IncidentError::Invalid(
+            "Incidents open inside the server, not in direct messages.".into(),
+        ));
+    }
+    Ok(Checked {
+        title,
+        summary,
+        service,
+        parent,
+    })
+}
+
+/// Opens an incident: the record, its thread with the card, the stakeholder notice
+/// (paging the on-call role for P1/P2).
+pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> {
+    let Checked {
+        title,
+        summary,
+        service,
+        parent,
+    } = check_open(app, &req)?;
     let now = app.clock.now_ms();
     let new = db::NewIncident {
         title,
@@ -238,7 +272,9 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
             let card_id = match card {
                 Ok(id) => Some(id as i64),
                 Err(e) => {
-                    warnings.push(format!("the incident card could not be posted: {e}"));
+                    warn!(incident = %incident.id, error = %e, "incident card not posted");
+                    warnings
+                        .push("the incident card could not be posted (see Klaxon's logs)".into());
                     None
                 }
             };
@@ -256,7 +292,7 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
         Err(e) => {
             warn!(incident = %incident.id, error = %e, "incident room not created");
             warnings.push(format!(
-                "the incident's {} could not be created: {e}",
+                "the incident's {} could not be created (see Klaxon's logs)",
                 match app.incidents.room {
                     Room::Thread => "thread",
                     Room::Channel => "channel",
@@ -266,7 +302,7 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
     }
     if let Err(e) = app.chat.send(parent, notice(app, &incident, None)).await {
         warn!(incident = %incident.id, error = %e, "stakeholder notice not posted");
-        warnings.push(format!("the stakeholder notice could not be posted: {e}"));
+        warnings.push("the stakeholder notice could not be posted (see Klaxon's logs)".into());
     }
     Ok(Opened { incident, warnings })
 }
@@ -389,6 +425,9 @@ pub fn card(app: &App, i: &Incident) -> ChatMessage {
 /// The stakeholder notice in the incidents channel: plain words, no internals.
 /// `update` is the status message for an update; `None` for the opening notice.
 pub fn notice(app: &App, i: &Incident, update: Option<&str>) -> ChatMessage {
+    // Each free-text field has its own budget, so a long impact never pushes out the
+    // root cause or the line that says where updates go.
+    let field = |s: &str| chat::neutralize(&chat::truncate(s.trim(), NOTICE_FIELD));
     let tag = match (i.status, update) {
         (Status::Resolved, _) => "RESOLVED".to_string(),
         (_, None) => format!("{} INCIDENT", i.severity),
@@ -415,18 +454,18 @@ pub fn notice(app: &App, i: &Incident, update: Option<&str>) -> ChatMessage {
                 hhmm(i.opened_ms),
                 hhmm(r)
             ));
-            lines.push(format!("Impact: {}", chat::neutralize(&impact)));
+            lines.push(format!("Impact: {}", field(&impact)));
             if !i.root_cause.is_empty() {
-                lines.push(format!("Root cause: {}", chat::neutralize(&i.root_cause)));
+                lines.push(format!("Root cause: {}", field(&i.root_cause)));
             }
             if !i.resolution.is_empty() {
-                lines.push(format!("Resolution: {}", chat::neutralize(&i.resolution)));
+                lines.push(format!("Resolution: {}", field(&i.resolution)));
             }
         }
         None => {
-            lines.push(format!("Impact: {}", chat::neutralize(&impact)));
+            lines.push(format!("Impact: {}", field(&impact)));
             if let Some(u) = update {
-                lines.push(format!("Update: {}", chat::neutralize(u)));
+                lines.push(format!("Update: {}", field(u)));
             }
             lines.push(format!("Started: {}", hhmm(i.opened_ms)));
             if let Some(next) = i.next_update_ms {
@@ -454,19 +493,31 @@ pub fn notice(app: &App, i: &Incident, update: Option<&str>) -> ChatMessage {
     }
 }
 
-/// Refreshes the card after a change; a failure is logged, not fatal.
-async fn refresh_card(app: &App, i: &Incident) {
+/// Refreshes the card after a change; a failure is logged, not fatal. The card is
+/// rendered from the database as it is now, so that of two changes at once the later
+/// edit never shows the older state.
+async fn refresh_card(app: &App, changed: &Incident) {
+    let i = match db::get(&app.store, changed.id).await {
+        Ok(Some(i)) => i,
+        _ => changed.clone(),
+    };
     if let (Some(ch), Some(msg)) = (i.channel_id, i.card_message_id) {
-        if let Err(e) = app.chat.edit(ch, msg, card(app, i)).await {
+        if let Err(e) = app.chat.edit(ch, msg, card(app, &i)).await {
             warn!(incident = %i.id, error = %e, "incident card not updated");
         }
     }
 }
 
-async fn post(app: &App, channel: Option<u64>, message: ChatMessage, what: &str) {
-    if let Some(ch) = channel {
-        if let Err(e) = app.chat.send(ch, message).await {
+/// Posts, logging a failure; true when it was posted.
+async fn post(app: &App, channel: Option<u64>, message: ChatMessage, what: &str) -> bool {
+    let Some(ch) = channel else {
+        return false;
+    };
+    match app.chat.send(ch, message).await {
+        Ok(_) => true,
+        Err(e) => {
             warn!(error = %e, channel = ch, what, "incident message not posted");
+            false
         }
     }
 }
@@ -589,17 +640,22 @@ pub async fn set_severity(
         )));
     }
     // A new severity brings its own targets; an unacknowledged incident is re-paged
-    // on the new level's schedule.
-    let next_page = current
-        .acked_ms
-        .is_none()
-        .then(|| current.opened_ms + minutes(app.severity_config(severity).ack_minutes));
+    // on the new level's schedule (counted from now when raising pages now). The SQL
+    // keeps it off if an acknowledgement lands in between.
+    let raised_page = severity < current.severity && app.pages(severity).is_some();
+    let ack = minutes(app.severity_config(severity).ack_minutes);
+    let next_page = Some(if raised_page {
+        now + ack
+    } else {
+        current.opened_ms + ack
+    });
     let next_update = app.next_update(severity, current.last_update_ms);
     let i = apply(
         app,
         id,
         db::Change {
-            set: "severity = $2, next_page_ms = $3, next_update_ms = $4",
+            set: "severity = $2, next_page_ms = CASE WHEN acked_ms IS NULL THEN $3 ELSE NULL END, \
+                  next_update_ms = $4",
             binds: vec![
                 severity.as_str().into(),
                 next_page.into(),
@@ -618,7 +674,7 @@ pub async fn set_severity(
     .await?;
     refresh_card(app, &i).await;
     // Raised to a paging level: the on-call role hears about it now.
-    if severity < current.severity && app.pages(severity).is_some() {
+    if raised_page && i.acked_ms.is_none() {
         post(
             app,
             app.incidents_channel,
@@ -886,7 +942,7 @@ pub async fn record_command(app: &App, e: &AuditEntry) -> Result<(), StoreError>
             i.id,
             &NewEntry::new(
                 EntryKind::Command,
-                e.at_ms,
+                app.clock.now_ms(),
                 &Who {
                     id: e.user_id,
                     name: e.user_name.clone(),
@@ -899,79 +955,98 @@ pub async fn record_command(app: &App, e: &AuditEntry) -> Result<(), StoreError>
     Ok(())
 }
 
+/// A reminder whose message could not be posted is tried again this soon, instead
+/// of a whole ack target later.
+const REMINDER_RETRY_MS: i64 = 60_000;
+
 /// One pass of the reminder worker: re-page unacknowledged incidents and nudge
-/// commanders who owe an update. Safe to run on several replicas at once: each
-/// reminder is claimed in the database before it is sent.
+/// commanders who owe an update. Safe on several replicas at once: each reminder is
+/// claimed in the database (its due time moved on) before it is sent. A message that
+/// cannot be posted gives the reminder back, due again in a minute, and the timeline
+/// records only what was really sent.
 pub async fn remind(app: &App) -> Result<usize, StoreError> {
     let now = app.clock.now_ms();
     let mut sent = 0;
-    for i in db::due(&app.store, now, true).await? {
-        let Some(was) = i.next_page_ms else { continue };
-        let sev = app.severity_config(i.severity);
-        let next = Some(now + minutes(sev.ack_minutes));
-        let text = format!(
-            "Not acknowledged after {}: on-call paged again",
-            duration_text(now - i.opened_ms)
-        );
-        let entry = NewEntry::new(EntryKind::Reminder, now, &Who::klaxon(), text);
-        if !db::claim_reminder(&app.store, i.id, true, was, next, &entry).await? {
-            continue;
+    for page in [true, false] {
+        for i in db::due(&app.store, now, page).await? {
+            let (Some(was), next) = (if page {
+                let ack = app.severity_config(i.severity).ack_minutes;
+                (i.next_page_ms, Some(now + minutes(ack)))
+            } else {
+                (i.next_update_ms, app.next_update(i.severity, now))
+            }) else {
+                continue;
+            };
+            if !db::move_reminder(&app.store, i.id, page, was, next).await? {
+                continue; // another replica took it, or it was acknowledged
+            }
+            let (channel, message, entry) = if page {
+                repage(app, &i, now)
+            } else {
+                nudge(app, &i, now)
+            };
+            if post(app, channel, message, "reminder").await {
+                db::add_entry(
+                    &app.store,
+                    i.id,
+                    &NewEntry::new(EntryKind::Reminder, now, &Who::klaxon(), entry),
+                )
+                .await?;
+                sent += 1;
+            } else if let Some(next) = next {
+                db::move_reminder(&app.store, i.id, page, next, Some(now + REMINDER_RETRY_MS))
+                    .await?;
+            }
         }
-        let mut content = format!(
-            "🔔 **{} ({}) is not acknowledged** after {} (target {} min): {}",
-            i.id,
-            i.severity,
-            duration_text(now - i.opened_ms),
-            sev.ack_minutes,
-            chat::neutralize(&i.title)
-        );
-        if let Some(t) = i.channel_id {
-            content.push_str(&format!("\nAcknowledge in <#{t}>."));
-        }
-        let mut message = ChatMessage::text(content);
-        if let Some(role) = app.pages(i.severity) {
+    }
+    Ok(sent)
+}
+
+/// The re-page for an unacknowledged incident: where, what, and its timeline line.
+fn repage(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
+    let sev = app.severity_config(i.severity);
+    let after = duration_text(now - i.opened_ms);
+    let mut content = format!(
+        "🔔 **{} ({}) is not acknowledged** after {after} (target {} min): {}",
+        i.id,
+        i.severity,
+        sev.ack_minutes,
+        chat::neutralize(&i.title)
+    );
+    if let Some(t) = i.channel_id {
+        content.push_str(&format!("\nAcknowledge in <#{t}>."));
+    }
+    let mut message = ChatMessage::text(content);
+    let entry = match app.pages(i.severity) {
+        Some(role) => {
             message.content = chat::truncate(
                 &format!("<@&{role}> {}", message.content),
                 chat::limits::CONTENT,
             );
             message.ping_roles.push(role);
+            format!("Not acknowledged after {after}: on-call paged again")
         }
-        post(app, app.incidents_channel, message, "re-page").await;
-        sent += 1;
-    }
-    for i in db::due(&app.store, now, false).await? {
-        let Some(was) = i.next_update_ms else {
-            continue;
-        };
-        let next = app.next_update(i.severity, now);
-        let since = duration_text(now - i.last_update_ms);
-        let entry = NewEntry::new(
-            EntryKind::Reminder,
-            now,
-            &Who::klaxon(),
-            format!("No status update for {since}: commander reminded"),
-        );
-        if !db::claim_reminder(&app.store, i.id, false, was, next, &entry).await? {
-            continue;
-        }
-        let message = ChatMessage {
-            content: format!(
-                "⏰ <@{}> {} has had no status update for {since}. Post one with `/incident status` or the card's Post update button.",
-                i.commander.id, i.id
-            ),
-            ping_users: vec![i.commander.id],
-            ..Default::default()
-        };
-        post(
-            app,
-            i.channel_id.or(app.incidents_channel),
-            message,
-            "update reminder",
-        )
-        .await;
-        sent += 1;
-    }
-    Ok(sent)
+        None => format!("Not acknowledged after {after}: reminder posted"),
+    };
+    (app.incidents_channel, message, entry)
+}
+
+/// The nudge to a commander who owes a status update.
+fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
+    let since = duration_text(now - i.last_update_ms);
+    let message = ChatMessage {
+        content: format!(
+            "⏰ <@{}> {} has had no status update for {since}. Post one with `/incident status` or the card's Post update button.",
+            i.commander.id, i.id
+        ),
+        ping_users: vec![i.commander.id],
+        ..Default::default()
+    };
+    (
+        i.channel_id.or(app.incidents_channel),
+        message,
+        format!("No status update for {since}: commander reminded"),
+    )
 }
 
 impl Who {

@@ -163,87 +163,78 @@ pub struct Who {
     pub name: String,
 }
 
-/// One severity's definition and response targets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeverityConfig {
-    /// What the level means, shown in `/incident open` and the card.
+/// One severity's definition and response targets, as resolved from the defaults
+/// and the config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeverityRule {
+    /// What the level means, shown on the card.
     pub description: String,
     /// No acknowledgement within this many minutes re-pages the on-call role.
     pub ack_minutes: u64,
     /// No status update for this many minutes reminds the commander (0: never).
-    #[serde(default)]
     pub update_minutes: u64,
     /// Whether opening the incident pages the on-call role.
-    #[serde(default)]
     pub page: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[incidents.severity.P1]`: every key optional. What is left out keeps that
+/// level's default, so overriding `ack_minutes` alone never switches paging off.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_minutes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_minutes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Severities {
-    #[serde(rename = "P1", default = "p1")]
+    #[serde(rename = "P1", default)]
     pub p1: SeverityConfig,
-    #[serde(rename = "P2", default = "p2")]
+    #[serde(rename = "P2", default)]
     pub p2: SeverityConfig,
-    #[serde(rename = "P3", default = "p3")]
+    #[serde(rename = "P3", default)]
     pub p3: SeverityConfig,
-    #[serde(rename = "P4", default = "p4")]
+    #[serde(rename = "P4", default)]
     pub p4: SeverityConfig,
 }
 
-// Defaults from common runbooks.
-fn p1() -> SeverityConfig {
-    SeverityConfig {
-        description: "Service down or data at risk".into(),
-        ack_minutes: 15,
-        update_minutes: 30,
-        page: true,
-    }
-}
-fn p2() -> SeverityConfig {
-    SeverityConfig {
-        description: "Major feature broken".into(),
-        ack_minutes: 60,
-        update_minutes: 30,
-        page: true,
-    }
-}
-fn p3() -> SeverityConfig {
-    SeverityConfig {
-        description: "Minor feature broken or degraded".into(),
-        ack_minutes: 240,
-        update_minutes: 0,
-        page: false,
-    }
-}
-fn p4() -> SeverityConfig {
-    SeverityConfig {
-        description: "Non-urgent; next business day".into(),
-        ack_minutes: 24 * 60,
-        update_minutes: 0,
-        page: false,
-    }
-}
-
-impl Default for Severities {
-    fn default() -> Self {
-        Severities {
-            p1: p1(),
-            p2: p2(),
-            p3: p3(),
-            p4: p4(),
-        }
+/// Defaults from common runbooks.
+fn default_rule(s: Severity) -> SeverityRule {
+    let (description, ack_minutes, update_minutes, page) = match s {
+        Severity::P1 => ("Service down or data at risk", 15, 30, true),
+        Severity::P2 => ("Major feature broken", 60, 30, true),
+        Severity::P3 => ("Minor feature broken or degraded", 240, 0, false),
+        Severity::P4 => ("Non-urgent; next business day", 24 * 60, 0, false),
+    };
+    SeverityRule {
+        description: description.into(),
+        ack_minutes,
+        update_minutes,
+        page,
     }
 }
 
 impl Severities {
-    pub fn get(&self, s: Severity) -> &SeverityConfig {
-        match s {
+    pub fn get(&self, s: Severity) -> SeverityRule {
+        let c = match s {
             Severity::P1 => &self.p1,
             Severity::P2 => &self.p2,
             Severity::P3 => &self.p3,
             Severity::P4 => &self.p4,
+        };
+        let d = default_rule(s);
+        SeverityRule {
+            description: c.description.clone().unwrap_or(d.description),
+            ack_minutes: c.ack_minutes.unwrap_or(d.ack_minutes),
+            update_minutes: c.update_minutes.unwrap_or(d.update_minutes),
+            page: c.page.unwrap_or(d.page),
         }
     }
 }
@@ -304,9 +295,9 @@ impl IncidentsConfig {
         }
         for s in Severity::ALL {
             let c = self.severity.get(s);
-            if c.ack_minutes == 0 {
+            if c.ack_minutes == 0 || c.ack_minutes > 7 * 24 * 60 {
                 out.push(format!(
-                    "incidents.severity.{s}.ack_minutes: must be at least 1"
+                    "incidents.severity.{s}.ack_minutes: between 1 and 10080 (a week)"
                 ));
             }
             if c.description.trim().is_empty() || c.description.chars().count() > 100 {
@@ -345,6 +336,16 @@ mod tests {
         assert!("P5".parse::<Severity>().is_err());
         assert_eq!("Identified".parse::<Status>(), Ok(Status::Identified));
         assert_eq!("IC".parse::<Role>(), Ok(Role::Commander));
+    }
+
+    #[test]
+    fn a_partial_override_keeps_the_levels_defaults() {
+        let c: IncidentsConfig =
+            toml::from_str("[severity.P1]\nack_minutes = 5\n").expect("parses");
+        let p1 = c.severity.get(Severity::P1);
+        assert_eq!(p1.ack_minutes, 5);
+        assert!(p1.page, "paging stays on");
+        assert_eq!(p1.update_minutes, 30);
     }
 
     #[test]
