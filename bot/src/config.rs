@@ -84,6 +84,8 @@ pub struct Config {
     #[serde(default)]
     pub intake: IntakeConfig,
     #[serde(default)]
+    pub alerts: klaxon_core::alerts::route::AlertsConfig,
+    #[serde(default)]
     pub services: Vec<ServiceConfig>,
 }
 
@@ -323,6 +325,9 @@ impl Config {
         }
         errs.extend(self.logs.validate());
         errs.extend(self.incidents.problems());
+        if let Err(e) = klaxon_core::alerts::route::Router::new(&self.alerts) {
+            errs.extend(e);
+        }
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {

@@ -125,6 +125,9 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         incidents_channel: config.channels.incidents,
         incidents: config.incidents.clone(),
         clock: Default::default(),
+        alerts: klaxon_core::alerts::route::Router::new(&config.alerts)
+            .map_err(|e| anyhow!("alerts: {}", e.join("; ")))?,
+        alerts_channel: config.channels.alerts,
         chat_connected: Default::default(),
     });
 
@@ -132,6 +135,9 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     // so in the alerts channel, before any new command can touch it.
     klaxon_core::rollout::recover(&app, config.channels.alerts).await;
 
+    let alert_delivery = tokio::spawn(
+        alert_worker(Arc::clone(&app), stopped(stop_rx.clone())).instrument(info_span!("alerts")),
+    );
     let reminders = tokio::spawn(
         reminder_worker(Arc::clone(&app), stopped(stop_rx.clone()))
             .instrument(info_span!("reminders")),
@@ -203,7 +209,7 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         stop,
         shard_manager,
         client_task,
-        servers: vec![proxy_task, http_task, reminders],
+        servers: vec![proxy_task, http_task, reminders, alert_delivery],
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(STARTUP_TIMEOUT, ready_rx) => match r {
@@ -289,6 +295,36 @@ async fn on_event(
         _ => {}
     }
     Ok(())
+}
+
+/// Renders due alert groups into the outbox and delivers the outbox, a few times a
+/// second; everything it works from is in the database.
+async fn alert_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let now = app.clock.now_ms();
+        if let Err(e) = klaxon_core::alerts::deliver::flush_due(&app, now).await {
+            warn!(error = %e, "alert grouping failed; retrying");
+            continue;
+        }
+        match klaxon_core::alerts::deliver::deliver(&app, now).await {
+            Ok(d) if d.sent + d.parked + d.retrying > 0 => {
+                info!(
+                    sent = d.sent,
+                    superseded = d.superseded,
+                    retrying = d.retrying,
+                    parked = d.parked,
+                    "alert messages"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "alert delivery failed; retrying"),
+        }
+    }
 }
 
 /// Re-pages unacknowledged incidents and reminds commanders, from the database, so a

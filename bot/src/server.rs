@@ -172,7 +172,14 @@ async fn receive_alerts(
         }
     };
     let now = s.app.clock.now_ms();
-    match tokio::time::timeout(STORE_WITHIN, alerts::db::ingest(&s.app.store, &parsed, now)).await {
+    let store = alerts::db::ingest(
+        &s.app.store,
+        &s.app.alerts,
+        s.app.alerts_channel,
+        &parsed,
+        now,
+    );
+    match tokio::time::timeout(STORE_WITHIN, store).await {
         Ok(Ok(done)) => {
             m.inc(
                 "klaxon_alert_intake_total",

@@ -33,6 +33,9 @@ pub struct App {
     pub incidents_channel: Option<u64>,
     pub incidents: crate::incidents::IncidentsConfig,
     pub clock: crate::clock::Clock,
+    /// Alert routes and grouping, compiled at start-up.
+    pub alerts: crate::alerts::route::Router,
+    pub alerts_channel: Option<u64>,
     /// Whether the chat gateway session is up, for `/readyz`.
     pub chat_connected: AtomicBool,
 }

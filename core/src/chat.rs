@@ -25,14 +25,15 @@ pub const YELLOW: u32 = 0xf1_c4_0f;
 pub const RED: u32 = 0xe7_4c_3c;
 pub const GREY: u32 = 0x95_a5_a6;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Field {
     pub name: String,
     pub value: String,
     pub inline: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Embed {
     pub title: String,
     pub description: String,
@@ -75,7 +76,7 @@ impl Embed {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum ButtonStyle {
     #[default]
     Secondary,
@@ -85,15 +86,17 @@ pub enum ButtonStyle {
 }
 
 /// A button under a message; clicks come back to the bot by `custom_id`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Button {
     pub custom_id: String,
     pub label: String,
     pub style: ButtonStyle,
 }
 
-/// A message to a channel.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+/// A message to a channel. Serializable, so the alert outbox can store it before it
+/// is sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ChatMessage {
     pub content: String,
     pub embeds: Vec<Embed>,
@@ -106,6 +109,9 @@ pub struct ChatMessage {
     pub ping_roles: Vec<u64>,
     /// Members this message may ping (a reminder to the incident commander).
     pub ping_users: Vec<u64>,
+    /// With a nonce Discord creates the message at most once (`enforce_nonce`), so
+    /// a retry after a crash or a timeout never shows a duplicate. At most 25 chars.
+    pub nonce: Option<String>,
 }
 
 impl ChatMessage {

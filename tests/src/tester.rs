@@ -58,6 +58,7 @@ pub struct TesterBuilder {
     rollback: klaxon_core::rollout::RolloutConfig,
     incidents: klaxon_core::incidents::IncidentsConfig,
     intake: klaxon::config::IntakeConfig,
+    alerts: klaxon_core::alerts::route::AlertsConfig,
 }
 
 impl TesterBuilder {
@@ -107,6 +108,11 @@ impl TesterBuilder {
         f: impl FnOnce(&mut klaxon_core::incidents::IncidentsConfig),
     ) -> Self {
         f(&mut self.incidents);
+        self
+    }
+    /// Alert routes and grouping timers.
+    pub fn alerts(mut self, f: impl FnOnce(&mut klaxon_core::alerts::route::AlertsConfig)) -> Self {
+        f(&mut self.alerts);
         self
     }
     /// Alert intake tokens (none by default: every source switched off).
@@ -167,6 +173,7 @@ impl TesterBuilder {
             rollback: self.rollback,
             incidents: self.incidents,
             intake: self.intake,
+            alerts: self.alerts,
             services: self.services,
         };
         config.validate().expect("test config is valid");
@@ -250,6 +257,7 @@ impl Tester {
             rollback: Default::default(),
             incidents: Default::default(),
             intake: Default::default(),
+            alerts: Default::default(),
         }
     }
 

@@ -2,7 +2,13 @@
 
 use hmac::{Hmac, Mac};
 use klaxon::config::Secret;
+use std::time::{Duration, Instant};
+
+use klaxon_core::alerts::route::RouteConfig;
 use klaxon_core::alerts::{self, AlertStatus};
+use klaxon_core::incidents::Severity;
+use klaxon_tests::fake::{FaultRule, MessageRecord};
+use klaxon_tests::tester::ALERTS;
 use klaxon_tests::{Db, Tester};
 use serde_json::{json, Value};
 
@@ -31,6 +37,14 @@ fn alertmanager(status_api: &str, status_web: &str) -> Value {
 async fn spawn(db: Db) -> Tester {
     Tester::builder()
         .db(db)
+        // Intake only: every group waits an hour, so nothing is posted during it.
+        .alerts(|a| {
+            a.group_wait_secs = 3_600;
+            a.routes.push(RouteConfig {
+                severity: Some(Severity::P4),
+                ..Default::default()
+            });
+        })
         .intake(|i| {
             i.alertmanager_token = Secret::new(AM_TOKEN);
             i.grafana_token = Secret::new(GRAFANA_TOKEN);
@@ -203,4 +217,174 @@ async fn intake_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_on_postgres() {
     intake(Db::Postgres).await;
+}
+
+const GENERIC_TOKEN: &str = "generic-token";
+const ON_CALL: u64 = 1005;
+
+async fn delivering(db: Db) -> Tester {
+    Tester::builder()
+        .db(db)
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .incidents(|c| c.on_call_role = Some(ON_CALL))
+        .alerts(|a| {
+            a.group_wait_secs = 1;
+            a.group_interval_secs = 1;
+            a.routes.push(RouteConfig {
+                matchers: [("team".to_string(), "payments".to_string())]
+                    .into_iter()
+                    .collect(),
+                severity: Some(Severity::P1),
+                page: true,
+                ..Default::default()
+            });
+        })
+        .spawn()
+        .await
+}
+
+fn alert(name: &str, instance: &str, status: &str, summary: &str) -> Value {
+    json!({"name": name, "status": status, "service": "api", "severity": "warning",
+           "summary": summary, "labels": {"instance": instance}})
+}
+
+async fn send(t: &Tester, alerts: Vec<Value>) {
+    let (status, reply, _) = post(
+        t,
+        "generic",
+        Some(GENERIC_TOKEN),
+        serde_json::to_vec(&json!({ "alerts": alerts })).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+fn embeds_text(m: &MessageRecord) -> String {
+    m.text()
+}
+
+async fn grouped(db: Db) {
+    let t = delivering(db).await;
+    send(
+        &t,
+        (1..=3)
+            .map(|i| alert("HighLatency", &format!("api-{i}"), "firing", "p99 over 2 s"))
+            .collect(),
+    )
+    .await;
+    // One message for the group, after group_wait, quiet (P3).
+    let first = t.channel_message(ALERTS).await;
+    let text = embeds_text(&first);
+    assert!(
+        text.contains("🔥 P3 FIRING · HighLatency · api (3)"),
+        "{text}"
+    );
+    assert_eq!(text.matches("p99 over 2 s").count(), 3, "{text}");
+    assert_eq!(first.flags & 4096, 4096, "P3 does not buzz phones");
+    assert!(first.nonce.is_some(), "creates carry a nonce");
+
+    // A fourth alert of the group edits the same message.
+    send(
+        &t,
+        vec![alert("HighLatency", "api-4", "firing", "p99 over 2 s")],
+    )
+    .await;
+    let edit = t.channel_edit(ALERTS).await;
+    assert_eq!(edit.id, first.id, "edited in place");
+    assert!(embeds_text(&edit).contains("(4)"), "{}", embeds_text(&edit));
+
+    // All resolved: the same message says so.
+    send(
+        &t,
+        (1..=4)
+            .map(|i| {
+                alert(
+                    "HighLatency",
+                    &format!("api-{i}"),
+                    "resolved",
+                    "p99 over 2 s",
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let done = t.channel_edit(ALERTS).await;
+    assert_eq!(done.id, first.id);
+    assert!(
+        embeds_text(&done).contains("✅ RESOLVED · HighLatency · api (4)"),
+        "{}",
+        embeds_text(&done)
+    );
+
+    // A P1 route skips group_wait and pages the on-call role on its first message.
+    let sent = Instant::now();
+    send(
+        &t,
+        vec![
+            json!({"name": "CheckoutDown", "service": "checkout", "summary": "checkout 5xx at 80%",
+                    "labels": {"team": "payments"}}),
+        ],
+    )
+    .await;
+    let page = t.channel_message(ALERTS).await;
+    let waited = sent.elapsed();
+    assert!(waited < Duration::from_secs(1), "P1 took {waited:?}");
+    assert!(
+        page.text().starts_with(&format!("<@&{ON_CALL}>")),
+        "{}",
+        page.text()
+    );
+    assert!(
+        page.text()
+            .contains("🔥 P1 FIRING · CheckoutDown · checkout (1)"),
+        "{}",
+        page.text()
+    );
+    t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_grouped_and_edited_in_place_on_sqlite() {
+    grouped(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_grouped_and_edited_in_place_on_postgres() {
+    grouped(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx() {
+    let t = delivering(Db::Sqlite).await;
+    // Discord fails the first create: the outbox retries it, with the same nonce.
+    t.fake.inject(FaultRule::Status {
+        path_contains: format!("/channels/{ALERTS}/messages"),
+        status: 502,
+        times: 1,
+    });
+    let long = "a long summary of what is wrong with this instance ".repeat(6);
+    send(
+        &t,
+        (0..150)
+            .map(|i| alert("DiskFull", &format!("db-{i:03}"), "firing", &long))
+            .collect(),
+    )
+    .await;
+    let mut messages = Vec::new();
+    let mut lines = 0;
+    while lines < 150 {
+        let m = t.channel_message(ALERTS).await;
+        lines += m.text().matches("🔴").count();
+        messages.push(m);
+    }
+    assert_eq!(lines, 150, "every alert shown once");
+    // About 350 characters a line: 150 lines need at least 9 messages of 6,000.
+    assert!(messages.len() <= 12, "{} messages", messages.len());
+    let ids: std::collections::HashSet<u64> = messages.iter().map(|m| m.id).collect();
+    assert_eq!(ids.len(), messages.len(), "no duplicates");
+    assert!(messages[0]
+        .text()
+        .contains("🔥 P3 FIRING · DiskFull · api (150)"));
+    // finish() fails on any Discord limit broken (400s) or 429.
+    t.finish().await;
 }

@@ -976,7 +976,9 @@ async fn a_viewer_is_denied_and_bad_input_is_a_private_error() {
     let r = callback(&t, click.id).await;
     assert!(r.message.ephemeral());
     assert!(
-        r.message.text().contains("needs the operator level; you have viewer"),
+        r.message
+            .text()
+            .contains("needs the operator level; you have viewer"),
         "{}",
         r.message.text()
     );

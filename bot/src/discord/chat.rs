@@ -65,6 +65,9 @@ impl ChatSink for DiscordChat {
         if message.silent {
             b = b.flags(MessageFlags::SUPPRESS_NOTIFICATIONS);
         }
+        if let Some(n) = message.nonce {
+            b = b.nonce(serenity::Nonce::String(n)).enforce_nonce(true);
+        }
         ChannelId::new(channel_id)
             .send_message(&self.http, b)
             .await

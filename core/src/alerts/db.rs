@@ -2,7 +2,9 @@
 
 use sqlx::Row;
 
+use super::route::Router;
 use super::{Alert, AlertStatus};
+use crate::incidents::Severity;
 use crate::store::{Store, StoreError};
 
 /// What one notification did to the stored alerts.
@@ -20,7 +22,13 @@ pub struct Ingested {
 
 /// Stores a whole notification in one transaction: either every alert of it is
 /// recorded, or none is (and the sender, getting no 2xx, retries).
-pub async fn ingest(store: &Store, alerts: &[Alert], now_ms: i64) -> Result<Ingested, StoreError> {
+pub async fn ingest(
+    store: &Store,
+    router: &Router,
+    default_channel: Option<u64>,
+    alerts: &[Alert],
+    now_ms: i64,
+) -> Result<Ingested, StoreError> {
     let mut out = Ingested::default();
     let mut tx = store.begin_write().await?;
     for a in alerts {
@@ -35,13 +43,29 @@ pub async fn ingest(store: &Store, alerts: &[Alert], now_ms: i64) -> Result<Inge
                 .map(|r| r.try_get::<String, _>("status"))
                 .transpose()?;
         let before = before.as_deref().and_then(AlertStatus::parse);
-        match (before, a.status) {
-            (Some(b), s) if b == s => out.duplicates += 1,
-            (None, AlertStatus::Resolved) => out.unknown_resolved += 1,
-            (_, AlertStatus::Firing) => out.firing += 1,
-            (Some(AlertStatus::Firing), AlertStatus::Resolved) => out.resolved += 1,
-            (Some(AlertStatus::Resolved), AlertStatus::Resolved) => out.duplicates += 1,
-        }
+        // Only a change is news: a duplicate does not make its group's message due.
+        let news = match (before, a.status) {
+            (Some(b), s) if b == s => {
+                out.duplicates += 1;
+                false
+            }
+            (None, AlertStatus::Resolved) => {
+                out.unknown_resolved += 1;
+                false
+            }
+            (_, AlertStatus::Firing) => {
+                out.firing += 1;
+                true
+            }
+            (Some(AlertStatus::Firing), AlertStatus::Resolved) => {
+                out.resolved += 1;
+                true
+            }
+            (Some(AlertStatus::Resolved), AlertStatus::Resolved) => {
+                out.duplicates += 1;
+                false
+            }
+        };
         let resolved_ms = (a.status == AlertStatus::Resolved).then_some(now_ms);
         sqlx::query(
             "INSERT INTO alerts (source, fingerprint, status, name, severity, service, labels, \
@@ -72,9 +96,105 @@ pub async fn ingest(store: &Store, alerts: &[Alert], now_ms: i64) -> Result<Inge
         .bind(resolved_ms)
         .execute(&mut *tx)
         .await?;
+        if news {
+            let routed = router.route(a);
+            if let Some(channel) = routed.channel.or(default_channel) {
+                let (key, title) = router.group(a, &routed);
+                let group =
+                    join_group(&mut tx, router, &key, &title, channel, &routed, a, now_ms).await?;
+                sqlx::query(
+                    "UPDATE alerts SET group_id = $1 WHERE source = $2 AND fingerprint = $3",
+                )
+                .bind(group)
+                .bind(a.source.as_str())
+                .bind(&a.fingerprint)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
     }
     tx.commit().await?;
     Ok(out)
+}
+
+/// Puts an alert's change into its group and makes the group due: a new group after
+/// `group_wait`, an existing one no sooner than `group_interval` after its last
+/// message; P1 at once.
+#[allow(clippy::too_many_arguments)]
+async fn join_group(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    router: &Router,
+    key: &str,
+    title: &str,
+    channel: u64,
+    routed: &super::route::Routed,
+    a: &Alert,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let cfg = &router.config;
+    let p1 = routed.severity == Severity::P1;
+    let row = sqlx::query(
+        "SELECT id, status, due_ms, last_sent_ms FROM alert_groups WHERE group_key = $1",
+    )
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        let due = if p1 {
+            now_ms
+        } else {
+            now_ms + cfg.group_wait_secs as i64 * 1_000
+        };
+        let id: i64 = sqlx::query(
+            "INSERT INTO alert_groups (group_key, channel_id, severity, page, title, status, \
+             created_ms, updated_ms, due_ms) VALUES ($1, $2, $3, $4, $5, 'firing', $6, $7, $8) \
+             RETURNING id",
+        )
+        .bind(key)
+        .bind(channel as i64)
+        .bind(routed.severity.as_str())
+        .bind(i64::from(routed.page))
+        .bind(title)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(due)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?;
+        return Ok(id);
+    };
+    let id: i64 = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let due: Option<i64> = row.try_get("due_ms")?;
+    let last: Option<i64> = row.try_get("last_sent_ms")?;
+    let refiring = status == "resolved" && a.status == AlertStatus::Firing;
+    let next = match (due, last) {
+        _ if p1 || refiring => now_ms,
+        (Some(d), _) => d,
+        (None, Some(l)) => (l + cfg.group_interval_secs as i64 * 1_000).max(now_ms),
+        (None, None) => now_ms,
+    };
+    if refiring {
+        // Back after resolving: a new message (with new nonces), not an edit of the
+        // old, resolved one.
+        sqlx::query(
+            "UPDATE alert_groups SET status = 'firing', updated_ms = $1, due_ms = $2, \
+             message_ids = '', generation = generation + 1 WHERE id = $3",
+        )
+        .bind(now_ms)
+        .bind(next)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        sqlx::query("UPDATE alert_groups SET updated_ms = $1, due_ms = $2 WHERE id = $3")
+            .bind(now_ms)
+            .bind(next)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(id)
 }
 
 /// A stored alert, as `/alerts list` and the grouper read it.

@@ -2,7 +2,9 @@
 //! scripts), how it is stored and deduplicated. Grouping and delivery build on this.
 
 pub mod db;
+pub mod deliver;
 pub mod parse;
+pub mod route;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,0 +1,522 @@
+//! From stored alerts to Discord: the grouper renders each due group into messages
+//! that fit Discord's limits and queues them in the outbox; the sender delivers the
+//! outbox, one channel at a time in order, editing a group's messages in place.
+//!
+//! Everything is in the database before it is sent, so a crash loses nothing; a
+//! create carries a nonce Discord enforces, so a resend never shows a duplicate.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::Row;
+use tracing::{info, warn};
+
+use crate::app::App;
+use crate::chat::{self, limits, ChatError, ChatMessage, Embed};
+use crate::incidents::{hhmm, Severity};
+use crate::store::{Store, StoreError};
+
+/// Lines of one group shown before the rest is summarised.
+pub const SHOWN_PER_GROUP: usize = 200;
+/// What a message's embeds may hold together, with room for titles and footers.
+const MESSAGE_BUDGET: usize = limits::EMBED_TOTAL - 100;
+
+struct Line {
+    firing: bool,
+    text: String,
+}
+
+fn color(severity: Severity, firing: bool) -> u32 {
+    match (firing, severity) {
+        (false, _) => chat::GREEN,
+        (true, Severity::P1 | Severity::P2) => chat::RED,
+        (true, _) => chat::YELLOW,
+    }
+}
+
+/// A group's messages: the first with the title, the rest continuing it; every one
+/// within Discord's embed and message limits.
+fn render(
+    title: &str,
+    severity: Severity,
+    lines: &[Line],
+    hidden: usize,
+    ping: Option<u64>,
+) -> Vec<ChatMessage> {
+    let firing = lines.iter().filter(|l| l.firing).count();
+    let resolved = lines.len() - firing;
+    let head = if firing > 0 {
+        format!(
+            "🔥 {severity} FIRING · {} ({firing}{})",
+            chat::neutralize(title),
+            if resolved > 0 {
+                format!(", {resolved} resolved")
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        format!("✅ RESOLVED · {} ({resolved})", chat::neutralize(title))
+    };
+    let mut all: Vec<String> = lines.iter().map(|l| chat::truncate(&l.text, 500)).collect();
+    if hidden > 0 {
+        all.push(format!(
+            "… and {hidden} more: `/alerts list` shows them all"
+        ));
+    }
+    // Fill each message up to Discord's 6,000 characters across up to 10 embeds (each
+    // description at most 4,096): as few messages, and so requests, as the limits
+    // allow.
+    let title_len = chat::chars(&head);
+    let mut messages: Vec<Vec<String>> = vec![Vec::new()];
+    let mut current = String::new();
+    let mut used = title_len; // characters the current message holds already
+    for l in all {
+        let room = limits::EMBED_DESCRIPTION.min(MESSAGE_BUDGET.saturating_sub(used));
+        let need = chat::chars(&l) + usize::from(!current.is_empty());
+        if need > room.saturating_sub(chat::chars(&current)) {
+            if !current.is_empty() {
+                used += chat::chars(&current);
+                if let Some(m) = messages.last_mut() {
+                    m.push(std::mem::take(&mut current));
+                }
+            }
+            let full = messages.last().is_some_and(|m| m.len() >= limits::EMBEDS);
+            let left = MESSAGE_BUDGET.saturating_sub(used);
+            if full || left < chat::chars(&l) + 1 {
+                messages.push(Vec::new());
+                used = 0;
+            }
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(&l);
+    }
+    if let Some(m) = messages.last_mut() {
+        if !current.is_empty() || m.is_empty() {
+            m.push(current);
+        }
+    }
+    let total: usize = messages.iter().map(Vec::len).sum();
+    let mut index = 0;
+    let messages: Vec<Vec<Embed>> = messages
+        .into_iter()
+        .map(|descriptions| {
+            descriptions
+                .into_iter()
+                .map(|d| {
+                    index += 1;
+                    Embed {
+                        title: if index == 1 {
+                            head.clone()
+                        } else {
+                            String::new()
+                        },
+                        description: d,
+                        color: color(severity, firing > 0),
+                        // Short, and counted in the budget's margin.
+                        footer: if total > 1 && index == total {
+                            format!("{total} parts")
+                        } else {
+                            String::new()
+                        },
+                        ..Default::default()
+                    }
+                    .fit()
+                })
+                .collect()
+        })
+        .collect();
+    messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, embeds)| {
+            let mut m = ChatMessage {
+                embeds,
+                // Low severities inform without waking phones.
+                silent: matches!(severity, Severity::P3 | Severity::P4),
+                ..Default::default()
+            };
+            if let (0, Some(role), true) = (i, ping, firing > 0) {
+                m.content = format!("<@&{role}>");
+                m.ping_roles.push(role);
+            }
+            m
+        })
+        .collect()
+}
+
+/// Renders every due group into the outbox. Returns how many groups it rendered.
+pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
+    let store = &app.store;
+    let due = sqlx::query(
+        "SELECT id, channel_id, severity, page, title, message_ids, generation FROM alert_groups \
+         WHERE due_ms IS NOT NULL AND due_ms <= $1 ORDER BY severity, due_ms, id LIMIT 200",
+    )
+    .bind(now_ms)
+    .fetch_all(store.pool())
+    .await?;
+    let mut n = 0;
+    for g in &due {
+        let id: i64 = g.try_get("id")?;
+        let severity: String = g.try_get("severity")?;
+        let severity: Severity = severity.parse().unwrap_or(Severity::P3);
+        let page: i64 = g.try_get("page")?;
+        let title: String = g.try_get("title")?;
+        let channel: i64 = g.try_get("channel_id")?;
+        let ids: String = g.try_get("message_ids")?;
+        let generation: i64 = g.try_get("generation")?;
+        let alerts = sqlx::query(
+            "SELECT status, service, name, annotations, labels, first_seen_ms, resolved_ms \
+             FROM alerts WHERE group_id = $1 ORDER BY status, first_seen_ms, id",
+        )
+        .bind(id)
+        .fetch_all(store.pool())
+        .await?;
+        let mut lines = Vec::new();
+        for a in &alerts {
+            let status: String = a.try_get("status")?;
+            let firing = status == "firing";
+            let ann: BTreeMap<String, String> =
+                serde_json::from_str(&a.try_get::<String, _>("annotations")?).unwrap_or_default();
+            let labels: BTreeMap<String, String> =
+                serde_json::from_str(&a.try_get::<String, _>("labels")?).unwrap_or_default();
+            let name: String = a.try_get("name")?;
+            let summary = ["summary", "description", "message"]
+                .iter()
+                .find_map(|k| ann.get(*k).filter(|v| !v.is_empty()).cloned())
+                .unwrap_or_else(|| name.clone());
+            let service: String = a.try_get("service")?;
+            let who = if !service.is_empty() {
+                service
+            } else {
+                labels
+                    .get("instance")
+                    .or_else(|| labels.get("host"))
+                    .cloned()
+                    .unwrap_or(name)
+            };
+            let first: i64 = a.try_get("first_seen_ms")?;
+            let resolved: Option<i64> = a.try_get("resolved_ms")?;
+            let text = if firing {
+                format!(
+                    "🔴 **{}** {} · since {}",
+                    chat::neutralize(&who),
+                    chat::neutralize(&summary),
+                    hhmm(first)
+                )
+            } else {
+                format!(
+                    "✅ **{}** {} · resolved {}",
+                    chat::neutralize(&who),
+                    chat::neutralize(&summary),
+                    resolved.map(hhmm).unwrap_or_default()
+                )
+            };
+            lines.push(Line { firing, text });
+        }
+        let hidden = lines.len().saturating_sub(SHOWN_PER_GROUP);
+        lines.truncate(SHOWN_PER_GROUP);
+        let any_firing = lines.iter().any(|l| l.firing) || hidden > 0;
+        let ping = (page != 0).then_some(app.incidents.on_call_role).flatten();
+        let mut messages = render(&title, severity, &lines, hidden, ping);
+        // Messages the group had beyond what it needs now: say so, rather than
+        // leave stale alerts on screen.
+        let had = ids.split(',').filter(|s| !s.is_empty()).count();
+        for _ in messages.len()..had {
+            messages.push(ChatMessage::text("⤴️ Merged into the message above."));
+        }
+        let mut tx = store.begin_write().await?;
+        for (part, m) in messages.iter().enumerate() {
+            let mut m = m.clone();
+            m.nonce = Some(chat::truncate(&format!("k{id}g{generation}p{part}"), 25));
+            sqlx::query(
+                "INSERT INTO outbox (group_id, part, channel_id, body, nonce, priority, \
+                 created_ms, next_try_ms, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending')",
+            )
+            .bind(id)
+            .bind(part as i64)
+            .bind(channel)
+            .bind(serde_json::to_string(&m).unwrap_or_default())
+            .bind(m.nonce.clone().unwrap_or_default())
+            .bind(severity_rank(severity))
+            .bind(now_ms)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE alert_groups SET due_ms = NULL, last_sent_ms = $1, status = $2 WHERE id = $3",
+        )
+        .bind(now_ms)
+        .bind(if any_firing { "firing" } else { "resolved" })
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn severity_rank(s: Severity) -> i64 {
+    match s {
+        Severity::P1 => 1,
+        Severity::P2 => 2,
+        Severity::P3 => 3,
+        Severity::P4 => 4,
+    }
+}
+
+struct Pending {
+    id: i64,
+    group_id: i64,
+    part: i64,
+    channel: u64,
+    body: String,
+    attempts: i64,
+}
+
+async fn mark(
+    store: &Store,
+    id: i64,
+    state: &str,
+    detail: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE outbox SET state = $1, detail = $2, sent_ms = $3 WHERE id = $4")
+        .bind(state)
+        .bind(detail)
+        .bind(now_ms)
+        .bind(id)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}
+
+/// What one pass of the sender did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: usize,
+    pub superseded: usize,
+    pub retrying: usize,
+    pub parked: usize,
+}
+
+/// Sends what the outbox holds: only the newest body of each message (older ones are
+/// superseded, never sent), channels side by side, each channel in order.
+pub async fn deliver(app: &App, now_ms: i64) -> Result<Delivered, StoreError> {
+    let store = &app.store;
+    let rows = sqlx::query(
+        "SELECT id, group_id, part, channel_id, body, attempts FROM outbox \
+         WHERE state = 'pending' AND next_try_ms <= $1 ORDER BY priority, id LIMIT 500",
+    )
+    .bind(now_ms)
+    .fetch_all(store.pool())
+    .await?;
+    let mut pending = Vec::with_capacity(rows.len());
+    for r in &rows {
+        pending.push(Pending {
+            id: r.try_get("id")?,
+            group_id: r.try_get("group_id")?,
+            part: r.try_get("part")?,
+            channel: r.try_get::<i64, _>("channel_id")? as u64,
+            body: r.try_get("body")?,
+            attempts: r.try_get("attempts")?,
+        });
+    }
+    let mut out = Delivered::default();
+    let newest: HashMap<(i64, i64), i64> = pending.iter().fold(HashMap::new(), |mut m, p| {
+        let e = m.entry((p.group_id, p.part)).or_insert(p.id);
+        *e = (*e).max(p.id);
+        m
+    });
+    let mut by_channel: BTreeMap<u64, Vec<Pending>> = BTreeMap::new();
+    for p in pending {
+        if newest.get(&(p.group_id, p.part)) != Some(&p.id) {
+            mark(store, p.id, "superseded", "", now_ms).await?;
+            out.superseded += 1;
+            continue;
+        }
+        by_channel.entry(p.channel).or_default().push(p);
+    }
+    let results = futures::future::join_all(
+        by_channel
+            .into_values()
+            .map(|rows| deliver_channel(app, rows, now_ms)),
+    )
+    .await;
+    for r in results {
+        let d = r?;
+        out.sent += d.sent;
+        out.retrying += d.retrying;
+        out.parked += d.parked;
+    }
+    Ok(out)
+}
+
+async fn deliver_channel(
+    app: &App,
+    rows: Vec<Pending>,
+    now_ms: i64,
+) -> Result<Delivered, StoreError> {
+    let store = &app.store;
+    let mut out = Delivered::default();
+    for p in rows {
+        let message: ChatMessage = match serde_json::from_str(&p.body) {
+            Ok(m) => m,
+            Err(e) => {
+                mark(
+                    store,
+                    p.id,
+                    "parked",
+                    &format!("unreadable body: {e}"),
+                    now_ms,
+                )
+                .await?;
+                out.parked += 1;
+                continue;
+            }
+        };
+        let ids: String = sqlx::query("SELECT message_ids FROM alert_groups WHERE id = $1")
+            .bind(p.group_id)
+            .fetch_optional(store.pool())
+            .await?
+            .map(|r| r.try_get::<String, _>("message_ids"))
+            .transpose()?
+            .unwrap_or_default();
+        let ids: Vec<u64> = ids.split(',').filter_map(|s| s.parse().ok()).collect();
+        let part = p.part as usize;
+        if part > ids.len() {
+            // An earlier part is not created yet: this one waits for it.
+            continue;
+        }
+        let result = match ids.get(part) {
+            Some(existing) => app
+                .chat
+                .edit(p.channel, *existing, message)
+                .await
+                .map(|_| None),
+            None => app.chat.send(p.channel, message).await.map(Some),
+        };
+        match result {
+            Ok(created) => {
+                let mut tx = store.begin_write().await?;
+                if let Some(new_id) = created {
+                    let mut ids = ids.clone();
+                    ids.push(new_id);
+                    let joined: Vec<String> = ids.iter().map(u64::to_string).collect();
+                    sqlx::query("UPDATE alert_groups SET message_ids = $1 WHERE id = $2")
+                        .bind(joined.join(","))
+                        .bind(p.group_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query("UPDATE outbox SET state = 'sent', sent_ms = $1 WHERE id = $2")
+                    .bind(now_ms)
+                    .bind(p.id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                out.sent += 1;
+            }
+            Err(ChatError::UnknownChannel) => {
+                // The channel is gone or hidden: park its messages and say so; the rest
+                // of this channel's queue would only fail the same way.
+                warn!(
+                    channel = p.channel,
+                    "alert channel unknown to Discord; its messages are parked"
+                );
+                sqlx::query(
+                    "UPDATE outbox SET state = 'parked', detail = 'unknown channel' \
+                     WHERE channel_id = $1 AND state = 'pending'",
+                )
+                .bind(p.channel as i64)
+                .execute(store.pool())
+                .await?;
+                out.parked += 1;
+                break;
+            }
+            Err(ChatError::Rejected(why)) => {
+                warn!(channel = p.channel, outbox = p.id, %why, "Discord refused an alert message; parked");
+                mark(store, p.id, "parked", &why, now_ms).await?;
+                out.parked += 1;
+            }
+            Err(ChatError::Unavailable(why)) => {
+                // Backs off 1 s, 2 s, 4 s ... up to a minute; order in the channel is kept
+                // by stopping here.
+                let wait = 1_000_i64 << p.attempts.clamp(0, 6);
+                sqlx::query(
+                    "UPDATE outbox SET attempts = attempts + 1, next_try_ms = $1, detail = $2 WHERE id = $3",
+                )
+                .bind(now_ms + wait.min(60_000))
+                .bind(chat::truncate(&why, 300))
+                .bind(p.id)
+                .execute(store.pool())
+                .await?;
+                info!(channel = p.channel, outbox = p.id, %why, "alert message will be retried");
+                out.retrying += 1;
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(n: usize, len: usize) -> Vec<Line> {
+        (0..n)
+            .map(|i| Line {
+                firing: i % 3 != 1,
+                text: format!("{i} {}", "x".repeat(len)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_message_fits_discord() {
+        for (n, len) in [(1, 10), (40, 100), (200, 400), (200, 3000)] {
+            let msgs = render(
+                "HighLatency · api",
+                Severity::P2,
+                &lines(n, len),
+                0,
+                Some(7),
+            );
+            for m in &msgs {
+                assert!(m.embeds.len() <= limits::EMBEDS);
+                let total: usize = m.embeds.iter().map(Embed::size).sum();
+                assert!(total <= limits::EMBED_TOTAL, "{n}x{len}: {total}");
+                assert!(m
+                    .embeds
+                    .iter()
+                    .all(|e| chat::chars(&e.description) <= limits::EMBED_DESCRIPTION));
+            }
+            let shown: usize = msgs
+                .iter()
+                .flat_map(|m| &m.embeds)
+                .map(|e| e.description.lines().count())
+                .sum();
+            assert_eq!(shown, n, "every line shown once");
+            assert_eq!(msgs[0].ping_roles, [7], "only the first message pages");
+            assert!(msgs.iter().skip(1).all(|m| m.ping_roles.is_empty()));
+        }
+    }
+
+    #[test]
+    fn packing_is_close_to_the_minimum() {
+        let ls = lines(200, 400);
+        let chars: usize = ls.iter().map(|l| chat::chars(&l.text) + 1).sum();
+        let msgs = render("t", Severity::P3, &ls, 0, None);
+        let minimum = chars.div_ceil(limits::EMBED_TOTAL);
+        assert!(
+            msgs.len() as f64 <= minimum as f64 * 1.25 + 1.0,
+            "{} messages for a minimum of {minimum}",
+            msgs.len()
+        );
+        assert!(msgs.iter().all(|m| m.silent), "P3 does not buzz phones");
+    }
+}
