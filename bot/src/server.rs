@@ -181,6 +181,11 @@ async fn receive_alerts(
     );
     match tokio::time::timeout(STORE_WITHIN, store).await {
         Ok(Ok(done)) => {
+            let changed: Vec<&alerts::Alert> =
+                done.changed.iter().filter_map(|i| parsed.get(*i)).collect();
+            if let Err(e) = klaxon_core::incidents::record_alerts(&s.app, &changed).await {
+                warn!(error = %e, "alerts not linked to incident timelines");
+            }
             m.inc(
                 "klaxon_alert_intake_total",
                 &[("source", &source), ("result", "stored")],

@@ -157,6 +157,9 @@ async fn p1_life(db: Db) {
             r.stop_timeout_secs = 1;
             r.health_timeout_secs = 20;
         })
+        .intake(|i| i.generic_token = klaxon::config::Secret::new("alerts-token"))
+        // The alert below goes to the timeline; its channel message is not this test's.
+        .alerts(|a| a.group_wait_secs = 3_600)
         .spawn()
         .await;
 
@@ -270,6 +273,26 @@ async fn p1_life(db: Db) {
         "{u}"
     );
     assert!(pinged_roles(&update).is_empty(), "updates do not page");
+
+    // An alert for the service joins the timeline.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/alerts/generic", t.bot().http_addr))
+        .bearer_auth("alerts-token")
+        .json(
+            &serde_json::json!({"name": "HighErrorRate", "service": "api",
+                                  "summary": "5xx at 40%"}),
+        )
+        .send()
+        .await
+        .expect("intake");
+    assert_eq!(r.status().as_u16(), 200);
+    timeline_until(&t, 1, "the linked alert", |e| {
+        e.iter().any(|e| {
+            e.kind == EntryKind::Alert
+                && e.text == "Alert HighErrorRate firing (generic): 5xx at 40%"
+        })
+    })
+    .await;
 
     // The rollback the team runs lands in the timeline with its outcome.
     let plan = t
@@ -554,6 +577,7 @@ async fn p1_life(db: Db) {
         "message · responder-member: Error rate back to 0.05% after the rollback (edited)",
         "~~DB failover started~~ (message deleted)",
         "note · responder-member: Status page updated for customers",
+        "alert · Klaxon: Alert HighErrorRate firing (generic): 5xx at 40%",
         "role · responder-member: bob is now comms",
         "resolved · responder-member: Resolved after",
     ] {

@@ -8,7 +8,7 @@ use crate::incidents::Severity;
 use crate::store::{Store, StoreError};
 
 /// What one notification did to the stored alerts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Ingested {
     /// Firing alerts seen for the first time (or firing again after resolving).
     pub firing: usize,
@@ -18,6 +18,9 @@ pub struct Ingested {
     pub duplicates: usize,
     /// Resolved notifications for alerts Klaxon never saw firing.
     pub unknown_resolved: usize,
+    /// Positions (in the notification) of the alerts whose status changed.
+    #[serde(skip)]
+    pub changed: Vec<usize>,
 }
 
 /// Stores a whole notification in one transaction: either every alert of it is
@@ -31,7 +34,7 @@ pub async fn ingest(
 ) -> Result<Ingested, StoreError> {
     let mut out = Ingested::default();
     let mut tx = store.begin_write().await?;
-    for a in alerts {
+    for (position, a) in alerts.iter().enumerate() {
         let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
         let annotations = serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into());
         let before =
@@ -97,6 +100,7 @@ pub async fn ingest(
         .execute(&mut *tx)
         .await?;
         if news {
+            out.changed.push(position);
             let routed = router.route(a);
             if let Some(channel) = routed.channel.or(default_channel) {
                 let (key, title) = router.group(a, &routed);

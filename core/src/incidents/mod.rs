@@ -959,6 +959,40 @@ pub async fn record_command(app: &App, e: &AuditEntry) -> Result<(), StoreError>
 /// of a whole ack target later.
 const REMINDER_RETRY_MS: i64 = 60_000;
 
+/// Alerts that fired or resolved for a service with an open incident join that
+/// incident's timeline.
+pub async fn record_alerts(app: &App, alerts: &[&crate::alerts::Alert]) -> Result<(), StoreError> {
+    for a in alerts {
+        let Some(service) = a.label("service") else {
+            continue;
+        };
+        let Ok(svc) = app.service(service) else {
+            continue;
+        };
+        for i in db::open_for_service(&app.store, &svc.name).await? {
+            let text = format!(
+                "Alert {} {} ({}): {}",
+                a.name(),
+                a.status.as_str(),
+                a.source.as_str(),
+                a.summary()
+            );
+            db::add_entry(
+                &app.store,
+                i.id,
+                &NewEntry::new(
+                    EntryKind::Alert,
+                    app.clock.now_ms(),
+                    &Who::klaxon(),
+                    chat::truncate(&text, 1_000),
+                ),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// One pass of the reminder worker: re-page unacknowledged incidents and nudge
 /// commanders who owe an update. Safe on several replicas at once: each reminder is
 /// claimed in the database (its due time moved on) before it is sent. A message that
