@@ -38,6 +38,28 @@ pub enum Command {
     Migrate(ConfigArg),
     /// Write an incident's post-mortem (Markdown) from its timeline, to stdout or a file.
     Postmortem(PostmortemArgs),
+    /// Alert tools.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCommand {
+    /// Show which route a payload matches and the exact messages it would post
+    /// (like `amtool config routes test`); sends nothing.
+    Test(AlertsTestArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AlertsTestArgs {
+    /// A webhook body: Alertmanager, Grafana or Klaxon's generic JSON.
+    pub payload: PathBuf,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The payload's format (default: from its `version`: 4 Alertmanager, 1 Grafana,
+    /// else generic).
+    #[arg(long, value_parser = ["alertmanager", "grafana", "generic"])]
+    pub source: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,6 +116,7 @@ pub fn main() -> ExitCode {
             Command::CheckConfig(a) => check_config(&a.config).await,
             Command::Migrate(a) => migrate(&a.config).await,
             Command::Postmortem(a) => postmortem(&a).await,
+            Command::Alerts(AlertsCommand::Test(a)) => alerts_test(&a),
             Command::Run(a) => match load(&a.config) {
                 Some(config) => match crate::run::run(config).await {
                     Ok(()) => ExitCode::SUCCESS,
@@ -171,6 +194,94 @@ fn sqlite_dir_problem(url: &str) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+fn alerts_test(args: &AlertsTestArgs) -> ExitCode {
+    use klaxon_core::alerts::{deliver, parse, route::Router};
+    let path = &args.config.config;
+    let config = match Config::load_offline(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprint!("klaxon: {}: {errs}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let body = match std::fs::read(&args.payload) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("klaxon: cannot read {}: {e}", args.payload.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let source = args.source.clone().unwrap_or_else(|| {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match v.get("version").and_then(|v| v.as_str()) {
+            Some("4") => "alertmanager".into(),
+            Some("1") => "grafana".into(),
+            _ => "generic".into(),
+        }
+    });
+    let parsed = match source.as_str() {
+        "alertmanager" => parse::alertmanager(&body),
+        "grafana" => parse::grafana(&body),
+        _ => parse::generic(&body),
+    };
+    let alerts = match parsed {
+        Ok(a) => a,
+        Err(e) => {
+            // What the intake would answer: 400 with this reason.
+            eprintln!("klaxon: the intake would refuse this {source} payload (400): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let router = match Router::new(&config.alerts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("klaxon: {}", e.join("; "));
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let previews = deliver::preview(
+        &router,
+        config.channels.alerts,
+        config.incidents.on_call_role,
+        &alerts,
+        now,
+    );
+    println!(
+        "{} {source} alert(s) in {} group(s)",
+        alerts.len(),
+        previews.len()
+    );
+    for p in previews {
+        let route = match p.route {
+            Some(i) => format!("route #{i} ([[alerts.routes]] number {})", i + 1),
+            None => "no route matched: the default (channels.alerts, severity label)".into(),
+        };
+        let channel = p.channel.map_or_else(
+            || "nowhere (no channel: set channels.alerts)".to_string(),
+            |c| c.to_string(),
+        );
+        println!(
+            "\ngroup {}\n  {route}\n  channel {channel} · {} · {}",
+            p.group_key,
+            p.severity,
+            if p.page {
+                "pages the on-call role"
+            } else {
+                "no page"
+            }
+        );
+        for (i, m) in p.messages.iter().enumerate() {
+            println!("  message {} of {}:", i + 1, p.messages.len());
+            let json = serde_json::to_string_pretty(m).unwrap_or_default();
+            for l in json.lines() {
+                println!("    {l}");
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn postmortem(args: &PostmortemArgs) -> ExitCode {

@@ -215,3 +215,66 @@ async fn postmortem_from_a_shell_needs_no_token() {
     assert_eq!(code, 1);
     assert!(stderr.contains("is not an incident id"), "{stderr}");
 }
+
+#[test]
+fn alerts_test_shows_the_route_and_the_message_without_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        r#"
+[discord]
+guild_id = 123
+[channels]
+alerts = 111
+[incidents]
+on_call_role = 1005
+[[alerts.routes]]
+match = { team = "payments" }
+channel = 900
+severity = "P1"
+page = true
+"#,
+    );
+    let payload = dir.path().join("am.json");
+    std::fs::write(
+        &payload,
+        r#"{"version": "4", "status": "firing", "receiver": "k", "groupKey": "g",
+            "alerts": [
+              {"status": "firing", "labels": {"alertname": "CheckoutDown", "service": "checkout", "team": "payments"},
+               "annotations": {"summary": "5xx at 80%"}, "startsAt": "2026-12-01T14:03:00Z", "fingerprint": "a1"},
+              {"status": "firing", "labels": {"alertname": "DiskFull", "instance": "db1", "severity": "warning"},
+               "annotations": {}, "startsAt": "2026-12-01T14:03:00Z", "fingerprint": "b2"}
+            ]}"#,
+    )
+    .unwrap();
+    let p = payload.display().to_string();
+    let (code, stdout, stderr) = klaxon(&["alerts", "test", &p, "--config", &path], None);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("2 alertmanager alert(s) in 2 group(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("route #0 ([[alerts.routes]] number 1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("channel 900 · P1 · pages the on-call role"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"content\": \"<@&1005>\""), "{stdout}");
+    assert!(
+        stdout.contains("🔥 P1 FIRING · CheckoutDown · checkout (1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no route matched: the default"), "{stdout}");
+    assert!(stdout.contains("channel 111 · P3 · no page"), "{stdout}");
+
+    std::fs::write(&payload, "[FIRING:1] CheckoutDown").unwrap();
+    let (code, _, stderr) = klaxon(&["alerts", "test", &p, "--config", &path], None);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("would refuse this generic payload (400)"),
+        "{stderr}"
+    );
+}

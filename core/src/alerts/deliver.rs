@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::Row;
 use tracing::{info, warn};
 
+use super::route::Router;
+use super::{Alert, AlertStatus, Source};
 use crate::app::App;
 use crate::chat::{self, limits, ChatError, ChatMessage, Embed};
 use crate::incidents::{hhmm, Severity};
@@ -146,6 +148,82 @@ fn render(
         .collect()
 }
 
+/// One alert's line: who, what, since when.
+fn line(a: &Alert, first_ms: i64, resolved_ms: Option<i64>) -> Line {
+    let who = ["service", "instance", "host"]
+        .iter()
+        .find_map(|k| a.label(k).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| a.name());
+    let (who, what) = (chat::neutralize(who), chat::neutralize(a.summary()));
+    match a.status {
+        AlertStatus::Firing => Line {
+            firing: true,
+            text: format!("🔴 **{who}** {what} · since {}", hhmm(first_ms)),
+        },
+        AlertStatus::Resolved => Line {
+            firing: false,
+            text: format!(
+                "✅ **{who}** {what} · resolved {}",
+                resolved_ms.map(hhmm).unwrap_or_default()
+            ),
+        },
+    }
+}
+
+/// What a notification would post, for `klaxon alerts test`: per group, the route
+/// that matched and the exact messages of a new group made of these alerts.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub route: Option<usize>,
+    pub channel: Option<u64>,
+    pub severity: Severity,
+    pub page: bool,
+    pub group_key: String,
+    pub messages: Vec<ChatMessage>,
+}
+
+pub fn preview(
+    router: &Router,
+    default_channel: Option<u64>,
+    on_call_role: Option<u64>,
+    alerts: &[Alert],
+    now_ms: i64,
+) -> Vec<Preview> {
+    let mut groups: Vec<(Preview, String, Vec<Line>)> = Vec::new();
+    for a in alerts {
+        let routed = router.route(a);
+        let (key, title) = router.group(a, &routed);
+        let l = line(a, a.starts_ms.unwrap_or(now_ms), Some(now_ms));
+        match groups.iter_mut().find(|(p, _, _)| p.group_key == key) {
+            Some((_, _, lines)) => lines.push(l),
+            None => groups.push((
+                Preview {
+                    route: routed.route,
+                    channel: routed.channel.or(default_channel),
+                    severity: routed.severity,
+                    page: routed.page,
+                    group_key: key,
+                    messages: Vec::new(),
+                },
+                title,
+                vec![l],
+            )),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(mut p, title, mut lines)| {
+            // Firing first, as the grouper orders them.
+            lines.sort_by_key(|l| !l.firing);
+            let hidden = lines.len().saturating_sub(SHOWN_PER_GROUP);
+            lines.truncate(SHOWN_PER_GROUP);
+            let ping = on_call_role.filter(|_| p.page);
+            p.messages = render(&title, p.severity, &lines, hidden, ping);
+            p
+        })
+        .collect()
+}
+
 /// Renders every due group into the outbox. Returns how many groups it rendered.
 pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
     let store = &app.store;
@@ -174,46 +252,25 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         .fetch_all(store.pool())
         .await?;
         let mut lines = Vec::new();
-        for a in &alerts {
-            let status: String = a.try_get("status")?;
-            let firing = status == "firing";
-            let ann: BTreeMap<String, String> =
-                serde_json::from_str(&a.try_get::<String, _>("annotations")?).unwrap_or_default();
-            let labels: BTreeMap<String, String> =
-                serde_json::from_str(&a.try_get::<String, _>("labels")?).unwrap_or_default();
-            let name: String = a.try_get("name")?;
-            let summary = ["summary", "description", "message"]
-                .iter()
-                .find_map(|k| ann.get(*k).filter(|v| !v.is_empty()).cloned())
-                .unwrap_or_else(|| name.clone());
-            let service: String = a.try_get("service")?;
-            let who = if !service.is_empty() {
-                service
-            } else {
-                labels
-                    .get("instance")
-                    .or_else(|| labels.get("host"))
-                    .cloned()
-                    .unwrap_or(name)
+        for r in &alerts {
+            let status: String = r.try_get("status")?;
+            let alert = Alert {
+                source: Source::Generic,
+                fingerprint: String::new(),
+                status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
+                labels: serde_json::from_str(&r.try_get::<String, _>("labels")?)
+                    .unwrap_or_default(),
+                annotations: serde_json::from_str(&r.try_get::<String, _>("annotations")?)
+                    .unwrap_or_default(),
+                starts_ms: None,
+                ends_ms: None,
+                url: None,
             };
-            let first: i64 = a.try_get("first_seen_ms")?;
-            let resolved: Option<i64> = a.try_get("resolved_ms")?;
-            let text = if firing {
-                format!(
-                    "🔴 **{}** {} · since {}",
-                    chat::neutralize(&who),
-                    chat::neutralize(&summary),
-                    hhmm(first)
-                )
-            } else {
-                format!(
-                    "✅ **{}** {} · resolved {}",
-                    chat::neutralize(&who),
-                    chat::neutralize(&summary),
-                    resolved.map(hhmm).unwrap_or_default()
-                )
-            };
-            lines.push(Line { firing, text });
+            lines.push(line(
+                &alert,
+                r.try_get("first_seen_ms")?,
+                r.try_get("resolved_ms")?,
+            ));
         }
         let hidden = lines.len().saturating_sub(SHOWN_PER_GROUP);
         lines.truncate(SHOWN_PER_GROUP);
