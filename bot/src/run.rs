@@ -307,6 +307,16 @@ async fn alert_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let now = app.clock.now_ms();
+        if let Err(e) = klaxon_core::alerts::db::release_silenced(
+            &app.store,
+            &app.alerts,
+            app.alerts_channel,
+            now,
+        )
+        .await
+        {
+            warn!(error = %e, "releasing silenced alerts failed; retrying");
+        }
         if let Err(e) = klaxon_core::alerts::deliver::flush_due(&app, now).await {
             warn!(error = %e, "alert grouping failed; retrying");
             continue;

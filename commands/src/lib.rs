@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use klaxon_core::permissions::Level;
 
+pub mod alerts;
 pub mod components;
 pub mod health;
 pub mod hooks;
@@ -62,7 +63,19 @@ pub fn all() -> Vec<Command> {
         leveled(rollback::restart(), Level::Operator),
         leveled(incident::incident(), Level::Responder),
         leveled(incident::add_to_timeline(), Level::Responder),
+        leveled(alerts_family(), Level::Viewer),
     ]
+}
+
+/// `/alerts`: anyone may look; silencing is for responders.
+fn alerts_family() -> Command {
+    let mut cmd = alerts::alerts();
+    for sub in &mut cmd.subcommands {
+        if sub.name != "list" {
+            sub.custom_data = Box::new(MinLevel(Level::Responder));
+        }
+    }
+    cmd
 }
 
 /// Every command and subcommand with its qualified name (`incident action add`),

@@ -22,7 +22,9 @@ CREATE TABLE alerts (
     -- How many notifications carried it (duplicates included).
     received      BIGINT  NOT NULL DEFAULT 1,
     -- The group (and so the Discord message) it is shown in.
-    group_id      BIGINT
+    group_id      BIGINT,
+    -- Set while a silence holds it back (`silence:<id>`): stored, counted, not posted.
+    held_by       TEXT
 );
 CREATE UNIQUE INDEX alerts_identity ON alerts (source, fingerprint);
 CREATE INDEX alerts_firing ON alerts (status, last_seen_ms);
@@ -76,3 +78,21 @@ CREATE TABLE outbox (
     detail        TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX outbox_pending ON outbox (state, priority, id);
+
+-- /alerts silence: matching alerts are held, not posted, until the silence ends.
+CREATE TABLE silences (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- JSON list of [label, op, value]; op is "=" (equal) or "=~" (anchored regex).
+    matchers      TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    created_by    TEXT    NOT NULL,
+    created_ms    BIGINT  NOT NULL,
+    ends_ms       BIGINT  NOT NULL,
+    -- Set when someone ended it early (/alerts unsilence).
+    ended_ms      BIGINT,
+    ended_by      TEXT,
+    -- Held alerts still firing were given back to their groups.
+    released      BIGINT  NOT NULL DEFAULT 0,
+    held          BIGINT  NOT NULL DEFAULT 0
+);
+CREATE INDEX silences_active ON silences (ends_ms);

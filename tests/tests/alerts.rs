@@ -388,3 +388,116 @@ async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx() {
     // finish() fails on any Discord limit broken (400s) or 429.
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_hold_alerts_back_until_they_end() {
+    use klaxon_core::permissions::Level;
+    let t = delivering(Db::Sqlite).await;
+    let quiet = t
+        .slash("alerts silence")
+        .opt("matcher", "service=api")
+        .opt("duration", "1h")
+        .opt("reason", "deploying the new index")
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await;
+    quiet.assert_contains("🔕 Silence #1: `service=api` until");
+
+    // The api alert is held (stored, counted, not posted); web's is posted.
+    let (_, reply, _) = post(
+        &t,
+        "generic",
+        Some(GENERIC_TOKEN),
+        serde_json::to_vec(&json!({"alerts": [
+            alert("HighLatency", "api-1", "firing", "p99 over 2 s"),
+            {"name": "HighLatency", "service": "web", "summary": "p99 over 3 s"}
+        ]}))
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(reply["stored"]["held"], 1, "{reply}");
+    let web = t.channel_message(ALERTS).await;
+    assert!(web.text().contains("HighLatency · web"), "{}", web.text());
+
+    let list = t
+        .slash("alerts list")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(list.ephemeral());
+    let text = list.text();
+    assert!(text.contains("2 firing"), "{text}");
+    assert!(
+        text.contains("🔕 **api** HighLatency · p99 over 2 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("🔴 **web** HighLatency · p99 over 3 s"),
+        "{text}"
+    );
+    assert!(text.contains("#1 `service=api` until"), "{text}");
+    assert!(text.contains("1 held · deploying the new index"), "{text}");
+
+    // Viewers look; responders silence. Bad input is a private error.
+    let denied = t
+        .slash("alerts silence")
+        .opt("matcher", "service=web")
+        .opt("duration", "1h")
+        .opt("reason", "x")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(denied.ephemeral());
+    denied.assert_contains("responder");
+    for (matcher, duration, why) in [
+        ("service", "1h", "is not a matcher"),
+        ("service=api", "soon", "is not a duration"),
+        ("service=api", "30d", "at most 7 days"),
+    ] {
+        let r = t
+            .slash("alerts silence")
+            .opt("matcher", matcher)
+            .opt("duration", duration)
+            .opt("reason", "x")
+            .as_level(Level::Responder)
+            .send()
+            .await
+            .reply()
+            .await;
+        assert!(r.ephemeral());
+        r.assert_contains(why);
+    }
+
+    // Ended early: the held alert, still firing, is posted now.
+    t.slash("alerts unsilence")
+        .opt("id", 1)
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Silence #1 ended");
+    let api = t.channel_message(ALERTS).await;
+    assert!(
+        api.text().contains("HighLatency · api (1)"),
+        "{}",
+        api.text()
+    );
+    let again = t
+        .slash("alerts unsilence")
+        .opt("id", 1)
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(again.ephemeral());
+    again.assert_contains("There is no active silence #1.");
+    t.finish().await;
+}

@@ -18,6 +18,8 @@ pub struct Ingested {
     pub duplicates: usize,
     /// Resolved notifications for alerts Klaxon never saw firing.
     pub unknown_resolved: usize,
+    /// Changes held back by a silence: stored and counted, not posted.
+    pub held: usize,
     /// Positions (in the notification) of the alerts whose status changed.
     #[serde(skip)]
     pub changed: Vec<usize>,
@@ -34,6 +36,7 @@ pub async fn ingest(
 ) -> Result<Ingested, StoreError> {
     let mut out = Ingested::default();
     let mut tx = store.begin_write().await?;
+    let silences = super::silence::active_in(&mut tx, now_ms).await?;
     for (position, a) in alerts.iter().enumerate() {
         let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
         let annotations = serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into());
@@ -99,7 +102,22 @@ pub async fn ingest(
         .bind(resolved_ms)
         .execute(&mut *tx)
         .await?;
-        if news {
+        let silenced = silences
+            .iter()
+            .find(|s| super::silence::matches(&s.matchers, a));
+        if let (true, Some(s)) = (news, silenced) {
+            out.held += 1;
+            sqlx::query("UPDATE alerts SET held_by = $1 WHERE source = $2 AND fingerprint = $3")
+                .bind(format!("silence:{}", s.id))
+                .bind(a.source.as_str())
+                .bind(&a.fingerprint)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE silences SET held = held + 1 WHERE id = $1")
+                .bind(s.id)
+                .execute(&mut *tx)
+                .await?;
+        } else if news {
             out.changed.push(position);
             let routed = router.route(a);
             if let Some(channel) = routed.channel.or(default_channel) {
@@ -107,7 +125,8 @@ pub async fn ingest(
                 let group =
                     join_group(&mut tx, router, &key, &title, channel, &routed, a, now_ms).await?;
                 sqlx::query(
-                    "UPDATE alerts SET group_id = $1 WHERE source = $2 AND fingerprint = $3",
+                    "UPDATE alerts SET group_id = $1, held_by = NULL \
+                     WHERE source = $2 AND fingerprint = $3",
                 )
                 .bind(group)
                 .bind(a.source.as_str())
@@ -119,6 +138,70 @@ pub async fn ingest(
     }
     tx.commit().await?;
     Ok(out)
+}
+
+/// Gives the alerts of finished silences back: those still firing join their groups
+/// (and so show up); the rest stay quiet. Returns how many were released.
+pub async fn release_silenced(
+    store: &Store,
+    router: &Router,
+    default_channel: Option<u64>,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let mut released = 0;
+    for id in super::silence::finished_unreleased(store, now_ms).await? {
+        let mut tx = store.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT source, fingerprint, status, labels, annotations FROM alerts WHERE held_by = $1",
+        )
+        .bind(format!("silence:{id}"))
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let status: String = r.try_get("status")?;
+            let source: String = r.try_get("source")?;
+            let fingerprint: String = r.try_get("fingerprint")?;
+            let a = Alert {
+                source: super::Source::Generic,
+                fingerprint: fingerprint.clone(),
+                status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
+                labels: serde_json::from_str(&r.try_get::<String, _>("labels")?)
+                    .unwrap_or_default(),
+                annotations: serde_json::from_str(&r.try_get::<String, _>("annotations")?)
+                    .unwrap_or_default(),
+                starts_ms: None,
+                ends_ms: None,
+                url: None,
+            };
+            let mut group = None;
+            if a.status == AlertStatus::Firing {
+                let routed = router.route(&a);
+                if let Some(channel) = routed.channel.or(default_channel) {
+                    let (key, title) = router.group(&a, &routed);
+                    group = Some(
+                        join_group(&mut tx, router, &key, &title, channel, &routed, &a, now_ms)
+                            .await?,
+                    );
+                    released += 1;
+                }
+            }
+            sqlx::query(
+                "UPDATE alerts SET held_by = NULL, group_id = COALESCE($1, group_id) \
+                 WHERE source = $2 AND fingerprint = $3",
+            )
+            .bind(group)
+            .bind(&source)
+            .bind(&fingerprint)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE silences SET released = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(released)
 }
 
 /// Puts an alert's change into its group and makes the group due: a new group after
@@ -215,13 +298,15 @@ pub struct Stored {
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub received: i64,
+    /// Held back by a silence.
+    pub held: bool,
 }
 
 /// Alerts firing now, the oldest first.
 pub async fn firing(store: &Store) -> Result<Vec<Stored>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, source, fingerprint, status, name, severity, service, annotations, \
-         first_seen_ms, last_seen_ms, received FROM alerts WHERE status = 'firing' \
+         first_seen_ms, last_seen_ms, received, held_by FROM alerts WHERE status = 'firing' \
          ORDER BY first_seen_ms, id",
     )
     .fetch_all(store.pool())
@@ -249,6 +334,7 @@ pub async fn firing(store: &Store) -> Result<Vec<Stored>, StoreError> {
                 first_seen_ms: r.try_get("first_seen_ms")?,
                 last_seen_ms: r.try_get("last_seen_ms")?,
                 received: r.try_get("received")?,
+                held: r.try_get::<Option<String>, _>("held_by")?.is_some(),
             })
         })
         .collect()

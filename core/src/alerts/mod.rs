@@ -5,6 +5,7 @@ pub mod db;
 pub mod deliver;
 pub mod parse;
 pub mod route;
+pub mod silence;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
