@@ -1,11 +1,18 @@
-//! `/alerts list | silence | unsilence`.
+//! `/alerts list | silence | unsilence`, and the buttons under alert messages.
 
-use klaxon_core::alerts::{db, silence};
+use klaxon_core::alerts::{db, deliver, silence};
+use klaxon_core::audit::{AuditEntry, Outcome};
 use klaxon_core::chat::{self, Embed};
-use klaxon_core::incidents::{duration_text, hhmm};
+use klaxon_core::incidents::{self, duration_text, hhmm};
 use poise::CreateReply;
+use tracing::warn;
 
-use crate::{render, Context, Error, UserError};
+use crate::components::reply_private;
+use crate::serenity::{
+    self, ComponentInteraction, CreateAttachment, CreateInteractionResponse,
+    CreateInteractionResponseMessage, EditInteractionResponse,
+};
+use crate::{render, Context, Data, Error, UserError};
 
 /// The longest silence Klaxon takes: longer quiet belongs in the alert rules.
 const MAX_SILENCE_SECS: u64 = 7 * 86_400;
@@ -170,5 +177,217 @@ async fn unsilence(
         "🔔 Silence #{id} ended. Alerts it held that still fire are posted now."
     ))
     .await?;
+    Ok(())
+}
+
+// ----- the buttons under an alert group's message ---------------------------------
+
+/// A click on an alert message (`alerts:<ack|silence|incident|logs>:<group>`). Each
+/// checks the clicking member's level as the matching command would.
+pub async fn on_click(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+) -> Result<(), Error> {
+    let mut parts = click.data.custom_id.split(':').skip(1);
+    let verb = parts.next().unwrap_or_default();
+    let Some(group) = parts.next().and_then(|s| s.parse::<i64>().ok()) else {
+        return reply_private(ctx, click, "This button is no longer active.").await;
+    };
+    let command = match verb {
+        "ack" | "silence" => "alerts silence",
+        "incident" => "incident open",
+        _ => "logs",
+    };
+    let roles: Vec<u64> = click
+        .member
+        .as_ref()
+        .map(|m| m.roles.iter().map(|r| r.get()).collect())
+        .unwrap_or_default();
+    let by = click.user.name.clone();
+    let audit = |outcome: Outcome, detail: String| AuditEntry {
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        guild_id: click.guild_id.map(|g| g.get()),
+        channel_id: Some(click.channel_id.get()),
+        user_id: click.user.id.get(),
+        user_name: by.clone(),
+        command: command.to_string(),
+        arguments: format!("group={group} click={verb}"),
+        outcome,
+        detail,
+        duration_ms: 0,
+    };
+    if let Err(denied) = app.policy.check(command, &roles) {
+        let text = denied.to_string();
+        reply_private(ctx, click, &text).await?;
+        app.audit(audit(Outcome::Denied, text)).await;
+        return Ok(());
+    }
+    let now = app.clock.now_ms();
+    let (text, outcome) = match verb {
+        "ack" => {
+            deliver::acknowledge(&app.store, group, &by, now).await?;
+            // The message itself shows who acknowledged, at the next render.
+            click
+                .create_response(ctx, CreateInteractionResponse::Acknowledge)
+                .await?;
+            app.audit(audit(Outcome::Ok, "acknowledged".into())).await;
+            return Ok(());
+        }
+        "silence" => match deliver::group_matchers(&app.store, group).await? {
+            Some((title, matchers)) if !matchers.is_empty() => {
+                let ends = now + 3_600_000;
+                let reason = format!("from the alert message ({title})");
+                let id = silence::create(&app.store, &matchers, &reason, &by, now, ends).await?;
+                (
+                    format!(
+                        "🔕 Silence #{id}: `{}` until {}. `/alerts unsilence id:{id}` ends it.",
+                        chat::neutralize(&silence::describe(&matchers)),
+                        hhmm(ends)
+                    ),
+                    Outcome::Ok,
+                )
+            }
+            _ => (
+                "This alert group has no labels to silence by.".into(),
+                Outcome::UserError,
+            ),
+        },
+        "incident" => return open_incident(ctx, app, click, group, audit).await,
+        _ => return show_logs(ctx, app, click, group, audit).await,
+    };
+    reply_private(ctx, click, &text).await?;
+    app.audit(audit(outcome, text)).await;
+    Ok(())
+}
+
+/// Open incident: pre-filled from the group, its alerts linked to the timeline.
+async fn open_incident(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+    group: i64,
+    audit: impl Fn(Outcome, String) -> AuditEntry,
+) -> Result<(), Error> {
+    let (severity, firing) = deliver::group_firing(&app.store, group).await?;
+    let Some((title, _)) = deliver::group_matchers(&app.store, group).await? else {
+        return reply_private(ctx, click, "This alert group is gone.").await;
+    };
+    let service = firing
+        .iter()
+        .find_map(|a| a.label("service"))
+        .filter(|s| app.service(s).is_ok())
+        .map(String::from);
+    let req = incidents::OpenRequest {
+        title: chat::truncate(&title, incidents::MAX_TITLE),
+        severity,
+        service,
+        summary: firing.first().map(|a| a.summary().to_string()),
+        guild_id: click.guild_id.map(|g| g.get()),
+        by: incidents::Who {
+            id: click.user.id.get(),
+            name: click.user.name.clone(),
+        },
+    };
+    if let Err(e) = incidents::check_open(app, &req) {
+        let text = e.to_string();
+        reply_private(ctx, click, &text).await?;
+        app.audit(audit(Outcome::UserError, text)).await;
+        return Ok(());
+    }
+    click
+        .create_response(
+            ctx,
+            CreateInteractionResponse::Defer(
+                CreateInteractionResponseMessage::new().ephemeral(true),
+            ),
+        )
+        .await?;
+    let (text, outcome) = match incidents::open(app, req).await {
+        Ok(opened) => {
+            let refs: Vec<&klaxon_core::alerts::Alert> = firing.iter().collect();
+            if let Err(e) = incidents::record_alerts(app, &refs).await {
+                warn!(error = %e, "alerts not linked to the new incident");
+            }
+            let i = &opened.incident;
+            let mut t = format!("🚨 Opened **{}** ({}) from these alerts.", i.id, i.severity);
+            if let Some(ch) = i.channel_id {
+                t.push_str(&format!(" Work it in <#{ch}>."));
+            }
+            (t, Outcome::Ok)
+        }
+        Err(e) if e.is_user_facing() => (e.to_string(), Outcome::UserError),
+        Err(e) => {
+            warn!(error = %e, "incident from alerts failed");
+            (
+                "Something went wrong inside Klaxon; the details are in its logs.".into(),
+                Outcome::Failed,
+            )
+        }
+    };
+    click
+        .edit_response(
+            ctx,
+            EditInteractionResponse::new()
+                .content(text.clone())
+                .allowed_mentions(serenity::CreateAllowedMentions::new()),
+        )
+        .await?;
+    app.audit(audit(outcome, text)).await;
+    Ok(())
+}
+
+/// Logs: the service's last 15 minutes, privately.
+async fn show_logs(
+    ctx: &serenity::Context,
+    app: &Data,
+    click: &ComponentInteraction,
+    group: i64,
+    audit: impl Fn(Outcome, String) -> AuditEntry,
+) -> Result<(), Error> {
+    let service = deliver::group_service(&app.store, group).await?;
+    let svc = service.as_deref().and_then(|s| app.service(s).ok());
+    let Some((name, Some(container))) = svc.map(|s| (s.name.clone(), s.container.clone())) else {
+        return reply_private(ctx, click, "These alerts name no service with a container.").await;
+    };
+    click
+        .create_response(
+            ctx,
+            CreateInteractionResponse::Defer(
+                CreateInteractionResponseMessage::new().ephemeral(true),
+            ),
+        )
+        .await?;
+    let now = chrono::Utc::now();
+    let q = crate::logs::parse_query(&container, None, Some("15m"), None, None, None, None, now)
+        .map_err(|e| UserError(e.to_string()))?;
+    let result = match app.logs.redactor() {
+        Ok(r) => klaxon_core::logs::read(&app.docker, r, &q, app.logs.read_timeout())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut edit =
+        EditInteractionResponse::new().allowed_mentions(serenity::CreateAllowedMentions::new());
+    let outcome = match result {
+        Ok(snap) => {
+            let out = crate::logs::render(&name, &q, &snap, now);
+            edit = edit.content(out.content);
+            if let Some((filename, data)) = out.file {
+                edit = edit.new_attachment(CreateAttachment::bytes(data, filename));
+            }
+            Outcome::Ok
+        }
+        Err(e) => {
+            edit = edit.content(chat::truncate(&format!("⚠️ {e}"), chat::limits::CONTENT));
+            Outcome::UserError
+        }
+    };
+    click.edit_response(ctx, edit).await?;
+    app.audit(AuditEntry {
+        arguments: format!("service={name} since=15m"),
+        ..audit(outcome, String::new())
+    })
+    .await;
     Ok(())
 }

@@ -22,6 +22,7 @@ pub async fn dispatch(
         crate::rollback::PREFIX => crate::rollback::on_click(ctx, app, click).await,
         crate::logs::PREFIX => crate::logs::on_click(ctx, app, click).await,
         klaxon_core::incidents::PREFIX => crate::incident::on_click(ctx, app, click).await,
+        klaxon_core::alerts::deliver::PREFIX => crate::alerts::on_click(ctx, app, click).await,
         _ => {
             let _ = app;
             warn!(custom_id, "click on an unknown component");

@@ -51,7 +51,10 @@ CREATE TABLE alert_groups (
     -- The group's Discord message ids, in order, comma separated.
     message_ids   TEXT    NOT NULL DEFAULT '',
     -- Bumped when the group fires again after resolving: its nonces change with it.
-    generation    BIGINT  NOT NULL DEFAULT 0
+    generation    BIGINT  NOT NULL DEFAULT 0,
+    -- Acknowledge button: who, when (shown on the message).
+    acked_by      TEXT,
+    acked_ms      BIGINT
 );
 CREATE UNIQUE INDEX alert_groups_key ON alert_groups (group_key);
 CREATE INDEX alert_groups_due ON alert_groups (due_ms);

@@ -501,3 +501,131 @@ async fn silences_hold_alerts_back_until_they_end() {
     again.assert_contains("There is no active silence #1.");
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_buttons_acknowledge_silence_and_open_an_incident() {
+    use klaxon_core::incidents::{EntryKind, IncidentId};
+    use klaxon_core::permissions::Level;
+    use klaxon_tests::fake::OutputKind;
+    use klaxon_tests::tester::INCIDENTS;
+    let t = Tester::builder()
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .alerts(|a| {
+            a.group_wait_secs = 0;
+            a.group_interval_secs = 1;
+        })
+        .service("api", None, Some("http://127.0.0.1:9/health"))
+        .spawn()
+        .await;
+    send(
+        &t,
+        vec![alert("HighLatency", "api-1", "firing", "p99 over 2 s")],
+    )
+    .await;
+    let m = t.channel_message(ALERTS).await;
+    let ids = m.custom_ids();
+    let id_of = |verb: &str| {
+        ids.iter()
+            .find(|i| i.starts_with(&format!("alerts:{verb}:")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {verb} button in {ids:?}"))
+    };
+    assert!(
+        !ids.iter().any(|i| i.starts_with("alerts:logs:")),
+        "no container, no Logs"
+    );
+    let responder = Tester::member(Some(Level::Responder));
+    let callback = |id: u64| {
+        t.take("a callback", move |o| {
+            matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == id)
+        })
+    };
+
+    // Acknowledge: no reply of its own; the message says who.
+    let c = t
+        .fake
+        .click(responder.clone(), &m, &id_of("ack"))
+        .await
+        .unwrap();
+    let cb = callback(c.id).await;
+    assert!(matches!(
+        cb.kind,
+        OutputKind::Callback {
+            callback_type: 6,
+            ..
+        }
+    ));
+    let edited = t.channel_edit(ALERTS).await;
+    assert!(
+        edited
+            .text()
+            .contains("👀 Acknowledged by responder-member at"),
+        "{}",
+        edited.text()
+    );
+
+    // Silence 1 h: viewers may not; responders get the group's labels silenced.
+    let c = t
+        .fake
+        .click(Tester::member(Some(Level::Viewer)), &m, &id_of("silence"))
+        .await
+        .unwrap();
+    let cb = callback(c.id).await;
+    assert!(cb.message.ephemeral() && cb.message.text().contains("responder"));
+    let c = t
+        .fake
+        .click(responder.clone(), &m, &id_of("silence"))
+        .await
+        .unwrap();
+    let cb = callback(c.id).await;
+    assert!(cb.message.ephemeral());
+    assert!(
+        cb.message
+            .text()
+            .contains("🔕 Silence #1: `alertname=HighLatency service=api` until"),
+        "{}",
+        cb.message.text()
+    );
+
+    // Open incident: pre-filled, and the alert is on its timeline.
+    let c = t
+        .fake
+        .click(responder.clone(), &m, &id_of("incident"))
+        .await
+        .unwrap();
+    let cb = callback(c.id).await;
+    assert!(matches!(
+        cb.kind,
+        OutputKind::Callback {
+            callback_type: 5,
+            ..
+        }
+    ));
+    let done = t
+        .take("the answer", |o| {
+            matches!(o.kind, OutputKind::EditOriginal { interaction_id } if interaction_id == c.id)
+        })
+        .await;
+    assert!(
+        done.message
+            .text()
+            .contains("Opened **INC-1** (P3) from these alerts"),
+        "{}",
+        done.message.text()
+    );
+    let inc = klaxon_core::incidents::get(&t.bot().app, IncidentId(1))
+        .await
+        .unwrap();
+    assert_eq!(inc.title, "HighLatency · api");
+    assert_eq!(inc.service.as_deref(), Some("api"));
+    assert_eq!(inc.summary, "p99 over 2 s");
+    t.channel_message(inc.channel_id.unwrap()).await;
+    t.channel_message(INCIDENTS).await;
+    let (_, entries) = klaxon_core::incidents::timeline(&t.bot().app, IncidentId(1))
+        .await
+        .unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e.kind == EntryKind::Alert && e.text.contains("HighLatency firing")));
+    t.finish().await;
+}

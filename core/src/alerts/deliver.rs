@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::route::Router;
 use super::{Alert, AlertStatus, Source};
 use crate::app::App;
-use crate::chat::{self, limits, ChatError, ChatMessage, Embed};
+use crate::chat::{self, limits, Button, ButtonStyle, ChatError, ChatMessage, Embed};
 use crate::incidents::{hhmm, Severity};
 use crate::store::{Store, StoreError};
 
@@ -37,12 +37,41 @@ fn color(severity: Severity, firing: bool) -> u32 {
 
 /// A group's messages: the first with the title, the rest continuing it; every one
 /// within Discord's embed and message limits.
+/// The buttons under a firing group's first message, for a responder on a phone.
+pub fn buttons(group_id: i64, logs: bool) -> Vec<Button> {
+    let b = |verb: &str, label: &str, style| Button {
+        custom_id: format!("{PREFIX}:{verb}:{group_id}"),
+        label: label.into(),
+        style,
+    };
+    let mut v = vec![
+        b("ack", "Acknowledge", ButtonStyle::Primary),
+        b("silence", "Silence 1 h", ButtonStyle::Secondary),
+        b("incident", "Open incident", ButtonStyle::Danger),
+    ];
+    if logs {
+        v.push(b("logs", "Logs", ButtonStyle::Secondary));
+    }
+    v
+}
+
+/// The `custom_id` prefix of alert message buttons.
+pub const PREFIX: &str = "alerts";
+
+/// How a group is shown besides its alerts.
+pub struct Look {
+    pub ping: Option<u64>,
+    pub buttons: Vec<Button>,
+    /// "👀 Acknowledged by bob at 14:05 UTC".
+    pub note: Option<String>,
+}
+
 fn render(
     title: &str,
     severity: Severity,
     lines: &[Line],
     hidden: usize,
-    ping: Option<u64>,
+    look: &Look,
 ) -> Vec<ChatMessage> {
     let firing = lines.iter().filter(|l| l.firing).count();
     let resolved = lines.len() - firing;
@@ -117,10 +146,10 @@ fn render(
                         description: d,
                         color: color(severity, firing > 0),
                         // Short, and counted in the budget's margin.
-                        footer: if total > 1 && index == total {
-                            format!("{total} parts")
-                        } else {
-                            String::new()
+                        footer: match (&look.note, total > 1 && index == total) {
+                            (Some(n), _) if index == 1 => chat::neutralize(n),
+                            (_, true) => format!("{total} parts"),
+                            _ => String::new(),
                         },
                         ..Default::default()
                     }
@@ -139,9 +168,12 @@ fn render(
                 silent: matches!(severity, Severity::P3 | Severity::P4),
                 ..Default::default()
             };
-            if let (0, Some(role), true) = (i, ping, firing > 0) {
+            if let (0, Some(role), true) = (i, look.ping, firing > 0) {
                 m.content = format!("<@&{role}>");
                 m.ping_roles.push(role);
+            }
+            if i == 0 && firing > 0 {
+                m.buttons = look.buttons.clone();
             }
             m
         })
@@ -217,8 +249,12 @@ pub fn preview(
             lines.sort_by_key(|l| !l.firing);
             let hidden = lines.len().saturating_sub(SHOWN_PER_GROUP);
             lines.truncate(SHOWN_PER_GROUP);
-            let ping = on_call_role.filter(|_| p.page);
-            p.messages = render(&title, p.severity, &lines, hidden, ping);
+            let look = Look {
+                ping: on_call_role.filter(|_| p.page),
+                buttons: buttons(0, false),
+                note: None,
+            };
+            p.messages = render(&title, p.severity, &lines, hidden, &look);
             p
         })
         .collect()
@@ -228,7 +264,8 @@ pub fn preview(
 pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
     let store = &app.store;
     let due = sqlx::query(
-        "SELECT id, channel_id, severity, page, title, message_ids, generation FROM alert_groups \
+        "SELECT id, channel_id, severity, page, title, message_ids, generation, acked_by, \
+         acked_ms FROM alert_groups \
          WHERE due_ms IS NOT NULL AND due_ms <= $1 ORDER BY severity, due_ms, id LIMIT 200",
     )
     .bind(now_ms)
@@ -275,8 +312,24 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         let hidden = lines.len().saturating_sub(SHOWN_PER_GROUP);
         lines.truncate(SHOWN_PER_GROUP);
         let any_firing = lines.iter().any(|l| l.firing) || hidden > 0;
-        let ping = (page != 0).then_some(app.incidents.on_call_role).flatten();
-        let mut messages = render(&title, severity, &lines, hidden, ping);
+        let acked_by: Option<String> = g.try_get("acked_by")?;
+        let acked_ms: Option<i64> = g.try_get("acked_ms")?;
+        let service = group_service(store, id).await?;
+        let logs = service
+            .as_deref()
+            .and_then(|s| app.service(s).ok())
+            .is_some_and(|s| s.container.is_some());
+        let look = Look {
+            ping: (page != 0).then_some(app.incidents.on_call_role).flatten(),
+            buttons: buttons(id, logs),
+            note: acked_by.map(|by| {
+                format!(
+                    "👀 Acknowledged by {by} at {}",
+                    acked_ms.map(hhmm).unwrap_or_default()
+                )
+            }),
+        };
+        let mut messages = render(&title, severity, &lines, hidden, &look);
         // Messages the group had beyond what it needs now: say so, rather than
         // leave stale alerts on screen.
         let had = ids.split(',').filter(|s| !s.is_empty()).count();
@@ -314,6 +367,102 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         n += 1;
     }
     Ok(n)
+}
+
+/// The service a group's alerts are about, when they name one.
+pub async fn group_service(store: &Store, group_id: i64) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query(
+        "SELECT service FROM alerts WHERE group_id = $1 AND service <> '' ORDER BY id LIMIT 1",
+    )
+    .bind(group_id)
+    .fetch_optional(store.pool())
+    .await?
+    .map(|r| r.try_get::<String, _>("service"))
+    .transpose()?)
+}
+
+/// Acknowledge button: records who and shows it on the message (rendered again now).
+pub async fn acknowledge(
+    store: &Store,
+    group_id: i64,
+    by: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE alert_groups SET acked_by = $1, acked_ms = $2, due_ms = $3 WHERE id = $4",
+    )
+    .bind(by)
+    .bind(now_ms)
+    .bind(now_ms)
+    .bind(group_id)
+    .execute(store.pool())
+    .await?
+    .rows_affected()
+        > 0)
+}
+
+/// A group's identity as silence matchers: its grouping labels that have a value.
+pub async fn group_matchers(
+    store: &Store,
+    group_id: i64,
+) -> Result<Option<(String, Vec<super::silence::Matcher>)>, StoreError> {
+    let Some(r) = sqlx::query("SELECT group_key, title FROM alert_groups WHERE id = $1")
+        .bind(group_id)
+        .fetch_optional(store.pool())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let key: String = r.try_get("group_key")?;
+    let title: String = r.try_get("title")?;
+    let matchers = key
+        .split('|')
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| super::silence::Matcher {
+            label: k.to_string(),
+            op: super::silence::Op::Equal,
+            value: v.to_string(),
+        })
+        .collect();
+    Ok(Some((title, matchers)))
+}
+
+/// A group's severity and the summaries of its firing alerts (Open incident).
+pub async fn group_firing(
+    store: &Store,
+    group_id: i64,
+) -> Result<(Severity, Vec<Alert>), StoreError> {
+    let sev: String = sqlx::query("SELECT severity FROM alert_groups WHERE id = $1")
+        .bind(group_id)
+        .fetch_optional(store.pool())
+        .await?
+        .map(|r| r.try_get::<String, _>("severity"))
+        .transpose()?
+        .unwrap_or_default();
+    let rows = sqlx::query(
+        "SELECT source, fingerprint, labels, annotations FROM alerts \
+         WHERE group_id = $1 AND status = 'firing' ORDER BY id",
+    )
+    .bind(group_id)
+    .fetch_all(store.pool())
+    .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        out.push(Alert {
+            source: Source::Generic,
+            fingerprint: r.try_get("fingerprint")?,
+            status: AlertStatus::Firing,
+            labels: serde_json::from_str(&r.try_get::<String, _>("labels")?).unwrap_or_default(),
+            annotations: serde_json::from_str(&r.try_get::<String, _>("annotations")?)
+                .unwrap_or_default(),
+            starts_ms: None,
+            ends_ms: None,
+            url: None,
+        });
+    }
+    Ok((sev.parse().unwrap_or(Severity::P3), out))
 }
 
 fn severity_rank(s: Severity) -> i64 {
@@ -536,13 +685,12 @@ mod tests {
     #[test]
     fn every_message_fits_discord() {
         for (n, len) in [(1, 10), (40, 100), (200, 400), (200, 3000)] {
-            let msgs = render(
-                "HighLatency · api",
-                Severity::P2,
-                &lines(n, len),
-                0,
-                Some(7),
-            );
+            let look = Look {
+                ping: Some(7),
+                buttons: buttons(1, true),
+                note: None,
+            };
+            let msgs = render("HighLatency · api", Severity::P2, &lines(n, len), 0, &look);
             for m in &msgs {
                 assert!(m.embeds.len() <= limits::EMBEDS);
                 let total: usize = m.embeds.iter().map(Embed::size).sum();
@@ -560,6 +708,12 @@ mod tests {
             assert_eq!(shown, n, "every line shown once");
             assert_eq!(msgs[0].ping_roles, [7], "only the first message pages");
             assert!(msgs.iter().skip(1).all(|m| m.ping_roles.is_empty()));
+            assert_eq!(
+                msgs[0].buttons.len(),
+                4,
+                "buttons on the first message only"
+            );
+            assert!(msgs.iter().skip(1).all(|m| m.buttons.is_empty()));
         }
     }
 
@@ -567,7 +721,12 @@ mod tests {
     fn packing_is_close_to_the_minimum() {
         let ls = lines(200, 400);
         let chars: usize = ls.iter().map(|l| chat::chars(&l.text) + 1).sum();
-        let msgs = render("t", Severity::P3, &ls, 0, None);
+        let look = Look {
+            ping: None,
+            buttons: Vec::new(),
+            note: None,
+        };
+        let msgs = render("t", Severity::P3, &ls, 0, &look);
         let minimum = chars.div_ceil(limits::EMBED_TOTAL);
         assert!(
             msgs.len() as f64 <= minimum as f64 * 1.25 + 1.0,
