@@ -138,6 +138,9 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     let alert_delivery = tokio::spawn(
         alert_worker(Arc::clone(&app), stopped(stop_rx.clone())).instrument(info_span!("alerts")),
     );
+    let probes = tokio::spawn(
+        probe_worker(Arc::clone(&app), stopped(stop_rx.clone())).instrument(info_span!("probes")),
+    );
     let reminders = tokio::spawn(
         reminder_worker(Arc::clone(&app), stopped(stop_rx.clone()))
             .instrument(info_span!("reminders")),
@@ -209,7 +212,7 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         stop,
         shard_manager,
         client_task,
-        servers: vec![proxy_task, http_task, reminders, alert_delivery],
+        servers: vec![proxy_task, http_task, reminders, alert_delivery, probes],
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(STARTUP_TIMEOUT, ready_rx) => match r {
@@ -295,6 +298,25 @@ async fn on_event(
         _ => {}
     }
     Ok(())
+}
+
+/// Probes every service's health_url on `[alerts] probe_interval_secs`.
+async fn probe_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
+    let every = app.alerts.config.probe_interval_secs;
+    tokio::pin!(stop);
+    if every == 0 || !app.services.iter().any(|s| s.health_url.is_some()) {
+        return stop.await;
+    }
+    let mut state = klaxon_core::alerts::probes::ProbeState::default();
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+        }
+        if let Err(e) = klaxon_core::alerts::probes::round(&app, &mut state).await {
+            warn!(error = %e, "probe results not stored; probing again next round");
+        }
+    }
 }
 
 /// Renders due alert groups into the outbox and delivers the outbox, a few times a

@@ -257,7 +257,12 @@ impl Tester {
             rollback: Default::default(),
             incidents: Default::default(),
             intake: Default::default(),
-            alerts: Default::default(),
+            // Probes only where a test asks for them: a probe round of a service's
+            // health_url would post alerts that the test did not expect.
+            alerts: klaxon_core::alerts::route::AlertsConfig {
+                probe_interval_secs: 0,
+                ..Default::default()
+            },
         }
     }
 

@@ -629,3 +629,60 @@ async fn alert_buttons_acknowledge_silence_and_open_an_incident() {
         .any(|e| e.kind == EntryKind::Alert && e.text.contains("HighLatency firing")));
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_raise_and_resolve_service_down() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let up = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&up);
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(move || {
+            let flag = Arc::clone(&flag);
+            async move {
+                if flag.load(Ordering::Relaxed) {
+                    (axum::http::StatusCode::OK, "ok")
+                } else {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let t = Tester::builder()
+        .service("api", None, Some(&format!("http://{addr}/health")))
+        .alerts(|a| {
+            a.probe_interval_secs = 1;
+            a.probe_failures = 2;
+            a.group_interval_secs = 1;
+        })
+        .spawn()
+        .await;
+    // Healthy: two rounds, nothing posted.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(t.fake.messages(ALERTS).is_empty());
+    up.store(false, Ordering::Relaxed);
+    let down = t.channel_message(ALERTS).await;
+    assert!(
+        down.text().contains("🔥 P1 FIRING · ServiceDown · api (1)"),
+        "{}",
+        down.text()
+    );
+    assert!(
+        down.text().contains("failed 2 times in a row: HTTP 503"),
+        "{}",
+        down.text()
+    );
+    up.store(true, Ordering::Relaxed);
+    let back = t.channel_edit(ALERTS).await;
+    assert_eq!(back.id, down.id);
+    assert!(
+        back.text().contains("✅ RESOLVED · ServiceDown · api (1)"),
+        "{}",
+        back.text()
+    );
+    t.finish().await;
+}

@@ -4,6 +4,7 @@
 pub mod db;
 pub mod deliver;
 pub mod parse;
+pub mod probes;
 pub mod route;
 pub mod silence;
 

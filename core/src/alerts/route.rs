@@ -25,6 +25,19 @@ pub struct AlertsConfig {
     /// severity label decide.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Klaxon probes every service's `health_url` this often (0: never).
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_secs: u64,
+    /// Consecutive failed probes before a `ServiceDown` alert fires.
+    #[serde(default = "default_probe_failures")]
+    pub probe_failures: u32,
+}
+
+fn default_probe_interval() -> u64 {
+    30
+}
+fn default_probe_failures() -> u32 {
+    3
 }
 
 fn default_group_by() -> Vec<String> {
@@ -44,6 +57,8 @@ impl Default for AlertsConfig {
             group_wait_secs: default_group_wait(),
             group_interval_secs: default_group_interval(),
             routes: Vec::new(),
+            probe_interval_secs: default_probe_interval(),
+            probe_failures: default_probe_failures(),
         }
     }
 }
@@ -137,6 +152,9 @@ impl Router {
         }
         if config.group_interval_secs == 0 || config.group_interval_secs > 86_400 {
             errors.push("alerts.group_interval_secs: between 1 and 86400".into());
+        }
+        if config.probe_failures == 0 {
+            errors.push("alerts.probe_failures: at least 1".into());
         }
         if config.group_wait_secs > 3_600 {
             errors.push("alerts.group_wait_secs: at most 3600".into());
