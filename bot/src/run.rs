@@ -141,6 +141,18 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
     let probes = tokio::spawn(
         probe_worker(Arc::clone(&app), stopped(stop_rx.clone())).instrument(info_span!("probes")),
     );
+    let events_app = Arc::clone(&app);
+    let events_stop = stopped(stop_rx.clone());
+    let docker_events = tokio::spawn(
+        async move {
+            if events_app.alerts.config.docker_events {
+                klaxon_core::alerts::events::watch(&events_app, events_stop).await;
+            } else {
+                events_stop.await;
+            }
+        }
+        .instrument(info_span!("docker_events")),
+    );
     let reminders = tokio::spawn(
         reminder_worker(Arc::clone(&app), stopped(stop_rx.clone()))
             .instrument(info_span!("reminders")),
@@ -212,7 +224,14 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         stop,
         shard_manager,
         client_task,
-        servers: vec![proxy_task, http_task, reminders, alert_delivery, probes],
+        servers: vec![
+            proxy_task,
+            http_task,
+            reminders,
+            alert_delivery,
+            probes,
+            docker_events,
+        ],
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(STARTUP_TIMEOUT, ready_rx) => match r {

@@ -261,6 +261,7 @@ impl Tester {
             // health_url would post alerts that the test did not expect.
             alerts: klaxon_core::alerts::route::AlertsConfig {
                 probe_interval_secs: 0,
+                docker_events: false,
                 ..Default::default()
             },
         }

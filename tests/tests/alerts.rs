@@ -686,3 +686,53 @@ async fn probes_raise_and_resolve_service_down() {
     );
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_events_raise_and_resolve_container_died() {
+    use bollard::query_parameters::{KillContainerOptions, StartContainerOptions};
+    use klaxon_tests::docker::{Containers, Spec};
+    let mut c = Containers::new().await;
+    let name = c.run("ev-api", Spec::new("v1")).await;
+    let t = Tester::builder()
+        .docker_host(c.host())
+        .service("api", Some(&name), None)
+        .alerts(|a| {
+            a.docker_events = true;
+            a.group_wait_secs = 0;
+            a.group_interval_secs = 1;
+        })
+        .spawn()
+        .await;
+    // Let the event stream connect before the container dies.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    c.docker
+        .kill_container(&name, None::<KillContainerOptions>)
+        .await
+        .expect("kill");
+    let died = t.channel_message(ALERTS).await;
+    assert!(
+        died.text()
+            .contains("🔥 P2 FIRING · ContainerDied · api (1)"),
+        "{}",
+        died.text()
+    );
+    assert!(
+        died.text().contains("exited with code 137"),
+        "{}",
+        died.text()
+    );
+    c.docker
+        .start_container(&name, None::<StartContainerOptions>)
+        .await
+        .expect("start");
+    let back = t.channel_edit(ALERTS).await;
+    assert_eq!(back.id, died.id);
+    assert!(
+        back.text()
+            .contains("✅ RESOLVED · ContainerDied · api (1)"),
+        "{}",
+        back.text()
+    );
+    t.finish().await;
+    c.cleanup().await;
+}

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod deliver;
+pub mod events;
 pub mod parse;
 pub mod probes;
 pub mod route;

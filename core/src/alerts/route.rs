@@ -31,6 +31,14 @@ pub struct AlertsConfig {
     /// Consecutive failed probes before a `ServiceDown` alert fires.
     #[serde(default = "default_probe_failures")]
     pub probe_failures: u32,
+    /// Follow Docker events of the services' containers (die, oom, unhealthy,
+    /// restart loops).
+    #[serde(default = "default_true")]
+    pub docker_events: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_probe_interval() -> u64 {
@@ -59,6 +67,7 @@ impl Default for AlertsConfig {
             routes: Vec::new(),
             probe_interval_secs: default_probe_interval(),
             probe_failures: default_probe_failures(),
+            docker_events: true,
         }
     }
 }

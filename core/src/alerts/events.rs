@@ -1,0 +1,272 @@
+//! Docker events of the configured services' containers, as alerts: a container
+//! that dies, is killed for memory, turns unhealthy, or restarts over and over.
+//! The event stream reconnects by itself when the engine restarts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures::StreamExt as _;
+use tracing::{info, warn};
+
+use super::{Alert, AlertStatus, Source};
+use crate::app::App;
+
+/// This many deaths within the window make a restart loop.
+const LOOP_DEATHS: usize = 3;
+const LOOP_WINDOW_MS: i64 = 5 * 60_000;
+
+fn alert(service: &str, name: &str, status: AlertStatus, severity: &str, summary: String) -> Alert {
+    let labels: BTreeMap<String, String> = [
+        ("alertname", name),
+        ("service", service),
+        ("severity", severity),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Alert {
+        source: Source::Docker,
+        fingerprint: format!("docker:{name}:{service}"),
+        status,
+        labels,
+        annotations: [("summary".to_string(), summary)].into_iter().collect(),
+        starts_ms: None,
+        ends_ms: None,
+        url: None,
+    }
+}
+
+/// What one event means, as alerts (usually one, sometimes none).
+pub fn interpret(
+    service: &str,
+    action: &str,
+    attributes: &HashMap<String, String>,
+    deaths: &mut VecDeque<i64>,
+    now_ms: i64,
+) -> Vec<Alert> {
+    let firing = AlertStatus::Firing;
+    let resolved = AlertStatus::Resolved;
+    match action {
+        "die" => {
+            let code = attributes
+                .get("exitCode")
+                .map(String::as_str)
+                .unwrap_or("?");
+            deaths.push_back(now_ms);
+            while deaths.front().is_some_and(|t| now_ms - t > LOOP_WINDOW_MS) {
+                deaths.pop_front();
+            }
+            let mut out = vec![alert(
+                service,
+                "ContainerDied",
+                firing,
+                "error",
+                format!("{service}'s container exited with code {code}"),
+            )];
+            if deaths.len() >= LOOP_DEATHS {
+                out.push(alert(
+                    service,
+                    "RestartLoop",
+                    firing,
+                    "critical",
+                    format!(
+                        "{service}'s container died {} times in {} minutes",
+                        deaths.len(),
+                        LOOP_WINDOW_MS / 60_000
+                    ),
+                ));
+            }
+            out
+        }
+        "oom" => vec![alert(
+            service,
+            "ContainerOOM",
+            firing,
+            "error",
+            format!("{service}'s container ran out of memory and was killed"),
+        )],
+        "start" => {
+            let mut out = vec![
+                alert(
+                    service,
+                    "ContainerDied",
+                    resolved,
+                    "error",
+                    format!("{service} started again"),
+                ),
+                alert(
+                    service,
+                    "ContainerOOM",
+                    resolved,
+                    "error",
+                    format!("{service} started again"),
+                ),
+            ];
+            if deaths.len() < LOOP_DEATHS {
+                out.push(alert(
+                    service,
+                    "RestartLoop",
+                    resolved,
+                    "critical",
+                    format!("{service} is stable"),
+                ));
+            }
+            out
+        }
+        "health_status: unhealthy" => vec![alert(
+            service,
+            "ContainerUnhealthy",
+            firing,
+            "error",
+            format!("{service}'s Docker health check fails"),
+        )],
+        "health_status: healthy" => {
+            deaths.clear();
+            vec![
+                alert(
+                    service,
+                    "ContainerUnhealthy",
+                    resolved,
+                    "error",
+                    format!("{service} is healthy again"),
+                ),
+                alert(
+                    service,
+                    "RestartLoop",
+                    resolved,
+                    "critical",
+                    format!("{service} is healthy again"),
+                ),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Follows the engine's events until `stop`; reconnects with a growing pause (up to
+/// 30 s) whenever the stream or the engine goes away.
+pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
+    let by_container: HashMap<String, String> = app
+        .services
+        .iter()
+        .filter_map(|s| Some((s.container.clone()?, s.name.clone())))
+        .collect();
+    tokio::pin!(stop);
+    if by_container.is_empty() {
+        return stop.await;
+    }
+    let mut deaths: HashMap<String, VecDeque<i64>> = HashMap::new();
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let docker = match app.docker.client().await {
+            Ok(d) => d.clone(),
+            Err(e) => {
+                warn!(error = %e, "Docker events: engine unreachable; retrying");
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
+        filters.insert("type", vec!["container".into()]);
+        filters.insert("container", by_container.keys().cloned().collect());
+        filters.insert(
+            "event",
+            ["die", "oom", "start", "health_status"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
+        let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        info!(containers = by_container.len(), "following Docker events");
+        loop {
+            let next = tokio::select! {
+                _ = &mut stop => return,
+                n = stream.next() => n,
+            };
+            let ev = match next {
+                Some(Ok(ev)) => ev,
+                Some(Err(e)) => {
+                    warn!(error = %e, "Docker events stream broke; reconnecting");
+                    break;
+                }
+                None => {
+                    warn!("Docker events stream ended; reconnecting");
+                    break;
+                }
+            };
+            pause = Duration::from_secs(1);
+            let attributes = ev.actor.and_then(|a| a.attributes).unwrap_or_default();
+            let Some(service) = attributes
+                .get("name")
+                .and_then(|n| by_container.get(n.trim_start_matches('/')))
+            else {
+                continue;
+            };
+            // Klaxon's own /rollback and /restart stop and start containers: those
+            // are planned, not alerts.
+            if app.ops_locks.holder(service).is_some() {
+                continue;
+            }
+            let action = ev.action.unwrap_or_default();
+            let now = app.clock.now_ms();
+            let alerts = interpret(
+                service,
+                &action,
+                &attributes,
+                deaths.entry(service.clone()).or_default(),
+                now,
+            );
+            if alerts.is_empty() {
+                continue;
+            }
+            match super::db::ingest(&app.store, &app.alerts, app.alerts_channel, &alerts, now).await
+            {
+                Ok(done) => {
+                    let changed: Vec<&Alert> =
+                        done.changed.iter().filter_map(|i| alerts.get(*i)).collect();
+                    if let Err(e) = crate::incidents::record_alerts(app, &changed).await {
+                        warn!(error = %e, "Docker alerts not linked to incidents");
+                    }
+                }
+                Err(e) => warn!(error = %e, service, action, "Docker event not stored"),
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deaths_in_a_row_are_a_restart_loop() {
+        let mut deaths = VecDeque::new();
+        let attrs: HashMap<String, String> = [("exitCode".to_string(), "137".to_string())]
+            .into_iter()
+            .collect();
+        let a = interpret("api", "die", &attrs, &mut deaths, 0);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].summary(), "api's container exited with code 137");
+        interpret("api", "die", &attrs, &mut deaths, 60_000);
+        let c = interpret("api", "die", &attrs, &mut deaths, 120_000);
+        assert!(c.iter().any(|a| a.name() == "RestartLoop"), "{c:?}");
+        // Far apart, no loop.
+        let mut deaths = VecDeque::new();
+        for i in 0..3 {
+            let x = interpret("api", "die", &attrs, &mut deaths, i * 600_000);
+            assert!(!x.iter().any(|a| a.name() == "RestartLoop"));
+        }
+        let healthy = interpret("api", "health_status: healthy", &attrs, &mut deaths, 0);
+        assert!(healthy.iter().all(|a| a.status == AlertStatus::Resolved));
+    }
+}
