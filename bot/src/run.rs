@@ -338,10 +338,11 @@ async fn probe_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>
     }
 }
 
-/// Renders due alert groups into the outbox and delivers the outbox, a few times a
-/// second; everything it works from is in the database.
+/// Renders due alert groups into the outbox and starts delivery of what is due, a
+/// few times a second; everything it works from is in the database.
 async fn alert_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
+    let mut sender = klaxon_core::alerts::deliver::Sender::default();
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -360,20 +361,9 @@ async fn alert_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>
         }
         if let Err(e) = klaxon_core::alerts::deliver::flush_due(&app, now).await {
             warn!(error = %e, "alert grouping failed; retrying");
-            continue;
         }
-        match klaxon_core::alerts::deliver::deliver(&app, now).await {
-            Ok(d) if d.sent + d.parked + d.retrying > 0 => {
-                info!(
-                    sent = d.sent,
-                    superseded = d.superseded,
-                    retrying = d.retrying,
-                    parked = d.parked,
-                    "alert messages"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "alert delivery failed; retrying"),
+        if let Err(e) = sender.tick(&app).await {
+            warn!(error = %e, "alert delivery failed; retrying");
         }
     }
 }

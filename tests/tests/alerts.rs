@@ -736,3 +736,45 @@ async fn docker_events_raise_and_resolve_container_died() {
     t.finish().await;
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p1_goes_out_within_a_second_behind_a_burst() {
+    let t = delivering(Db::Sqlite).await;
+    // 20 groups of P3, one message each: at 5 messages per 5 s that is 20 s of sending.
+    send(
+        &t,
+        (0..20)
+            .map(|i| alert(&format!("Burst{i}"), "api-1", "firing", "noise"))
+            .collect(),
+    )
+    .await;
+    let first = t.channel_message(ALERTS).await;
+    assert!(first.text().contains("P3 FIRING"), "{}", first.text());
+    let sent = Instant::now();
+    send(
+        &t,
+        vec![
+            json!({"name": "CheckoutDown", "service": "checkout", "summary": "checkout 5xx",
+                    "labels": {"team": "payments"}}),
+        ],
+    )
+    .await;
+    let p1 = t
+        .take("the P1", |o| {
+            matches!(o.kind, klaxon_tests::fake::OutputKind::ChannelMessage { channel_id } if channel_id == ALERTS)
+                && o.message.text().contains("P1 FIRING")
+        })
+        .await;
+    let took = p1.at.saturating_duration_since(sent);
+    assert!(
+        took < Duration::from_millis(1_500),
+        "the P1 took {took:?} behind the burst"
+    );
+    // The rest of the burst still arrives, in full, with no 429.
+    let mut seen = 1;
+    while seen < 20 {
+        t.channel_message(ALERTS).await;
+        seen += 1;
+    }
+    t.finish().await;
+}

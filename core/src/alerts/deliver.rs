@@ -5,7 +5,9 @@
 //! Everything is in the database before it is sent, so a crash loses nothing; a
 //! create carries a nonce Discord enforces, so a resend never shows a duplicate.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 use tracing::{info, warn};
@@ -474,15 +476,6 @@ fn severity_rank(s: Severity) -> i64 {
     }
 }
 
-struct Pending {
-    id: i64,
-    group_id: i64,
-    part: i64,
-    channel: u64,
-    body: String,
-    attempts: i64,
-}
-
 async fn mark(
     store: &Store,
     id: i64,
@@ -500,7 +493,57 @@ async fn mark(
     Ok(())
 }
 
-/// What one pass of the sender did.
+/// Creates per channel per window that are not P1: one slot of Discord's 5 per 5 s
+/// stays free, so a P1 goes out within about a second even behind a burst.
+const NON_P1_PER_WINDOW: usize = 4;
+const CHANNEL_WINDOW: Duration = Duration::from_secs(5);
+
+type Recent = Arc<Mutex<HashMap<u64, VecDeque<Instant>>>>;
+
+/// Delivers the outbox: one task per channel with something due, each sending its
+/// channel's messages in priority order (re-read after every send, so a P1 that
+/// arrives mid-burst goes next), channels independent of one another.
+#[derive(Default)]
+pub struct Sender {
+    running: HashMap<u64, tokio::task::JoinHandle<()>>,
+    recent: Recent,
+}
+
+impl Sender {
+    /// Starts a task for every channel with due messages and none running.
+    pub async fn tick(&mut self, app: &Arc<App>) -> Result<(), StoreError> {
+        self.running.retain(|_, t| !t.is_finished());
+        let rows = sqlx::query(
+            "SELECT DISTINCT channel_id FROM outbox WHERE state = 'pending' AND next_try_ms <= $1",
+        )
+        .bind(app.clock.now_ms())
+        .fetch_all(app.store.pool())
+        .await?;
+        for r in &rows {
+            let channel = r.try_get::<i64, _>("channel_id")? as u64;
+            if self.running.contains_key(&channel) {
+                continue;
+            }
+            let (app, recent) = (Arc::clone(app), Arc::clone(&self.recent));
+            let task = tokio::spawn(async move {
+                if let Err(e) = deliver_channel(&app, channel, &recent).await {
+                    warn!(error = %e, channel, "alert delivery stopped; retrying");
+                }
+            });
+            self.running.insert(channel, task);
+        }
+        Ok(())
+    }
+
+    /// Waits for the running channel tasks (shutdown, tests).
+    pub async fn drain(&mut self) {
+        for (_, t) in self.running.drain() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// What one channel task did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
     pub sent: usize,
@@ -509,72 +552,52 @@ pub struct Delivered {
     pub parked: usize,
 }
 
-/// Sends what the outbox holds: only the newest body of each message (older ones are
-/// superseded, never sent), channels side by side, each channel in order.
-pub async fn deliver(app: &App, now_ms: i64) -> Result<Delivered, StoreError> {
-    let store = &app.store;
-    let rows = sqlx::query(
-        "SELECT id, group_id, part, channel_id, body, attempts FROM outbox \
-         WHERE state = 'pending' AND next_try_ms <= $1 ORDER BY priority, id LIMIT 500",
-    )
-    .bind(now_ms)
-    .fetch_all(store.pool())
-    .await?;
-    let mut pending = Vec::with_capacity(rows.len());
-    for r in &rows {
-        pending.push(Pending {
-            id: r.try_get("id")?,
-            group_id: r.try_get("group_id")?,
-            part: r.try_get("part")?,
-            channel: r.try_get::<i64, _>("channel_id")? as u64,
-            body: r.try_get("body")?,
-            attempts: r.try_get("attempts")?,
-        });
-    }
-    let mut out = Delivered::default();
-    let newest: HashMap<(i64, i64), i64> = pending.iter().fold(HashMap::new(), |mut m, p| {
-        let e = m.entry((p.group_id, p.part)).or_insert(p.id);
-        *e = (*e).max(p.id);
-        m
-    });
-    let mut by_channel: BTreeMap<u64, Vec<Pending>> = BTreeMap::new();
-    for p in pending {
-        if newest.get(&(p.group_id, p.part)) != Some(&p.id) {
-            mark(store, p.id, "superseded", "", now_ms).await?;
-            out.superseded += 1;
-            continue;
-        }
-        by_channel.entry(p.channel).or_default().push(p);
-    }
-    let results = futures::future::join_all(
-        by_channel
-            .into_values()
-            .map(|rows| deliver_channel(app, rows, now_ms)),
-    )
-    .await;
-    for r in results {
-        let d = r?;
-        out.sent += d.sent;
-        out.retrying += d.retrying;
-        out.parked += d.parked;
-    }
-    Ok(out)
-}
-
 async fn deliver_channel(
     app: &App,
-    rows: Vec<Pending>,
-    now_ms: i64,
+    channel: u64,
+    recent: &Recent,
 ) -> Result<Delivered, StoreError> {
     let store = &app.store;
     let mut out = Delivered::default();
-    for p in rows {
-        let message: ChatMessage = match serde_json::from_str(&p.body) {
+    loop {
+        let now_ms = app.clock.now_ms();
+        let Some(r) = sqlx::query(
+            "SELECT id, group_id, part, body, attempts, priority FROM outbox WHERE channel_id = $1 \
+             AND state = 'pending' AND next_try_ms <= $2 ORDER BY priority, id LIMIT 1",
+        )
+        .bind(channel as i64)
+        .bind(now_ms)
+        .fetch_optional(store.pool())
+        .await?
+        else {
+            break;
+        };
+        let id: i64 = r.try_get("id")?;
+        let group_id: i64 = r.try_get("group_id")?;
+        let part: i64 = r.try_get("part")?;
+        let attempts: i64 = r.try_get("attempts")?;
+        let priority: i64 = r.try_get("priority")?;
+        // Only the newest body of a message is worth sending.
+        let newer = sqlx::query(
+            "SELECT id FROM outbox WHERE group_id = $1 AND part = $2 AND state = 'pending' \
+             AND id > $3 LIMIT 1",
+        )
+        .bind(group_id)
+        .bind(part)
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+        if newer.is_some() {
+            mark(store, id, "superseded", "", now_ms).await?;
+            out.superseded += 1;
+            continue;
+        }
+        let message: ChatMessage = match serde_json::from_str(&r.try_get::<String, _>("body")?) {
             Ok(m) => m,
             Err(e) => {
                 mark(
                     store,
-                    p.id,
+                    id,
                     "parked",
                     &format!("unreadable body: {e}"),
                     now_ms,
@@ -585,42 +608,70 @@ async fn deliver_channel(
             }
         };
         let ids: String = sqlx::query("SELECT message_ids FROM alert_groups WHERE id = $1")
-            .bind(p.group_id)
+            .bind(group_id)
             .fetch_optional(store.pool())
             .await?
             .map(|r| r.try_get::<String, _>("message_ids"))
             .transpose()?
             .unwrap_or_default();
         let ids: Vec<u64> = ids.split(',').filter_map(|s| s.parse().ok()).collect();
-        let part = p.part as usize;
-        if part > ids.len() {
-            // An earlier part is not created yet: this one waits for it.
-            continue;
+        let index = part as usize;
+        if index > ids.len() {
+            // An earlier part is not created yet (it is retrying): wait for it.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            break;
         }
-        let result = match ids.get(part) {
+        let create = index == ids.len();
+        if create && priority > 1 {
+            let wait = {
+                let mut map = recent.lock().unwrap_or_else(|p| p.into_inner());
+                let q = map.entry(channel).or_default();
+                while q.front().is_some_and(|t| t.elapsed() >= CHANNEL_WINDOW) {
+                    q.pop_front();
+                }
+                (q.len() >= NON_P1_PER_WINDOW)
+                    .then(|| {
+                        q.front()
+                            .map(|t| CHANNEL_WINDOW.saturating_sub(t.elapsed()))
+                    })
+                    .flatten()
+            };
+            if let Some(w) = wait {
+                // Short naps: a P1 arriving meanwhile is picked up first.
+                tokio::time::sleep(w.min(Duration::from_millis(200))).await;
+                continue;
+            }
+        }
+        let result = match ids.get(index) {
             Some(existing) => app
                 .chat
-                .edit(p.channel, *existing, message)
+                .edit(channel, *existing, message)
                 .await
                 .map(|_| None),
-            None => app.chat.send(p.channel, message).await.map(Some),
+            None => app.chat.send(channel, message).await.map(Some),
         };
         match result {
             Ok(created) => {
                 let mut tx = store.begin_write().await?;
                 if let Some(new_id) = created {
+                    recent
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(channel)
+                        .or_default()
+                        .push_back(Instant::now());
                     let mut ids = ids.clone();
                     ids.push(new_id);
                     let joined: Vec<String> = ids.iter().map(u64::to_string).collect();
                     sqlx::query("UPDATE alert_groups SET message_ids = $1 WHERE id = $2")
                         .bind(joined.join(","))
-                        .bind(p.group_id)
+                        .bind(group_id)
                         .execute(&mut *tx)
                         .await?;
                 }
                 sqlx::query("UPDATE outbox SET state = 'sent', sent_ms = $1 WHERE id = $2")
                     .bind(now_ms)
-                    .bind(p.id)
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -630,41 +681,52 @@ async fn deliver_channel(
                 // The channel is gone or hidden: park its messages and say so; the rest
                 // of this channel's queue would only fail the same way.
                 warn!(
-                    channel = p.channel,
+                    channel,
                     "alert channel unknown to Discord; its messages are parked"
                 );
                 sqlx::query(
                     "UPDATE outbox SET state = 'parked', detail = 'unknown channel' \
                      WHERE channel_id = $1 AND state = 'pending'",
                 )
-                .bind(p.channel as i64)
+                .bind(channel as i64)
                 .execute(store.pool())
                 .await?;
                 out.parked += 1;
                 break;
             }
             Err(ChatError::Rejected(why)) => {
-                warn!(channel = p.channel, outbox = p.id, %why, "Discord refused an alert message; parked");
-                mark(store, p.id, "parked", &why, now_ms).await?;
+                warn!(channel, outbox = id, %why, "Discord refused an alert message; parked");
+                mark(store, id, "parked", &why, now_ms).await?;
                 out.parked += 1;
             }
             Err(ChatError::Unavailable(why)) => {
-                // Backs off 1 s, 2 s, 4 s ... up to a minute; order in the channel is kept
+                // Backs off 1 s, 2 s, 4 s ... up to a minute; the channel's order is kept
                 // by stopping here.
-                let wait = 1_000_i64 << p.attempts.clamp(0, 6);
+                let wait = 1_000_i64 << attempts.clamp(0, 6);
                 sqlx::query(
-                    "UPDATE outbox SET attempts = attempts + 1, next_try_ms = $1, detail = $2 WHERE id = $3",
+                    "UPDATE outbox SET attempts = attempts + 1, next_try_ms = $1, detail = $2 \
+                     WHERE id = $3",
                 )
                 .bind(now_ms + wait.min(60_000))
                 .bind(chat::truncate(&why, 300))
-                .bind(p.id)
+                .bind(id)
                 .execute(store.pool())
                 .await?;
-                info!(channel = p.channel, outbox = p.id, %why, "alert message will be retried");
+                info!(channel, outbox = id, %why, "alert message will be retried");
                 out.retrying += 1;
                 break;
             }
         }
+    }
+    if out.sent + out.parked + out.retrying > 0 {
+        info!(
+            channel,
+            sent = out.sent,
+            superseded = out.superseded,
+            retrying = out.retrying,
+            parked = out.parked,
+            "alert messages"
+        );
     }
     Ok(out)
 }
