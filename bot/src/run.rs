@@ -129,6 +129,7 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
             .map_err(|e| anyhow!("alerts: {}", e.join("; ")))?,
         alerts_channel: config.channels.alerts,
         chat_connected: Default::default(),
+        chat_unauthorized: Default::default(),
     });
 
     // A rollback a previous run left half done: make sure the service runs, and say

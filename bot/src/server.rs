@@ -249,11 +249,13 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         Ok(Ok(()))
     );
     let gateway = app.chat_connected.load(Ordering::Relaxed);
+    let token = !app.chat_unauthorized.load(Ordering::Relaxed);
     let body = serde_json::json!({
         "database": if db { "ok" } else { "unreachable" },
         "gateway": if gateway { "connected" } else { "disconnected" },
+        "discord_token": if token { "ok" } else { "refused (401): alert delivery stopped" },
     });
-    let status = if db && gateway {
+    let status = if db && gateway && token {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -38,6 +38,9 @@ pub struct App {
     pub alerts_channel: Option<u64>,
     /// Whether the chat gateway session is up, for `/readyz`.
     pub chat_connected: AtomicBool,
+    /// Discord answered 401: the token is no longer valid. Alert delivery stops
+    /// (nothing is dropped) and `/readyz` says so until Klaxon restarts.
+    pub chat_unauthorized: AtomicBool,
 }
 
 /// A service name nobody configured; the text lists the ones that exist.

@@ -127,6 +127,8 @@ impl ChatMessage {
 pub enum ChatError {
     #[error("the channel does not exist or Klaxon cannot see it")]
     UnknownChannel,
+    #[error("Discord refused Klaxon's token (401)")]
+    Unauthorized,
     #[error("Discord refused the message: {0}")]
     Rejected(String),
     #[error("Discord is unavailable: {0}")]

@@ -778,3 +778,51 @@ async fn a_p1_goes_out_within_a_second_behind_a_burst() {
     }
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_delivery_and_shows_in_readyz() {
+    let t = delivering(Db::Sqlite).await;
+    t.fake.inject(FaultRule::Status {
+        path_contains: format!("/channels/{ALERTS}/messages"),
+        status: 401,
+        times: 1,
+    });
+    send(
+        &t,
+        vec![
+            json!({"name": "CheckoutDown", "service": "checkout", "summary": "x",
+                          "labels": {"team": "payments"}}),
+        ],
+    )
+    .await;
+    let ready = format!("http://{}/readyz", t.bot().http_addr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let r = reqwest::get(&ready).await.expect("readyz");
+        if r.status().as_u16() == 503 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "readyz never noticed the 401");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        body["discord_token"],
+        "refused (401): alert delivery stopped"
+    );
+    // Nothing more is tried (each try would count toward Cloudflare's ban), and
+    // nothing is dropped: the message waits in the outbox.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let tries = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/channels/{ALERTS}/messages")))
+        .count();
+    assert_eq!(tries, 1);
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+        .fetch_one(t.bot().app.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, 1);
+    t.finish().await;
+}

@@ -136,6 +136,7 @@ fn classify(e: serenity::Error) -> ChatError {
         serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r)) => {
             match r.status_code.as_u16() {
                 404 => ChatError::UnknownChannel,
+                401 => ChatError::Unauthorized,
                 400..=499 => ChatError::Rejected(format!("{} {}", r.status_code, r.error.message)),
                 _ => ChatError::Unavailable(format!("{} {}", r.status_code, r.error.message)),
             }

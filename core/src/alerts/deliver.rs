@@ -6,11 +6,12 @@
 //! create carries a nonce Discord enforces, so a resend never shows a duplicate.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::Row;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::route::Router;
 use super::{Alert, AlertStatus, Source};
@@ -560,6 +561,9 @@ async fn deliver_channel(
     let store = &app.store;
     let mut out = Delivered::default();
     loop {
+        if app.chat_unauthorized.load(Ordering::Relaxed) {
+            break; // kept pending: delivered after a restart with a good token
+        }
         let now_ms = app.clock.now_ms();
         let Some(r) = sqlx::query(
             "SELECT id, group_id, part, body, attempts, priority FROM outbox WHERE channel_id = $1 \
@@ -692,6 +696,11 @@ async fn deliver_channel(
                 .execute(store.pool())
                 .await?;
                 out.parked += 1;
+                break;
+            }
+            Err(ChatError::Unauthorized) => {
+                error!("Discord refused Klaxon's token (401): alert delivery stopped; nothing is lost, restart Klaxon with a valid token");
+                app.chat_unauthorized.store(true, Ordering::Relaxed);
                 break;
             }
             Err(ChatError::Rejected(why)) => {
