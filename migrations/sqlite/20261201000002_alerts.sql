@@ -81,6 +81,8 @@ CREATE TABLE outbox (
     detail        TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX outbox_pending ON outbox (state, priority, id);
+CREATE INDEX outbox_message ON outbox (group_id, part, id);
+CREATE INDEX outbox_channel ON outbox (channel_id, state, priority, id);
 
 -- /alerts silence: matching alerts are held, not posted, until the silence ends.
 CREATE TABLE silences (

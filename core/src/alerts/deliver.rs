@@ -343,6 +343,21 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         for (part, m) in messages.iter().enumerate() {
             let mut m = m.clone();
             m.nonce = Some(chat::truncate(&format!("k{id}g{generation}p{part}"), 25));
+            let body = serde_json::to_string(&m).unwrap_or_default();
+            // A part that reads as it already does (or will) costs no request.
+            let last: Option<String> = sqlx::query(
+                "SELECT body FROM outbox WHERE group_id = $1 AND part = $2 \
+                 AND state IN ('pending', 'sent') ORDER BY id DESC LIMIT 1",
+            )
+            .bind(id)
+            .bind(part as i64)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("body"))
+            .transpose()?;
+            if last.as_deref() == Some(body.as_str()) {
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO outbox (group_id, part, channel_id, body, nonce, priority, \
                  created_ms, next_try_ms, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending')",
@@ -350,7 +365,7 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
             .bind(id)
             .bind(part as i64)
             .bind(channel)
-            .bind(serde_json::to_string(&m).unwrap_or_default())
+            .bind(body)
             .bind(m.nonce.clone().unwrap_or_default())
             .bind(severity_rank(severity))
             .bind(now_ms)
