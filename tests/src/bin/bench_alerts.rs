@@ -1,0 +1,270 @@
+//! Alert intake and delivery under a burst, against the fake Discord enforcing
+//! Discord's real limits.
+//!
+//! ```text
+//! cargo run --release -p klaxon-tests --bin bench-alerts -- [--alerts 10000] [--seconds 10]
+//! ```
+//!
+//! The in-process bot (SQLite), `[alerts]` at their defaults but `group_interval_secs
+//! = 10` (so the run drains in well under a minute; Alertmanager's own default is 5 m).
+//! `--alerts` Alertmanager alerts arrive in 100-alert notifications spread evenly over
+//! `--seconds`, from 20 groups (alertname) routed to 3 channels (by `team`), plus one P1
+//! (a route with `severity = "P1"`) in the middle.
+//!
+//! Reported: intake throughput (alerts over the time the intake spent answering) and
+//! p99 notification latency; Discord requests made for the alert channels against
+//! the minimum needed to show the final state of every group (one request per
+//! message of its last render); 429s; the P1's time from its POST to its message;
+//! the time from the last POST until every group's last render was delivered; the
+//! process's peak RSS (bot and fake together). Writes `target/bench/alerts.json`.
+//! Exits 1 when the fake counted a broken Discord rule or an alert went missing.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use klaxon_core::alerts::route::RouteConfig;
+use klaxon_core::incidents::Severity;
+use klaxon_fake_discord::OutputKind;
+use klaxon_tests::Tester;
+use serde_json::json;
+
+const CHANNELS: [u64; 3] = [111, 333, 444];
+const GROUPS: usize = 20;
+const PER_POST: usize = 100;
+const TOKEN: &str = "bench-token";
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn payload(batch: usize, alerts: usize) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = (0..alerts)
+        .map(|i| {
+            let n = batch * PER_POST + i;
+            let g = n % GROUPS;
+            json!({
+                "status": "firing",
+                "labels": {"alertname": format!("Group{g:02}"), "team": format!("t{}", g % 3),
+                           "instance": format!("host-{n:05}"), "severity": "warning"},
+                "annotations": {"summary": format!("disk usage at {}% on host-{n:05}", 80 + n % 20)},
+                "startsAt": "2026-12-01T14:03:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus/graph", "fingerprint": format!("fp{n:06}")
+            })
+        })
+        .collect();
+    json!({"version": "4", "status": "firing", "receiver": "klaxon", "groupKey": "bench",
+           "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+           "externalURL": "http://am", "truncatedAlerts": 0, "alerts": list})
+}
+
+async fn run(total: usize, seconds: u64) -> anyhow::Result<bool> {
+    let t = Tester::builder()
+        .intake(|i| i.alertmanager_token = klaxon::config::Secret::new(TOKEN))
+        .alerts(|a| {
+            a.group_interval_secs = 10;
+            for (i, ch) in CHANNELS.iter().enumerate() {
+                a.routes.push(RouteConfig {
+                    matchers: [("team".to_string(), format!("t{i}"))]
+                        .into_iter()
+                        .collect(),
+                    channel: Some(*ch),
+                    ..Default::default()
+                });
+            }
+            a.routes.insert(
+                0,
+                RouteConfig {
+                    matchers: [("alertname".to_string(), "CheckoutDown".to_string())]
+                        .into_iter()
+                        .collect(),
+                    channel: Some(CHANNELS[0]),
+                    severity: Some(Severity::P1),
+                    ..Default::default()
+                },
+            );
+        })
+        .spawn()
+        .await;
+    let url = format!("http://{}/alerts/alertmanager", t.bot().http_addr);
+    let client = reqwest::Client::new();
+    let posts = total.div_ceil(PER_POST);
+    let gap = Duration::from_secs_f64(seconds as f64 / posts as f64);
+    let mut latencies = Vec::with_capacity(posts);
+    let mut p1_sent = None;
+    let started = Instant::now();
+    for b in 0..posts {
+        let due = started + gap * b as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let n = PER_POST.min(total - b * PER_POST);
+        let body = serde_json::to_vec(&payload(b, n))?;
+        let t0 = Instant::now();
+        let r = client
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "intake answered {}", r.status());
+        latencies.push(t0.elapsed());
+        if b == posts / 2 {
+            let p1 = json!({"version": "4", "status": "firing", "receiver": "k", "groupKey": "p1",
+                "alerts": [{"status": "firing", "labels": {"alertname": "CheckoutDown", "service": "checkout"},
+                            "annotations": {"summary": "checkout 5xx at 80%"}, "fingerprint": "p1"}]});
+            p1_sent = Some(Instant::now());
+            let r = client
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&p1)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "P1 intake answered {}", r.status());
+        }
+    }
+    let last_post = Instant::now();
+    // Drained: every group rendered and nothing left to send.
+    let drain_deadline = last_post + Duration::from_secs(120);
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending') + \
+             (SELECT COUNT(*) FROM alert_groups WHERE due_ms IS NOT NULL)",
+        )
+        .fetch_one(t.bot().app.store.pool())
+        .await?;
+        if pending == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < drain_deadline,
+            "not drained after 120 s ({pending} left)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained = last_post.elapsed();
+    // The P1's message.
+    let mut p1_latency = None;
+    let mut outputs = Vec::new();
+    while let Some(o) = t.fake.next_output(Duration::from_millis(50)).await {
+        outputs.push(o);
+    }
+    for o in &outputs {
+        if matches!(o.kind, OutputKind::ChannelMessage { .. })
+            && o.message.text().contains("CheckoutDown")
+        {
+            p1_latency = p1_sent.map(|s| o.at.saturating_duration_since(s));
+        }
+    }
+    let requests: Vec<_> = t
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            CHANNELS
+                .iter()
+                .any(|c| r.path.contains(&format!("/channels/{c}/messages")))
+                && (r.method == "POST" || r.method == "PATCH")
+        })
+        .collect();
+    let made = requests.len();
+    let too_many = requests.iter().filter(|r| r.status == 429).count();
+    // The minimum: one request per message of each group's final render.
+    let minimum: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(LENGTH(message_ids) - LENGTH(REPLACE(message_ids, ',', '')) + 1), 0) \
+         FROM alert_groups WHERE message_ids <> ''",
+    )
+    .fetch_one(t.bot().app.store.pool())
+    .await?;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts")
+        .fetch_one(t.bot().app.store.pool())
+        .await?;
+    let violations = t.fake.violations();
+    latencies.sort_unstable();
+    let intake_time: Duration = latencies.iter().sum();
+    let p99 =
+        latencies[((latencies.len() as f64 * 0.99).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let throughput = total as f64 / intake_time.as_secs_f64();
+    let rss = peak_rss_kib();
+    println!(
+        "intake: {total} alerts in {posts} notifications over {seconds} s: {throughput:.0} alerts/s of intake time (target >= 5000), notification p99 {:.1} ms",
+        p99.as_secs_f64() * 1000.0
+    );
+    println!(
+        "Discord: {made} requests for a minimum of {minimum} ({:.2}x, target <= 1.1x); 429s {too_many} (target 0); violations {}",
+        made as f64 / minimum.max(1) as f64,
+        violations.total()
+    );
+    println!(
+        "P1: {} from POST to message (target < 1 s); drained {:.1} s after the last POST; peak RSS {:.1} MiB; {stored} alerts stored",
+        p1_latency.map_or("never".to_string(), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)),
+        drained.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
+    let report = json!({
+        "alerts": total, "notifications": posts, "seconds": seconds,
+        "intake_alerts_per_s": throughput, "notification_p99_ms": p99.as_secs_f64() * 1000.0,
+        "discord_requests": made, "minimum_requests": minimum, "requests_429": too_many,
+        "p1_ms": p1_latency.map(|d| d.as_secs_f64() * 1000.0),
+        "drain_s": drained.as_secs_f64(), "peak_rss_mib": rss as f64 / 1024.0,
+        "violations": violations.total(), "stored": stored,
+    });
+    std::fs::create_dir_all("target/bench")?;
+    std::fs::write(
+        "target/bench/alerts.json",
+        serde_json::to_string_pretty(&report)?,
+    )
+    .context("writing the report")?;
+    let ok = violations.total() == 0 && stored as usize == total + 1 && p1_latency.is_some();
+    // The test world checks unread outputs at the end; this run read them above.
+    drop(outputs);
+    t.finish().await;
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let mut total = 10_000;
+    let mut seconds = 10;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let v = args.next().and_then(|v| v.parse::<u64>().ok());
+        match (flag.as_str(), v) {
+            ("--alerts", Some(n)) => total = n.clamp(100, 100_000) as usize,
+            ("--seconds", Some(n)) => seconds = n.clamp(1, 120),
+            _ => {
+                eprintln!("usage: bench-alerts [--alerts N] [--seconds N]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench-alerts: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(total, seconds)) {
+        Ok(true) => {
+            println!("PASS");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("FAIL");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("bench-alerts: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
