@@ -826,3 +826,59 @@ async fn a_refused_token_stops_delivery_and_shows_in_readyz() {
     assert_eq!(pending, 1);
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_button_shows_the_last_15_minutes_privately() {
+    use klaxon_core::permissions::Level;
+    use klaxon_tests::docker::{Containers, Spec};
+    use klaxon_tests::fake::OutputKind;
+    let mut c = Containers::new().await;
+    let name = c
+        .run(
+            "alert-logs",
+            Spec::new("v1").cmd("echo 'ERROR payment declined token=abc123'; sleep 3600"),
+        )
+        .await;
+    let t = Tester::builder()
+        .docker_host(c.host())
+        .service("api", Some(&name), None)
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .alerts(|a| a.group_wait_secs = 0)
+        .spawn()
+        .await;
+    send(
+        &t,
+        vec![alert("HighErrorRate", "api-1", "firing", "5xx at 40%")],
+    )
+    .await;
+    let m = t.channel_message(ALERTS).await;
+    let logs = m
+        .custom_ids()
+        .into_iter()
+        .find(|i| i.starts_with("alerts:logs:"))
+        .expect("a Logs button: the service has a container");
+    let click = t
+        .fake
+        .click(Tester::member(Some(Level::Viewer)), &m, &logs)
+        .await
+        .unwrap();
+    let cb = t
+        .take("the defer", |o| {
+            matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == click.id)
+        })
+        .await;
+    assert!(cb.message.ephemeral(), "logs are private");
+    let answer = t
+        .take("the logs", |o| {
+            matches!(o.kind, OutputKind::EditOriginal { interaction_id } if interaction_id == click.id)
+        })
+        .await;
+    let text = answer.message.text();
+    assert!(text.contains("ERROR payment declined"), "{text}");
+    assert!(
+        text.contains("[redacted]") && !text.contains("abc123"),
+        "secrets redacted: {text}"
+    );
+    t.finish().await;
+    c.cleanup().await;
+}
