@@ -123,6 +123,9 @@ async fn silence_cmd(
     #[description = "Why, for the others"]
     #[max_length = 300]
     reason: String,
+    #[description = "Also end it once the alerts it holds have resolved"] until_resolved: Option<
+        bool,
+    >,
 ) -> Result<(), Error> {
     let matchers = silence::parse_matchers(&matcher).map_err(UserError)?;
     let secs = klaxon_core::logs::parse_duration(&duration)
@@ -143,6 +146,7 @@ async fn silence_cmd(
     let app = ctx.data();
     let now = app.clock.now_ms();
     let ends = now + (secs as i64) * 1_000;
+    let until_resolved = until_resolved.unwrap_or(false);
     let id = silence::create(
         &app.store,
         &matchers,
@@ -150,12 +154,18 @@ async fn silence_cmd(
         &ctx.author().name,
         now,
         ends,
+        until_resolved,
     )
     .await?;
     ctx.say(format!(
-        "🔕 Silence #{id}: `{}` until {} ({}). Matching alerts are recorded but not posted; `/alerts unsilence id:{id}` ends it.",
+        "🔕 Silence #{id}: `{}` until {}{} ({}). Matching alerts are recorded but not posted; `/alerts unsilence id:{id}` ends it.",
         chat::neutralize(&silence::describe(&matchers)),
         hhmm(ends),
+        if until_resolved {
+            " or until its alerts resolve"
+        } else {
+            ""
+        },
         chat::neutralize(reason.trim())
     ))
     .await?;
@@ -238,7 +248,8 @@ pub async fn on_click(
             Some((title, matchers)) if !matchers.is_empty() => {
                 let ends = now + 3_600_000;
                 let reason = format!("from the alert message ({title})");
-                let id = silence::create(&app.store, &matchers, &reason, &by, now, ends).await?;
+                let id =
+                    silence::create(&app.store, &matchers, &reason, &by, now, ends, false).await?;
                 (
                     format!(
                         "🔕 Silence #{id}: `{}` until {}. `/alerts unsilence id:{id}` ends it.",

@@ -98,6 +98,8 @@ CREATE TABLE silences (
     ended_by      TEXT,
     -- Held alerts still firing were given back to their groups.
     released      BIGINT  NOT NULL DEFAULT 0,
-    held          BIGINT  NOT NULL DEFAULT 0
+    held          BIGINT  NOT NULL DEFAULT 0,
+    -- 1: also ends once every alert it held has resolved.
+    until_resolved BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX silences_active ON silences (ends_ms);

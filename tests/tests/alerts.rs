@@ -882,3 +882,44 @@ async fn the_logs_button_shows_the_last_15_minutes_privately() {
     t.finish().await;
     c.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_can_end_when_its_alerts_resolve() {
+    use klaxon_core::alerts::silence;
+    use klaxon_core::permissions::Level;
+    for db in Db::BOTH {
+        let t = delivering(db).await;
+        t.slash("alerts silence")
+            .opt("matcher", "alertname=Flapping")
+            .opt("duration", "4h")
+            .opt("reason", "known flapper")
+            .opt("until_resolved", true)
+            .as_level(Level::Responder)
+            .send()
+            .await
+            .reply()
+            .await
+            .assert_contains("or until its alerts resolve");
+        send(&t, vec![alert("Flapping", "api-1", "firing", "x")]).await;
+        let now = t.bot().app.clock.now_ms();
+        assert_eq!(
+            silence::active(&t.bot().app.store, now)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        send(&t, vec![alert("Flapping", "api-1", "resolved", "x")]).await;
+        assert!(
+            silence::active(&t.bot().app.store, now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "ended with its alerts"
+        );
+        // Nothing was posted: the alert fired and resolved under the silence.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert!(t.fake.messages(ALERTS).is_empty());
+        t.finish().await;
+    }
+}

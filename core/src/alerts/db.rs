@@ -136,6 +136,16 @@ pub async fn ingest(
             }
         }
     }
+    // Silences that end with their alerts: ended once none they held still fires.
+    sqlx::query(
+        "UPDATE silences SET ended_ms = $1, ended_by = 'its alerts resolved' \
+         WHERE until_resolved = 1 AND ended_ms IS NULL AND held > 0 AND NOT EXISTS \
+         (SELECT 1 FROM alerts WHERE alerts.held_by = 'silence:' || CAST(silences.id AS TEXT) \
+          AND alerts.status = 'firing')",
+    )
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(out)
 }

@@ -107,6 +107,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Silence, StoreError> {
     })
 }
 
+/// A new silence; with `until_resolved` it also ends once every alert it held has
+/// resolved.
 pub async fn create(
     store: &Store,
     matchers: &[Matcher],
@@ -114,16 +116,18 @@ pub async fn create(
     by: &str,
     now_ms: i64,
     ends_ms: i64,
+    until_resolved: bool,
 ) -> Result<i64, StoreError> {
     let row = sqlx::query(
-        "INSERT INTO silences (matchers, reason, created_by, created_ms, ends_ms) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO silences (matchers, reason, created_by, created_ms, ends_ms, until_resolved) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(serde_json::to_string(matchers).unwrap_or_else(|_| "[]".into()))
     .bind(reason)
     .bind(by)
     .bind(now_ms)
     .bind(ends_ms)
+    .bind(i64::from(until_resolved))
     .fetch_one(store.pool())
     .await?;
     Ok(row.try_get("id")?)
