@@ -1,0 +1,162 @@
+//! The real `klaxon` binary killed with SIGKILL in the middle of an alert burst:
+//! after a restart everything is delivered, and nothing twice.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use klaxon_fake_discord::{FakeConfig, FakeDiscord};
+use klaxon_tests::env;
+use serde_json::json;
+
+const ALERTS: u64 = 111;
+const TOKEN: &str = "crash-intake-token";
+const GROUPS: usize = 24;
+
+/// The `klaxon` binary cargo built next to this test (`cargo test --workspace` builds
+/// it; so does `cargo build -p klaxon`).
+fn klaxon_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
+    let binary = dir.join("klaxon");
+    assert!(
+        binary.is_file(),
+        "{} not found: run `cargo build -p klaxon` (scripts/test.sh builds it with the workspace)",
+        binary.display()
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn start(fake: &FakeDiscord, dir: &Path, port: u16) -> tokio::process::Child {
+    let config = dir.join("klaxon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[discord]\napi_url = \"{}\"\nguild_id = 123\n[database]\nurl = \"{}\"\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n[channels]\nalerts = {ALERTS}\n\
+             [alerts]\ngroup_wait_secs = 0\nprobe_interval_secs = 0\ndocker_events = false\n",
+            fake.api_url(),
+            env::sqlite_url(dir)
+        ),
+    )
+    .expect("config");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("klaxon.log"))
+        .expect("log");
+    tokio::process::Command::new(klaxon_binary())
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("DISCORD_TOKEN", &fake.config().token)
+        .env("KLAXON_INTAKE__GENERIC_TOKEN", TOKEN)
+        .env("KLAXON_LOG", "info,serenity=warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning klaxon")
+}
+
+async fn wait_up(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "klaxon did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Group title -> how many messages show it.
+fn shown(fake: &FakeDiscord) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for m in fake.messages(ALERTS) {
+        let text = m.text();
+        if let Some(start) = text.find("Burst") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric())
+                .collect();
+            *out.entry(name).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_burst_loses_nothing_and_duplicates_nothing() {
+    let fake = FakeDiscord::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut bot = start(&fake, dir.path(), port);
+    wait_up(port).await;
+
+    // 24 groups: at Discord's 5 messages per 5 s, about 25 s of sending.
+    let alerts: Vec<_> = (0..GROUPS)
+        .map(|i| json!({"name": format!("Burst{i:02}"), "summary": "x", "labels": {"n": i}}))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/alerts/generic"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "alerts": alerts }))
+        .send()
+        .await
+        .expect("intake");
+    assert_eq!(r.status().as_u16(), 200, "stored before the answer");
+
+    // Some are out, most are not: kill -9.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shown(&fake).len() < 3 {
+        assert!(Instant::now() < deadline, "nothing was delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bot.start_kill().expect("SIGKILL");
+    let _ = bot.wait().await;
+    let before = shown(&fake).len();
+    assert!(
+        before < GROUPS,
+        "the kill came too late to test anything ({before})"
+    );
+
+    // Restarted on the same database: the rest is delivered, nothing twice.
+    let mut bot = start(&fake, dir.path(), port);
+    wait_up(port).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shown(&fake).len() < GROUPS {
+        assert!(
+            Instant::now() < deadline,
+            "after the restart only {} of {GROUPS} groups were shown",
+            shown(&fake).len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = shown(&fake);
+    assert_eq!(counts.len(), GROUPS);
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "a group shown twice: {counts:?}"
+    );
+    let violations = fake.violations();
+    assert_eq!(violations.total(), 0, "{violations:?}");
+    bot.start_kill().expect("kill");
+    let _ = bot.wait().await;
+}
