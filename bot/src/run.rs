@@ -363,6 +363,9 @@ async fn alert_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>
         if let Err(e) = klaxon_core::alerts::deliver::flush_due(&app, now).await {
             warn!(error = %e, "alert grouping failed; retrying");
         }
+        if let Err(e) = klaxon_core::alerts::deliver::repeat_due(&app, now).await {
+            warn!(error = %e, "repeat notifications failed; retrying");
+        }
         if let Err(e) = sender.tick(&app).await {
             warn!(error = %e, "alert delivery failed; retrying");
         }

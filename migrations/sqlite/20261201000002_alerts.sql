@@ -54,7 +54,9 @@ CREATE TABLE alert_groups (
     generation    BIGINT  NOT NULL DEFAULT 0,
     -- Acknowledge button: who, when (shown on the message).
     acked_by      TEXT,
-    acked_ms      BIGINT
+    acked_ms      BIGINT,
+    -- The last "still firing" re-notification (repeat_interval).
+    repeat_ms     BIGINT
 );
 CREATE UNIQUE INDEX alert_groups_key ON alert_groups (group_key);
 CREATE INDEX alert_groups_due ON alert_groups (due_ms);

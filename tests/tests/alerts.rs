@@ -923,3 +923,56 @@ async fn a_silence_can_end_when_its_alerts_resolve() {
         t.finish().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_still_firing_is_announced_again_until_acknowledged() {
+    use klaxon_core::permissions::Level;
+    let t = Tester::builder()
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .alerts(|a| {
+            a.group_wait_secs = 0;
+            a.repeat_interval_secs = 2;
+        })
+        .spawn()
+        .await;
+    send(
+        &t,
+        vec![alert("QueueBacklog", "worker-1", "firing", "backlog 50k")],
+    )
+    .await;
+    let first = t.channel_message(ALERTS).await;
+    let again = t.channel_message(ALERTS).await;
+    assert_ne!(again.id, first.id, "a new message: edits notify nobody");
+    assert!(
+        again.text().starts_with("🔁 Still firing after"),
+        "{}",
+        again.text()
+    );
+    assert!(
+        again.text().contains("**QueueBacklog · api** (1)"),
+        "{}",
+        again.text()
+    );
+    let ack = again
+        .custom_ids()
+        .into_iter()
+        .find(|i| i.starts_with("alerts:ack:"))
+        .expect("Acknowledge on the reminder");
+    let c = t
+        .fake
+        .click(Tester::member(Some(Level::Responder)), &again, &ack)
+        .await
+        .unwrap();
+    t.take("the ack", |o| {
+        matches!(o.kind, klaxon_tests::fake::OutputKind::Callback { interaction_id, .. } if interaction_id == c.id)
+    })
+    .await;
+    let edited = t.channel_edit(ALERTS).await;
+    assert_eq!(edited.id, first.id);
+    assert!(edited
+        .text()
+        .contains("👀 Acknowledged by responder-member"));
+    // Acknowledged: no more reminders (finish() fails on anything unread).
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    t.finish().await;
+}

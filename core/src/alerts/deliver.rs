@@ -387,6 +387,74 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
     Ok(n)
 }
 
+/// Re-announces groups still firing and not acknowledged after `repeat_interval`:
+/// a short new message (an edit notifies nobody). Each is claimed in the database
+/// first, so replicas do not both send it.
+pub async fn repeat_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
+    let every = app.alerts.config.repeat_interval_secs as i64 * 1_000;
+    if every == 0 {
+        return Ok(0);
+    }
+    let rows = sqlx::query(
+        "SELECT id, channel_id, severity, page, title, created_ms, repeat_ms FROM alert_groups \
+         WHERE status = 'firing' AND acked_by IS NULL AND message_ids <> '' \
+         AND COALESCE(repeat_ms, created_ms) <= $1 ORDER BY id LIMIT 50",
+    )
+    .bind(now_ms - every)
+    .fetch_all(app.store.pool())
+    .await?;
+    let mut sent = 0;
+    for g in &rows {
+        let id: i64 = g.try_get("id")?;
+        let was: Option<i64> = g.try_get("repeat_ms")?;
+        let claimed = sqlx::query(
+            "UPDATE alert_groups SET repeat_ms = $1 WHERE id = $2 \
+             AND (repeat_ms = $3 OR (repeat_ms IS NULL AND $4 = 0))",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(was.unwrap_or(0))
+        .bind(i64::from(was.is_some()))
+        .execute(app.store.pool())
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            continue;
+        }
+        let severity: Severity = g
+            .try_get::<String, _>("severity")?
+            .parse()
+            .unwrap_or(Severity::P3);
+        let created: i64 = g.try_get("created_ms")?;
+        let firing: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM alerts WHERE group_id = $1 AND status = 'firing'",
+        )
+        .bind(id)
+        .fetch_one(app.store.pool())
+        .await?;
+        let mut m = ChatMessage::text(format!(
+            "🔁 Still firing after {}, not acknowledged: **{}** ({firing}) — its message above has the details and buttons.",
+            crate::incidents::duration_text(now_ms - created),
+            chat::neutralize(&g.try_get::<String, _>("title")?)
+        ));
+        m.silent = matches!(severity, Severity::P3 | Severity::P4);
+        if g.try_get::<i64, _>("page")? != 0 {
+            if let Some(role) = app.incidents.on_call_role {
+                m.content = chat::truncate(&format!("<@&{role}> {}", m.content), limits::CONTENT);
+                m.ping_roles.push(role);
+            }
+        }
+        m.buttons = buttons(id, false);
+        m.buttons.truncate(1); // Acknowledge only: the rest is on the group's message
+        let channel = g.try_get::<i64, _>("channel_id")? as u64;
+        match app.chat.send(channel, m).await {
+            Ok(_) => sent += 1,
+            Err(e) => warn!(error = %e, group = id, "repeat notification not sent"),
+        }
+    }
+    Ok(sent)
+}
+
 /// The service a group's alerts are about, when they name one.
 pub async fn group_service(store: &Store, group_id: i64) -> Result<Option<String>, StoreError> {
     Ok(sqlx::query(

@@ -21,6 +21,10 @@ pub struct AlertsConfig {
     /// At most one update of a group's message this often (P1: at once).
     #[serde(default = "default_group_interval")]
     pub group_interval_secs: u64,
+    /// A group still firing and not acknowledged is announced again this often (a new
+    /// message: edits do not notify anybody).
+    #[serde(default = "default_repeat")]
+    pub repeat_interval_secs: u64,
     /// First matching route wins; without a match, `channels.alerts` and the
     /// severity label decide.
     #[serde(default)]
@@ -51,6 +55,9 @@ fn default_probe_failures() -> u32 {
 fn default_group_by() -> Vec<String> {
     vec!["alertname".into(), "service".into()]
 }
+fn default_repeat() -> u64 {
+    4 * 3_600
+}
 fn default_group_wait() -> u64 {
     10
 }
@@ -64,6 +71,7 @@ impl Default for AlertsConfig {
             group_by: default_group_by(),
             group_wait_secs: default_group_wait(),
             group_interval_secs: default_group_interval(),
+            repeat_interval_secs: default_repeat(),
             routes: Vec::new(),
             probe_interval_secs: default_probe_interval(),
             probe_failures: default_probe_failures(),
@@ -161,6 +169,13 @@ impl Router {
         }
         if config.group_interval_secs == 0 || config.group_interval_secs > 86_400 {
             errors.push("alerts.group_interval_secs: between 1 and 86400".into());
+        }
+        if config.repeat_interval_secs < 60 && config.repeat_interval_secs != 0 {
+            // Seconds are for tests; a real team wants minutes at least.
+            tracing::warn!(
+                secs = config.repeat_interval_secs,
+                "alerts.repeat_interval_secs is very short"
+            );
         }
         if config.probe_failures == 0 {
             errors.push("alerts.probe_failures: at least 1".into());
