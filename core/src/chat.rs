@@ -109,6 +109,9 @@ pub struct ChatMessage {
     pub ping_roles: Vec<u64>,
     /// Members this message may ping (a reminder to the incident commander).
     pub ping_users: Vec<u64>,
+    /// A text file under the message (the full list of a large alert group). On an
+    /// edit it replaces the message's earlier file.
+    pub attachment: Option<TextFile>,
     /// With a nonce Discord creates the message at most once (`enforce_nonce`), so
     /// a retry after a crash or a timeout never shows a duplicate. At most 25 chars.
     pub nonce: Option<String>,
@@ -164,6 +167,13 @@ pub trait ChatSink: Send + Sync {
     /// A message someone posted: its text, author and attachments, for the
     /// incident timeline.
     async fn fetch(&self, channel_id: u64, message_id: u64) -> Result<PostedMessage, ChatError>;
+}
+
+/// A file of text attached to a message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct TextFile {
+    pub name: String,
+    pub content: String,
 }
 
 /// A chat message as read back from the platform.

@@ -355,7 +355,14 @@ async fn alerts_are_grouped_and_edited_in_place_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx() {
-    let t = delivering(Db::Sqlite).await;
+    let t = Tester::builder()
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .alerts(|a| {
+            a.group_wait_secs = 1;
+            a.summarize_over = 500;
+        })
+        .spawn()
+        .await;
     // Discord fails the first create: the outbox retries it, with the same nonce.
     t.fake.inject(FaultRule::Status {
         path_contains: format!("/channels/{ALERTS}/messages"),
@@ -974,5 +981,51 @@ async fn a_group_still_firing_is_announced_again_until_acknowledged() {
         .contains("👀 Acknowledged by responder-member"));
     // Acknowledged: no more reminders (finish() fails on anything unread).
     tokio::time::sleep(Duration::from_millis(3_000)).await;
+    t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_summarize_over_the_full_list_is_attached() {
+    let t = Tester::builder()
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .alerts(|a| {
+            a.group_wait_secs = 0;
+            a.summarize_over = 20;
+        })
+        .spawn()
+        .await;
+    send(
+        &t,
+        (0..60)
+            .map(|i| {
+                alert(
+                    "DiskFull",
+                    &format!("db-{i:02}"),
+                    "firing",
+                    &format!("disk {i}"),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let m = t.channel_message(ALERTS).await;
+    let text = m.text();
+    assert!(
+        text.contains("🔥 P3 FIRING · DiskFull · api (60)"),
+        "{text}"
+    );
+    assert_eq!(text.matches("🔴").count(), 20, "{text}");
+    assert!(
+        text.contains("… and 40 more in the attached list"),
+        "{text}"
+    );
+    assert_eq!(m.attachments.len(), 1);
+    assert_eq!(m.attachments[0].filename, "diskfull-api-alerts.txt");
+    let list = String::from_utf8(m.attachments[0].data.to_vec()).unwrap();
+    assert_eq!(list.lines().count(), 60);
+    assert!(
+        list.lines().all(|l| l.starts_with("FIRING    api  disk ")),
+        "{list}"
+    );
     t.finish().await;
 }

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use klaxon_core::chat::{ButtonStyle, ChatError, ChatMessage, ChatSink, PostedMessage};
 use poise::serenity_prelude as serenity;
 use serenity::{
-    ChannelId, ChannelType, CreateActionRow, CreateAllowedMentions, CreateButton, CreateChannel,
-    CreateMessage, CreateThread, EditMessage, GuildId, MessageFlags, MessageId, RoleId, UserId,
+    ChannelId, ChannelType, CreateActionRow, CreateAllowedMentions, CreateAttachment, CreateButton,
+    CreateChannel, CreateMessage, CreateThread, EditAttachments, EditMessage, GuildId,
+    MessageFlags, MessageId, RoleId, UserId,
 };
 
 pub struct DiscordChat {
@@ -68,6 +69,9 @@ impl ChatSink for DiscordChat {
         if let Some(n) = message.nonce {
             b = b.nonce(serenity::Nonce::String(n)).enforce_nonce(true);
         }
+        if let Some(f) = message.attachment {
+            b = b.add_file(CreateAttachment::bytes(f.content.into_bytes(), f.name));
+        }
         ChannelId::new(channel_id)
             .send_message(&self.http, b)
             .await
@@ -81,11 +85,18 @@ impl ChatSink for DiscordChat {
         message_id: u64,
         message: ChatMessage,
     ) -> Result<(), ChatError> {
-        let b = EditMessage::new()
+        let mut b = EditMessage::new()
             .content(message.content.clone())
             .embeds(embeds(&message))
             .components(rows(&message))
             .allowed_mentions(mentions(&message));
+        // The new file replaces the old one; without one, the old one goes.
+        b = match message.attachment {
+            Some(f) => b.attachments(
+                EditAttachments::new().add(CreateAttachment::bytes(f.content.into_bytes(), f.name)),
+            ),
+            None => b.attachments(EditAttachments::new()),
+        };
         ChannelId::new(channel_id)
             .edit_message(&self.http, MessageId::new(message_id), b)
             .await

@@ -16,18 +16,18 @@ use tracing::{error, info, warn};
 use super::route::Router;
 use super::{Alert, AlertStatus, Source};
 use crate::app::App;
-use crate::chat::{self, limits, Button, ButtonStyle, ChatError, ChatMessage, Embed};
+use crate::chat::{self, limits, Button, ButtonStyle, ChatError, ChatMessage, Embed, TextFile};
 use crate::incidents::{hhmm, Severity};
 use crate::store::{Store, StoreError};
 
-/// Lines of one group shown before the rest is summarised.
-pub const SHOWN_PER_GROUP: usize = 200;
 /// What a message's embeds may hold together, with room for titles and footers.
 const MESSAGE_BUDGET: usize = limits::EMBED_TOTAL - 100;
 
 struct Line {
     firing: bool,
     text: String,
+    /// The same, as plain text for the attached full list.
+    plain: String,
 }
 
 fn color(severity: Severity, firing: bool) -> u32 {
@@ -69,15 +69,57 @@ pub struct Look {
     pub note: Option<String>,
 }
 
+/// A group's messages from all its lines: past `limit`, the first `limit` lines,
+/// the counts, and the full list attached to the first message.
+fn render_group(
+    title: &str,
+    severity: Severity,
+    mut lines: Vec<Line>,
+    limit: usize,
+    look: &Look,
+) -> Vec<ChatMessage> {
+    let firing = lines.iter().filter(|l| l.firing).count();
+    let counts = (firing, lines.len() - firing);
+    let file = (lines.len() > limit).then(|| TextFile {
+        name: format!("{}-alerts.txt", file_slug(title)),
+        content: lines.iter().map(|l| format!("{}\n", l.plain)).collect(),
+    });
+    let hidden = lines.len().saturating_sub(limit);
+    lines.truncate(limit);
+    let mut messages = render(title, severity, &lines, hidden, counts, look);
+    if let (Some(f), Some(first)) = (file, messages.first_mut()) {
+        first.attachment = Some(f);
+    }
+    messages
+}
+
+fn file_slug(title: &str) -> String {
+    let s: String = title
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    chat::truncate(if s.is_empty() { "group" } else { &s }, 60)
+}
+
 fn render(
     title: &str,
     severity: Severity,
     lines: &[Line],
     hidden: usize,
+    (firing, resolved): (usize, usize),
     look: &Look,
 ) -> Vec<ChatMessage> {
-    let firing = lines.iter().filter(|l| l.firing).count();
-    let resolved = lines.len() - firing;
     let head = if firing > 0 {
         format!(
             "🔥 {severity} FIRING · {} ({firing}{})",
@@ -93,9 +135,7 @@ fn render(
     };
     let mut all: Vec<String> = lines.iter().map(|l| chat::truncate(&l.text, 500)).collect();
     if hidden > 0 {
-        all.push(format!(
-            "… and {hidden} more: `/alerts list` shows them all"
-        ));
+        all.push(format!("… and {hidden} more in the attached list"));
     }
     // Fill each message up to Discord's 6,000 characters across up to 10 embeds (each
     // description at most 4,096): as few messages, and so requests, as the limits
@@ -189,11 +229,26 @@ fn line(a: &Alert, first_ms: i64, resolved_ms: Option<i64>) -> Line {
         .iter()
         .find_map(|k| a.label(k).filter(|v| !v.is_empty()))
         .unwrap_or_else(|| a.name());
+    let plain = match a.status {
+        AlertStatus::Firing => format!(
+            "FIRING    {who}  {}  since {}",
+            a.summary(),
+            crate::incidents::date_time(first_ms)
+        ),
+        AlertStatus::Resolved => format!(
+            "RESOLVED  {who}  {}  at {}",
+            a.summary(),
+            resolved_ms
+                .map(crate::incidents::date_time)
+                .unwrap_or_default()
+        ),
+    };
     let (who, what) = (chat::neutralize(who), chat::neutralize(a.summary()));
     match a.status {
         AlertStatus::Firing => Line {
             firing: true,
             text: format!("🔴 **{who}** {what} · since {}", hhmm(first_ms)),
+            plain,
         },
         AlertStatus::Resolved => Line {
             firing: false,
@@ -201,6 +256,7 @@ fn line(a: &Alert, first_ms: i64, resolved_ms: Option<i64>) -> Line {
                 "✅ **{who}** {what} · resolved {}",
                 resolved_ms.map(hhmm).unwrap_or_default()
             ),
+            plain,
         },
     }
 }
@@ -250,14 +306,18 @@ pub fn preview(
         .map(|(mut p, title, mut lines)| {
             // Firing first, as the grouper orders them.
             lines.sort_by_key(|l| !l.firing);
-            let hidden = lines.len().saturating_sub(SHOWN_PER_GROUP);
-            lines.truncate(SHOWN_PER_GROUP);
             let look = Look {
                 ping: on_call_role.filter(|_| p.page),
                 buttons: buttons(0, false),
                 note: None,
             };
-            p.messages = render(&title, p.severity, &lines, hidden, &look);
+            p.messages = render_group(
+                &title,
+                p.severity,
+                lines,
+                router.config.summarize_over,
+                &look,
+            );
             p
         })
         .collect()
@@ -312,9 +372,7 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
                 r.try_get("resolved_ms")?,
             ));
         }
-        let hidden = lines.len().saturating_sub(SHOWN_PER_GROUP);
-        lines.truncate(SHOWN_PER_GROUP);
-        let any_firing = lines.iter().any(|l| l.firing) || hidden > 0;
+        let any_firing = lines.iter().any(|l| l.firing);
         let acked_by: Option<String> = g.try_get("acked_by")?;
         let acked_ms: Option<i64> = g.try_get("acked_ms")?;
         let service = group_service(store, id).await?;
@@ -332,7 +390,13 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
                 )
             }),
         };
-        let mut messages = render(&title, severity, &lines, hidden, &look);
+        let mut messages = render_group(
+            &title,
+            severity,
+            lines,
+            app.alerts.config.summarize_over,
+            &look,
+        );
         // Messages the group had beyond what it needs now: say so, rather than
         // leave stale alerts on screen.
         let had = ids.split(',').filter(|s| !s.is_empty()).count();
@@ -832,6 +896,7 @@ mod tests {
             .map(|i| Line {
                 firing: i % 3 != 1,
                 text: format!("{i} {}", "x".repeat(len)),
+                plain: String::new(),
             })
             .collect()
     }
@@ -844,7 +909,9 @@ mod tests {
                 buttons: buttons(1, true),
                 note: None,
             };
-            let msgs = render("HighLatency · api", Severity::P2, &lines(n, len), 0, &look);
+            let ls = lines(n, len);
+            let f = ls.iter().filter(|l| l.firing).count();
+            let msgs = render("HighLatency · api", Severity::P2, &ls, 0, (f, n - f), &look);
             for m in &msgs {
                 assert!(m.embeds.len() <= limits::EMBEDS);
                 let total: usize = m.embeds.iter().map(Embed::size).sum();
@@ -880,7 +947,8 @@ mod tests {
             buttons: Vec::new(),
             note: None,
         };
-        let msgs = render("t", Severity::P3, &ls, 0, &look);
+        let f = ls.iter().filter(|l| l.firing).count();
+        let msgs = render("t", Severity::P3, &ls, 0, (f, ls.len() - f), &look);
         let minimum = chars.div_ceil(limits::EMBED_TOTAL);
         assert!(
             msgs.len() as f64 <= minimum as f64 * 1.25 + 1.0,

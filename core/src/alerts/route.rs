@@ -25,6 +25,10 @@ pub struct AlertsConfig {
     /// message: edits do not notify anybody).
     #[serde(default = "default_repeat")]
     pub repeat_interval_secs: u64,
+    /// A group with more alerts than this shows its first ones and counts, with the
+    /// full list attached as a text file.
+    #[serde(default = "default_summarize")]
+    pub summarize_over: usize,
     /// First matching route wins; without a match, `channels.alerts` and the
     /// severity label decide.
     #[serde(default)]
@@ -55,6 +59,9 @@ fn default_probe_failures() -> u32 {
 fn default_group_by() -> Vec<String> {
     vec!["alertname".into(), "service".into()]
 }
+fn default_summarize() -> usize {
+    100
+}
 fn default_repeat() -> u64 {
     4 * 3_600
 }
@@ -72,6 +79,7 @@ impl Default for AlertsConfig {
             group_wait_secs: default_group_wait(),
             group_interval_secs: default_group_interval(),
             repeat_interval_secs: default_repeat(),
+            summarize_over: default_summarize(),
             routes: Vec::new(),
             probe_interval_secs: default_probe_interval(),
             probe_failures: default_probe_failures(),
@@ -176,6 +184,9 @@ impl Router {
                 secs = config.repeat_interval_secs,
                 "alerts.repeat_interval_secs is very short"
             );
+        }
+        if config.summarize_over == 0 || config.summarize_over > 1_000 {
+            errors.push("alerts.summarize_over: between 1 and 1000".into());
         }
         if config.probe_failures == 0 {
             errors.push("alerts.probe_failures: at least 1".into());
