@@ -150,6 +150,23 @@ pub async fn ingest(
     Ok(out)
 }
 
+/// An alert as stored, from a row with `status`, `labels` and `annotations` (and
+/// `fingerprint` when selected): enough to route, group and render it again.
+pub(crate) fn from_row(r: &sqlx::any::AnyRow) -> Result<Alert, StoreError> {
+    let status: String = r.try_get("status")?;
+    Ok(Alert {
+        source: super::Source::Generic,
+        fingerprint: r.try_get("fingerprint").unwrap_or_default(),
+        status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
+        labels: serde_json::from_str(&r.try_get::<String, _>("labels")?).unwrap_or_default(),
+        annotations: serde_json::from_str(&r.try_get::<String, _>("annotations")?)
+            .unwrap_or_default(),
+        starts_ms: None,
+        ends_ms: None,
+        url: None,
+    })
+}
+
 /// Gives the alerts of finished silences back: those still firing join their groups
 /// (and so show up); the rest stay quiet. Returns how many were released.
 pub async fn release_silenced(
@@ -168,21 +185,9 @@ pub async fn release_silenced(
         .fetch_all(&mut *tx)
         .await?;
         for r in &rows {
-            let status: String = r.try_get("status")?;
             let source: String = r.try_get("source")?;
-            let fingerprint: String = r.try_get("fingerprint")?;
-            let a = Alert {
-                source: super::Source::Generic,
-                fingerprint: fingerprint.clone(),
-                status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
-                labels: serde_json::from_str(&r.try_get::<String, _>("labels")?)
-                    .unwrap_or_default(),
-                annotations: serde_json::from_str(&r.try_get::<String, _>("annotations")?)
-                    .unwrap_or_default(),
-                starts_ms: None,
-                ends_ms: None,
-                url: None,
-            };
+            let a = from_row(r)?;
+            let fingerprint = a.fingerprint.clone();
             let mut group = None;
             if a.status == AlertStatus::Firing {
                 let routed = router.route(&a);

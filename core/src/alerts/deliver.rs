@@ -14,7 +14,7 @@ use sqlx::Row;
 use tracing::{error, info, warn};
 
 use super::route::Router;
-use super::{Alert, AlertStatus, Source};
+use super::{Alert, AlertStatus};
 use crate::app::App;
 use crate::chat::{self, limits, Button, ButtonStyle, ChatError, ChatMessage, Embed, TextFile};
 use crate::incidents::{hhmm, Severity};
@@ -353,19 +353,7 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         .await?;
         let mut lines = Vec::new();
         for r in &alerts {
-            let status: String = r.try_get("status")?;
-            let alert = Alert {
-                source: Source::Generic,
-                fingerprint: String::new(),
-                status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Firing),
-                labels: serde_json::from_str(&r.try_get::<String, _>("labels")?)
-                    .unwrap_or_default(),
-                annotations: serde_json::from_str(&r.try_get::<String, _>("annotations")?)
-                    .unwrap_or_default(),
-                starts_ms: None,
-                ends_ms: None,
-                url: None,
-            };
+            let alert = super::db::from_row(r)?;
             lines.push(line(
                 &alert,
                 r.try_get("first_seen_ms")?,
@@ -592,26 +580,16 @@ pub async fn group_firing(
         .transpose()?
         .unwrap_or_default();
     let rows = sqlx::query(
-        "SELECT source, fingerprint, labels, annotations FROM alerts \
+        "SELECT source, fingerprint, status, labels, annotations FROM alerts \
          WHERE group_id = $1 AND status = 'firing' ORDER BY id",
     )
     .bind(group_id)
     .fetch_all(store.pool())
     .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        out.push(Alert {
-            source: Source::Generic,
-            fingerprint: r.try_get("fingerprint")?,
-            status: AlertStatus::Firing,
-            labels: serde_json::from_str(&r.try_get::<String, _>("labels")?).unwrap_or_default(),
-            annotations: serde_json::from_str(&r.try_get::<String, _>("annotations")?)
-                .unwrap_or_default(),
-            starts_ms: None,
-            ends_ms: None,
-            url: None,
-        });
-    }
+    let out = rows
+        .iter()
+        .map(super::db::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((sev.parse().unwrap_or(Severity::P3), out))
 }
 

@@ -2,7 +2,7 @@
 //! that dies, is killed for memory, turns unhealthy, or restarts over and over.
 //! The event stream reconnects by itself when the engine restarts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use bollard::query_parameters::EventsOptionsBuilder;
@@ -17,24 +17,7 @@ const LOOP_DEATHS: usize = 3;
 const LOOP_WINDOW_MS: i64 = 5 * 60_000;
 
 fn alert(service: &str, name: &str, status: AlertStatus, severity: &str, summary: String) -> Alert {
-    let labels: BTreeMap<String, String> = [
-        ("alertname", name),
-        ("service", service),
-        ("severity", severity),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Alert {
-        source: Source::Docker,
-        fingerprint: format!("docker:{name}:{service}"),
-        status,
-        labels,
-        annotations: [("summary".to_string(), summary)].into_iter().collect(),
-        starts_ms: None,
-        ends_ms: None,
-        url: None,
-    }
+    Alert::own(Source::Docker, service, name, status, severity, summary)
 }
 
 /// What one event means, as alerts (usually one, sometimes none).

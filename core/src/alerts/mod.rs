@@ -99,6 +99,38 @@ impl Alert {
     }
 }
 
+impl Alert {
+    /// An alert Klaxon raises itself (probes, Docker events): one per service and
+    /// name, so firing and resolving it again is the same alert.
+    pub fn own(
+        source: Source,
+        service: &str,
+        name: &str,
+        status: AlertStatus,
+        severity: &str,
+        summary: String,
+    ) -> Alert {
+        let labels: BTreeMap<String, String> = [
+            ("alertname", name),
+            ("service", service),
+            ("severity", severity),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Alert {
+            source,
+            fingerprint: format!("{}:{name}:{service}", source.as_str()),
+            status,
+            labels,
+            annotations: [("summary".to_string(), summary)].into_iter().collect(),
+            starts_ms: None,
+            ends_ms: None,
+            url: None,
+        }
+    }
+}
+
 /// A stable fingerprint from the labels (sorted by the BTreeMap), as Alertmanager
 /// derives its own.
 pub fn fingerprint_of(labels: &BTreeMap<String, String>) -> String {

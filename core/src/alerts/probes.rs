@@ -3,7 +3,7 @@
 //! `ServiceSlow` one; a good answer resolves them. They go through the same store,
 //! grouping and delivery as any other alert.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Alert, AlertStatus, Source};
@@ -17,24 +17,7 @@ pub struct ProbeState {
 }
 
 fn alert(service: &str, name: &str, status: AlertStatus, severity: &str, summary: String) -> Alert {
-    let labels: BTreeMap<String, String> = [
-        ("alertname", name),
-        ("service", service),
-        ("severity", severity),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Alert {
-        source: Source::Probe,
-        fingerprint: format!("probe:{name}:{service}"),
-        status,
-        labels,
-        annotations: [("summary".to_string(), summary)].into_iter().collect(),
-        starts_ms: None,
-        ends_ms: None,
-        url: None,
-    }
+    Alert::own(Source::Probe, service, name, status, severity, summary)
 }
 
 /// One round: probes every service with a `health_url` and stores what changed.
