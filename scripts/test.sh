@@ -591,6 +591,8 @@ app_dockerfile() { # $1 = version, $2 = 1 for the broken release
     cat <<EOF
 FROM $BASE_IMAGE
 COPY VERSION /VERSION
+# /app is where runbooks put the maintenance flag file (/app/MAINTENANCE).
+COPY VERSION /app/VERSION
 CMD ["sh","-c","while true; do echo \"\$(date) INFO app $1 ok\"; sleep 1; done"]
 EOF
     [ "${2:-0}" = 1 ] && echo 'HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD false'

@@ -86,6 +86,8 @@ pub struct Config {
     #[serde(default)]
     pub alerts: klaxon_core::alerts::route::AlertsConfig,
     #[serde(default)]
+    pub maintenance: klaxon_core::maintenance::MaintenanceConfig,
+    #[serde(default)]
     pub services: Vec<ServiceConfig>,
 }
 
@@ -328,6 +330,9 @@ impl Config {
         if let Err(e) = klaxon_core::alerts::route::Router::new(&self.alerts) {
             errs.extend(e);
         }
+        if let Err(e) = klaxon_core::maintenance::Settings::new(&self.maintenance) {
+            errs.extend(e);
+        }
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {
@@ -357,6 +362,15 @@ impl Config {
                     .unwrap_or(true)
                 {
                     errs.push(format!("{key}.health_url: `{url}` is not an http(s) URL"));
+                }
+            }
+            if let Some(flag) = &s.maintenance_flag {
+                errs.extend(flag.problems(&s.name));
+                if s.container.is_none() {
+                    errs.push(format!(
+                        "{key}.maintenance_flag: `{}` has no container to run it in",
+                        s.name
+                    ));
                 }
             }
         }

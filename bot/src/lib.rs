@@ -8,4 +8,4 @@ pub mod run;
 pub mod server;
 
 pub use config::Config;
-pub use run::{start, Bot};
+pub use run::{start, start_with_clock, Bot};

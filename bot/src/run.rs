@@ -59,11 +59,20 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// Starts everything and returns once Klaxon is connected and its commands are
 /// registered; any failure before that is an error, never a half-started bot.
 pub async fn start(config: Config) -> anyhow::Result<Bot> {
-    let span = info_span!("startup", guild_id = config.discord.guild_id);
-    start_inner(config).instrument(span).await
+    start_with_clock(config, Default::default()).await
 }
 
-async fn start_inner(config: Config) -> anyhow::Result<Bot> {
+/// [`start`] on a given clock: tests move time forward across a restart, as if the
+/// bot had been down for a while.
+pub async fn start_with_clock(
+    config: Config,
+    clock: klaxon_core::clock::Clock,
+) -> anyhow::Result<Bot> {
+    let span = info_span!("startup", guild_id = config.discord.guild_id);
+    start_inner(config, clock).instrument(span).await
+}
+
+async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow::Result<Bot> {
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&config).await?;
     info!(backend = ?store.backend(), "database ready");
@@ -124,10 +133,14 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
         audit_channel: config.channels.audit,
         incidents_channel: config.channels.incidents,
         incidents: config.incidents.clone(),
-        clock: Default::default(),
+        clock,
         alerts: klaxon_core::alerts::route::Router::new(&config.alerts)
             .map_err(|e| anyhow!("alerts: {}", e.join("; ")))?,
         alerts_channel: config.channels.alerts,
+        maintenance: klaxon_core::maintenance::Settings::new(&config.maintenance)
+            .map_err(|e| anyhow!("maintenance: {}", e.join("; ")))?,
+        maintenance_lock: Default::default(),
+        maintenance_wake: Default::default(),
         chat_connected: Default::default(),
         chat_unauthorized: Default::default(),
     });
@@ -153,6 +166,10 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
             }
         }
         .instrument(info_span!("docker_events")),
+    );
+    let maintenance = tokio::spawn(
+        maintenance_worker(Arc::clone(&app), stopped(stop_rx.clone()))
+            .instrument(info_span!("maintenance")),
     );
     let reminders = tokio::spawn(
         reminder_worker(Arc::clone(&app), stopped(stop_rx.clone()))
@@ -229,6 +246,7 @@ async fn start_inner(config: Config) -> anyhow::Result<Bot> {
             proxy_task,
             http_task,
             reminders,
+            maintenance,
             alert_delivery,
             probes,
             docker_events,
@@ -368,6 +386,24 @@ async fn alert_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>
         }
         if let Err(e) = sender.tick(&app).await {
             warn!(error = %e, "alert delivery failed; retrying");
+        }
+    }
+}
+
+/// Starts, ends and announces maintenance windows on time, from the database: the
+/// first tick after a restart applies whatever was missed while Klaxon was down.
+async fn maintenance_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>) {
+    let tick = app.maintenance.tick;
+    tokio::pin!(stop);
+    loop {
+        match klaxon_core::maintenance::tick(&app).await {
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "maintenance scheduler failed; retrying next tick"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(tick) => {}
+            _ = app.maintenance_wake.notified() => {}
         }
     }
 }

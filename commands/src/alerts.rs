@@ -96,7 +96,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
 }
 
 /// Lines within one embed description, with a count of what did not fit.
-fn fit(lines: &[String]) -> String {
+pub(crate) fn fit(lines: &[String]) -> String {
     let max = chat::limits::EMBED_DESCRIPTION - 40;
     let mut out = String::new();
     for (i, l) in lines.iter().enumerate() {

@@ -15,6 +15,7 @@ pub mod health;
 pub mod hooks;
 pub mod incident;
 pub mod logs;
+pub mod maintenance;
 pub mod render;
 pub mod rollback;
 
@@ -64,6 +65,7 @@ pub fn all() -> Vec<Command> {
         leveled(incident::incident(), Level::Responder),
         leveled(incident::add_to_timeline(), Level::Responder),
         leveled(alerts_family(), Level::Viewer),
+        leveled(maintenance::maintenance(), Level::Operator),
     ]
 }
 

@@ -101,6 +101,9 @@ fn summary_word(report: &HealthReport) -> &'static str {
 /// Two or three short lines; no tables, nothing wider than a phone.
 fn service_lines(s: &ServiceHealth) -> String {
     let mut lines = Vec::new();
+    if let Some(m) = &s.maintenance {
+        lines.push(klaxon_core::chat::neutralize(m));
+    }
     for p in &s.problems {
         lines.push(format!("⚠️ {}", klaxon_core::chat::neutralize(p)));
     }

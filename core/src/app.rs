@@ -36,6 +36,13 @@ pub struct App {
     /// Alert routes and grouping, compiled at start-up.
     pub alerts: crate::alerts::route::Router,
     pub alerts_channel: Option<u64>,
+    /// `[maintenance]`: time zone, lead times, the longest window.
+    pub maintenance: crate::maintenance::Settings,
+    /// Windows change one at a time: the scheduler and the commands take turns.
+    pub maintenance_lock: tokio::sync::Mutex<()>,
+    /// Wakes the maintenance scheduler after a command changed a window: it posts
+    /// the announcements, so replies never wait on the channel's rate limit.
+    pub maintenance_wake: tokio::sync::Notify,
     /// Whether the chat gateway session is up, for `/readyz`.
     pub chat_connected: AtomicBool,
     /// Discord answered 401: the token is no longer valid. Alert delivery stops
@@ -102,7 +109,19 @@ impl App {
             Some(name) => vec![self.service(name)?],
             None => self.services.iter().collect(),
         };
-        Ok(health::check(&self.docker, &self.prober, &self.thresholds, &services).await)
+        let (mut report, notes) = tokio::join!(
+            health::check(&self.docker, &self.prober, &self.thresholds, &services),
+            crate::maintenance::health_notes(self)
+        );
+        // A service under planned work is "in maintenance", not failing: its
+        // findings stay listed, but they do not make it (or the summary) red.
+        for s in &mut report.services {
+            if let Some((_, line)) = notes.iter().find(|(n, _)| n.eq_ignore_ascii_case(&s.name)) {
+                s.state = health::State::Maintenance;
+                s.maintenance = Some(line.clone());
+            }
+        }
+        Ok(report)
     }
 
     /// Writes an invocation to the audit table, and mirrors it to the audit channel

@@ -204,6 +204,53 @@ impl DockerClient {
     }
 }
 
+/// What a command run inside a container printed (stdout and stderr, trimmed) and
+/// how it exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+impl DockerClient {
+    /// Runs `argv` inside a running container (as `docker exec`), within the
+    /// client's deadline. Output past 4 KiB is cut: it only goes into messages.
+    pub async fn exec(&self, container: &str, argv: &[String]) -> Result<ExecOutput, DockerError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let docker = self.client().await?;
+        let run = async {
+            let created = docker
+                .create_exec(
+                    container,
+                    CreateExecOptions {
+                        cmd: Some(argv.to_vec()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let mut output = String::new();
+            if let StartExecResults::Attached {
+                output: mut stream, ..
+            } = docker.start_exec(&created.id, None).await?
+            {
+                while let Some(chunk) = stream.next().await {
+                    if output.len() < 4_096 {
+                        output.push_str(&String::from_utf8_lossy(&chunk?.into_bytes()));
+                    }
+                }
+            }
+            let inspected = docker.inspect_exec(&created.id).await?;
+            Ok(ExecOutput {
+                exit_code: inspected.exit_code.unwrap_or(-1),
+                output: crate::chat::truncate(output.trim(), 4_096),
+            })
+        };
+        self.deadline(run, container).await
+    }
+}
+
 /// Docker's zero time (`0001-01-01T00:00:00Z`) means "never".
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)

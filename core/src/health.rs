@@ -19,6 +19,10 @@ pub struct ServiceConfig {
     pub container: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_url: Option<String>,
+    /// How `/maintenance ... flag:true` switches it into maintenance (default: the
+    /// file `/app/MAINTENANCE` in its container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_flag: Option<crate::maintenance::flag::FlagConfig>,
 }
 
 /// `[health]` in the config.
@@ -94,6 +98,8 @@ pub struct ServiceHealth {
     pub state: State,
     /// Why the state is not healthy, most important first.
     pub problems: Vec<String>,
+    /// The maintenance window it is in, when it is in one.
+    pub maintenance: Option<String>,
     pub container: Option<Result<ContainerStatus, DockerError>>,
     pub probe: Option<ProbeResult>,
 }
@@ -232,6 +238,7 @@ pub fn judge(
         name: name.to_string(),
         state: findings.first().map(|f| f.0).unwrap_or(State::Healthy),
         problems: findings.into_iter().map(|f| f.1).collect(),
+        maintenance: None,
         container,
         probe,
     }

@@ -2239,6 +2239,7 @@ mod tests {
             name: "api".into(),
             container: Some("api".into()),
             health_url: Some("http://127.0.0.1:1/h".into()),
+            maintenance_flag: None,
         };
         let check = HealthConfig {
             test: Some(vec!["CMD-SHELL".into(), "true".into()]),

@@ -59,6 +59,7 @@ pub struct TesterBuilder {
     incidents: klaxon_core::incidents::IncidentsConfig,
     intake: klaxon::config::IntakeConfig,
     alerts: klaxon_core::alerts::route::AlertsConfig,
+    maintenance: klaxon_core::maintenance::MaintenanceConfig,
 }
 
 impl TesterBuilder {
@@ -76,6 +77,7 @@ impl TesterBuilder {
             name: name.into(),
             container: container.map(String::from),
             health_url: health_url.map(String::from),
+            maintenance_flag: None,
         });
         self
     }
@@ -113,6 +115,21 @@ impl TesterBuilder {
     /// Alert routes and grouping timers.
     pub fn alerts(mut self, f: impl FnOnce(&mut klaxon_core::alerts::route::AlertsConfig)) -> Self {
         f(&mut self.alerts);
+        self
+    }
+    /// `[maintenance]`: time zone, lead times, longest window.
+    pub fn maintenance(
+        mut self,
+        f: impl FnOnce(&mut klaxon_core::maintenance::MaintenanceConfig),
+    ) -> Self {
+        f(&mut self.maintenance);
+        self
+    }
+    /// A service's maintenance flag settings (the last service added).
+    pub fn flag(mut self, f: klaxon_core::maintenance::flag::FlagConfig) -> Self {
+        if let Some(s) = self.services.last_mut() {
+            s.maintenance_flag = Some(f);
+        }
         self
     }
     /// Alert intake tokens (none by default: every source switched off).
@@ -174,6 +191,7 @@ impl TesterBuilder {
             incidents: self.incidents,
             intake: self.intake,
             alerts: self.alerts,
+            maintenance: self.maintenance,
             services: self.services,
         };
         config.validate().expect("test config is valid");
@@ -262,6 +280,12 @@ impl Tester {
             alerts: klaxon_core::alerts::route::AlertsConfig {
                 probe_interval_secs: 0,
                 docker_events: false,
+                ..Default::default()
+            },
+            // Ticks every second, so a test that moves the clock sees windows
+            // start and end within a read timeout.
+            maintenance: klaxon_core::maintenance::MaintenanceConfig {
+                tick_secs: 1,
                 ..Default::default()
             },
         }
@@ -426,6 +450,24 @@ impl Tester {
         )
         .await
         .message
+    }
+
+    /// Stops the bot (gracefully), lets `down` pass on its clock, and starts it
+    /// again on the same database, as after a restart that took that long.
+    pub async fn restart(&mut self, down: Duration) {
+        let bot = self.bot.take().expect("bot running");
+        let clock = bot.app.clock.clone();
+        bot.shutdown().await;
+        clock.advance(down);
+        let bot = klaxon::start_with_clock(self.config.clone(), clock)
+            .await
+            .expect("the bot starts again");
+        self.bot = Some(bot);
+    }
+
+    /// Moves the bot's clock forward (scheduled work comes due at once).
+    pub fn advance(&self, by: Duration) {
+        self.bot().app.clock.advance(by);
     }
 
     /// Ends the test world: fails on anything unread or any Discord limit broken.

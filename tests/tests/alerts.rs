@@ -1029,3 +1029,65 @@ async fn past_summarize_over_the_full_list_is_attached() {
     );
     t.finish().await;
 }
+
+/// Discord answers 503 to every alert post for six seconds: the outbox backs off and
+/// retries with the same nonces; after the outage every group is shown exactly
+/// once, later changes edit those messages in place, and Klaxon stayed ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing() {
+    let t = delivering(Db::Sqlite).await;
+    let path = format!("/channels/{ALERTS}/messages");
+    let outage = Duration::from_secs(6);
+    let began = Instant::now();
+    t.fake.inject(FaultRule::Outage {
+        path_contains: path.clone(),
+        status: 503,
+        until: began + outage,
+    });
+    for name in ["DiskFull", "HighLatency", "QueueBacklog"] {
+        send(&t, vec![alert(name, "i-1", "firing", "during the outage")]).await;
+    }
+    let ready = format!("http://{}/readyz", t.bot().http_addr);
+    assert_eq!(reqwest::get(&ready).await.expect("readyz").status(), 200);
+
+    let mut titles = Vec::new();
+    for _ in 0..3 {
+        let m = t.channel_message(ALERTS).await;
+        let text = m.text();
+        let title = ["DiskFull", "HighLatency", "QueueBacklog"]
+            .into_iter()
+            .find(|n| text.contains(&format!("{n} · api (1)")))
+            .unwrap_or_else(|| panic!("an alert group message: {text}"));
+        titles.push(title);
+    }
+    assert!(
+        began.elapsed() >= outage,
+        "nothing got through during the outage"
+    );
+    titles.sort();
+    assert_eq!(
+        titles,
+        ["DiskFull", "HighLatency", "QueueBacklog"],
+        "each once"
+    );
+    let refused = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&path) && r.status == 503)
+        .count();
+    assert!(refused >= 3, "the outage was hit ({refused} refused posts)");
+    assert_eq!(t.fake.messages(ALERTS).len(), 3, "no duplicates");
+
+    // After it: a change edits its group's message in place.
+    send(
+        &t,
+        vec![alert("DiskFull", "i-1", "resolved", "during the outage")],
+    )
+    .await;
+    let edit = t.channel_edit(ALERTS).await;
+    assert!(edit.text().contains("RESOLVED"), "{}", edit.text());
+    assert_eq!(t.fake.messages(ALERTS).len(), 3);
+    assert_eq!(reqwest::get(&ready).await.expect("readyz").status(), 200);
+    t.finish().await;
+}

@@ -37,6 +37,7 @@ pub async fn ingest(
     let mut out = Ingested::default();
     let mut tx = store.begin_write().await?;
     let silences = super::silence::active_in(&mut tx, now_ms).await?;
+    let windows = crate::maintenance::in_force_in(&mut tx, now_ms).await?;
     for (position, a) in alerts.iter().enumerate() {
         let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
         let annotations = serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into());
@@ -105,7 +106,21 @@ pub async fn ingest(
         let silenced = silences
             .iter()
             .find(|s| super::silence::matches(&s.matchers, a));
-        if let (true, Some(s)) = (news, silenced) {
+        let window = crate::maintenance::holding(&windows, a.label("service"));
+        if let (true, Some(w)) = (news, window) {
+            // Planned work: held for the window's end-of-maintenance summary.
+            out.held += 1;
+            sqlx::query("UPDATE alerts SET held_by = $1 WHERE source = $2 AND fingerprint = $3")
+                .bind(format!("maintenance:{w}"))
+                .bind(a.source.as_str())
+                .bind(&a.fingerprint)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE maintenance_windows SET held = held + 1 WHERE id = $1")
+                .bind(w)
+                .execute(&mut *tx)
+                .await?;
+        } else if let (true, Some(s)) = (news, silenced) {
             out.held += 1;
             sqlx::query("UPDATE alerts SET held_by = $1 WHERE source = $2 AND fingerprint = $3")
                 .bind(format!("silence:{}", s.id))
@@ -178,43 +193,68 @@ pub async fn release_silenced(
     let mut released = 0;
     for id in super::silence::finished_unreleased(store, now_ms).await? {
         let mut tx = store.begin_write().await?;
-        let rows = sqlx::query(
-            "SELECT source, fingerprint, status, labels, annotations FROM alerts WHERE held_by = $1",
+        released += release_held(
+            &mut tx,
+            router,
+            default_channel,
+            &format!("silence:{id}"),
+            now_ms,
         )
-        .bind(format!("silence:{id}"))
-        .fetch_all(&mut *tx)
         .await?;
-        for r in &rows {
-            let source: String = r.try_get("source")?;
-            let a = from_row(r)?;
-            let fingerprint = a.fingerprint.clone();
-            let mut group = None;
-            if a.status == AlertStatus::Firing {
-                let routed = router.route(&a);
-                if let Some(channel) = routed.channel.or(default_channel) {
-                    let (key, title) = router.group(&a, &routed);
-                    group = Some(
-                        join_group(&mut tx, router, &key, &title, channel, &routed, &a, now_ms)
-                            .await?,
-                    );
-                    released += 1;
-                }
-            }
-            sqlx::query(
-                "UPDATE alerts SET held_by = NULL, group_id = COALESCE($1, group_id) \
-                 WHERE source = $2 AND fingerprint = $3",
-            )
-            .bind(group)
-            .bind(&source)
-            .bind(&fingerprint)
-            .execute(&mut *tx)
-            .await?;
-        }
         sqlx::query("UPDATE silences SET released = 1 WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+    }
+    Ok(released)
+}
+
+/// Gives back the alerts held under `held_by` (a silence or a maintenance window):
+/// those still firing join their groups and are posted; those that resolved while
+/// held update the message that showed them firing, if there was one. Returns how
+/// many firing alerts were released.
+pub(crate) async fn release_held(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    router: &Router,
+    default_channel: Option<u64>,
+    held_by: &str,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let mut released = 0;
+    let rows = sqlx::query(
+        "SELECT source, fingerprint, status, labels, annotations, group_id FROM alerts \
+         WHERE held_by = $1",
+    )
+    .bind(held_by)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in &rows {
+        let source: String = r.try_get("source")?;
+        let shown_in: Option<i64> = r.try_get("group_id")?;
+        let a = from_row(r)?;
+        let fingerprint = a.fingerprint.clone();
+        let mut group = None;
+        if a.status == AlertStatus::Firing || shown_in.is_some() {
+            let routed = router.route(&a);
+            if let Some(channel) = routed.channel.or(default_channel) {
+                let (key, title) = router.group(&a, &routed);
+                group =
+                    Some(join_group(tx, router, &key, &title, channel, &routed, &a, now_ms).await?);
+                if a.status == AlertStatus::Firing {
+                    released += 1;
+                }
+            }
+        }
+        sqlx::query(
+            "UPDATE alerts SET held_by = NULL, group_id = COALESCE($1, group_id) \
+             WHERE source = $2 AND fingerprint = $3",
+        )
+        .bind(group)
+        .bind(&source)
+        .bind(&fingerprint)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(released)
 }

@@ -57,10 +57,12 @@ pub enum EntryKind {
     Alert,
     Message,
     Reminder,
+    /// A maintenance window of the service started, ended, changed.
+    Maintenance,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 12] = [
+    pub const ALL: [EntryKind; 13] = [
         EntryKind::Opened,
         EntryKind::Ack,
         EntryKind::Status,
@@ -73,6 +75,7 @@ impl EntryKind {
         EntryKind::Alert,
         EntryKind::Message,
         EntryKind::Reminder,
+        EntryKind::Maintenance,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,6 +91,7 @@ impl EntryKind {
             EntryKind::Alert => "alert",
             EntryKind::Message => "message",
             EntryKind::Reminder => "reminder",
+            EntryKind::Maintenance => "maintenance",
         }
     }
     fn parse(s: &str) -> EntryKind {

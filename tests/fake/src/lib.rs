@@ -286,15 +286,21 @@ impl Violations {
     }
 }
 
-/// Fault injection: the next `times` requests whose path contains `path_contains`
-/// are answered with `status` instead of being handled. 429 is a `shared`-scope rate
-/// limit (not the bot's fault, not counted); 5xx are server errors.
+/// Fault injection: requests whose path contains `path_contains` are answered with
+/// `status` instead of being handled: the next `times` of them, or all of them until
+/// `until` (an outage). 429 is a `shared`-scope rate limit (not the bot's fault, not
+/// counted); 5xx are server errors.
 #[derive(Clone, Debug)]
 pub enum FaultRule {
     Status {
         path_contains: String,
         status: u16,
         times: u32,
+    },
+    Outage {
+        path_contains: String,
+        status: u16,
+        until: std::time::Instant,
     },
 }
 

@@ -563,20 +563,24 @@ fn process(
 
 /// Uses up one injected fault matching `path`, if any.
 fn take_fault(state: &mut State, path: &str) -> Option<StatusCode> {
-    let position = state.faults.iter().position(
-        |FaultRule::Status {
-             path_contains,
-             times,
-             ..
-         }| { *times > 0 && path.contains(path_contains.as_str()) },
-    )?;
-    let FaultRule::Status { status, times, .. } = &mut state.faults[position];
-    *times -= 1;
-    let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if *times == 0 {
-        state.faults.remove(position);
-    }
-    Some(status)
+    let now = std::time::Instant::now();
+    state.faults.retain(|f| match f {
+        FaultRule::Status { times, .. } => *times > 0,
+        FaultRule::Outage { until, .. } => *until > now,
+    });
+    let position = state.faults.iter().position(|f| match f {
+        FaultRule::Status { path_contains, .. } | FaultRule::Outage { path_contains, .. } => {
+            path.contains(path_contains.as_str())
+        }
+    })?;
+    let status = match &mut state.faults[position] {
+        FaultRule::Status { status, times, .. } => {
+            *times -= 1;
+            *status
+        }
+        FaultRule::Outage { status, .. } => *status,
+    };
+    Some(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
 fn route(
