@@ -1,20 +1,27 @@
 //! Start-up and shutdown: the order matters and every failure names its cause.
+//!
+//! Every replica serves HTTP (alert intake, health, metrics). Only the leader holds
+//! the Discord gateway session, runs the schedulers and drains the outbox: on SQLite
+//! the one process allowed on the file, on PostgreSQL whoever holds the lease
+//! ([`klaxon_core::leader`]). Followers take over when the leader goes away.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use klaxon_core::chat::ChatSink;
 use klaxon_core::docker::DockerClient;
+use klaxon_core::leader::{self, InstanceLock, Lease};
 use klaxon_core::metrics::Metrics;
 use klaxon_core::permissions::Policy;
 use klaxon_core::probe::Prober;
-use klaxon_core::store::{redact_url, Store};
+use klaxon_core::store::{redact_url, Backend, Store};
 use klaxon_core::App;
 use poise::serenity_prelude as serenity;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Mutex};
+use tokio::task::JoinHandle;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::Config;
@@ -24,6 +31,8 @@ use crate::discord::proxy::{self, DiscordRest};
 
 /// How long start-up waits for the gateway READY and command registration.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful shutdown keeps delivering the outbox.
+pub const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(10);
 
 /// A running bot. Dropping it does not stop it: call [`Bot::shutdown`].
 pub struct Bot {
@@ -35,9 +44,34 @@ pub struct Bot {
     /// The bot's own serenity client, for code that must talk to Discord directly.
     pub http: Arc<serenity::Http>,
     stop: watch::Sender<bool>,
+    http_server: JoinHandle<()>,
+    proxy_stop: watch::Sender<bool>,
+    proxy_task: JoinHandle<()>,
+    leadership: Arc<Leadership>,
+    lease_task: Option<JoinHandle<()>>,
+    _instance: Option<InstanceLock>,
+}
+
+/// What only the leader runs; started on becoming leader, stopped on stepping down.
+struct Duties {
+    stop: watch::Sender<bool>,
     shard_manager: Arc<serenity::ShardManager>,
-    client_task: tokio::task::JoinHandle<Result<(), serenity::Error>>,
-    servers: Vec<tokio::task::JoinHandle<()>>,
+    client_task: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+struct Leadership {
+    app: Arc<App>,
+    config: Config,
+    token: String,
+    proxy_addr: SocketAddr,
+    duties: Mutex<Option<Duties>>,
+    /// PostgreSQL only.
+    lease: Option<Lease>,
+    /// The lease is ours (set and cleared by the lease task).
+    holding: AtomicBool,
+    /// The gateway stopped by itself: [`Bot::wait`] returns it.
+    fatal: watch::Sender<Option<Result<(), String>>>,
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -56,8 +90,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Starts everything and returns once Klaxon is connected and its commands are
-/// registered; any failure before that is an error, never a half-started bot.
+/// Starts everything and returns once Klaxon is serving: as the leader, once it is
+/// connected and its commands are registered; as a follower (another replica leads),
+/// once its HTTP server takes alerts. Any failure before that is an error, never a
+/// half-started bot.
 pub async fn start(config: Config) -> anyhow::Result<Bot> {
     start_with_clock(config, Default::default()).await
 }
@@ -73,6 +109,11 @@ pub async fn start_with_clock(
 }
 
 async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow::Result<Bot> {
+    // One process per SQLite file: checked before anything touches the database.
+    let instance = match leader::sqlite_file(&config.database.url) {
+        Some(file) => Some(InstanceLock::acquire(&file).context("database.url")?),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&config).await?;
     info!(backend = ?store.backend(), "database ready");
@@ -83,8 +124,9 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         &config.discord.api_url,
         Limiter::new(config.discord.global_rate_per_sec, Arc::clone(&metrics)),
     )?);
-    let (proxy_addr, proxy_task) =
-        proxy::spawn(Arc::clone(&rest), stopped(stop_rx.clone())).await?;
+    // The proxy stops last: the outbox drains through it during shutdown.
+    let (proxy_stop, proxy_stop_rx) = watch::channel(false);
+    let (proxy_addr, proxy_task) = proxy::spawn(Arc::clone(&rest), stopped(proxy_stop_rx)).await?;
     let gateway = rest
         .check_gateway(&token)
         .await
@@ -92,19 +134,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
     let user = rest.check_token(&token).await.context("discord token")?;
     info!(%gateway, %user, "Discord reachable");
 
-    // serenity's own limiter must be off: the proxy setting only works that way,
-    // and Klaxon's limiter (behind the proxy) does the job properly.
-    //
-    // No `default_allowed_mentions` here: serenity would also put it on deferred
-    // interaction responses, where Discord allows only flags. Mentions are off
-    // instead in poise's options (every reply) and in `DiscordChat` (every post).
-    let build_http = || {
-        serenity::HttpBuilder::new(&token)
-            .proxy(format!("http://{proxy_addr}"))
-            .ratelimiter_disabled(true)
-            .build()
-    };
-    let chat_http = Arc::new(build_http());
+    let chat_http = Arc::new(build_http(&token, proxy_addr));
     let chat: Arc<dyn ChatSink> = Arc::new(DiscordChat {
         http: Arc::clone(&chat_http),
     });
@@ -143,40 +173,11 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         maintenance_wake: Default::default(),
         chat_connected: Default::default(),
         chat_unauthorized: Default::default(),
+        leader: Default::default(),
     });
 
-    // A rollback a previous run left half done: make sure the service runs, and say
-    // so in the alerts channel, before any new command can touch it.
-    klaxon_core::rollout::recover(&app, config.channels.alerts).await;
-
-    let alert_delivery = tokio::spawn(
-        alert_worker(Arc::clone(&app), stopped(stop_rx.clone())).instrument(info_span!("alerts")),
-    );
-    let probes = tokio::spawn(
-        probe_worker(Arc::clone(&app), stopped(stop_rx.clone())).instrument(info_span!("probes")),
-    );
-    let events_app = Arc::clone(&app);
-    let events_stop = stopped(stop_rx.clone());
-    let docker_events = tokio::spawn(
-        async move {
-            if events_app.alerts.config.docker_events {
-                klaxon_core::alerts::events::watch(&events_app, events_stop).await;
-            } else {
-                events_stop.await;
-            }
-        }
-        .instrument(info_span!("docker_events")),
-    );
-    let maintenance = tokio::spawn(
-        maintenance_worker(Arc::clone(&app), stopped(stop_rx.clone()))
-            .instrument(info_span!("maintenance")),
-    );
-    let reminders = tokio::spawn(
-        reminder_worker(Arc::clone(&app), stopped(stop_rx.clone()))
-            .instrument(info_span!("reminders")),
-    );
-
-    let (http_addr, http_task) = crate::server::spawn(
+    // Every replica takes alerts: they are stored, and the leader delivers them.
+    let (http_addr, http_server) = crate::server::spawn(
         config.http.listen,
         Arc::clone(&app),
         config.intake.clone(),
@@ -185,10 +186,129 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
     .await?;
     info!(%http_addr, "HTTP server listening");
 
+    let lease =
+        (app.store.backend() == Backend::Postgres).then(|| Lease::new(leader::holder_name()));
+    let (fatal, _) = watch::channel(None);
+    let leadership = Arc::new(Leadership {
+        app: Arc::clone(&app),
+        config,
+        token,
+        proxy_addr,
+        duties: Mutex::new(None),
+        lease,
+        holding: AtomicBool::new(false),
+        fatal,
+    });
+    let mut bot = Bot {
+        app: Arc::clone(&app),
+        http_addr,
+        proxy_addr,
+        http: chat_http,
+        stop,
+        http_server,
+        proxy_stop,
+        proxy_task,
+        leadership: Arc::clone(&leadership),
+        lease_task: None,
+        _instance: instance,
+    };
+
+    let leads_now = match &leadership.lease {
+        None => true,
+        Some(lease) => match lease.try_acquire(&app.store).await {
+            Ok(got) => got,
+            Err(e) => {
+                bot.shutdown().await;
+                return Err(anyhow!(e).context("taking the leader lease in PostgreSQL"));
+            }
+        },
+    };
+    leadership.holding.store(leads_now, Ordering::SeqCst);
+    if leadership.lease.is_some() {
+        bot.lease_task = Some(tokio::spawn(
+            lease_loop(Arc::clone(&leadership), stopped(stop_rx.clone()))
+                .instrument(info_span!("lease")),
+        ));
+    }
+    if !leads_now {
+        let holder = match Lease::current(&app.store).await {
+            Ok(Some((h, _))) => h,
+            _ => "another replica".into(),
+        };
+        info!(leader = %holder, "following: another replica leads; taking alerts over HTTP and standing by");
+        return Ok(bot);
+    }
+    match become_leader(&leadership).await {
+        Ok(()) => {
+            info!("slash commands registered; Klaxon is up");
+            Ok(bot)
+        }
+        Err(e) => {
+            bot.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+/// serenity's own limiter must be off: the proxy setting only works that way, and
+/// Klaxon's limiter (behind the proxy) does the job properly.
+///
+/// No `default_allowed_mentions` here: serenity would also put it on deferred
+/// interaction responses, where Discord allows only flags. Mentions are off instead
+/// in poise's options (every reply) and in `DiscordChat` (every post).
+fn build_http(token: &str, proxy_addr: SocketAddr) -> serenity::Http {
+    serenity::HttpBuilder::new(token)
+        .proxy(format!("http://{proxy_addr}"))
+        .ratelimiter_disabled(true)
+        .build()
+}
+
+/// Takes up the leader's work: recovery of a half-done rollback, the workers, then
+/// the gateway session, returning once commands are registered.
+async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
+    let app = &l.app;
+    let config = &l.config;
+    let (stop, stop_rx) = watch::channel(false);
+
+    // A rollback a previous run left half done: make sure the service runs, and say
+    // so in the alerts channel, before any new command can touch it.
+    klaxon_core::rollout::recover(app, config.channels.alerts).await;
+
+    let mut workers = vec![
+        tokio::spawn(
+            alert_worker(Arc::clone(app), stopped(stop_rx.clone()))
+                .instrument(info_span!("alerts")),
+        ),
+        tokio::spawn(
+            probe_worker(Arc::clone(app), stopped(stop_rx.clone()))
+                .instrument(info_span!("probes")),
+        ),
+        tokio::spawn(
+            reminder_worker(Arc::clone(app), stopped(stop_rx.clone()))
+                .instrument(info_span!("reminders")),
+        ),
+        tokio::spawn(
+            maintenance_worker(Arc::clone(app), stopped(stop_rx.clone()))
+                .instrument(info_span!("maintenance")),
+        ),
+    ];
+    let events_app = Arc::clone(app);
+    let events_stop = stopped(stop_rx.clone());
+    workers.push(tokio::spawn(
+        async move {
+            if events_app.alerts.config.docker_events {
+                klaxon_core::alerts::events::watch(&events_app, events_stop).await;
+            } else {
+                events_stop.await;
+            }
+        }
+        .instrument(info_span!("docker_events")),
+    ));
+
     let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
     let ready_tx = std::sync::Mutex::new(Some(ready_tx));
     let guild = serenity::GuildId::new(config.discord.guild_id);
-    let mut options = klaxon_commands::hooks::framework_options(commands);
+    let mut options = klaxon_commands::hooks::framework_options(klaxon_commands::all());
     options.event_handler = |framework, event| {
         Box::pin(on_event(
             framework.serenity_context,
@@ -196,7 +316,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
             framework.user_data,
         ))
     };
-    let setup_app = Arc::clone(&app);
+    let setup_app = Arc::clone(app);
     let framework = poise::Framework::builder()
         .options(options)
         .setup(move |ctx, ready, framework| {
@@ -225,32 +345,37 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         | serenity::GatewayIntents::GUILD_MESSAGE_REACTIONS
         | serenity::GatewayIntents::GUILD_MESSAGES
         | serenity::GatewayIntents::MESSAGE_CONTENT;
-    let mut client = serenity::ClientBuilder::new_with_http(build_http(), intents)
+    let built = serenity::ClientBuilder::new_with_http(build_http(&l.token, l.proxy_addr), intents)
         .framework(framework)
         .await
-        .context("building the Discord client")?;
+        .context("building the Discord client");
+    let mut client = match built {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = stop.send(true);
+            return Err(e);
+        }
+    };
     let shard_manager = Arc::clone(&client.shard_manager);
-    let http = Arc::clone(&client.http);
-    let client_task =
-        tokio::spawn(async move { client.start().await }.instrument(info_span!("gateway")));
-
-    let mut bot = Bot {
-        app,
-        http_addr,
-        proxy_addr,
-        http,
+    let (done_tx, done_rx) = oneshot::channel::<Result<(), String>>();
+    let fatal = l.fatal.clone();
+    let deliberate = stop_rx.clone();
+    let client_task = tokio::spawn(
+        async move {
+            let result = client.start().await.map_err(|e| format!("{e}"));
+            // Stopped on purpose (step-down, shutdown): not a failure of the bot.
+            if !*deliberate.borrow() {
+                fatal.send_replace(Some(result.clone()));
+            }
+            let _ = done_tx.send(result);
+        }
+        .instrument(info_span!("gateway")),
+    );
+    let duties = Duties {
         stop,
         shard_manager,
         client_task,
-        servers: vec![
-            proxy_task,
-            http_task,
-            reminders,
-            maintenance,
-            alert_delivery,
-            probes,
-            docker_events,
-        ],
+        workers,
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(STARTUP_TIMEOUT, ready_rx) => match r {
@@ -263,25 +388,133 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         },
         // The gateway refused the session (bad token, bad intents): say so now
         // rather than after the timeout.
-        r = bot.wait() => Err(match r {
-            Ok(()) => anyhow!("the Discord client stopped during start-up"),
+        r = done_rx => Err(match r {
+            Ok(Ok(())) | Err(_) => anyhow!("the Discord client stopped during start-up"),
             // Close code 4014: a privileged intent is not switched on for the bot.
-            Err(e) if format!("{e:#}").to_lowercase().contains("intents") => e.context(
+            Ok(Err(e)) if e.to_lowercase().contains("intents") => anyhow!(e).context(
                 "the Discord gateway refused the session: switch on the Message Content intent \
                  (Developer Portal → Bot → Privileged Gateway Intents); Klaxon reads pinned \
                  messages into incident timelines",
             ),
-            Err(e) => e.context("the Discord gateway refused the session"),
+            Ok(Err(e)) => anyhow!(e).context("the Discord gateway refused the session"),
         }),
     };
+    // The lease may have been lost while the gateway came up: never act without it.
+    let outcome = outcome.and_then(|()| {
+        if l.lease.is_none() || l.holding.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(anyhow!("the leader lease was lost while connecting"))
+        }
+    });
     match outcome {
         Ok(()) => {
-            info!("slash commands registered; Klaxon is up");
-            Ok(bot)
+            app.leader.store(true, Ordering::SeqCst);
+            *l.duties.lock().await = Some(duties);
+            Ok(())
         }
         Err(e) => {
-            bot.shutdown().await;
+            stop_duties(app, duties, false).await;
             Err(e)
+        }
+    }
+}
+
+/// Stops the leader's work. `flush`: a graceful shutdown, where the outbox gets
+/// [`FLUSH_ON_SHUTDOWN`] to drain; otherwise (the lease is gone) everything stops
+/// at once, because another replica may already be sending.
+async fn stop_duties(app: &App, d: Duties, flush: bool) {
+    app.leader.store(false, Ordering::SeqCst);
+    // First no more commands: the gateway session closes.
+    d.shard_manager.shutdown_all().await;
+    app.chat_connected.store(false, Ordering::Relaxed);
+    let _ = d.stop.send(true);
+    for w in d.workers {
+        if flush {
+            let _ = tokio::time::timeout(FLUSH_ON_SHUTDOWN + Duration::from_secs(2), w).await;
+        } else {
+            w.abort();
+        }
+    }
+    d.client_task.abort();
+}
+
+/// PostgreSQL: renews the lease while leading (stepping down when it cannot), and
+/// tries to take it over while following.
+async fn lease_loop(l: Arc<Leadership>, stop: impl std::future::Future<Output = ()>) {
+    let Some(lease) = &l.lease else { return };
+    let app = &l.app;
+    tokio::pin!(stop);
+    let mut last_renewed = Instant::now();
+    let mut starting: Option<JoinHandle<()>> = None;
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                if let Some(t) = starting.take() {
+                    t.abort();
+                }
+                return;
+            }
+            _ = tokio::time::sleep(leader::RENEW) => {}
+        }
+        if l.holding.load(Ordering::SeqCst) {
+            let lost = match lease.renew(&app.store).await {
+                Ok(true) => {
+                    last_renewed = Instant::now();
+                    None
+                }
+                Ok(false) => Some("another replica holds the lease now".to_string()),
+                Err(e) if last_renewed.elapsed() >= leader::STEP_DOWN_AFTER => Some(format!(
+                    "the lease could not be renewed for {}s ({e})",
+                    last_renewed.elapsed().as_secs()
+                )),
+                Err(e) => {
+                    warn!(error = %e, "leader lease not renewed; retrying");
+                    None
+                }
+            };
+            if let Some(why) = lost {
+                error!(reason = %why, "stepping down as leader: no more gateway, schedulers or deliveries here");
+                l.holding.store(false, Ordering::SeqCst);
+                if let Some(t) = starting.take() {
+                    t.abort();
+                }
+                if let Some(d) = l.duties.lock().await.take() {
+                    stop_duties(app, d, false).await;
+                }
+            }
+        } else {
+            match lease.try_acquire(&app.store).await {
+                Ok(true) => {
+                    info!(
+                        holder = lease.holder(),
+                        "took the leader lease: connecting to Discord"
+                    );
+                    l.holding.store(true, Ordering::SeqCst);
+                    last_renewed = Instant::now();
+                    let l2 = Arc::clone(&l);
+                    starting = Some(tokio::spawn(
+                        async move {
+                            match become_leader(&l2).await {
+                                Ok(()) => info!("leading: slash commands registered"),
+                                Err(e) => {
+                                    error!(
+                                        error = format!("{e:#}"),
+                                        "could not take up the leader's work; giving the lease up"
+                                    );
+                                    l2.holding.store(false, Ordering::SeqCst);
+                                    if let Some(lease) = &l2.lease {
+                                        let _ = lease.release(&l2.app.store).await;
+                                    }
+                                }
+                            }
+                        }
+                        .instrument(info_span!("takeover")),
+                    ));
+                }
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "leader lease not readable; retrying"),
+            }
         }
     }
 }
@@ -364,7 +597,24 @@ async fn alert_worker(app: Arc<App>, stop: impl std::future::Future<Output = ()>
     let mut sender = klaxon_core::alerts::deliver::Sender::default();
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                // Shutting down: what is due goes out now, for a bounded time; the
+                // rest stays in the outbox for the next leader.
+                let flush = async {
+                    let now = app.clock.now_ms();
+                    if let Err(e) = klaxon_core::alerts::deliver::flush_due(&app, now).await {
+                        warn!(error = %e, "alert grouping at shutdown failed");
+                    }
+                    if let Err(e) = sender.tick(&app).await {
+                        warn!(error = %e, "alert delivery at shutdown failed");
+                    }
+                    sender.drain().await;
+                };
+                if tokio::time::timeout(FLUSH_ON_SHUTDOWN, flush).await.is_err() {
+                    warn!("the outbox did not drain within {}s; the rest is sent after the restart", FLUSH_ON_SHUTDOWN.as_secs());
+                }
+                return;
+            }
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let now = app.clock.now_ms();
@@ -428,24 +678,62 @@ async fn reminder_worker(app: Arc<App>, stop: impl std::future::Future<Output = 
 
 impl Bot {
     /// Waits until the Discord client stops on its own (a fatal gateway error).
+    /// A follower waits until it has led and its gateway failed.
     pub async fn wait(&mut self) -> anyhow::Result<()> {
-        match (&mut self.client_task).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(anyhow!("Discord client stopped: {e}")),
-            Err(e) => Err(anyhow!("Discord client task failed: {e}")),
+        let mut rx = self.leadership.fatal.subscribe();
+        let result = rx.wait_for(|f| f.is_some()).await;
+        match result.as_deref() {
+            Ok(Some(Ok(()))) => Ok(()),
+            Ok(Some(Err(e))) => Err(anyhow!("Discord client stopped: {e}")),
+            _ => Err(anyhow!("Discord client task failed")),
         }
     }
 
-    /// Stops taking commands, closes the gateway, stops the servers, closes the
-    /// database.
+    /// Whether this replica leads now.
+    pub fn is_leader(&self) -> bool {
+        self.app.leader.load(Ordering::SeqCst)
+    }
+
+    /// Graceful: stops taking commands (the gateway closes), stops the HTTP server,
+    /// lets the outbox drain for up to [`FLUSH_ON_SHUTDOWN`], gives the lease up so
+    /// a follower takes over at once, then closes the database.
     pub async fn shutdown(self) {
         info!("shutting down");
-        self.shard_manager.shutdown_all().await;
-        let _ = self.stop.send(true);
-        for t in self.servers {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        let duties = self.leadership.duties.lock().await.take();
+        if let Some(d) = &duties {
+            d.shard_manager.shutdown_all().await;
         }
-        self.client_task.abort();
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http_server).await;
+        if let Some(t) = self.lease_task {
+            let _ = t.await;
+        }
+        if let Some(d) = duties {
+            stop_duties(&self.app, d, true).await;
+        }
+        if let Some(lease) = &self.leadership.lease {
+            if self.leadership.holding.swap(false, Ordering::SeqCst) {
+                if let Err(e) = lease.release(&self.app.store).await {
+                    warn!(error = %e, "leader lease not released; it expires by itself");
+                }
+            }
+        }
+        let _ = self.proxy_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.proxy_task).await;
+        self.app.store.close().await;
+    }
+
+    /// As if the process were killed (tests): everything stops at once, nothing is
+    /// flushed or released; the lease expires by itself.
+    pub async fn kill(self) {
+        if let Some(t) = &self.lease_task {
+            t.abort();
+        }
+        if let Some(d) = self.leadership.duties.lock().await.take() {
+            stop_duties(&self.app, d, false).await;
+        }
+        self.http_server.abort();
+        self.proxy_task.abort();
         self.app.store.close().await;
     }
 }

@@ -248,11 +248,14 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await,
         Ok(Ok(()))
     );
-    let gateway = app.chat_connected.load(Ordering::Relaxed);
+    let leader = app.leader.load(Ordering::Relaxed);
+    // A follower has no gateway session by design: ready when it can store alerts.
+    let gateway = !leader || app.chat_connected.load(Ordering::Relaxed);
     let token = !app.chat_unauthorized.load(Ordering::Relaxed);
     let body = serde_json::json!({
+        "role": if leader { "leader" } else { "follower" },
         "database": if db { "ok" } else { "unreachable" },
-        "gateway": if gateway { "connected" } else { "disconnected" },
+        "gateway": if !leader { "not needed (follower)" } else if gateway { "connected" } else { "disconnected" },
         "discord_token": if token { "ok" } else { "refused (401): alert delivery stopped" },
     });
     let status = if db && gateway && token {

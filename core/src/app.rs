@@ -48,6 +48,9 @@ pub struct App {
     /// Discord answered 401: the token is no longer valid. Alert delivery stops
     /// (nothing is dropped) and `/readyz` says so until Klaxon restarts.
     pub chat_unauthorized: AtomicBool,
+    /// This replica leads: it holds the gateway session, runs the schedulers and
+    /// delivers the outbox (followers only take alerts over HTTP).
+    pub leader: AtomicBool,
 }
 
 /// A service name nobody configured; the text lists the ones that exist.

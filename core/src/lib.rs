@@ -13,6 +13,7 @@ pub mod deployments;
 pub mod docker;
 pub mod health;
 pub mod incidents;
+pub mod leader;
 pub mod logs;
 pub mod maintenance;
 pub mod metrics;

@@ -669,6 +669,16 @@ impl Sender {
     }
 }
 
+/// A sender that goes away (the leader stepped down, the worker was stopped) takes
+/// its channel tasks with it: another replica may be sending already.
+impl Drop for Sender {
+    fn drop(&mut self) {
+        for (_, t) in self.running.drain() {
+            t.abort();
+        }
+    }
+}
+
 /// What one channel task did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
