@@ -119,7 +119,7 @@ fn default_global_rate() -> u32 {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     #[serde(serialize_with = "serialize_db_url")]
     pub url: String,
@@ -138,7 +138,7 @@ impl Default for DatabaseConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DockerConfig {
     pub host: String,
     /// Deadline for one Docker API call.
@@ -160,7 +160,7 @@ impl Default for DockerConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Alert intake, /healthz, /readyz and /metrics.
     pub listen: SocketAddr,
@@ -365,7 +365,7 @@ impl Config {
                 }
             }
             if let Some(flag) = &s.maintenance_flag {
-                errs.extend(flag.problems(&s.name));
+                errs.extend(flag.problems(&format!("{key}.maintenance_flag")));
                 if s.container.is_none() {
                     errs.push(format!(
                         "{key}.maintenance_flag: `{}` has no container to run it in",

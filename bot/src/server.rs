@@ -267,10 +267,13 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
 }
 
 async fn metrics(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
+    let mut text = app.metrics.render();
+    text.push_str(&format!(
+        "# HELP klaxon_leader 1 while this replica leads (gateway, schedulers, outbox).\n\
+         # TYPE klaxon_leader gauge\nklaxon_leader {}\n",
+        u8::from(app.leader.load(Ordering::Relaxed))
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 pub async fn spawn(

@@ -176,24 +176,23 @@ async fn create(
                 .timestamp_millis()
         }
     };
-    // Switching a flag runs commands in containers: more than Discord's 3 s, maybe.
-    if flag && starts_ms <= now {
-        ctx.defer().await?;
-    }
-    let done = maintenance::create(
-        app,
-        NewWindow {
-            services: names,
-            all,
-            reason,
-            flag,
-            starts_ms,
-            duration: length,
-            by: who(ctx),
-        },
-    )
-    .await
-    .map_err(user_error)?;
+    let new = NewWindow {
+        services: names,
+        all,
+        reason,
+        flag,
+        starts_ms,
+        duration: length,
+        by: who(ctx),
+    };
+    // Mistakes get a private answer at once; then the reply is deferred, because
+    // switching a flag runs commands in containers and the scheduler may hold the
+    // windows' lock while it posts.
+    maintenance::check_new(app, &new)
+        .await
+        .map_err(user_error)?;
+    ctx.defer().await?;
+    let done = maintenance::create(app, new).await.map_err(user_error)?;
     let w = &done.window;
     let tz = app.maintenance.tz;
     let mut text = if w.state == WindowState::Scheduled {
@@ -267,11 +266,10 @@ async fn end(
     id: Option<i64>,
 ) -> Result<(), Error> {
     let app = ctx.data();
-    // Clearing a flag runs commands in containers: defer then, but only after the
-    // window is known, so a mistake gets a private answer.
-    if maintenance::ending(app, id).await.map_err(user_error)?.flag {
-        ctx.defer().await?;
-    }
+    // Checked first, so a mistake gets a private answer; then deferred (clearing a
+    // flag runs commands in containers).
+    maintenance::ending(app, id).await.map_err(user_error)?;
+    ctx.defer().await?;
     let done = maintenance::end(app, id, &who(ctx))
         .await
         .map_err(user_error)?;
@@ -311,6 +309,10 @@ async fn extend(
 ) -> Result<(), Error> {
     let more = self::duration(ctx, &duration)?;
     let app = ctx.data();
+    maintenance::check_extend(app, id, more)
+        .await
+        .map_err(user_error)?;
+    ctx.defer().await?;
     let done = maintenance::extend(app, id, more, &who(ctx))
         .await
         .map_err(user_error)?;
@@ -337,6 +339,10 @@ async fn cancel(
     id: i64,
 ) -> Result<(), Error> {
     let app = ctx.data();
+    maintenance::check_cancel(app, id)
+        .await
+        .map_err(user_error)?;
+    ctx.defer().await?;
     let done = maintenance::cancel(app, id, &who(ctx))
         .await
         .map_err(user_error)?;

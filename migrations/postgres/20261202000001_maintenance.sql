@@ -31,6 +31,8 @@ CREATE TABLE maintenance_windows (
     flag_state          TEXT    NOT NULL DEFAULT '',
     -- What the flag commands said, per service, for the reply and the announcement.
     flag_detail         TEXT    NOT NULL DEFAULT '',
+    -- When the flag was last switched: a failed switch is tried again from then.
+    flag_tried_ms       BIGINT  NOT NULL DEFAULT 0,
     -- Alerts held back while it was active.
     held                BIGINT  NOT NULL DEFAULT 0,
     -- Set by /maintenance extend (the end before it) until the new end is announced.
@@ -39,3 +41,5 @@ CREATE TABLE maintenance_windows (
     retry_ms            BIGINT  NOT NULL DEFAULT 0
 );
 CREATE INDEX maintenance_windows_state ON maintenance_windows (state, starts_ms);
+-- Alerts a silence or a window holds (`maintenance:<id>`), found again at its end.
+CREATE INDEX alerts_held ON alerts (held_by);

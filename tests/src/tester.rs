@@ -465,6 +465,14 @@ impl Tester {
         self.bot = Some(bot);
     }
 
+    /// Forgets everything the bot said that no test read yet (after letting late
+    /// replies land): for tests about something else than those messages.
+    pub async fn discard_unread(&self) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.pending.lock().expect("pending").clear();
+        self.fake.discard_outputs();
+    }
+
     /// Moves the bot's clock forward (scheduled work comes due at once).
     pub fn advance(&self, by: Duration) {
         self.bot().app.clock.advance(by);

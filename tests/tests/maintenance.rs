@@ -42,12 +42,12 @@ async fn exists(docker: &DockerClient, container: &str, path: &str) -> bool {
 /// configured commands in another; alerts for the services are held, `/health`
 /// says "in maintenance", and the end clears both flags (verified), posts what was
 /// held and writes it all to the open incident's timeline.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_sets_the_flag_holds_alerts_and_summarises_them() {
+async fn flag_and_held_alerts(db: Db) {
     let mut c = Containers::new().await;
     let api = c.run("maint-api", Spec::new("v1")).await;
     let worker = c.run("maint-worker", Spec::new("v1")).await;
     let t = Tester::builder()
+        .db(db)
         .docker_host(c.host())
         .service("api", Some(&api), None)
         .service("worker", Some(&worker), None)
@@ -259,6 +259,16 @@ async fn a_window_sets_the_flag_holds_alerts_and_summarises_them() {
     c.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_sets_the_flag_holds_alerts_and_summarises_them_on_sqlite() {
+    flag_and_held_alerts(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_sets_the_flag_holds_alerts_and_summarises_them_on_postgres() {
+    flag_and_held_alerts(Db::Postgres).await;
+}
+
 /// A flag that cannot be set is reported, with the command to run by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flag_that_cannot_be_set_is_reported_with_the_manual_step() {
@@ -368,15 +378,73 @@ async fn scheduling(db: Db) {
         .assert_contains("Maintenance #2 scheduled: **web**");
     t.channel_message(INCIDENTS).await;
 
-    // 1 h before: the reminder (48 h was never ahead, so no reminder for it).
+    // Two days and more ahead: it gets the 48 h reminder too.
+    t.slash("maintenance schedule")
+        .opt("services", "web")
+        .opt("start", "in 50h")
+        .opt("duration", "1h")
+        .opt("reason", "Storage migration")
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("now, 2 d and 1 h before");
+    t.channel_message(INCIDENTS).await;
+    // api again, later: extending #1 into it is refused below.
+    t.slash("maintenance schedule")
+        .opt("services", "api")
+        .opt("start", "in 6h")
+        .opt("duration", "30m")
+        .opt("reason", "Follow-up")
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Maintenance #4 scheduled");
+    t.channel_message(INCIDENTS).await;
+
+    // 1 h before #1: its reminder (48 h was never ahead, so none for that), and
+    // #3's 48 h reminder.
     t.advance(2 * HOUR + Duration::from_secs(60));
-    let reminder = t.channel_message(INCIDENTS).await;
-    let text = reminder.text();
+    // (In either order: the jump of the clock can land between two windows of one
+    // scheduler round.)
+    let mut reminders = [
+        t.channel_message(INCIDENTS).await.text(),
+        t.channel_message(INCIDENTS).await.text(),
+    ];
+    reminders.sort_by_key(|r| r.contains("maintenance #3"));
+    let [api, web] = reminders;
     assert!(
-        text.contains("⏰ **Reminder: maintenance on api starts <t:"),
-        "{text}"
+        api.contains("⏰ **Reminder: maintenance on api starts <t:"),
+        "{api}"
     );
-    assert!(text.contains("Planned until"), "{text}");
+    assert!(api.contains("Planned until"), "{api}");
+    assert!(api.contains("maintenance #1"), "{api}");
+    assert!(web.contains("Reminder: maintenance on web starts"), "{web}");
+    assert!(web.contains("Storage migration · maintenance #3"), "{web}");
+
+    let into_next = t
+        .slash("maintenance extend")
+        .opt("id", 1)
+        .opt("duration", "2h")
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(into_next.ephemeral());
+    into_next.assert_contains("Extended, #1 would overlap: `api` already has maintenance #4");
+    t.slash("maintenance cancel")
+        .opt("id", 4)
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Maintenance #4 (api,");
+    t.channel_message(INCIDENTS).await;
 
     // Extended before it starts: the stakeholders are told the new end.
     t.slash("maintenance extend")
@@ -423,9 +491,10 @@ async fn scheduling(db: Db) {
         .await
         .reply()
         .await;
-    list.assert_contains("2 maintenance windows")
+    list.assert_contains("3 maintenance windows")
         .assert_contains("🔧 **#1** api · until")
         .assert_contains("🗓️ **#2** web ·")
+        .assert_contains("🗓️ **#3** web ·")
         .assert_contains("Times in Europe/Berlin");
 
     // web's is called off before it starts; stakeholders were told, so they hear.
@@ -474,6 +543,7 @@ async fn restarts(db: Db) {
         .db(db)
         .service("api", None, Some("http://127.0.0.1:9/health"))
         .service("web", None, Some("http://127.0.0.1:9/health"))
+        .service("db", None, Some("http://127.0.0.1:9/health"))
         .spawn()
         .await;
     t.slash("maintenance start")
@@ -498,6 +568,19 @@ async fn restarts(db: Db) {
         .reply()
         .await
         .assert_contains("Maintenance #2 scheduled");
+    t.channel_message(INCIDENTS).await;
+    // One that will pass entirely while the bot is down.
+    t.slash("maintenance schedule")
+        .opt("services", "db")
+        .opt("start", "in 50m")
+        .opt("duration", "30m")
+        .opt("reason", "Quick patch")
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Maintenance #3 scheduled");
     t.channel_message(INCIDENTS).await;
 
     // Down for 10 minutes in the middle: nothing is announced again.
@@ -530,6 +613,14 @@ async fn restarts(db: Db) {
         "{}",
         started.text()
     );
+    // The one that passed entirely: closed, announced late, never "started".
+    let missed = t.channel_message(INCIDENTS).await;
+    let text = missed.text();
+    assert!(
+        text.contains("Maintenance is over: db** (late notice)"),
+        "{text}"
+    );
+    assert!(text.contains("maintenance #3"), "{text}");
     let audit = t.bot().app.store.recent_audit(50).await.expect("audit");
     assert!(
         audit
@@ -612,6 +703,7 @@ async fn bad_input_and_permissions_get_clear_private_answers() {
         .await
         .reply()
         .await;
+    assert!(r.ephemeral(), "checked before the reply is deferred");
     r.assert_contains("`api` has no container");
     let r = t
         .slash("maintenance schedule")
@@ -647,7 +739,32 @@ async fn bad_input_and_permissions_get_clear_private_answers() {
         assert!(r.ephemeral(), "{cmd}");
         r.assert_contains(why);
     }
-    // Autocomplete offers `all` and completes the last name of a list.
+    // Its start has come: it cannot be cancelled any more, only ended.
+    t.slash("maintenance schedule")
+        .opt("services", "api")
+        .opt("start", "in 1h")
+        .opt("duration", "1h")
+        .opt("reason", "x")
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("Maintenance #1 scheduled");
+    t.channel_message(INCIDENTS).await;
+    t.advance(HOUR);
+    let r = t
+        .slash("maintenance cancel")
+        .opt("id", 1)
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await;
+    assert!(r.ephemeral());
+    r.assert_contains("Maintenance #1 has already started; `/maintenance end id:1` ends it.");
+    t.channel_message(INCIDENTS).await; // its start
+                                        // Autocomplete offers `all` and completes the last name of a list.
     let choices = t
         .slash("maintenance start")
         .as_level(Level::Operator)

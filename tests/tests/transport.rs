@@ -124,7 +124,7 @@ async fn healthz_readyz_and_metrics() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"database": "ok", "gateway": "connected", "discord_token": "ok"})
+        serde_json::json!({"role": "leader", "database": "ok", "gateway": "connected", "discord_token": "ok"})
     );
 
     t.slash("health")

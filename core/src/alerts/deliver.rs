@@ -473,6 +473,25 @@ pub async fn repeat_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         if claimed == 0 {
             continue;
         }
+        // Planned work: a group whose firing alerts all belong to services in a
+        // maintenance window is not announced again (it comes due after the window).
+        let services: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT service FROM alerts WHERE group_id = $1 AND status = 'firing'",
+        )
+        .bind(id)
+        .fetch_all(app.store.pool())
+        .await?;
+        if !services.is_empty() {
+            let windows = crate::maintenance::in_force(&app.store, now_ms).await?;
+            let held = services.iter().all(|s| {
+                windows
+                    .iter()
+                    .any(|w| w.services.iter().any(|x| x.eq_ignore_ascii_case(s)))
+            });
+            if held {
+                continue;
+            }
+        }
         let severity: Severity = g
             .try_get::<String, _>("severity")?
             .parse()

@@ -29,10 +29,10 @@ pub struct FlagConfig {
 }
 
 impl FlagConfig {
-    /// Problems with this service's flag settings, for the config check.
-    pub fn problems(&self, service: &str) -> Vec<String> {
+    /// Problems with this service's flag settings, for the config check; `at` is
+    /// the key they are under (`services[0].maintenance_flag`).
+    pub fn problems(&self, at: &str) -> Vec<String> {
         let mut out = Vec::new();
-        let at = format!("services.{service}.maintenance_flag");
         match (&self.on, &self.off) {
             (Some(_), None) | (None, Some(_)) => {
                 out.push(format!("{at}: give both `on` and `off`, or neither"))
@@ -44,6 +44,12 @@ impl FlagConfig {
         }
         if self.check.is_some() && self.on.is_none() {
             out.push(format!("{at}: `check` goes with `on`/`off`"));
+        }
+        if self.on.is_some() && self.check.is_none() {
+            out.push(format!(
+                "{at}: give `check` too (exit 0 while maintenance is on): Klaxon verifies \
+                 every switch"
+            ));
         }
         for (name, argv) in [("on", &self.on), ("off", &self.off), ("check", &self.check)] {
             if argv
@@ -163,6 +169,12 @@ mod tests {
             ..Default::default()
         };
         assert!(half.problems("api")[0].contains("both"));
+        let unverified = FlagConfig {
+            on: Some(vec!["a".into()]),
+            off: Some(vec!["b".into()]),
+            ..Default::default()
+        };
+        assert!(unverified.problems("api")[0].contains("give `check` too"));
         let both = FlagConfig {
             path: Some("/x".into()),
             on: Some(vec!["a".into()]),

@@ -199,6 +199,7 @@ pub struct Window {
     /// '' | on | off | failed-on | failed-off
     pub flag_state: String,
     pub flag_detail: String,
+    flag_tried_ms: i64,
     pub held: i64,
     retry_ms: i64,
     extended_from_ms: Option<i64>,
@@ -228,7 +229,7 @@ impl Window {
 const COLUMNS: &str = "id, services, all_services, reason, flag, created_by, created_ms, \
     starts_ms, ends_ms, state, started_ms, ended_ms, ended_by, late, leads_done, \
     scheduled_announced, start_announced, end_announced, summary_posted, flag_state, \
-    flag_detail, held, retry_ms, extended_from_ms";
+    flag_detail, flag_tried_ms, held, retry_ms, extended_from_ms";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Window, StoreError> {
     let services: String = r.try_get("services")?;
@@ -257,6 +258,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Window, StoreError> {
         summary_posted: b("summary_posted")?,
         flag_state: r.try_get("flag_state")?,
         flag_detail: r.try_get("flag_detail")?,
+        flag_tried_ms: r.try_get("flag_tried_ms")?,
         held: r.try_get("held")?,
         retry_ms: r.try_get("retry_ms")?,
         extended_from_ms: r.try_get("extended_from_ms")?,
@@ -393,11 +395,16 @@ pub struct Done {
 const PAST_GRACE_MS: i64 = 60_000;
 /// An end applied this much after its planned time was missed (Klaxon was down).
 const LATE_AFTER_MS: i64 = 120_000;
-/// A step Discord refused is tried again this much later.
+/// A step that failed (Discord refused a post, a flag did not switch) is tried
+/// again this much later.
 const RETRY_MS: i64 = 30_000;
+/// How long after a window's end Klaxon keeps trying to clear a stuck flag.
+const FLAG_RETRY_FOR_MS: i64 = 600_000;
 
-/// Creates a window, refusing overlaps; one that starts now starts at once.
-pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
+/// Everything that would make [`create`] refuse a window, checked without taking
+/// the lock or writing: commands ask this before they defer, so a mistake gets a
+/// private answer at once. Returns the reason, cleaned, and the window's span.
+pub async fn check_new(app: &App, n: &NewWindow) -> Result<(String, i64, i64), MaintenanceError> {
     let now = app.clock.now_ms();
     let reason = crate::incidents::check_text("The reason", &n.reason, 300)
         .map_err(|e| MaintenanceError::Invalid(e.to_string()))?;
@@ -431,24 +438,40 @@ pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
     // A start a few seconds ago (the time it took to type) is now.
     let starts = n.starts_ms.max(now);
     let ends = starts + n.duration.as_millis() as i64;
-    let _guard = app.maintenance_lock.lock().await;
-    let mut tx = app.store.begin_write().await?;
+    overlap(app, app.store.pool(), None, &n.services, starts, ends).await?;
+    Ok((reason, starts, ends))
+}
+
+/// Refuses a span that overlaps another scheduled or active window of one of the
+/// services (`except`: the window being extended).
+async fn overlap<'e, E>(
+    app: &App,
+    db: E,
+    except: Option<i64>,
+    services: &[String],
+    starts: i64,
+    ends: i64,
+) -> Result<(), MaintenanceError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let others = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM maintenance_windows WHERE state IN ('scheduled', 'active') \
-         AND starts_ms < $1 AND ends_ms > $2 ORDER BY starts_ms"
+         AND id <> $1 AND starts_ms < $2 AND ends_ms > $3 ORDER BY starts_ms"
     ))
+    .bind(except.unwrap_or(0))
     .bind(ends)
     .bind(starts)
-    .fetch_all(&mut *tx)
+    .fetch_all(db)
     .await?;
     for r in &others {
         let w = from_row(r)?;
-        if let Some(s) = n.services.iter().find(|s| w.covers(s)) {
+        if let Some(s) = services.iter().find(|s| w.covers(s)) {
             return invalid(format!(
                 "`{s}` already has maintenance #{} {} ({}). Windows for the same service cannot \
                  overlap: extend #{} or pick another time.",
                 w.id,
-                if w.state == WindowState::Active {
+                if w.state == WindowState::Active || w.starts_ms <= app.clock.now_ms() {
                     "running"
                 } else {
                     "scheduled"
@@ -458,6 +481,17 @@ pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
             ));
         }
     }
+    Ok(())
+}
+
+/// Creates a window, refusing overlaps; one that starts now starts at once.
+pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
+    let now = app.clock.now_ms();
+    let (reason, starts, ends) = check_new(app, &n).await?;
+    let _guard = app.maintenance_lock.lock().await;
+    // Checked again inside the write: two members scheduling at once.
+    let mut tx = app.store.begin_write().await?;
+    overlap(app, &mut *tx, None, &n.services, starts, ends).await?;
     let id: i64 = sqlx::query(
         "INSERT INTO maintenance_windows (services, all_services, reason, flag, created_by, \
          created_by_id, created_ms, starts_ms, ends_ms, state) \
@@ -529,6 +563,8 @@ pub async fn ending(app: &App, id: Option<i64>) -> Result<Window, MaintenanceErr
     };
     match w.state {
         WindowState::Active => {}
+        // Its start has come and the scheduler is a tick behind: it is running.
+        WindowState::Scheduled if w.starts_ms <= app.clock.now_ms() => {}
         WindowState::Scheduled => {
             return invalid(format!(
                 "Maintenance #{} has not started yet; `/maintenance cancel id:{}` calls it off.",
@@ -553,12 +589,14 @@ pub async fn end(app: &App, id: Option<i64>, by: &Who) -> Result<Done, Maintenan
     let now = app.clock.now_ms();
     let w = ending(app, id).await?;
     let changed = sqlx::query(
-        "UPDATE maintenance_windows SET state = 'ended', ended_ms = $1, ended_by = $2 \
-         WHERE id = $3 AND state = 'active'",
+        "UPDATE maintenance_windows SET state = 'ended', ended_ms = $1, ended_by = $2, \
+         started_ms = COALESCE(started_ms, starts_ms) \
+         WHERE id = $3 AND (state = 'active' OR (state = 'scheduled' AND starts_ms <= $4))",
     )
     .bind(now)
     .bind(&by.name)
     .bind(w.id)
+    .bind(now)
     .execute(app.store.pool())
     .await?
     .rows_affected();
@@ -583,14 +621,13 @@ pub async fn end(app: &App, id: Option<i64>, by: &Who) -> Result<Done, Maintenan
     Ok(Done { window, notes })
 }
 
-/// `/maintenance extend id duration`: a later end for a scheduled or active window.
-pub async fn extend(
+/// Why `/maintenance extend` would be refused, checked without the lock (commands
+/// ask before they defer); the window and its new end otherwise.
+pub async fn check_extend(
     app: &App,
     id: i64,
     more: Duration,
-    by: &Who,
-) -> Result<Done, MaintenanceError> {
-    let _guard = app.maintenance_lock.lock().await;
+) -> Result<(Window, i64), MaintenanceError> {
     let now = app.clock.now_ms();
     let Some(w) = get(&app.store, id).await? else {
         return invalid(format!("There is no maintenance window #{id}."));
@@ -610,25 +647,34 @@ pub async fn extend(
             when::human(app.maintenance.max)
         ));
     }
-    let others = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM maintenance_windows WHERE state IN ('scheduled', 'active') \
-         AND id <> $1 AND starts_ms < $2 AND ends_ms > $3 ORDER BY starts_ms"
-    ))
-    .bind(id)
-    .bind(ends)
-    .bind(w.ends_ms)
-    .fetch_all(app.store.pool())
-    .await?;
-    for r in &others {
-        let o = from_row(r)?;
-        if let Some(s) = w.services.iter().find(|s| o.covers(s)) {
-            return invalid(format!(
-                "Extended, #{id} would overlap maintenance #{} of `{s}` ({}).",
-                o.id,
-                when::span_text(o.starts_ms, o.ends_ms, app.maintenance.tz)
-            ));
+    overlap(
+        app,
+        app.store.pool(),
+        Some(id),
+        &w.services,
+        w.ends_ms,
+        ends,
+    )
+    .await
+    .map_err(|e| match e {
+        MaintenanceError::Invalid(text) => {
+            MaintenanceError::Invalid(format!("Extended, #{id} would overlap: {text}"))
         }
-    }
+        other => other,
+    })?;
+    Ok((w, ends))
+}
+
+/// `/maintenance extend id duration`: a later end for a scheduled or active window.
+pub async fn extend(
+    app: &App,
+    id: i64,
+    more: Duration,
+    by: &Who,
+) -> Result<Done, MaintenanceError> {
+    let _guard = app.maintenance_lock.lock().await;
+    let now = app.clock.now_ms();
+    let (w, ends) = check_extend(app, id, more).await?;
     // Stakeholders who were told about the window hear about the new end too (from
     // the scheduler, like every announcement).
     let told = w.scheduled_announced || w.start_announced;
@@ -655,16 +701,15 @@ pub async fn extend(
     Ok(Done { window, notes })
 }
 
-/// `/maintenance cancel id`: calls off a window that has not started.
-pub async fn cancel(app: &App, id: i64, by: &Who) -> Result<Done, MaintenanceError> {
-    let _guard = app.maintenance_lock.lock().await;
-    let now = app.clock.now_ms();
+/// Why `/maintenance cancel` would be refused (see [`check_extend`]).
+pub async fn check_cancel(app: &App, id: i64) -> Result<Window, MaintenanceError> {
     let Some(w) = get(&app.store, id).await? else {
         return invalid(format!("There is no maintenance window #{id}."));
     };
     match w.state {
-        WindowState::Scheduled => {}
-        WindowState::Active => {
+        // Its start has come (the scheduler is a tick behind): it is running.
+        WindowState::Scheduled if w.starts_ms > app.clock.now_ms() => {}
+        WindowState::Scheduled | WindowState::Active => {
             return invalid(format!(
                 "Maintenance #{id} has already started; `/maintenance end id:{id}` ends it."
             ))
@@ -676,16 +721,26 @@ pub async fn cancel(app: &App, id: i64, by: &Who) -> Result<Done, MaintenanceErr
             ))
         }
     }
+    Ok(w)
+}
+
+/// `/maintenance cancel id`: calls off a window that has not started.
+pub async fn cancel(app: &App, id: i64, by: &Who) -> Result<Done, MaintenanceError> {
+    let _guard = app.maintenance_lock.lock().await;
+    let now = app.clock.now_ms();
+    let w = check_cancel(app, id).await?;
     // Nobody was told about a window announced nowhere: nothing to take back.
     let told = w.scheduled_announced || !w.leads_done.is_empty();
     let changed = sqlx::query(
         "UPDATE maintenance_windows SET state = 'cancelled', ended_ms = $1, ended_by = $2, \
-         end_announced = $3, summary_posted = 1 WHERE id = $4 AND state = 'scheduled'",
+         end_announced = $3, summary_posted = 1 WHERE id = $4 AND state = 'scheduled' \
+         AND starts_ms > $5",
     )
     .bind(now)
     .bind(&by.name)
     .bind(i64::from(!told))
     .bind(id)
+    .bind(now)
     .execute(app.store.pool())
     .await?
     .rows_affected();
@@ -712,15 +767,41 @@ pub async fn tick(app: &App) -> Result<usize, StoreError> {
     let ids: Vec<i64> = sqlx::query(
         "SELECT id FROM maintenance_windows WHERE retry_ms <= $1 AND \
          (state IN ('scheduled', 'active') OR end_announced = 0 OR summary_posted = 0 \
-          OR flag_state IN ('on', 'failed-on')) ORDER BY starts_ms, id",
+          OR flag_state IN ('on', 'failed-on') \
+          OR (flag_state = 'failed-off' AND ended_ms > $2)) ORDER BY starts_ms, id",
     )
     .bind(now)
+    .bind(now - FLAG_RETRY_FOR_MS)
     .fetch_all(app.store.pool())
     .await?
     .iter()
     .map(|r| r.try_get::<i64, _>("id"))
     .collect::<Result<_, _>>()?;
     let _guard = app.maintenance_lock.lock().await;
+    // An alert held by an intake transaction that read the window just before its
+    // end was committed (PostgreSQL reads committed data): given back like the rest.
+    let stranded = sqlx::query(
+        "SELECT w.id FROM maintenance_windows w WHERE w.summary_posted = 1 \
+         AND w.state IN ('ended', 'cancelled') AND w.ended_ms > $1 AND EXISTS \
+         (SELECT 1 FROM alerts a WHERE a.held_by = 'maintenance:' || CAST(w.id AS TEXT))",
+    )
+    .bind(now - 3_600_000)
+    .fetch_all(app.store.pool())
+    .await?;
+    for r in &stranded {
+        let id: i64 = r.try_get("id")?;
+        let mut tx = app.store.begin_write().await?;
+        let n = crate::alerts::db::release_held(
+            &mut tx,
+            &app.alerts,
+            app.alerts_channel,
+            &format!("maintenance:{id}"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        info!(window = id, released = n, "late-held alerts given back");
+    }
     let mut n = 0;
     for id in ids {
         match advance(app, id, &Who::klaxon(), true).await {
@@ -777,7 +858,7 @@ async fn advance(
                     if w.services.len() == 1 { "" } else { "s" },
                     w.id
                 ));
-                match announce(app, w.id, "scheduled", 0, msg).await {
+                match announce(app, w.id, "scheduled", msg).await {
                     Ok(()) => {}
                     Err(e) => {
                         warn!(error = %e, window = w.id, "scheduled window not announced");
@@ -826,7 +907,7 @@ async fn advance(
                     w.id
                 ));
                 let smallest = ahead.iter().min().copied().unwrap_or_default();
-                if let Err(e) = announce(app, w.id, &format!("lead-{smallest}"), 0, msg).await {
+                if let Err(e) = announce(app, w.id, &format!("lead-{smallest}"), msg).await {
                     warn!(error = %e, window = w.id, "maintenance reminder not posted");
                     chat_failed = true;
                     retry = true;
@@ -847,7 +928,43 @@ async fn advance(
                     .await?;
             }
         }
-        if w.starts_ms <= now {
+        if w.ends_ms <= now {
+            // The whole window passed while Klaxon was down: no flag to switch on
+            // (the service would answer 503 after the work), no "started" notice;
+            // it is closed and announced as late.
+            let changed = sqlx::query(
+                "UPDATE maintenance_windows SET state = 'ended', started_ms = starts_ms, \
+                 ended_ms = $1, ended_by = 'schedule', late = 1, start_announced = 1 \
+                 WHERE id = $2 AND state = 'scheduled'",
+            )
+            .bind(now)
+            .bind(w.id)
+            .execute(app.store.pool())
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                w.state = WindowState::Ended;
+                w.started_ms = Some(w.starts_ms);
+                w.ended_ms = Some(now);
+                w.late = true;
+                let detail = format!(
+                    "missed: it was planned for {} while Klaxon was not running",
+                    when::span_text(w.starts_ms, w.ends_ms, tz)
+                );
+                audit(app, &w, "end", by, Outcome::Ok, detail.clone()).await;
+                timeline(
+                    app,
+                    &w.services,
+                    by,
+                    format!("Maintenance #{} {detail}", w.id),
+                )
+                .await;
+                warn!(
+                    window = w.id,
+                    "maintenance window passed entirely while Klaxon was down"
+                );
+            }
+        } else if w.starts_ms <= now {
             let changed = sqlx::query(
                 "UPDATE maintenance_windows SET state = 'active', started_ms = $1 \
                  WHERE id = $2 AND state = 'scheduled'",
@@ -888,40 +1005,20 @@ async fn advance(
         }
     }
 
-    if let (Some(from), false) = (w.extended_from_ms, chat_failed) {
-        if matches!(w.state, WindowState::Scheduled | WindowState::Active) {
-            let msg = ChatMessage::text(format!(
-                "🔧 **Maintenance on {} extended** by {}: now until {}.\n{} · maintenance #{}",
-                chat::neutralize(&w.services_text()),
-                when::human(Duration::from_millis((w.ends_ms - from).max(0) as u64)),
-                when::time_text(w.ends_ms, now, tz),
-                chat::neutralize(&w.reason),
-                w.id
-            ));
-            if let Err(e) = announce(app, w.id, "extend", w.ends_ms, msg).await {
-                warn!(error = %e, window = w.id, "extension not announced");
-                chat_failed = true;
-                retry = true;
-            }
-        }
-        if !chat_failed {
-            sqlx::query("UPDATE maintenance_windows SET extended_from_ms = NULL WHERE id = $1")
-                .bind(w.id)
-                .execute(app.store.pool())
-                .await?;
-        }
-    }
-
     if w.state == WindowState::Active {
-        if w.flag && w.flag_state.is_empty() {
+        // A failed switch is tried again, every RETRY_MS while the window runs.
+        let retry_on = w.flag_state == "failed-on" && now - w.flag_tried_ms >= RETRY_MS;
+        if w.flag && (w.flag_state.is_empty() || retry_on) {
             let (ok, detail) = switch_all(app, &w, true).await;
             notes.extend(detail.iter().cloned());
             let state = if ok { "on" } else { "failed-on" };
             sqlx::query(
-                "UPDATE maintenance_windows SET flag_state = $1, flag_detail = $2 WHERE id = $3",
+                "UPDATE maintenance_windows SET flag_state = $1, flag_detail = $2, \
+                 flag_tried_ms = $3 WHERE id = $4",
             )
             .bind(state)
             .bind(detail.join("\n"))
+            .bind(now)
             .bind(w.id)
             .execute(app.store.pool())
             .await?;
@@ -960,7 +1057,7 @@ async fn advance(
                 if w.services.len() == 1 { "" } else { "s" },
                 w.id
             ));
-            match announce(app, w.id, "start", 0, msg).await {
+            match announce(app, w.id, "start", msg).await {
                 Ok(()) => {
                     set_flags(
                         &app.store,
@@ -1025,16 +1122,61 @@ async fn advance(
         }
     }
 
+    // After the start notice, so stakeholders read them in order; a window that
+    // ended meanwhile is covered by its end notice.
+    if let (Some(from), false) = (w.extended_from_ms, chat_failed) {
+        if matches!(w.state, WindowState::Scheduled | WindowState::Active) {
+            let msg = ChatMessage::text(format!(
+                "🔧 **Maintenance on {} extended** by {}: now until {}.\n{} · maintenance #{}",
+                chat::neutralize(&w.services_text()),
+                when::human(Duration::from_millis((w.ends_ms - from).max(0) as u64)),
+                when::time_text(w.ends_ms, now, tz),
+                chat::neutralize(&w.reason),
+                w.id
+            ));
+            if let Err(e) = announce(app, w.id, &format!("extend{}", w.ends_ms / 1_000), msg).await
+            {
+                warn!(error = %e, window = w.id, "extension not announced");
+                chat_failed = true;
+                retry = true;
+            }
+        }
+        if !chat_failed {
+            sqlx::query("UPDATE maintenance_windows SET extended_from_ms = NULL WHERE id = $1")
+                .bind(w.id)
+                .execute(app.store.pool())
+                .await?;
+        }
+    }
+
     if matches!(w.state, WindowState::Ended | WindowState::Cancelled) {
-        if w.flag && matches!(w.flag_state.as_str(), "on" | "failed-on") {
+        // A flag that would not clear is tried again for a while: the service answers
+        // 503 until it is.
+        let retry_off = w.flag_state == "failed-off"
+            && now - w.flag_tried_ms >= RETRY_MS
+            && now - w.ended_ms.unwrap_or(now) < FLAG_RETRY_FOR_MS;
+        if w.flag && (matches!(w.flag_state.as_str(), "on" | "failed-on") || retry_off) {
             let (ok, detail) = switch_all(app, &w, false).await;
+            if retry_off && ok {
+                warn_ops(
+                    app,
+                    format!(
+                        "✅ The maintenance flag of #{} is cleared now: {}",
+                        w.id,
+                        chat::neutralize(&detail.join("; "))
+                    ),
+                )
+                .await;
+            }
             notes.extend(detail.iter().cloned());
             let state = if ok { "off" } else { "failed-off" };
             sqlx::query(
-                "UPDATE maintenance_windows SET flag_state = $1, flag_detail = $2 WHERE id = $3",
+                "UPDATE maintenance_windows SET flag_state = $1, flag_detail = $2, \
+                 flag_tried_ms = $3 WHERE id = $4",
             )
             .bind(state)
             .bind(detail.join("\n"))
+            .bind(now)
             .bind(w.id)
             .execute(app.store.pool())
             .await?;
@@ -1111,7 +1253,7 @@ async fn advance(
                     w.id
                 ))
             };
-            match announce(app, w.id, "end", 0, msg).await {
+            match announce(app, w.id, "end", msg).await {
                 Ok(()) => {
                     set_flags(
                         &app.store,
@@ -1140,33 +1282,36 @@ async fn advance(
 
 /// Switches the flag of every service of the window; `(all worked, one line each)`.
 async fn switch_all(app: &App, w: &Window, on: bool) -> (bool, Vec<String>) {
-    let mut ok = true;
-    let mut lines = Vec::new();
-    for name in &w.services {
+    // All services at once: each switch is one or two execs, each up to the
+    // Docker timeout.
+    let results = futures::future::join_all(w.services.iter().map(|name| async move {
         let Ok(svc) = app.service(name) else {
-            ok = false;
-            lines.push(format!("{name}: no longer configured"));
-            continue;
+            return Err(format!("{name}: no longer configured"));
         };
         let Some(container) = &svc.container else {
-            ok = false;
-            lines.push(format!("{name}: no container"));
-            continue;
+            return Err(format!("{name}: no container"));
         };
         let cfg = svc.maintenance_flag.clone().unwrap_or_default();
         match flag::switch(&app.docker, container, &cfg, on).await {
-            Ok(done) => lines.push(format!("{name}: {done}")),
+            Ok(done) => Ok(format!("{name}: {done}")),
             Err(e) => {
-                ok = false;
                 warn!(service = %name, container = %container, error = %e, on, "maintenance flag");
-                lines.push(format!(
+                Err(format!(
                     "{name}: {e} (by hand: `{}`)",
                     cfg.by_hand(container, on)
-                ));
+                ))
             }
         }
-    }
-    (ok, lines)
+    }))
+    .await;
+    let ok = results.iter().all(Result::is_ok);
+    (
+        ok,
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|e| e))
+            .collect(),
+    )
 }
 
 enum Failure {
@@ -1288,23 +1433,12 @@ fn nonce(id: i64, what: &str) -> String {
 }
 
 /// A notice for stakeholders in the incidents channel (no channel: nothing to do).
-async fn announce(
-    app: &App,
-    id: i64,
-    what: &str,
-    salt: i64,
-    msg: ChatMessage,
-) -> Result<(), chat::ChatError> {
+async fn announce(app: &App, id: i64, what: &str, msg: ChatMessage) -> Result<(), chat::ChatError> {
     let Some(channel) = app.incidents_channel else {
         return Ok(());
     };
-    let what = if salt == 0 {
-        what.to_string()
-    } else {
-        format!("{what}{}", salt.rem_euclid(100_000))
-    };
     let msg = ChatMessage {
-        nonce: Some(nonce(id, &what)),
+        nonce: Some(nonce(id, what)),
         ..msg
     };
     app.chat.send(channel, msg).await.map(|_| ())

@@ -537,6 +537,12 @@ impl FakeDiscord {
         state.outputs[state.cursor..].to_vec()
     }
 
+    /// Marks every output so far as read.
+    pub fn discard_outputs(&self) {
+        let mut state = self.inner.lock();
+        state.cursor = state.outputs.len();
+    }
+
     /// Messages the bot posted in `channel_id` as they stand now (edits applied,
     /// deleted ones gone), oldest first. Includes ephemeral interaction responses
     /// (check [`MessageRecord::ephemeral`]), unlike `GET /channels/{id}/messages`.
