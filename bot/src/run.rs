@@ -346,7 +346,7 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
         | serenity::GatewayIntents::GUILD_MESSAGES
         | serenity::GatewayIntents::MESSAGE_CONTENT;
     let built = serenity::ClientBuilder::new_with_http(build_http(&l.token, l.proxy_addr), intents)
-        .framework(framework)
+        .framework(crate::discord::traced::Traced(framework))
         .await
         .context("building the Discord client");
     let mut client = match built {

@@ -17,7 +17,7 @@ use klaxon_core::alerts::{self, parse::ParseError};
 use klaxon_core::App;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::config::{IntakeConfig, Secret};
 
@@ -100,11 +100,39 @@ type Parser = fn(&[u8]) -> Result<Vec<alerts::Alert>, ParseError>;
 
 /// `POST /alerts/{source}`: authenticated, parsed, stored, then 200. The 2xx comes
 /// only after the alerts are committed, so a sender retries anything not stored.
+/// A correlation id for one notification: in every log line about it (span field),
+/// in the answer (`X-Request-Id`, `request_id`), and, with each alert's
+/// fingerprint, in the lines about its alerts.
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ms = chrono::Utc::now().timestamp_millis();
+    format!("{ms:x}-{n:04x}")
+}
+
 async fn receive_alerts(
     State(s): State<Server>,
     Path(source): Path<String>,
     headers: HeaderMap,
     body: Bytes,
+) -> Response {
+    let id = request_id();
+    let span = tracing::info_span!("intake", correlation_id = %id, source = %source);
+    let mut r = receive(s, source, headers, body, &id)
+        .instrument(span)
+        .await;
+    if let Ok(v) = header::HeaderValue::from_str(&id) {
+        r.headers_mut().insert("x-request-id", v);
+    }
+    r
+}
+
+async fn receive(
+    s: Server,
+    source: String,
+    headers: HeaderMap,
+    body: Bytes,
+    request_id: &str,
 ) -> Response {
     let (token, key, parse): (&Secret, &str, Parser) = match source.as_str() {
         "alertmanager" => (
@@ -196,16 +224,28 @@ async fn receive_alerts(
                 parsed.len() as f64,
             );
             info!(
-                source,
                 alerts = parsed.len(),
                 firing = done.firing,
                 resolved = done.resolved,
                 duplicates = done.duplicates,
+                held = done.held,
                 "alerts stored"
             );
+            for i in &done.changed {
+                if let Some(a) = parsed.get(*i) {
+                    tracing::debug!(
+                        alert_id = %format!("{}:{}", a.source.as_str(), a.fingerprint),
+                        alert = a.name(),
+                        status = a.status.as_str(),
+                        "alert changed"
+                    );
+                }
+            }
             (
                 StatusCode::OK,
-                Json(serde_json::json!({ "accepted": parsed.len(), "stored": done })),
+                Json(serde_json::json!({
+                    "accepted": parsed.len(), "stored": done, "request_id": request_id
+                })),
             )
                 .into_response()
         }

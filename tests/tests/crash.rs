@@ -63,6 +63,7 @@ fn start(fake: &FakeDiscord, dir: &Path, port: u16) -> tokio::process::Child {
         .env("DISCORD_TOKEN", &fake.config().token)
         .env("KLAXON_INTAKE__GENERIC_TOKEN", TOKEN)
         .env("KLAXON_LOG", "info,serenity=warn")
+        .env("KLAXON_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
@@ -159,4 +160,80 @@ async fn sigkill_mid_burst_loses_nothing_and_duplicates_nothing() {
     assert_eq!(violations.total(), 0, "{violations:?}");
     bot.start_kill().expect("kill");
     let _ = bot.wait().await;
+}
+
+/// SIGTERM: the bot stops taking commands, drains what is due from the outbox
+/// (about 10 s at most), exits 0; and its JSON logs carry a correlation id on every
+/// line about an alert notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_outbox_and_logs_carry_correlation_ids() {
+    let fake = FakeDiscord::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut bot = start(&fake, dir.path(), port);
+    wait_up(port).await;
+    // Eight groups: two of the channel's 5-second windows.
+    let alerts: Vec<_> = (0..8)
+        .map(|i| json!({"name": format!("Burst{i:02}"), "summary": "x", "labels": {"n": i}}))
+        .collect();
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/alerts/generic"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "alerts": alerts }))
+        .send()
+        .await
+        .expect("intake");
+    assert_eq!(r.status().as_u16(), 200);
+    let request_id = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("X-Request-Id")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shown(&fake).is_empty() {
+        assert!(Instant::now() < deadline, "nothing was delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        shown(&fake).len() < 8,
+        "the test needs messages still queued"
+    );
+    let pid = bot.id().expect("pid");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), bot.wait())
+        .await
+        .expect("klaxon exits within 20 s of SIGTERM")
+        .expect("status");
+    assert!(status.success(), "exit status {status:?}");
+    let counts = shown(&fake);
+    assert_eq!(counts.len(), 8, "drained before exiting: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+
+    let log = std::fs::read_to_string(dir.path().join("klaxon.log")).expect("log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{log}");
+    let stored = lines
+        .iter()
+        .find(|l| l["message"] == "alerts stored")
+        .unwrap_or_else(|| panic!("no 'alerts stored' line: {log}"));
+    assert_eq!(
+        stored["span"]["correlation_id"],
+        request_id.as_str(),
+        "{stored}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "shutting down"),
+        "{log}"
+    );
 }

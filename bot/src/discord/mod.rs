@@ -3,3 +3,4 @@
 pub mod chat;
 pub mod limiter;
 pub mod proxy;
+pub mod traced;
