@@ -255,7 +255,13 @@ async fn receive(
                 "klaxon_alert_intake_total",
                 &[("source", &source), ("result", "unavailable")],
             );
-            unavailable()
+            // The one cause worth naming to whoever reads the sender's logs.
+            let reason = if e.to_string().contains("disk is full") {
+                "the database's disk is full"
+            } else {
+                "the database did not take the write"
+            };
+            unavailable(reason)
         }
         Err(_) => {
             warn!(
@@ -266,16 +272,20 @@ async fn receive(
                 "klaxon_alert_intake_total",
                 &[("source", &source), ("result", "unavailable")],
             );
-            unavailable()
+            unavailable("the database did not answer in time")
         }
     }
 }
 
-fn unavailable() -> Response {
-    let mut r = error(
+fn unavailable(reason: &str) -> Response {
+    let mut r = (
         StatusCode::SERVICE_UNAVAILABLE,
-        "storage unavailable; nothing was stored, retry",
-    );
+        Json(serde_json::json!({
+            "error": "storage unavailable; nothing was stored, retry",
+            "reason": reason,
+        })),
+    )
+        .into_response();
     r.headers_mut()
         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
     r

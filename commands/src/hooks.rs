@@ -16,6 +16,19 @@ struct Started(Instant);
 
 /// Shown for anything that is not a [`UserError`]: no internals leak to chat.
 const GENERIC: &str = "Something went wrong inside Klaxon; the details are in its logs.";
+/// SQLite's "database or disk is full": the one storage failure members can act on
+/// (tell whoever runs Klaxon), so it is named.
+const DISK_FULL: &str = "Klaxon's database disk is full: nothing was saved. Whoever runs Klaxon needs to free space on its server; then try again.";
+
+/// The reply for an error that is not the member's: disk full is named, anything
+/// else is generic.
+pub fn generic_reply(error: &Error) -> &'static str {
+    if format!("{error:#}").contains("disk is full") {
+        DISK_FULL
+    } else {
+        GENERIC
+    }
+}
 
 /// `command_check` for every command: members only (no DMs), at the command's
 /// level. Discord's own per-command settings are never trusted.
@@ -145,7 +158,7 @@ pub async fn on_error(err: FrameworkError<'_, Data, Error>) {
                     error = format!("{error:#}"),
                     "command failed"
                 );
-                reply_private(ctx, GENERIC).await;
+                reply_private(ctx, generic_reply(&error)).await;
                 finish(
                     ctx,
                     Outcome::Failed,
@@ -220,5 +233,19 @@ pub fn framework_options(commands: Vec<crate::Command>) -> poise::FrameworkOptio
         initialize_owners: false,
         skip_checks_for_owners: false,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_anything_else_is_generic() {
+        let full =
+            anyhow::anyhow!("error returned from database: (code: 13) database or disk is full")
+                .context("alert store");
+        assert_eq!(generic_reply(&full), DISK_FULL);
+        assert_eq!(generic_reply(&anyhow::anyhow!("connection reset")), GENERIC);
     }
 }

@@ -143,9 +143,10 @@ impl DockerClient {
                 status_code: 404, ..
             } => DockerError::NotFound(name.to_string()),
             E::DockerResponseServerError { message, .. } => DockerError::Api(message),
-            E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_) => {
-                self.unreachable(e)
-            }
+            E::HyperResponseError { .. }
+            | E::HyperLegacyError { .. }
+            | E::IOError { .. }
+            | E::SocketNotFoundError(_) => self.unreachable(e),
             other => DockerError::Api(other.to_string()),
         }
     }

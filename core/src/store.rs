@@ -109,6 +109,12 @@ impl Store {
                     Ok(())
                 })
             })
+            // A transaction SQLite rolled back by itself (SQLITE_FULL: disk full) leaves
+            // sqlx's count of open transactions at one, and every later BEGIN on that
+            // connection fails; such a connection is closed instead of reused.
+            .after_release(|conn, _meta| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect(&url)
             .await
             .map_err(StoreError::Connect)?;

@@ -8,6 +8,7 @@
 
 pub mod docker;
 pub mod env;
+pub mod faults;
 pub mod tester;
 
 pub use klaxon_fake_discord as fake;

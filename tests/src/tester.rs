@@ -48,6 +48,7 @@ pub fn role_of(level: Level) -> u64 {
 
 pub struct TesterBuilder {
     db: Db,
+    database_url: Option<String>,
     services: Vec<ServiceConfig>,
     docker_host: Option<String>,
     audit_channel: Option<u64>,
@@ -65,6 +66,12 @@ pub struct TesterBuilder {
 impl TesterBuilder {
     pub fn db(mut self, db: Db) -> Self {
         self.db = db;
+        self
+    }
+    /// A database URL of the test's own (a proxy in front of PostgreSQL, a file
+    /// on a small disk) instead of a fresh one.
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.into());
         self
     }
     pub fn service(
@@ -149,9 +156,10 @@ impl TesterBuilder {
             .await
             .expect("starting the fake Discord");
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = match self.db {
-            Db::Sqlite => env::sqlite_url(dir.path()),
-            Db::Postgres => env::fresh_pg_database().await,
+        let url = match (self.database_url.clone(), self.db) {
+            (Some(url), _) => url,
+            (None, Db::Sqlite) => env::sqlite_url(dir.path()),
+            (None, Db::Postgres) => env::fresh_pg_database().await,
         };
         let config = Config {
             discord: DiscordConfig {
@@ -262,6 +270,7 @@ impl Tester {
     pub fn builder() -> TesterBuilder {
         TesterBuilder {
             db: Db::Sqlite,
+            database_url: None,
             services: Vec::new(),
             docker_host: None,
             audit_channel: None,

@@ -141,6 +141,11 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
     }
     let mut deaths: HashMap<String, VecDeque<i64>> = HashMap::new();
     let mut pause = Duration::from_secs(1);
+    // Where a reconnect picks up: events the engine recorded while the stream was
+    // down (a container that died meanwhile) are replayed from here.
+    let mut since: Option<i64> = None;
+    let mut reconnecting = false;
+    let mut last_nano: i64 = 0;
     loop {
         let docker = match app.docker.client().await {
             Ok(d) => d.clone(),
@@ -164,7 +169,22 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
                 .map(|s| s.to_string())
                 .collect(),
         );
-        let mut stream = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        if since.is_some() || reconnecting {
+            // A broken stream: wait before asking again (growing), so an engine that
+            // is down is not asked in a tight loop.
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+        reconnecting = true;
+        since = since.or_else(|| Some(chrono::Utc::now().timestamp()));
+        let mut options = EventsOptionsBuilder::new().filters(&filters);
+        if let Some(s) = since {
+            options = options.since(&s.to_string());
+        }
+        let mut stream = docker.events(Some(options.build()));
         info!(containers = by_container.len(), "following Docker events");
         loop {
             let next = tokio::select! {
@@ -183,6 +203,14 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
                 }
             };
             pause = Duration::from_secs(1);
+            // A replay after a reconnect starts at the last event's second: skip
+            // what was already handled.
+            let nano = ev.time_nano.unwrap_or_default();
+            if nano != 0 && nano <= last_nano {
+                continue;
+            }
+            last_nano = last_nano.max(nano);
+            since = ev.time.or(since);
             let attributes = ev.actor.and_then(|a| a.attributes).unwrap_or_default();
             let Some(service) = attributes
                 .get("name")
