@@ -105,6 +105,11 @@ pub struct DiscordConfig {
     /// Ceiling on REST requests per second, under Discord's global 50.
     #[serde(default = "default_global_rate")]
     pub global_rate_per_sec: u32,
+    /// How long one REST request to Discord may take before it counts as failed
+    /// (and alert messages are retried): a Discord that accepts connections but
+    /// does not answer must not hang deliveries.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
     /// Resolved from `DISCORD_TOKEN` or `token_file`; never read from the TOML, so
     /// a config file can be shared or committed without leaking it.
     #[serde(skip_deserializing, default)]
@@ -116,6 +121,9 @@ fn default_api_url() -> String {
 }
 fn default_global_rate() -> u32 {
     45
+}
+fn default_request_timeout() -> u64 {
+    20
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,6 +311,9 @@ impl Config {
                 "discord.api_url: `{}` is not an http(s) URL",
                 self.discord.api_url
             ));
+        }
+        if !(1..=300).contains(&self.discord.request_timeout_secs) {
+            errs.push("discord.request_timeout_secs: must be 1 to 300".into());
         }
         if !(1..=50).contains(&self.discord.global_rate_per_sec) {
             errs.push("discord.global_rate_per_sec: must be 1 to 50 (Discord allows 50)".into());

@@ -122,6 +122,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
     let token = config.discord.token.expose().to_string();
     let rest = Arc::new(DiscordRest::new(
         &config.discord.api_url,
+        Duration::from_secs(config.discord.request_timeout_secs),
         Limiter::new(config.discord.global_rate_per_sec, Arc::clone(&metrics)),
     )?);
     // The proxy stops last: the outbox drains through it during shutdown.

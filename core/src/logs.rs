@@ -433,9 +433,12 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     // key=value and "key": "value" pairs whose key names a secret
     // (password, secret, token, api_key, access_key, private_key, credentials).
+    // When what follows the key is itself a pair (`secret= "api_key": "…"`), the
+    // value runs on to that pair's value: matching stops after the first word, so
+    // a second pair on its own would be left as is.
     (
         "secret pair",
-        r#"(?i-u)\b[\w.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[\w.-]*"?\s*[=:]\s*"?([^\s"'&,;]+)"#,
+        r#"(?i-u)\b[\w.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[\w.-]*"?\s*[=:]\s*"?([^\s"'&,;]+(?:"?\s*[=:]\s*"?[^\s"'&,;]+)*)"#,
     ),
     // JSON Web Tokens: base64url header `{"…` (eyJ), payload, signature.
     (
@@ -981,6 +984,19 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(r.redact_str(input), want, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn a_key_whose_value_is_another_pair_still_redacts_its_value() {
+        // Found by fuzz/fuzz_targets/redactor.rs.
+        let r = redactor();
+        for input in [
+            r#"gfG secret= "api_key": "hunter2secret" x"#,
+            r#"missing token: "password": "hunter2secret""#,
+        ] {
+            let out = r.redact_str(input);
+            assert!(!out.contains("hunter2secret"), "{input} -> {out}");
         }
     }
 

@@ -47,6 +47,7 @@ pub fn role_of(level: Level) -> u64 {
 }
 
 pub struct TesterBuilder {
+    request_timeout_secs: u64,
     db: Db,
     database_url: Option<String>,
     services: Vec<ServiceConfig>,
@@ -66,6 +67,11 @@ pub struct TesterBuilder {
 impl TesterBuilder {
     pub fn db(mut self, db: Db) -> Self {
         self.db = db;
+        self
+    }
+    /// `discord.request_timeout_secs`.
+    pub fn request_timeout(mut self, secs: u64) -> Self {
+        self.request_timeout_secs = secs;
         self
     }
     /// A database URL of the test's own (a proxy in front of PostgreSQL, a file
@@ -167,6 +173,7 @@ impl TesterBuilder {
                 guild_id: GUILD,
                 token_file: None,
                 global_rate_per_sec: 45,
+                request_timeout_secs: self.request_timeout_secs,
                 token: Secret::new(self.fake.token.clone()),
             },
             database: DatabaseConfig { url },
@@ -269,6 +276,7 @@ impl Reply {
 impl Tester {
     pub fn builder() -> TesterBuilder {
         TesterBuilder {
+            request_timeout_secs: 20,
             db: Db::Sqlite,
             database_url: None,
             services: Vec::new(),

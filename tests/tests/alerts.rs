@@ -1091,3 +1091,39 @@ async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing() {
     assert_eq!(reqwest::get(&ready).await.expect("readyz").status(), 200);
     t.finish().await;
 }
+
+/// Discord accepts the requests but does not answer for a while: each one times out
+/// (`discord.request_timeout_secs`), the outbox retries with the same nonce, and the
+/// late-handled duplicates are not shown: one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates() {
+    let t = Tester::builder()
+        .request_timeout(1)
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .alerts(|a| a.group_wait_secs = 0)
+        .spawn()
+        .await;
+    let path = format!("/channels/{ALERTS}/messages");
+    let began = Instant::now();
+    t.fake.inject(FaultRule::Hang {
+        path_contains: path.clone(),
+        until: began + Duration::from_secs(4),
+    });
+    send(
+        &t,
+        vec![alert("Stalled", "i-1", "firing", "Discord is slow")],
+    )
+    .await;
+    let m = t.channel_message(ALERTS).await;
+    assert!(m.text().contains("Stalled · api (1)"), "{}", m.text());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let posts = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with(&path))
+        .count();
+    assert!(posts >= 2, "retried after timing out ({posts} posts)");
+    assert_eq!(t.fake.messages(ALERTS).len(), 1, "shown once");
+    t.finish().await;
+}

@@ -31,10 +31,15 @@ pub struct DiscordRest {
 }
 
 impl DiscordRest {
-    pub fn new(upstream: &str, limiter: Limiter) -> anyhow::Result<Self> {
+    pub fn new(
+        upstream: &str,
+        timeout: std::time::Duration,
+        limiter: Limiter,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(16)
             .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(timeout)
             .build()?;
         Ok(DiscordRest {
             client,

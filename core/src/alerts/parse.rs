@@ -106,10 +106,15 @@ fn webhook(body: &[u8], source: Source, version: &str) -> Result<Vec<Alert>, Par
                     ))
                 })
             })?;
-        let labels = strings(
+        let mut labels = strings(
             a.labels
                 .ok_or_else(|| invalid(format!("alerts[{i}].labels: missing")))?,
         );
+        // A blank alertname is no name (Prometheus treats an empty label as absent):
+        // without it the alert is shown as "alert", not as nothing.
+        if labels.get("alertname").is_some_and(|n| n.trim().is_empty()) {
+            labels.remove("alertname");
+        }
         if labels.is_empty() {
             return Err(invalid(format!("alerts[{i}].labels: empty")));
         }
@@ -301,6 +306,21 @@ mod tests {
         assert_eq!(a[0].annotations["value"], "A=97");
         assert_eq!(a[0].summary(), "disk at 97%");
         assert_eq!(a[0].fingerprint.len(), 16, "derived from the labels");
+    }
+
+    #[test]
+    fn a_blank_alertname_is_no_name() {
+        // Found by fuzz/fuzz_targets/grafana.rs.
+        let body = br#"{"version": "1", "alerts": [{"status": "firing",
+          "labels": {"alertname": " ", "instance": "db1"}}]}"#;
+        let a = grafana(body).expect("parses");
+        assert_eq!(a[0].name(), "alert");
+        assert_eq!(a[0].label("alertname"), None);
+        let e = alertmanager(
+            br#"{"version": "4", "alerts": [{"status": "firing", "labels": {"alertname": ""}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "alerts[0].labels: empty");
     }
 
     #[test]

@@ -302,6 +302,13 @@ pub enum FaultRule {
         status: u16,
         until: std::time::Instant,
     },
+    /// Discord that does not answer: matching requests wait until `until`, then are
+    /// handled (a client that gave up meanwhile never learns that its message was
+    /// posted; a retry with the same nonce must not post it twice).
+    Hang {
+        path_contains: String,
+        until: std::time::Instant,
+    },
 }
 
 /// State shared by the server tasks and the test's handles.

@@ -426,7 +426,9 @@ struct RequestInfo<'a> {
     at: Instant,
 }
 
-/// Every `/api/v10` request goes through here.
+/// Every `/api/v10` request goes through here. The work runs in its own task: like
+/// Discord, the fake finishes a request whose client gave up waiting (a timeout),
+/// so a retry meets the message the first attempt posted.
 async fn handle(
     AxumState(shared): AxumState<Arc<Shared>>,
     method: Method,
@@ -434,17 +436,42 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let task = tokio::spawn(handle_owned(shared, method, uri, headers, body));
+    match task.await {
+        Ok(r) => r,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn handle_owned(
+    shared: Arc<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = Instant::now();
+    let body_size = body.len();
+    // Parsed before taking the lock (multipart parsing is async); a parse error is
+    // only reported after auth and rate limits, where Discord would report it.
+    let incoming = parse_body(&headers, body).await;
+    let hang = shared.lock().faults.iter().find_map(|f| match f {
+        FaultRule::Hang {
+            path_contains,
+            until,
+        } if *until > Instant::now() && uri.path().contains(path_contains.as_str()) => Some(*until),
+        _ => None,
+    });
+    if let Some(until) = hang {
+        tokio::time::sleep_until(until.into()).await;
+    }
     let request = RequestInfo {
         method: &method,
         path: uri.path(),
         query: uri.query().unwrap_or_default(),
         headers: &headers,
-        at: Instant::now(),
+        at,
     };
-    let body_size = body.len();
-    // Parsed before taking the lock (multipart parsing is async); a parse error is
-    // only reported after auth and rate limits, where Discord would report it.
-    let incoming = parse_body(&headers, body).await;
     let mut state = shared.lock();
     let (status, body, response_headers) = process(&mut state, &shared, &request, incoming);
     state.requests.push(RequestRecord {
@@ -566,12 +593,13 @@ fn take_fault(state: &mut State, path: &str) -> Option<StatusCode> {
     let now = std::time::Instant::now();
     state.faults.retain(|f| match f {
         FaultRule::Status { times, .. } => *times > 0,
-        FaultRule::Outage { until, .. } => *until > now,
+        FaultRule::Outage { until, .. } | FaultRule::Hang { until, .. } => *until > now,
     });
     let position = state.faults.iter().position(|f| match f {
         FaultRule::Status { path_contains, .. } | FaultRule::Outage { path_contains, .. } => {
             path.contains(path_contains.as_str())
         }
+        FaultRule::Hang { .. } => false,
     })?;
     let status = match &mut state.faults[position] {
         FaultRule::Status { status, times, .. } => {
@@ -579,6 +607,7 @@ fn take_fault(state: &mut State, path: &str) -> Option<StatusCode> {
             *status
         }
         FaultRule::Outage { status, .. } => *status,
+        FaultRule::Hang { .. } => return None,
     };
     Some(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
 }

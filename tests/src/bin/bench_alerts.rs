@@ -2,8 +2,13 @@
 //! Discord's real limits.
 //!
 //! ```text
-//! cargo run --release -p klaxon-tests --bin bench-alerts -- [--alerts 10000] [--seconds 10]
+//! cargo run --release -p klaxon-tests --bin bench-alerts -- [--alerts 10000] [--seconds 10] [--replicas N]
 //! ```
+//!
+//! `--replicas N` runs on PostgreSQL (`KLAXON_TEST_PG_URL`) with N replicas on one
+//! database: the notifications go round-robin to every replica's intake, the leader
+//! delivers; with N >= 2 the leader is then killed and the failover time measured
+//! (leader killed -> first alert posted by the new leader).
 //!
 //! The in-process bot (SQLite), `[alerts]` at their defaults but `group_interval_secs
 //! = 10` (so the run drains in well under a minute; Alertmanager's own default is 5 m).
@@ -65,8 +70,14 @@ fn payload(batch: usize, alerts: usize) -> serde_json::Value {
            "externalURL": "http://am", "truncatedAlerts": 0, "alerts": list})
 }
 
-async fn run(total: usize, seconds: u64) -> anyhow::Result<bool> {
-    let t = Tester::builder()
+async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool> {
+    let db = if replicas == 0 {
+        klaxon_tests::Db::Sqlite
+    } else {
+        klaxon_tests::Db::Postgres
+    };
+    let mut t = Tester::builder()
+        .db(db)
         .intake(|i| i.alertmanager_token = klaxon::config::Secret::new(TOKEN))
         .alerts(|a| {
             a.group_interval_secs = 10;
@@ -93,7 +104,15 @@ async fn run(total: usize, seconds: u64) -> anyhow::Result<bool> {
         })
         .spawn()
         .await;
-    let url = format!("http://{}/alerts/alertmanager", t.bot().http_addr);
+    let mut followers = Vec::new();
+    for _ in 1..replicas {
+        followers.push(klaxon::start(t.config.clone()).await?);
+    }
+    let urls: Vec<String> = std::iter::once(t.bot().http_addr)
+        .chain(followers.iter().map(|f| f.http_addr))
+        .map(|a| format!("http://{a}/alerts/alertmanager"))
+        .collect();
+    let url = urls[0].clone();
     let client = reqwest::Client::new();
     let posts = total.div_ceil(PER_POST);
     let gap = Duration::from_secs_f64(seconds as f64 / posts as f64);
@@ -107,7 +126,7 @@ async fn run(total: usize, seconds: u64) -> anyhow::Result<bool> {
         let body = serde_json::to_vec(&payload(b, n))?;
         let t0 = Instant::now();
         let r = client
-            .post(&url)
+            .post(&urls[b % urls.len()])
             .bearer_auth(TOKEN)
             .body(body)
             .send()
@@ -220,9 +239,47 @@ async fn run(total: usize, seconds: u64) -> anyhow::Result<bool> {
         serde_json::to_string_pretty(&report)?,
     )
     .context("writing the report")?;
-    let ok = violations.total() == 0 && stored as usize == total + 1 && p1_latency.is_some();
-    // The test world checks unread outputs at the end; this run read them above.
+    let mut ok = violations.total() == 0 && stored as usize == total + 1 && p1_latency.is_some();
     drop(outputs);
+    if !followers.is_empty() {
+        // Failover: a P1 to a follower, then the leader dies.
+        let probe = json!({"version": "4", "status": "firing", "receiver": "k", "groupKey": "fo",
+            "alerts": [{"status": "firing", "labels": {"alertname": "FailoverProbe", "severity": "critical"},
+                        "annotations": {"summary": "posted by the new leader"}, "fingerprint": "failover"}]});
+        let r = client
+            .post(&urls[1])
+            .bearer_auth(TOKEN)
+            .json(&probe)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "probe intake answered {}", r.status());
+        let killed = Instant::now();
+        t.bot.take().context("leader")?.kill().await;
+        let deadline = killed + Duration::from_secs(60);
+        let failover = loop {
+            let shown = CHANNELS
+                .iter()
+                .chain(std::iter::once(&klaxon_tests::tester::ALERTS))
+                .any(|c| t.fake.messages(*c).iter().any(|m| m.text().contains("FailoverProbe")));
+            if shown {
+                break killed.elapsed();
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no failover within 60 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        println!(
+            "failover: leader killed -> first alert posted by the new leader in {:.1} s (target < 15 s), {replicas} replicas on PostgreSQL",
+            failover.as_secs_f64()
+        );
+        ok &= failover < Duration::from_secs(15);
+        let leader = followers.iter().position(|f| f.is_leader()).unwrap_or(0);
+        t.bot = Some(followers.remove(leader));
+        for f in followers {
+            f.shutdown().await;
+        }
+    }
+    // The test world checks unread outputs at the end; this run read what it needed.
+    t.discard_unread().await;
     t.finish().await;
     Ok(ok)
 }
@@ -230,14 +287,16 @@ async fn run(total: usize, seconds: u64) -> anyhow::Result<bool> {
 fn main() -> ExitCode {
     let mut total = 10_000;
     let mut seconds = 10;
+    let mut replicas = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let v = args.next().and_then(|v| v.parse::<u64>().ok());
         match (flag.as_str(), v) {
             ("--alerts", Some(n)) => total = n.clamp(100, 100_000) as usize,
             ("--seconds", Some(n)) => seconds = n.clamp(1, 120),
+            ("--replicas", Some(n)) => replicas = n.clamp(1, 5) as usize,
             _ => {
-                eprintln!("usage: bench-alerts [--alerts N] [--seconds N]");
+                eprintln!("usage: bench-alerts [--alerts N] [--seconds N] [--replicas N]");
                 return ExitCode::from(2);
             }
         }
@@ -253,7 +312,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(total, seconds)) {
+    match rt.block_on(run(total, seconds, replicas)) {
         Ok(true) => {
             println!("PASS");
             ExitCode::SUCCESS
