@@ -425,7 +425,12 @@ pub struct Snapshot {
 const BUILTIN: &[(&str, &str)] = &[
     // Authorization: Bearer <token> (and any other "Bearer <token>").
     ("bearer", r"(?i-u)\bbearer\s+([A-Za-z0-9._~+/=-]{8,})"),
-    ("basic", r"(?i-u)\bbasic\s+([A-Za-z0-9+/]{8,}={0,2})"),
+    // Base64 with `=` anywhere, not only as padding: `Basic password=hunter2` must not
+    // redact just `password=` and leave the value the secret-pair rule would have taken.
+    (
+        "basic",
+        r"(?i-u)\bbasic\s+([A-Za-z0-9+/]{8,}[A-Za-z0-9+/=]*)",
+    ),
     // scheme://user:password@host
     (
         "url password",
@@ -998,6 +1003,20 @@ mod tests {
             let out = r.redact_str(input);
             assert!(!out.contains("hunter2secret"), "{input} -> {out}");
         }
+    }
+
+    #[test]
+    fn basic_does_not_eat_the_key_of_a_pair() {
+        // Found by fuzz/fuzz_targets/redactor.rs.
+        let r = redactor();
+        assert_eq!(
+            r.redact_str("proxy: Basic password=hunter2secret x"),
+            "proxy: Basic [redacted] x"
+        );
+        assert_eq!(
+            r.redact_str("Authorization: Basic dXNlcjpwYXNzd29yZA== from 10.0.0.7"),
+            "Authorization: Basic [redacted] from 10.0.0.7"
+        );
     }
 
     #[test]

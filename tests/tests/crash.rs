@@ -39,13 +39,18 @@ fn free_port() -> u16 {
 }
 
 fn start(fake: &FakeDiscord, dir: &Path, port: u16) -> tokio::process::Child {
+    start_with(fake, dir, port, "")
+}
+
+/// The binary with the common config plus `extra` TOML (sections after `[alerts]`).
+fn start_with(fake: &FakeDiscord, dir: &Path, port: u16, extra: &str) -> tokio::process::Child {
     let config = dir.join("klaxon.toml");
     std::fs::write(
         &config,
         format!(
             "[discord]\napi_url = \"{}\"\nguild_id = 123\n[database]\nurl = \"{}\"\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\n[channels]\nalerts = {ALERTS}\n\
-             [alerts]\ngroup_wait_secs = 0\nprobe_interval_secs = 0\ndocker_events = false\n",
+             [alerts]\ngroup_wait_secs = 0\nprobe_interval_secs = 0\ndocker_events = false\n{extra}",
             fake.api_url(),
             env::sqlite_url(dir)
         ),
@@ -236,4 +241,154 @@ async fn sigterm_drains_the_outbox_and_logs_carry_correlation_ids() {
         lines.iter().any(|l| l["message"] == "shutting down"),
         "{log}"
     );
+}
+
+/// SIGKILL of the real binary in the middle of a rollback (the new container is up,
+/// Klaxon waits for it to prove healthy): at the next start Klaxon finds the
+/// half-done rollback in its database, makes sure the service runs, and says so in
+/// the alerts channel; the service is free for the next operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_rollback_is_recovered_at_the_next_start() {
+    use klaxon_fake_discord::{Member, OutputKind, SlashInvocation};
+    use klaxon_tests::docker::{Containers, Spec};
+
+    let mut c = Containers::new().await;
+    let name = c.run("crash-api", Spec::new("v2")).await;
+    let fake = FakeDiscord::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let extra = format!(
+        "[docker]\nhost = \"{}\"\n[roles]\noperator = [1003]\n\
+         [rollback]\nstop_timeout_secs = 1\nrunning_secs = 120\nhealth_timeout_secs = 300\n\
+         [[services]]\nname = \"api\"\ncontainer = \"{name}\"\n",
+        c.host()
+    );
+    let mut bot = start_with(&fake, dir.path(), port, &extra);
+    wait_up(port).await;
+    fake.wait_commands(123, Duration::from_secs(20))
+        .await
+        .expect("commands registered");
+    let operator = Member {
+        user_id: 6003,
+        username: "operator".into(),
+        roles: vec![1003],
+    };
+    let ask = fake
+        .slash(SlashInvocation {
+            name: "rollback".into(),
+            options: vec![
+                json!({"name": "service", "type": 3, "value": "api"}),
+                json!({"name": "to", "type": 3, "value": "v1"}),
+            ],
+            member: Some(operator.clone()),
+            user_for_dm: None,
+            channel_id: 444,
+            guild_id: Some(123),
+        })
+        .await
+        .expect("slash");
+    // The plan, with its Confirm button (after a defer, in an edit).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let plan = loop {
+        assert!(Instant::now() < deadline, "no rollback plan");
+        let Some(o) = fake.next_output(Duration::from_millis(200)).await else {
+            continue;
+        };
+        let mine = match o.kind {
+            OutputKind::Callback { interaction_id, .. }
+            | OutputKind::EditOriginal { interaction_id }
+            | OutputKind::Followup { interaction_id } => interaction_id == ask.id,
+            _ => false,
+        };
+        if mine
+            && o.message
+                .custom_ids()
+                .iter()
+                .any(|id| id.starts_with("rollback:confirm:"))
+        {
+            break o.message;
+        }
+    };
+    let confirm = plan
+        .custom_ids()
+        .into_iter()
+        .find(|id| id.starts_with("rollback:confirm:"))
+        .expect("confirm");
+    let click = fake.click(operator, &plan, &confirm).await.expect("click");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the rollback never reached the health wait"
+        );
+        let Some(o) = fake.next_output(Duration::from_millis(200)).await else {
+            continue;
+        };
+        if matches!(o.kind, OutputKind::EditOriginal { interaction_id } if interaction_id == click.id)
+            && o.message.text().contains("Waiting for health")
+        {
+            break;
+        }
+    }
+
+    bot.start_kill().expect("SIGKILL");
+    let _ = bot.wait().await;
+    let before = fake.messages(ALERTS).len();
+
+    let mut bot = start_with(&fake, dir.path(), port, &extra);
+    wait_up(port).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let found = fake.messages(ALERTS).into_iter().skip(before).find(|m| {
+            m.text()
+                .contains("Klaxon restarted during a rollback of api")
+        });
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery report: {:#?}",
+            fake.messages(ALERTS)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let info = c
+        .docker
+        .inspect_container(
+            &name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .expect("inspect");
+    assert_eq!(
+        info.state.and_then(|s| s.running),
+        Some(true),
+        "the service runs after the recovery: {}",
+        report.text()
+    );
+    let violations = fake.violations();
+    assert_eq!(violations.total(), 0, "{violations:?}");
+    bot.start_kill().expect("kill");
+    let _ = bot.wait().await;
+    let _ = std::process::Command::new("docker")
+        .args([
+            "-H",
+            c.host(),
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("name={name}-klaxon-"),
+        ])
+        .output()
+        .map(|o| {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = std::process::Command::new("docker")
+                    .args(["-H", c.host(), "rm", "-f", id])
+                    .output();
+            }
+        });
+    c.cleanup().await;
 }

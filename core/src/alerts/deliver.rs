@@ -863,16 +863,34 @@ async fn deliver_channel(
                 out.parked += 1;
             }
             Err(ChatError::Unavailable(why)) => {
-                // Backs off 1 s, 2 s, 4 s ... up to a minute; the channel's order is kept
-                // by stopping here.
-                let wait = 1_000_i64 << attempts.clamp(0, 6);
+                // Backs off 1 s, 2 s, 4 s ... up to a minute, for the whole channel: a
+                // Discord that is down is down for every message, and a new one must
+                // not start its own back-off from a second (a burst of attempts). The
+                // channel's order is kept by stopping here.
+                let worst: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(attempts), 0) FROM outbox \
+                     WHERE channel_id = $1 AND state = 'pending'",
+                )
+                .bind(channel as i64)
+                .fetch_one(store.pool())
+                .await?;
+                let wait = (1_000_i64 << worst.max(attempts).clamp(0, 6)).min(60_000);
                 sqlx::query(
                     "UPDATE outbox SET attempts = attempts + 1, next_try_ms = $1, detail = $2 \
                      WHERE id = $3",
                 )
-                .bind(now_ms + wait.min(60_000))
+                .bind(now_ms + wait)
                 .bind(chat::truncate(&why, 300))
                 .bind(id)
+                .execute(store.pool())
+                .await?;
+                sqlx::query(
+                    "UPDATE outbox SET next_try_ms = CASE WHEN next_try_ms < $1 THEN $2 \
+                     ELSE next_try_ms END WHERE channel_id = $3 AND state = 'pending'",
+                )
+                .bind(now_ms + wait)
+                .bind(now_ms + wait)
+                .bind(channel as i64)
                 .execute(store.pool())
                 .await?;
                 info!(channel, outbox = id, %why, "alert message will be retried");

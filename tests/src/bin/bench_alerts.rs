@@ -252,7 +252,11 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
             .json(&probe)
             .send()
             .await?;
-        anyhow::ensure!(r.status().is_success(), "probe intake answered {}", r.status());
+        anyhow::ensure!(
+            r.status().is_success(),
+            "probe intake answered {}",
+            r.status()
+        );
         let killed = Instant::now();
         t.bot.take().context("leader")?.kill().await;
         let deadline = killed + Duration::from_secs(60);
@@ -260,7 +264,12 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
             let shown = CHANNELS
                 .iter()
                 .chain(std::iter::once(&klaxon_tests::tester::ALERTS))
-                .any(|c| t.fake.messages(*c).iter().any(|m| m.text().contains("FailoverProbe")));
+                .any(|c| {
+                    t.fake
+                        .messages(*c)
+                        .iter()
+                        .any(|m| m.text().contains("FailoverProbe"))
+                });
             if shown {
                 break killed.elapsed();
             }
