@@ -47,17 +47,38 @@ pub struct Bot {
     http_server: JoinHandle<()>,
     proxy_stop: watch::Sender<bool>,
     proxy_task: JoinHandle<()>,
+    lease_stop: watch::Sender<bool>,
     leadership: Arc<Leadership>,
     lease_task: Option<JoinHandle<()>>,
     _instance: Option<InstanceLock>,
 }
 
 /// What only the leader runs; started on becoming leader, stopped on stepping down.
+/// Dropped without [`stop_duties`] (a take-over cut short), it still stops all of it.
 struct Duties {
+    /// `true` asks the workers to finish (the outbox flushes); dropped unsent, they
+    /// stop at once.
     stop: watch::Sender<bool>,
+    /// Set before the gateway is closed on purpose: not a failure of the bot.
+    deliberate: Arc<AtomicBool>,
     shard_manager: Arc<serenity::ShardManager>,
     client_task: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Duties {
+    fn drop(&mut self) {
+        self.deliberate.store(true, Ordering::SeqCst);
+        for w in &self.workers {
+            w.abort();
+        }
+        self.client_task.abort();
+        // The shard runners are tasks of their own: close them too.
+        let shards = Arc::clone(&self.shard_manager);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { shards.shutdown_all().await });
+        }
+    }
 }
 
 struct Leadership {
@@ -127,6 +148,8 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
     )?);
     // The proxy stops last: the outbox drains through it during shutdown.
     let (proxy_stop, proxy_stop_rx) = watch::channel(false);
+    // The lease is renewed until the outbox has drained at shutdown.
+    let (lease_stop, lease_stop_rx) = watch::channel(false);
     let (proxy_addr, proxy_task) = proxy::spawn(Arc::clone(&rest), stopped(proxy_stop_rx)).await?;
     let gateway = rest
         .check_gateway(&token)
@@ -209,6 +232,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         http_server,
         proxy_stop,
         proxy_task,
+        lease_stop,
         leadership: Arc::clone(&leadership),
         lease_task: None,
         _instance: instance,
@@ -227,7 +251,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
     leadership.holding.store(leads_now, Ordering::SeqCst);
     if leadership.lease.is_some() {
         bot.lease_task = Some(tokio::spawn(
-            lease_loop(Arc::clone(&leadership), stopped(stop_rx.clone()))
+            lease_loop(Arc::clone(&leadership), stopped(lease_stop_rx))
                 .instrument(info_span!("lease")),
         ));
     }
@@ -275,6 +299,15 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
     // so in the alerts channel, before any new command can touch it.
     klaxon_core::rollout::recover(app, config.channels.alerts).await;
 
+    // Until they belong to a `Duties`, the workers stop when this future is dropped.
+    struct Pending(Vec<JoinHandle<()>>);
+    impl Drop for Pending {
+        fn drop(&mut self) {
+            for w in &self.0 {
+                w.abort();
+            }
+        }
+    }
     let mut workers = vec![
         tokio::spawn(
             alert_worker(Arc::clone(app), stopped(stop_rx.clone()))
@@ -305,6 +338,7 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
         }
         .instrument(info_span!("docker_events")),
     ));
+    let mut workers = Pending(workers);
 
     let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<()>>();
     let ready_tx = std::sync::Mutex::new(Some(ready_tx));
@@ -350,22 +384,17 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
         .framework(crate::discord::traced::Traced(framework))
         .await
         .context("building the Discord client");
-    let mut client = match built {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = stop.send(true);
-            return Err(e);
-        }
-    };
+    let mut client = built?;
     let shard_manager = Arc::clone(&client.shard_manager);
     let (done_tx, done_rx) = oneshot::channel::<Result<(), String>>();
     let fatal = l.fatal.clone();
-    let deliberate = stop_rx.clone();
+    let deliberate = Arc::new(AtomicBool::new(false));
+    let on_purpose = Arc::clone(&deliberate);
     let client_task = tokio::spawn(
         async move {
             let result = client.start().await.map_err(|e| format!("{e}"));
             // Stopped on purpose (step-down, shutdown): not a failure of the bot.
-            if !*deliberate.borrow() {
+            if !on_purpose.load(Ordering::SeqCst) {
                 fatal.send_replace(Some(result.clone()));
             }
             let _ = done_tx.send(result);
@@ -374,9 +403,10 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
     );
     let duties = Duties {
         stop,
+        deliberate,
         shard_manager,
         client_task,
-        workers,
+        workers: std::mem::take(&mut workers.0),
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(STARTUP_TIMEOUT, ready_rx) => match r {
@@ -401,6 +431,8 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
         }),
     };
     // The lease may have been lost while the gateway came up: never act without it.
+    // Checked and installed under the duties lock, which a step-down takes too.
+    let mut slot = l.duties.lock().await;
     let outcome = outcome.and_then(|()| {
         if l.lease.is_none() || l.holding.load(Ordering::SeqCst) {
             Ok(())
@@ -411,10 +443,11 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
     match outcome {
         Ok(()) => {
             app.leader.store(true, Ordering::SeqCst);
-            *l.duties.lock().await = Some(duties);
+            *slot = Some(duties);
             Ok(())
         }
         Err(e) => {
+            drop(slot);
             stop_duties(app, duties, false).await;
             Err(e)
         }
@@ -424,20 +457,26 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
 /// Stops the leader's work. `flush`: a graceful shutdown, where the outbox gets
 /// [`FLUSH_ON_SHUTDOWN`] to drain; otherwise (the lease is gone) everything stops
 /// at once, because another replica may already be sending.
-async fn stop_duties(app: &App, d: Duties, flush: bool) {
+async fn stop_duties(app: &App, mut d: Duties, flush: bool) {
     app.leader.store(false, Ordering::SeqCst);
-    // First no more commands: the gateway session closes.
-    d.shard_manager.shutdown_all().await;
-    app.chat_connected.store(false, Ordering::Relaxed);
-    let _ = d.stop.send(true);
-    for w in d.workers {
-        if flush {
-            let _ = tokio::time::timeout(FLUSH_ON_SHUTDOWN + Duration::from_secs(2), w).await;
-        } else {
+    d.deliberate.store(true, Ordering::SeqCst);
+    if !flush {
+        // Not ours any more: nothing more may be sent from here, not even while the
+        // gateway closes.
+        for w in &d.workers {
             w.abort();
         }
     }
-    d.client_task.abort();
+    // First no more commands: the gateway session closes.
+    d.shard_manager.shutdown_all().await;
+    app.chat_connected.store(false, Ordering::Relaxed);
+    if flush {
+        let _ = d.stop.send(true);
+        for w in d.workers.drain(..) {
+            let _ = tokio::time::timeout(FLUSH_ON_SHUTDOWN + Duration::from_secs(2), w).await;
+        }
+    }
+    // Drop aborts what is left.
 }
 
 /// PostgreSQL: renews the lease while leading (stepping down when it cannot), and
@@ -447,21 +486,36 @@ async fn lease_loop(l: Arc<Leadership>, stop: impl std::future::Future<Output = 
     let app = &l.app;
     tokio::pin!(stop);
     let mut last_renewed = Instant::now();
-    let mut starting: Option<JoinHandle<()>> = None;
+    // A take-over in progress; aborted with this loop (a dropped handle would let it
+    // run on).
+    struct Starting(JoinHandle<()>);
+    impl Drop for Starting {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut starting: Option<Starting> = None;
     loop {
         tokio::select! {
             _ = &mut stop => {
-                if let Some(t) = starting.take() {
-                    t.abort();
-                }
+                drop(starting.take());
                 return;
             }
             _ = tokio::time::sleep(leader::RENEW) => {}
         }
         if l.holding.load(Ordering::SeqCst) {
-            let lost = match lease.renew(&app.store).await {
+            // A renewal that hangs (a partition) must not outlast the step-down point.
+            let asked = Instant::now();
+            let left = leader::STEP_DOWN_AFTER
+                .saturating_sub(last_renewed.elapsed())
+                .max(Duration::from_millis(200));
+            let renewed = match tokio::time::timeout(left, lease.renew(&app.store)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {} ms", left.as_millis())),
+            };
+            let lost = match renewed {
                 Ok(true) => {
-                    last_renewed = Instant::now();
+                    last_renewed = asked;
                     None
                 }
                 Ok(false) => Some("another replica holds the lease now".to_string()),
@@ -476,11 +530,14 @@ async fn lease_loop(l: Arc<Leadership>, stop: impl std::future::Future<Output = 
             };
             if let Some(why) = lost {
                 error!(reason = %why, "stepping down as leader: no more gateway, schedulers or deliveries here");
-                l.holding.store(false, Ordering::SeqCst);
-                if let Some(t) = starting.take() {
-                    t.abort();
-                }
-                if let Some(d) = l.duties.lock().await.take() {
+                // A take-over still connecting: its duties stop as it is dropped.
+                drop(starting.take());
+                let taken = {
+                    let mut slot = l.duties.lock().await;
+                    l.holding.store(false, Ordering::SeqCst);
+                    slot.take()
+                };
+                if let Some(d) = taken {
                     stop_duties(app, d, false).await;
                 }
             }
@@ -494,7 +551,7 @@ async fn lease_loop(l: Arc<Leadership>, stop: impl std::future::Future<Output = 
                     l.holding.store(true, Ordering::SeqCst);
                     last_renewed = Instant::now();
                     let l2 = Arc::clone(&l);
-                    starting = Some(tokio::spawn(
+                    starting = Some(Starting(tokio::spawn(
                         async move {
                             match become_leader(&l2).await {
                                 Ok(()) => info!("leading: slash commands registered"),
@@ -511,7 +568,7 @@ async fn lease_loop(l: Arc<Leadership>, stop: impl std::future::Future<Output = 
                             }
                         }
                         .instrument(info_span!("takeover")),
-                    ));
+                    )));
                 }
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "leader lease not readable; retrying"),
@@ -702,15 +759,19 @@ impl Bot {
         info!("shutting down");
         let duties = self.leadership.duties.lock().await.take();
         if let Some(d) = &duties {
+            d.deliberate.store(true, Ordering::SeqCst);
             d.shard_manager.shutdown_all().await;
         }
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http_server).await;
-        if let Some(t) = self.lease_task {
-            let _ = t.await;
-        }
+        // The lease is still renewed while the outbox drains: a follower must not
+        // take over and send the same rows meanwhile.
         if let Some(d) = duties {
             stop_duties(&self.app, d, true).await;
+        }
+        let _ = self.lease_stop.send(true);
+        if let Some(t) = self.lease_task {
+            let _ = t.await;
         }
         if let Some(lease) = &self.leadership.lease {
             if self.leadership.holding.swap(false, Ordering::SeqCst) {

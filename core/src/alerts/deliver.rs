@@ -681,10 +681,15 @@ impl Sender {
     }
 
     /// Waits for the running channel tasks (shutdown, tests).
+    /// Cancelled (a shutdown's time is up), the tasks still being waited for stay
+    /// here, so that dropping the sender aborts them rather than detaching them.
     pub async fn drain(&mut self) {
-        for (_, t) in self.running.drain() {
-            let _ = t.await;
+        for t in self.running.values_mut() {
+            if !t.is_finished() {
+                let _ = t.await;
+            }
         }
+        self.running.clear();
     }
 }
 

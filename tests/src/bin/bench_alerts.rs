@@ -242,10 +242,12 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
     let mut ok = violations.total() == 0 && stored as usize == total + 1 && p1_latency.is_some();
     drop(outputs);
     if !followers.is_empty() {
-        // Failover: a P1 to a follower, then the leader dies.
+        // Failover: the leader dies, then a P1 comes in through a follower.
         let probe = json!({"version": "4", "status": "firing", "receiver": "k", "groupKey": "fo",
             "alerts": [{"status": "firing", "labels": {"alertname": "FailoverProbe", "severity": "critical"},
                         "annotations": {"summary": "posted by the new leader"}, "fingerprint": "failover"}]});
+        let killed = Instant::now();
+        t.bot.take().context("leader")?.kill().await;
         let r = client
             .post(&urls[1])
             .bearer_auth(TOKEN)
@@ -257,8 +259,6 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
             "probe intake answered {}",
             r.status()
         );
-        let killed = Instant::now();
-        t.bot.take().context("leader")?.kill().await;
         let deadline = killed + Duration::from_secs(60);
         let failover = loop {
             let shown = CHANNELS
