@@ -198,6 +198,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         chat_connected: Default::default(),
         chat_unauthorized: Default::default(),
         leader: Default::default(),
+        in_flight: Default::default(),
     });
 
     // Every replica takes alerts: they are stored, and the leader delivers them.
@@ -586,6 +587,7 @@ async fn on_event(
         serenity::FullEvent::InteractionCreate {
             interaction: serenity::Interaction::Component(click),
         } => {
+            let _busy = klaxon_core::app::in_flight(app);
             if let Err(e) = klaxon_commands::components::dispatch(ctx, app, click).await {
                 error!(error = format!("{e:#}"), custom_id = %click.data.custom_id, "button handler failed");
             }
@@ -593,6 +595,7 @@ async fn on_event(
         serenity::FullEvent::InteractionCreate {
             interaction: serenity::Interaction::Modal(modal),
         } => {
+            let _busy = klaxon_core::app::in_flight(app);
             if let Err(e) = klaxon_commands::components::dispatch_modal(ctx, app, modal).await {
                 error!(error = format!("{e:#}"), custom_id = %modal.data.custom_id, "modal handler failed");
             }
@@ -764,6 +767,12 @@ impl Bot {
         }
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http_server).await;
+        // Commands already running finish (their replies go through the proxy, their
+        // audit rows to the database), for a bounded time.
+        let deadline = Instant::now() + FLUSH_ON_SHUTDOWN;
+        while self.app.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // The lease is still renewed while the outbox drains: a follower must not
         // take over and send the same rows meanwhile.
         if let Some(d) = duties {

@@ -12,7 +12,9 @@ use crate::serenity::{self, CommandDataOption, CommandDataOptionValue};
 use crate::{Context, Data, Error, UserError};
 
 /// When the check started: the duration in the audit covers the whole invocation.
-struct Started(Instant);
+/// Also keeps the invocation counted as in flight (graceful shutdown waits for it)
+/// until poise drops its invocation data at the end of the command.
+struct Started(Instant, #[allow(dead_code)] klaxon_core::app::InFlight);
 
 /// Shown for anything that is not a [`UserError`]: no internals leak to chat.
 const GENERIC: &str = "Something went wrong inside Klaxon; the details are in its logs.";
@@ -33,7 +35,11 @@ pub fn generic_reply(error: &Error) -> &'static str {
 /// `command_check` for every command: members only (no DMs), at the command's
 /// level. Discord's own per-command settings are never trusted.
 pub async fn check(ctx: Context<'_>) -> Result<bool, Error> {
-    ctx.set_invocation_data(Started(Instant::now())).await;
+    ctx.set_invocation_data(Started(
+        Instant::now(),
+        klaxon_core::app::in_flight(ctx.data()),
+    ))
+    .await;
     let Some(roles) = member_roles(ctx) else {
         return Err(UserError::new(
             "Klaxon commands work only inside the server, not in direct messages.",

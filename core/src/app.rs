@@ -51,6 +51,27 @@ pub struct App {
     /// This replica leads: it holds the gateway session, runs the schedulers and
     /// delivers the outbox (followers only take alerts over HTTP).
     pub leader: AtomicBool,
+    /// Commands, buttons and modals being handled now: a graceful shutdown waits
+    /// for them before it closes the Discord transport and the database.
+    pub in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one interaction in [`App::in_flight`] while it lives.
+pub struct InFlight(Arc<App>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Marks an interaction as being handled until the guard is dropped.
+pub fn in_flight(app: &Arc<App>) -> InFlight {
+    app.in_flight
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    InFlight(Arc::clone(app))
 }
 
 /// A service name nobody configured; the text lists the ones that exist.

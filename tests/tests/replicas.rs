@@ -156,3 +156,47 @@ async fn a_graceful_shutdown_delivers_the_outbox_first() {
     }
     t.finish().await;
 }
+
+/// Shutdown while a command is running: the member still gets the answer (the reply
+/// goes out through the transport, which stays up until running commands are done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_lets_a_running_command_answer() {
+    // A health endpoint that takes 2.5 s: /health defers, then answers.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let slow_addr = slow.local_addr().expect("addr");
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut conn, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    let mut t = Tester::builder()
+        .service("api", None, Some(&format!("http://{slow_addr}/health")))
+        .thresholds(|h| {
+            h.probe_timeout_ms = 10_000;
+            h.response_time_ms = 10_000;
+        })
+        .spawn()
+        .await;
+    let bot = t.bot.take().expect("bot");
+    let inv = t.slash("health").as_level(Level::Viewer).send().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = tokio::spawn(bot.shutdown());
+    let reply = inv.reply().await;
+    assert!(reply.deferred);
+    reply.assert_contains("api is healthy");
+    tokio::time::timeout(Duration::from_secs(15), stopping)
+        .await
+        .expect("shutdown ends")
+        .expect("shutdown");
+    t.finish().await;
+}
