@@ -375,6 +375,13 @@ impl Config {
                     errs.push(format!("{key}.health_url: `{url}` is not an http(s) URL"));
                 }
             }
+            for (j, repo) in s.allowed_images.iter().enumerate() {
+                if !klaxon_core::rollout::valid_repository(repo) {
+                    errs.push(format!(
+                        "{key}.allowed_images[{j}]: `{repo}` is not an image repository (write it without a tag or digest, e.g. `registry:5000/team/app`)"
+                    ));
+                }
+            }
             if let Some(flag) = &s.maintenance_flag {
                 errs.extend(flag.problems(&format!("{key}.maintenance_flag")));
                 if s.container.is_none() {

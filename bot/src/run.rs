@@ -179,6 +179,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         services: config.services.clone(),
         thresholds: config.health.clone(),
         logs: config.logs.clone(),
+        log_reads: klaxon_core::log_reads::ReadQueue::new(config.logs.max_concurrent_reads),
         rollout: config.rollback.clone(),
         ops_locks: Default::default(),
         policy,

@@ -300,7 +300,12 @@ async fn open_incident(
             name: click.user.name.clone(),
         },
     };
-    if let Err(e) = incidents::check_open(app, &req) {
+    // The summary is cut to fit by `open_from_alerts`: only the rest is checked here.
+    let check = incidents::OpenRequest {
+        summary: None,
+        ..req.clone()
+    };
+    if let Err(e) = incidents::check_open(app, &check) {
         let text = e.to_string();
         reply_private(ctx, click, &text).await?;
         app.audit(audit(Outcome::UserError, text)).await;
@@ -314,12 +319,9 @@ async fn open_incident(
             ),
         )
         .await?;
-    let (text, outcome) = match incidents::open(app, req).await {
+    let refs: Vec<&klaxon_core::alerts::Alert> = firing.iter().collect();
+    let (text, outcome) = match incidents::open_from_alerts(app, req, &refs).await {
         Ok(opened) => {
-            let refs: Vec<&klaxon_core::alerts::Alert> = firing.iter().collect();
-            if let Err(e) = incidents::record_alerts(app, &refs).await {
-                warn!(error = %e, "alerts not linked to the new incident");
-            }
             let i = &opened.incident;
             let mut t = format!("🚨 Opened **{}** ({}) from these alerts.", i.id, i.severity);
             if let Some(ch) = i.channel_id {

@@ -209,6 +209,9 @@ pub async fn logs(
     if follow {
         return start_follow(ctx, app, name, q, redactor, public).await;
     }
+    // Reads take turns (`[logs] max_concurrent_reads`): memory stays bounded
+    // however many members ask at once. The turn lasts until the answer is sent.
+    let turn = app.log_reads.turn().await;
     let snap = logs::read(&app.docker, redactor, &q, app.logs.read_timeout())
         .await
         .map_err(user)?;
@@ -221,7 +224,18 @@ pub async fn logs(
         cut_short = snap.cut_short.is_some(),
         "logs shown"
     );
-    let out = render(&name, &q, &snap, now);
+    let mut out = render(&name, &q, &snap, now);
+    drop(snap);
+    if let Some(waited) = turn.waited {
+        let note = format!(
+            "\n⏳ Queued {:.1} s behind other log reads (at most {} run at once).",
+            waited.as_secs_f64(),
+            app.log_reads.limit()
+        );
+        if chars(&out.content) + chars(&note) <= limits::CONTENT {
+            out.content.push_str(&note);
+        }
+    }
     let mut reply = CreateReply::default()
         .content(out.content)
         .ephemeral(!public)
@@ -230,6 +244,7 @@ pub async fn logs(
         reply = reply.attachment(CreateAttachment::bytes(data, filename));
     }
     ctx.send(reply).await?;
+    drop(turn);
     Ok(())
 }
 
@@ -339,32 +354,37 @@ fn inline_line(l: &LogLine) -> String {
     neutralize(&format!("{ts}{}", l.text))
 }
 
-/// `2026-11-23T19:41:43.123Z text`, as the file holds it (plain text, no markdown).
-fn file_line(l: &LogLine) -> String {
-    match l.at {
-        Some(t) => format!(
-            "{} {}\n",
-            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            l.text
-        ),
-        None => format!("{}\n", l.text),
-    }
+/// The timestamp a file line starts with: `2026-11-23T19:41:43.123Z `.
+fn file_ts(l: &LogLine) -> String {
+    l.at.map(|t| {
+        format!(
+            "{} ",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+    })
+    .unwrap_or_default()
 }
 
 /// The lines at the end that fit into `budget` characters, as a code block
-/// (without the fences), and how many that is.
-fn tail_block(lines: &[String], budget: usize) -> (String, usize) {
+/// (without the fences), and how many that is. Only those lines are rendered.
+fn tail_block<'a>(
+    lines: impl DoubleEndedIterator<Item = &'a LogLine>,
+    budget: usize,
+) -> (String, usize) {
     let mut used = 0;
-    let mut n = 0;
-    for l in lines.iter().rev() {
-        let c = chars(l) + 1;
+    let mut tail = Vec::new();
+    for l in lines.rev() {
+        let line = inline_line(l);
+        let c = chars(&line) + 1;
         if used + c > budget {
             break;
         }
         used += c;
-        n += 1;
+        tail.push(line);
     }
-    (lines[lines.len() - n..].join("\n"), n)
+    tail.reverse();
+    let n = tail.len();
+    (tail.join("\n"), n)
 }
 
 /// The answer to a read: header, then the lines inline when they fit in one
@@ -399,14 +419,20 @@ pub fn render(service: &str, q: &Query, snap: &Snapshot, now: DateTime<Utc>) -> 
             file: None,
         };
     }
-    let inline: Vec<String> = snap.lines.iter().map(inline_line).collect();
-    let fences = "\n```\n".len() + "\n```".len();
-    let total: usize = inline.iter().map(|l| chars(l) + 1).sum();
-    if chars(&head) + fences + total <= limits::CONTENT {
-        return Rendered {
-            content: format!("{head}\n```\n{}\n```", inline.join("\n")),
-            file: None,
-        };
+    // A character takes at most four bytes: lines with more than four times a
+    // message's characters cannot fit, and are not rendered inline at all (5,000
+    // long lines would be copied once more for nothing).
+    let bytes: usize = snap.lines.iter().map(|l| l.text.len() + 1).sum();
+    if bytes <= 4 * limits::CONTENT {
+        let inline: Vec<String> = snap.lines.iter().map(inline_line).collect();
+        let fences = "\n```\n".len() + "\n```".len();
+        let total: usize = inline.iter().map(|l| chars(l) + 1).sum();
+        if chars(&head) + fences + total <= limits::CONTENT {
+            return Rendered {
+                content: format!("{head}\n```\n{}\n```", inline.join("\n")),
+                file: None,
+            };
+        }
     }
 
     // Too long for a message: the whole answer goes into a file, newest lines kept
@@ -420,15 +446,20 @@ pub fn render(service: &str, q: &Query, snap: &Snapshot, now: DateTime<Utc>) -> 
             .map(|m| format!(" of {} matching", count(m)))
             .unwrap_or_default()
     );
-    let body: Vec<String> = snap.lines.iter().map(file_line).collect();
+    // Written straight into the file's bytes: the lines are not copied into an
+    // intermediate list first.
+    let stamps: Vec<String> = snap.lines.iter().map(file_ts).collect();
+    let len = |i: usize| stamps[i].len() + snap.lines[i].text.len() + 1;
     let mut budget = MAX_FILE_BYTES - file_head.len() - 200;
-    let mut first = body.len();
-    while first > 0 && body[first - 1].len() <= budget {
-        budget -= body[first - 1].len();
+    let mut first = snap.lines.len();
+    while first > 0 && len(first - 1) <= budget {
+        budget -= len(first - 1);
         first -= 1;
     }
-    let left_out_bytes: usize = body[..first].iter().map(String::len).sum();
-    let mut data = file_head.into_bytes();
+    let left_out_bytes: usize = (0..first).map(len).sum();
+    let kept_bytes: usize = (first..snap.lines.len()).map(len).sum();
+    let mut data = Vec::with_capacity(file_head.len() + 300 + kept_bytes);
+    data.extend_from_slice(file_head.as_bytes());
     let mut note = String::new();
     if first > 0 {
         note = format!(
@@ -438,8 +469,10 @@ pub fn render(service: &str, q: &Query, snap: &Snapshot, now: DateTime<Utc>) -> 
         );
         data.extend_from_slice(format!("# {note}\n").as_bytes());
     }
-    for l in &body[first..] {
-        data.extend_from_slice(l.as_bytes());
+    for (stamp, l) in stamps[first..].iter().zip(&snap.lines[first..]) {
+        data.extend_from_slice(stamp.as_bytes());
+        data.extend_from_slice(l.text.as_bytes());
+        data.push(b'\n');
     }
     let filename = format!(
         "{}-{}.log",
@@ -461,8 +494,9 @@ pub fn render(service: &str, q: &Query, snap: &Snapshot, now: DateTime<Utc>) -> 
         content.push_str(&format!("\n⚠️ {note}"));
     }
     // A preview for phones: the newest lines that fit.
+    let fences = "\n```\n".len() + "\n```".len();
     let budget = limits::CONTENT.saturating_sub(chars(&content) + fences + 20);
-    let (preview, n) = tail_block(&inline, budget.min(1_500));
+    let (preview, n) = tail_block(snap.lines.iter(), budget.min(1_500));
     if n > 0 {
         content.push_str(&format!("\nThe last {n}:\n```\n{preview}\n```"));
     }
@@ -560,10 +594,9 @@ pub fn render_follow(
         if matched == 1 { "" } else { "s" },
         if running { " so far" } else { "" }
     ));
-    let inline: Vec<String> = lines.iter().map(inline_line).collect();
     let fences = "\n```\n".len() + "\n```".len();
     let budget = limits::CONTENT.saturating_sub(chars(&head) + fences);
-    let (block, n) = tail_block(&inline, budget);
+    let (block, n) = tail_block(lines.iter(), budget);
     if n == 0 {
         truncate(&head, limits::CONTENT)
     } else {

@@ -23,7 +23,7 @@ use crate::health::autocomplete_service;
 use crate::serenity::{
     self, AutocompleteChoice, ButtonStyle, CommandDataOptionValue, ComponentInteraction,
     CreateActionRow, CreateAutocompleteResponse, CreateButton, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, EditInteractionResponse,
+    CreateInteractionResponseMessage, EditInteractionResponse,
 };
 use crate::{render, Context, Data, Error, UserError};
 
@@ -204,12 +204,22 @@ fn buttons(plan: &Plan) -> Vec<serenity::CreateActionRow> {
         Action::Restart => "Confirm restart",
     };
     vec![CreateActionRow::Buttons(vec![
-        CreateButton::new(format!("{PREFIX}:confirm:{}", plan.id))
-            .label(confirm)
-            .style(ButtonStyle::Danger),
-        CreateButton::new(format!("{PREFIX}:cancel:{}", plan.id))
-            .label("Cancel")
-            .style(ButtonStyle::Secondary),
+        // The action rides along, so a click on a plan that is gone is answered in
+        // the right command's words.
+        CreateButton::new(format!(
+            "{PREFIX}:confirm:{}:{}",
+            plan.id,
+            plan.action.as_str()
+        ))
+        .label(confirm)
+        .style(ButtonStyle::Danger),
+        CreateButton::new(format!(
+            "{PREFIX}:cancel:{}:{}",
+            plan.id,
+            plan.action.as_str()
+        ))
+        .label("Cancel")
+        .style(ButtonStyle::Secondary),
     ])]
 }
 
@@ -219,11 +229,18 @@ fn ago(t: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
 }
 
 fn image_lines(img: &rollout::ImageInfo) -> String {
-    let mut s = format!("`{}`\n", chat::neutralize(&img.reference));
-    match &img.digest {
-        Some(d) => s.push_str(&format!("digest `{}`", chat::neutralize(d))),
-        None => s.push_str(&format!("image `{}`", img.short_id())),
-    }
+    let repository = if img.repository.is_empty() {
+        "(untagged)"
+    } else {
+        img.repository.as_str()
+    };
+    // Repository and digest always: what will run is never only a tag's word.
+    let mut s = format!(
+        "`{}`\nrepository `{}` · digest `{}`",
+        chat::neutralize(&img.reference),
+        chat::neutralize(repository),
+        chat::neutralize(&img.short_digest()),
+    );
     if let Some(age) = ago(img.created) {
         s.push_str(&format!(" · built {age} ago"));
     }
@@ -447,12 +464,13 @@ pub async fn on_click(
     let Some(id) = parts.next().and_then(|s| s.parse::<u64>().ok()) else {
         return reply_private(ctx, click, "This button is no longer active.").await;
     };
+    let named = match parts.next() {
+        Some("restart") => Action::Restart,
+        _ => Action::Rollback,
+    };
     let by = actor_of(click);
     let pending = app.ops_locks.pending(id);
-    let action = pending
-        .as_ref()
-        .map(|p| p.plan.action)
-        .unwrap_or(Action::Rollback);
+    let action = pending.as_ref().map(|p| p.plan.action).unwrap_or(named);
     let arguments = match &pending {
         Some(p) => format!("{} click={verb}", p.plan.arguments()),
         None => format!("click={verb}"),
@@ -469,7 +487,7 @@ pub async fn on_click(
         return Ok(());
     }
     match verb {
-        "confirm" => confirm(ctx, app, click, id, by, arguments).await,
+        "confirm" => confirm(ctx, app, click, id, by, arguments, action).await,
         "cancel" => cancel(ctx, app, click, id, by, arguments, action).await,
         _ => reply_private(ctx, click, "This button is no longer active.").await,
     }
@@ -521,7 +539,10 @@ async fn cancel(
     Ok(())
 }
 
-/// A click on buttons whose plan is gone: the buttons go, and the member learns why.
+/// A click on buttons whose plan is gone (expired, cancelled, finished, or from
+/// before a restart of Klaxon): the member learns why, privately. The message is
+/// left alone: it may show a finished operation's outcome, and the expiry timer
+/// retires the buttons of plans nobody confirmed.
 async fn expired_click(
     ctx: &serenity::Context,
     app: &Data,
@@ -531,32 +552,19 @@ async fn expired_click(
     action: Action,
 ) -> Result<(), Error> {
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
-    let update = CreateInteractionResponseMessage::new()
-        .content(expired_text(action, ttl))
-        .components(Vec::new())
-        .allowed_mentions(serenity::CreateAllowedMentions::new());
-    click
-        .create_response(ctx, CreateInteractionResponse::UpdateMessage(update))
-        .await?;
     let text = format!(
-        "These buttons expired (they work for {} s, and not across a restart of Klaxon); nothing was changed. Run `/{}` again for a new plan.",
+        "This plan is no longer active: it was confirmed, cancelled or expired (buttons work for {} s, and not across a restart of Klaxon). This click changed nothing. Run `/{}` again for a new plan.",
         ttl.as_secs(),
         action.as_str()
     );
-    let followup = CreateInteractionResponseFollowup::new()
-        .content(text)
-        .ephemeral(true)
-        .allowed_mentions(serenity::CreateAllowedMentions::new());
-    if let Err(e) = click.create_followup(ctx, followup).await {
-        warn!(error = %e, "could not explain an expired click");
-    }
+    reply_private(ctx, click, &text).await?;
     audit(
         app,
         &by,
         action,
         arguments,
         Outcome::UserError,
-        "click after the buttons expired".into(),
+        "click after the plan was gone".into(),
     )
     .await;
     Ok(())
@@ -569,11 +577,32 @@ async fn confirm(
     id: u64,
     by: Actor,
     arguments: String,
+    action: Action,
 ) -> Result<(), Error> {
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
     match app.ops_locks.approve(id, &by, Instant::now()) {
-        Approval::Unknown => expired_click(ctx, app, click, by, arguments, Action::Rollback).await,
-        Approval::Expired(p) => expired_click(ctx, app, click, by, arguments, p.plan.action).await,
+        Approval::Unknown => expired_click(ctx, app, click, by, arguments, action).await,
+        Approval::Expired(p) => {
+            // This plan's own message, clicked as its time ran out: retire its
+            // buttons as the expiry timer would have.
+            let update = CreateInteractionResponseMessage::new()
+                .content(expired_text(p.plan.action, ttl))
+                .components(Vec::new())
+                .allowed_mentions(serenity::CreateAllowedMentions::new());
+            click
+                .create_response(ctx, CreateInteractionResponse::UpdateMessage(update))
+                .await?;
+            audit(
+                app,
+                &by,
+                p.plan.action,
+                arguments,
+                Outcome::UserError,
+                "expired: nobody confirmed in time".into(),
+            )
+            .await;
+            Ok(())
+        }
         Approval::Running => {
             reply_private(ctx, click, "This was confirmed already and is running.").await
         }

@@ -21,6 +21,8 @@ pub struct App {
     pub services: Vec<ServiceConfig>,
     pub thresholds: Thresholds,
     pub logs: crate::logs::LogsConfig,
+    /// `/logs` reads take turns: at most `[logs] max_concurrent_reads` at once.
+    pub log_reads: crate::log_reads::ReadQueue,
     pub rollout: crate::rollout::RolloutConfig,
     /// One `/rollback` or `/restart` per service at a time, and the plans waiting
     /// for their Confirm clicks.

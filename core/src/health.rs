@@ -23,6 +23,11 @@ pub struct ServiceConfig {
     /// file `/app/MAINTENANCE` in its container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_flag: Option<crate::maintenance::flag::FlagConfig>,
+    /// Repositories besides the container's own whose images `/rollback to:` may
+    /// run. A rollback gives the new container the service's environment, mounts
+    /// and networks, so by default only the service's own repository is allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_images: Vec<String>,
 }
 
 /// `[health]` in the config.

@@ -14,6 +14,7 @@ pub mod docker;
 pub mod health;
 pub mod incidents;
 pub mod leader;
+pub mod log_reads;
 pub mod logs;
 pub mod maintenance;
 pub mod metrics;

@@ -52,6 +52,9 @@ pub struct LogsConfig {
     pub follow_seconds: Option<u64>,
     /// Deadline on one whole read of a container's log, in seconds.
     pub read_timeout_secs: u64,
+    /// `/logs` reads running at once; more wait their turn (each may hold
+    /// 5,000 lines of up to 4 KiB while it renders them).
+    pub max_concurrent_reads: usize,
 }
 
 impl Default for LogsConfig {
@@ -61,6 +64,7 @@ impl Default for LogsConfig {
             follow_minutes: 5,
             follow_seconds: None,
             read_timeout_secs: 120,
+            max_concurrent_reads: crate::log_reads::DEFAULT_CONCURRENT_READS,
         }
     }
 }
@@ -106,6 +110,9 @@ impl LogsConfig {
         }
         if self.read_timeout_secs == 0 {
             errs.push("logs.read_timeout_secs: must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.max_concurrent_reads) {
+            errs.push("logs.max_concurrent_reads: must be from 1 to 64".into());
         }
         errs
     }
@@ -773,13 +780,20 @@ impl Kept {
         self.stderr = stderr;
     }
 
-    fn line(&self) -> LogLine {
-        let mut text = String::from_utf8_lossy(&self.buf[self.ts_len..]).into_owned();
+    /// The line, its text moved out of the buffer (no copy when it is UTF-8).
+    fn into_line(mut self) -> LogLine {
+        let at = parse_ts(&self.buf[..self.ts_len]);
+        self.buf.drain(..self.ts_len);
+        let mut text = match String::from_utf8(self.buf) {
+            Ok(t) => t,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
         if self.cut {
             text.push('…');
         }
+        text.shrink_to_fit();
         LogLine {
-            at: parse_ts(&self.buf[..self.ts_len]),
+            at,
             stderr: self.stderr,
             text,
         }
@@ -871,7 +885,7 @@ pub async fn read(
     // Docker's `tail` hides how many lines came before it, unless it returned
     // fewer than asked (then it returned them all).
     snap.matched = (!q.docker_tails() || ring.len() < want).then_some(matched);
-    snap.lines = ring.iter().map(Kept::line).collect();
+    snap.lines = ring.into_iter().map(Kept::into_line).collect();
     debug!(
         container = %q.container,
         scanned_lines = snap.scanned_lines,
@@ -920,7 +934,6 @@ pub async fn follow(
     let client = docker.client().await?.clone();
     let mut stream = client.logs(&q.container, Some(q.options(true)));
     let mut matcher = Matcher::new(redactor, &q);
-    let mut slot = empty_kept();
     loop {
         let next = tokio::select! {
             next = stream.next() => next,
@@ -936,8 +949,9 @@ pub async fn follow(
         let Some(text) = matcher.check(text, stderr) else {
             continue;
         };
+        let mut slot = empty_kept();
         slot.fill(ts, &text, stderr);
-        if tx.send(slot.line()).await.is_err() {
+        if tx.send(slot.into_line()).await.is_err() {
             return Ok(());
         }
     }

@@ -123,16 +123,39 @@ pub struct ImageInfo {
     pub id: String,
     /// The registry digest (`repo@sha256:…`) when the image came from a registry.
     pub digest: Option<String>,
+    /// The repository the image belongs to (from its tags when `reference` is an
+    /// id); empty for an untagged image.
+    pub repository: String,
     pub created: Option<DateTime<Utc>>,
 }
 
 impl ImageInfo {
     fn from_inspect(reference: &str, img: &ImageInspect) -> ImageInfo {
+        let id = img.id.clone().unwrap_or_default();
+        let by_id = is_id_of(reference, &id);
         ImageInfo {
             reference: reference.to_string(),
-            id: img.id.clone().unwrap_or_default(),
+            repository: if by_id {
+                img.repo_tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .map(|t| repository(t).to_string())
+                    .unwrap_or_default()
+            } else {
+                repository(reference).to_string()
+            },
+            id,
             digest: img.repo_digests.as_ref().and_then(|d| d.first().cloned()),
             created: img.created.as_ref().and_then(date_of),
+        }
+    }
+
+    /// What the plan shows as the image's digest: the registry's when it came from
+    /// one, else the image id (the digest of its configuration), 12 hex digits.
+    pub fn short_digest(&self) -> String {
+        match &self.digest {
+            Some(d) => short_id(d.rsplit_once('@').map_or(d.as_str(), |(_, h)| h)),
+            None => self.short_id(),
         }
     }
 
@@ -232,6 +255,14 @@ pub enum RolloutError {
     ImageNotFound(String),
     #[error("`{0}` is not an image reference.")]
     BadImage(String),
+    #[error("`{image}` is from `{image_repo}`, and `{service}` may only run images of {allowed}. Add the repository to the service's `allowed_images` in the config to allow it.")]
+    ForeignImage {
+        service: String,
+        image: String,
+        image_repo: String,
+        /// The repositories allowed, already written for the member.
+        allowed: String,
+    },
     #[error("`{container}` already runs `{image}`; there is nothing to roll back.")]
     SameImage { container: String, image: String },
     #[error("`{0}` was started with --rm: stopping it would delete it, so Klaxon could not put it back. Recreate it without --rm first.")]
@@ -730,6 +761,7 @@ impl Engine {
             for tag in &s.repo_tags {
                 if repository(tag) == repo {
                     out.push(ImageInfo {
+                        repository: repository(tag).to_string(),
                         reference: tag.clone(),
                         id: s.id.clone(),
                         digest: s.repo_digests.first().cloned(),
@@ -774,6 +806,76 @@ pub fn repository(reference: &str) -> &str {
     }
 }
 
+/// A repository as written by people and as Docker stores it compare equal:
+/// `docker.io/library/app` is `app`.
+pub fn normalize_repository(repo: &str) -> &str {
+    let repo = repo
+        .strip_prefix("docker.io/")
+        .or_else(|| repo.strip_prefix("index.docker.io/"))
+        .unwrap_or(repo);
+    repo.strip_prefix("library/").unwrap_or(repo)
+}
+
+/// Whether a rollback may run this image: its repository must be the service's own
+/// (`own`, from the running container) or one of `allowed`. A target named by tag
+/// is judged by that name; one named by image id (or an id prefix) by the tags the
+/// engine has for it. `Err` carries the image's repository for the refusal.
+fn allowed_target(
+    reference: &str,
+    image_id: &str,
+    repo_tags: &[String],
+    own: &str,
+    allowed: &[String],
+) -> Result<(), String> {
+    let ok = |repo: &str| {
+        let repo = normalize_repository(repo);
+        (!own.is_empty() && repo == normalize_repository(own))
+            || allowed.iter().any(|a| normalize_repository(a) == repo)
+    };
+    if !is_id_of(reference, image_id) {
+        let repo = repository(reference);
+        return if ok(repo) {
+            Ok(())
+        } else {
+            Err(repo.to_string())
+        };
+    }
+    if repo_tags.iter().any(|t| ok(repository(t))) {
+        return Ok(());
+    }
+    Err(match repo_tags.first() {
+        Some(t) => repository(t).to_string(),
+        None => "no repository (an untagged image)".to_string(),
+    })
+}
+
+/// Whether `reference` names the image by its id (`sha256:…` or a prefix of 12 or
+/// more hex digits, as Docker accepts) rather than by a tag.
+fn is_id_of(reference: &str, image_id: &str) -> bool {
+    let hex = |s: &str| s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase();
+    let r = hex(reference);
+    r.len() >= 12 && r.chars().all(|c| c.is_ascii_hexdigit()) && hex(image_id).starts_with(&r)
+}
+
+/// The repositories a service may run, as the refusal names them.
+fn allowed_list(own: &str, allowed: &[String]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for r in std::iter::once(own).chain(allowed.iter().map(String::as_str)) {
+        if !r.is_empty() && !names.iter().any(|n| n == normalize_repository(r)) {
+            names.push(normalize_repository(r).to_string());
+        }
+    }
+    match names.as_slice() {
+        [] => "no repository (none is known or allowed)".to_string(),
+        [one] => format!("`{one}`"),
+        many => many
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 fn is_image_id(reference: &str) -> bool {
     let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
     reference.starts_with("sha256:")
@@ -790,6 +892,11 @@ fn valid_reference(s: &str) -> bool {
         && !s.starts_with(['/', '-', '.', ':'])
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'))
+}
+
+/// A repository as `allowed_images` names it: a reference without tag or digest.
+pub fn valid_repository(s: &str) -> bool {
+    valid_reference(s) && !s.contains('@') && repository(s) == s && !s.ends_with('/')
 }
 
 fn health_of(check: Option<&HealthConfig>, svc: &ServiceConfig, cfg: &RolloutConfig) -> HealthWait {
@@ -1046,6 +1153,11 @@ pub async fn plan(
     let current = match &current_image {
         Some(img) => ImageInfo::from_inspect(&configured, img),
         None => ImageInfo {
+            repository: if is_image_id(&configured) {
+                String::new()
+            } else {
+                repository(&configured).to_string()
+            },
             reference: configured.clone(),
             id: current_id.clone(),
             digest: None,
@@ -1096,13 +1208,30 @@ pub async fn plan(
             {
                 return Err(RolloutError::AutoRemove(container));
             }
-            let (target, target_config, source) = match to.map(str::trim) {
+            let (target, target_img, source) = match to.map(str::trim) {
                 Some(t) => {
                     let (info, img) = resolve(&engine, &repo, t).await?;
-                    (info, img.config, TargetSource::Asked)
+                    (info, img, TargetSource::Asked)
                 }
                 None => default_target(app, &engine, &svc.name, &plan.current, &repo).await?,
             };
+            // The new container gets the service's environment, mounts and networks:
+            // only images of its own repository (or those the config allows) may run.
+            if let Err(image_repo) = allowed_target(
+                &target.reference,
+                &target.id,
+                target_img.repo_tags.as_deref().unwrap_or_default(),
+                &repo,
+                &svc.allowed_images,
+            ) {
+                return Err(RolloutError::ForeignImage {
+                    service: svc.name.clone(),
+                    image: target.reference,
+                    image_repo,
+                    allowed: allowed_list(&repo, &svc.allowed_images),
+                });
+            }
+            let target_config = target_img.config.clone();
             if target.id == plan.current.id {
                 return Err(RolloutError::SameImage {
                     container,
@@ -1157,7 +1286,7 @@ async fn default_target(
     service: &str,
     current: &ImageInfo,
     repo: &str,
-) -> Result<(ImageInfo, Option<ImageConfig>, TargetSource), RolloutError> {
+) -> Result<(ImageInfo, ImageInspect, TargetSource), RolloutError> {
     let history = deployments::recent(&app.store, service, 50).await?;
     if let Some(row) = history.iter().find(|d| {
         d.status == Status::Succeeded
@@ -1179,7 +1308,7 @@ async fn default_target(
         };
         if let Some((reference, img)) = found {
             let info = ImageInfo::from_inspect(&reference, &img);
-            return Ok((info, img.config, TargetSource::History));
+            return Ok((info, img, TargetSource::History));
         }
     }
     let older = engine
@@ -1194,7 +1323,7 @@ async fn default_target(
     match older {
         Some(c) => {
             let img = engine.inspect_image(&c.reference).await?;
-            Ok((c, img.config, TargetSource::NewestOlder))
+            Ok((c, img, TargetSource::NewestOlder))
         }
         None => Err(RolloutError::NoPrevious {
             repo: if repo.is_empty() {
@@ -2148,6 +2277,63 @@ mod tests {
         assert!(!valid_reference(""));
     }
 
+    #[test]
+    fn rollback_to_a_foreign_image_is_refused() {
+        let own = "klaxon-test/app";
+        let none: &[String] = &[];
+        let id = "sha256:0123456789abcdef0123456789abcdef";
+        // The service's own repository, by tag, in any spelling Docker accepts.
+        assert_eq!(
+            allowed_target("klaxon-test/app:v1", id, &[], own, none),
+            Ok(())
+        );
+        assert_eq!(
+            allowed_target("docker.io/klaxon-test/app:v1", id, &[], own, none),
+            Ok(())
+        );
+        // Another repository: refused, naming it.
+        assert_eq!(
+            allowed_target("evil/dump:1", id, &[], own, none),
+            Err("evil/dump".to_string())
+        );
+        // A tag that merely looks like the repository is still another repository.
+        assert_eq!(
+            allowed_target("klaxon-test/app-evil:1", id, &[], own, none),
+            Err("klaxon-test/app-evil".to_string())
+        );
+        // A repository the config allows.
+        let allowed = vec!["registry:5000/team/app".to_string()];
+        assert_eq!(
+            allowed_target("registry:5000/team/app:v9", id, &[], own, &allowed),
+            Ok(())
+        );
+        // By image id: judged by the engine's tags for it.
+        let tags = vec!["klaxon-test/app:v1".to_string()];
+        assert_eq!(
+            allowed_target("sha256:0123456789ab", id, &tags, own, none),
+            Ok(())
+        );
+        assert_eq!(
+            allowed_target("0123456789abcdef", id, &tags, own, none),
+            Ok(())
+        );
+        let foreign = vec!["evil/dump:1".to_string()];
+        assert_eq!(
+            allowed_target("sha256:0123456789ab", id, &foreign, own, none),
+            Err("evil/dump".to_string())
+        );
+        assert!(allowed_target("sha256:0123456789ab", id, &[], own, none).is_err());
+        // A container that runs an untagged image has no own repository.
+        assert!(allowed_target("klaxon-test/app:v1", id, &[], "", none).is_err());
+        assert_eq!(
+            allowed_list(own, &allowed),
+            "`klaxon-test/app`, `registry:5000/team/app`"
+        );
+        assert!(valid_repository("registry:5000/team/app"));
+        assert!(!valid_repository("team/app:v1"));
+        assert!(!valid_repository("team/app@sha256:abc"));
+    }
+
     fn image_config() -> ImageConfig {
         ImageConfig {
             env: Some(vec!["PATH=/bin".into()]),
@@ -2240,6 +2426,7 @@ mod tests {
             container: Some("api".into()),
             health_url: Some("http://127.0.0.1:1/h".into()),
             maintenance_flag: None,
+            allowed_images: Vec::new(),
         };
         let check = HealthConfig {
             test: Some(vec!["CMD-SHELL".into(), "true".into()]),
@@ -2268,6 +2455,7 @@ mod tests {
             service: service.into(),
             container: service.into(),
             current: ImageInfo {
+                repository: "app".into(),
                 reference: "app:v2".into(),
                 id: "sha256:2".into(),
                 digest: None,

@@ -91,6 +91,7 @@ impl TesterBuilder {
             container: container.map(String::from),
             health_url: health_url.map(String::from),
             maintenance_flag: None,
+            allowed_images: Vec::new(),
         });
         self
     }
@@ -139,6 +140,13 @@ impl TesterBuilder {
         self
     }
     /// A service's maintenance flag settings (the last service added).
+    /// `allowed_images` of the service added last.
+    pub fn allowed_images(mut self, repos: &[&str]) -> Self {
+        if let Some(s) = self.services.last_mut() {
+            s.allowed_images = repos.iter().map(|r| r.to_string()).collect();
+        }
+        self
+    }
     pub fn flag(mut self, f: klaxon_core::maintenance::flag::FlagConfig) -> Self {
         if let Some(s) = self.services.last_mut() {
             s.maintenance_flag = Some(f);

@@ -221,7 +221,7 @@ async fn happy_path(db: Db) {
     plan.assert_contains("Roll back api?")
         .assert_contains(&format!("`{}` → `{}`", image("v2"), image("v1")))
         .assert_contains("the newest older image of the repository")
-        .assert_contains("image `sha256:")
+        .assert_contains("repository `klaxon-test/app` · digest `sha256:")
         .assert_contains("Docker health check");
     let started = Instant::now();
     let (id, cb) = click(&t, operator(), &plan.message, "confirm").await;
@@ -310,6 +310,30 @@ async fn happy_path(db: Db) {
     })
     .await;
 
+    // #12 item 11: a stale Confirm (a client still showing the plan) on the finished
+    // operation's message is answered privately, and the message keeps its outcome.
+    let stale = t
+        .fake
+        .click_stale(operator(), &plan.message, &button(&plan.message, "confirm"))
+        .await
+        .expect("stale click");
+    let stale_id = stale.id;
+    let cb = t
+        .take("the stale click's callback", |o| {
+            matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == stale_id)
+        })
+        .await;
+    assert_eq!(callback_type(&cb), 4, "a private answer, not an edit");
+    assert!(cb.message.ephemeral());
+    assert!(
+        cb.message
+            .text()
+            .starts_with("This plan is no longer active"),
+        "{}",
+        cb.message.text()
+    );
+    // (Any edit of the message would be unread output, which fails `finish`.)
+
     // Next time, the default comes from the history: what ran before (v2).
     let again = ask(&t, "rollback", None).await;
     again
@@ -390,6 +414,70 @@ async fn rollback_to_a_broken_release_reverts_automatically() {
         a.command == "rollback" && a.outcome == Outcome::Failed && a.detail.starts_with("reverted:")
     })
     .await;
+    t.finish().await;
+    c.cleanup().await;
+}
+
+/// #12 item 1: `/rollback to:` cannot run an image of another repository with the
+/// service's environment, mounts and networks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_to_a_foreign_image_is_refused() {
+    let mut c = Containers::new().await;
+    let name = c
+        .run("api", Spec::new("v2").env("DB_PASSWORD=hunter2"))
+        .await;
+    let before = inspect(&c, &name).await;
+    let foreign = "klaxon-test/base:latest";
+    let t = Tester::builder()
+        .docker_host(c.host())
+        .service("api", Some(&name), None)
+        .service("vault", Some(&name), None)
+        .allowed_images(&["klaxon-test/base"])
+        .spawn()
+        .await;
+
+    // By name, and by image id: both refused privately, naming the repository allowed.
+    let base_id = c
+        .docker
+        .inspect_image(foreign)
+        .await
+        .expect("the test script builds klaxon-test/base")
+        .id
+        .expect("image id");
+    for to in [foreign.to_string(), base_id.clone()] {
+        let refused = ask(&t, "rollback", Some(&to)).await;
+        assert!(refused.ephemeral(), "refused privately: {}", refused.text());
+        assert!(refused.message.custom_ids().is_empty(), "no Confirm button");
+        refused
+            .assert_contains("is from `klaxon-test/base`")
+            .assert_contains("`api` may only run images of `klaxon-test/app`")
+            .assert_contains("allowed_images");
+    }
+    audit_row(&t, "the refusal", |a| {
+        a.command == "rollback"
+            && a.outcome == Outcome::UserError
+            && a.detail.contains("klaxon-test/base")
+    })
+    .await;
+
+    // A service whose config allows that repository gets a plan that shows it.
+    let plan = t
+        .slash("rollback")
+        .opt("service", "vault")
+        .opt("to", foreign)
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await;
+    plan.assert_contains("Roll back vault?")
+        .assert_contains("repository `klaxon-test/base` · digest `sha256:");
+    let (_, cb) = click(&t, operator(), &plan.message, "cancel").await;
+    assert_eq!(callback_type(&cb), 7);
+
+    let after = inspect(&c, &name).await;
+    assert_eq!(after.id, before.id, "the container was not touched");
+    assert!(history(&t).await.is_empty(), "nothing ran");
     t.finish().await;
     c.cleanup().await;
 }
@@ -486,37 +574,29 @@ async fn expired_buttons_are_retired_and_late_clicks_answered() {
         retired.message.text()
     );
 
-    // Discord fails that edit: a late click still gets a clear, private answer and
-    // retires the buttons itself.
+    // Discord fails that edit: a late click still gets a clear, private answer, in
+    // the words of the plan's own command.
     t.fake.inject(FaultRule::Status {
         path_contains: "/messages/@original".into(),
         status: 500,
         times: 1,
     });
-    let plan = ask(&t, "rollback", Some("v1")).await;
+    let plan = ask(&t, "restart", None).await;
     tokio::time::sleep(Duration::from_millis(1_800)).await;
-    let (id, cb) = click(&t, operator(), &plan.message, "confirm").await;
-    assert_eq!(callback_type(&cb), 7);
-    assert!(cb.message.custom_ids().is_empty());
-    assert!(
-        cb.message.text().contains("⌛ Nobody confirmed"),
-        "{}",
-        cb.message.text()
+    let (_, cb) = click(&t, operator(), &plan.message, "confirm").await;
+    assert_eq!(
+        callback_type(&cb),
+        4,
+        "answered privately, message left alone"
     );
-    let why = t
-        .take(
-            "the private explanation",
-            |o| matches!(o.kind, OutputKind::Followup { interaction_id } if interaction_id == id),
-        )
-        .await;
-    assert!(why.message.ephemeral());
+    assert!(cb.message.ephemeral());
+    let why = cb.message.text();
     assert!(
-        why.message.text().starts_with("These buttons expired"),
-        "{}",
-        why.message.text()
+        why.starts_with("This plan is no longer active") && why.contains("Run `/restart` again"),
+        "{why}"
     );
     audit_row(&t, "the late click", |a| {
-        a.detail == "click after the buttons expired"
+        a.detail == "click after the plan was gone"
     })
     .await;
     assert!(history(&t).await.is_empty(), "nothing ran");

@@ -35,8 +35,24 @@ pub async fn ingest(
     now_ms: i64,
 ) -> Result<Ingested, StoreError> {
     let mut out = Ingested::default();
+    // Matching runs before the transaction, against regexes compiled once: the
+    // write lock is never held while a silence's regex runs.
+    let silences = super::silence::active(store, now_ms).await?;
+    let silenced: Vec<Option<i64>> = alerts
+        .iter()
+        .map(|a| {
+            silences
+                .iter()
+                .find(|s| s.compiled.matches(a))
+                .map(|s| s.id)
+        })
+        .collect();
     let mut tx = store.begin_write().await?;
-    let silences = super::silence::active_in(&mut tx, now_ms).await?;
+    let live = if silenced.iter().any(Option::is_some) {
+        super::silence::active_ids_in(&mut tx, now_ms).await?
+    } else {
+        Default::default()
+    };
     let windows = crate::maintenance::in_force_in(&mut tx, now_ms).await?;
     for (position, a) in alerts.iter().enumerate() {
         let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
@@ -103,9 +119,8 @@ pub async fn ingest(
         .bind(resolved_ms)
         .execute(&mut *tx)
         .await?;
-        let silenced = silences
-            .iter()
-            .find(|s| super::silence::matches(&s.matchers, a));
+        // A silence that ended while this notification was matched holds nothing.
+        let silenced = silenced[position].filter(|id| live.contains(id));
         let window = crate::maintenance::holding(&windows, a.label("service"));
         if let (true, Some(w)) = (news, window) {
             // Planned work: held for the window's end-of-maintenance summary.
@@ -120,16 +135,16 @@ pub async fn ingest(
                 .bind(w)
                 .execute(&mut *tx)
                 .await?;
-        } else if let (true, Some(s)) = (news, silenced) {
+        } else if let (true, Some(silence)) = (news, silenced) {
             out.held += 1;
             sqlx::query("UPDATE alerts SET held_by = $1 WHERE source = $2 AND fingerprint = $3")
-                .bind(format!("silence:{}", s.id))
+                .bind(format!("silence:{silence}"))
                 .bind(a.source.as_str())
                 .bind(&a.fingerprint)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("UPDATE silences SET held = held + 1 WHERE id = $1")
-                .bind(s.id)
+                .bind(silence)
                 .execute(&mut *tx)
                 .await?;
         } else if news {
@@ -287,10 +302,19 @@ async fn join_group(
         } else {
             now_ms + cfg.group_wait_secs as i64 * 1_000
         };
+        // The identity as structured matchers, for "Silence 1 h" on its message.
+        let matchers: Vec<super::silence::Matcher> = super::route::group_labels(&cfg.group_by, a)
+            .into_iter()
+            .map(|(label, value)| super::silence::Matcher {
+                label: label.to_string(),
+                op: super::silence::Op::Equal,
+                value: value.to_string(),
+            })
+            .collect();
         let id: i64 = sqlx::query(
             "INSERT INTO alert_groups (group_key, channel_id, severity, page, title, status, \
-             created_ms, updated_ms, due_ms) VALUES ($1, $2, $3, $4, $5, 'firing', $6, $7, $8) \
-             RETURNING id",
+             created_ms, updated_ms, due_ms, matchers) \
+             VALUES ($1, $2, $3, $4, $5, 'firing', $6, $7, $8, $9) RETURNING id",
         )
         .bind(key)
         .bind(channel as i64)
@@ -300,6 +324,7 @@ async fn join_group(
         .bind(now_ms)
         .bind(now_ms)
         .bind(due)
+        .bind(serde_json::to_string(&matchers).unwrap_or_else(|_| "[]".into()))
         .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;

@@ -558,32 +558,47 @@ pub async fn acknowledge(
         > 0)
 }
 
-/// A group's identity as silence matchers: its grouping labels that have a value.
+/// A group's identity as silence matchers: its grouping labels, each with its
+/// exact value (stored as structured matchers when the group was created). `None`
+/// when there is no such group; no matchers for a group made by an older Klaxon
+/// whose key cannot be read unambiguously.
 pub async fn group_matchers(
     store: &Store,
     group_id: i64,
 ) -> Result<Option<(String, Vec<super::silence::Matcher>)>, StoreError> {
-    let Some(r) = sqlx::query("SELECT group_key, title FROM alert_groups WHERE id = $1")
+    let Some(r) = sqlx::query("SELECT group_key, title, matchers FROM alert_groups WHERE id = $1")
         .bind(group_id)
         .fetch_optional(store.pool())
         .await?
     else {
         return Ok(None);
     };
-    let key: String = r.try_get("group_key")?;
     let title: String = r.try_get("title")?;
-    let matchers = key
-        .split('|')
-        .skip(1)
-        .filter_map(|kv| kv.split_once('='))
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| super::silence::Matcher {
-            label: k.to_string(),
-            op: super::silence::Op::Equal,
-            value: v.to_string(),
-        })
-        .collect();
+    let stored: Option<String> = r.try_get("matchers")?;
+    let matchers = match stored {
+        Some(json) => serde_json::from_str(&json).unwrap_or_default(),
+        None => legacy_matchers(&r.try_get::<String, _>("group_key")?),
+    };
     Ok(Some((title, matchers)))
+}
+
+/// Matchers from a group key written before groups stored their matchers: only
+/// when every part reads one way (no value held `|` or `=`).
+fn legacy_matchers(key: &str) -> Vec<super::silence::Matcher> {
+    let mut out = Vec::new();
+    for part in key.split('|').skip(1) {
+        match part.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.contains('=') => {
+                out.push(super::silence::Matcher {
+                    label: k.to_string(),
+                    op: super::silence::Op::Equal,
+                    value: v.to_string(),
+                })
+            }
+            _ => return Vec::new(),
+        }
+    }
+    out
 }
 
 /// A group's severity and the summaries of its firing alerts (Open incident).

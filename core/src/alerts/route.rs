@@ -238,7 +238,10 @@ impl Router {
         let mut title = Vec::new();
         for label in &self.config.group_by {
             let v = a.label(label).unwrap_or_default();
-            key.push_str(&format!("|{label}={v}"));
+            // Escaped, so that no label value can read as another label: `Legit|`
+            // and `Legit` are two groups. (Values without `%`, `|` or `=` keep the
+            // key they had before escaping existed.)
+            key.push_str(&format!("|{}={}", escape_key(label), escape_key(v)));
             if !v.is_empty() {
                 title.push(v.to_string());
             }
@@ -248,6 +251,32 @@ impl Router {
         }
         (key, title.join(" · "))
     }
+}
+
+/// The group's identity as exact label values (an empty value: the label is
+/// absent): what "Silence 1 h" on its message silences.
+pub fn group_labels<'a>(group_by: &'a [String], a: &'a Alert) -> Vec<(&'a str, &'a str)> {
+    group_by
+        .iter()
+        .map(|l| (l.as_str(), a.label(l).unwrap_or_default()))
+        .collect()
+}
+
+/// `%`, `|` and `=` percent-encoded: the separators of a group key.
+fn escape_key(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['%', '|', '=']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 6);
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '|' => out.push_str("%7C"),
+            '=' => out.push_str("%3D"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

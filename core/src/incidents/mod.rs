@@ -959,6 +959,49 @@ pub async fn record_command(app: &App, e: &AuditEntry) -> Result<(), StoreError>
 /// of a whole ack target later.
 const REMINDER_RETRY_MS: i64 = 60_000;
 
+/// Characters of an alert's summary kept on the timeline of the incident opened
+/// from it (the summary field itself holds at most [`MAX_TEXT`]).
+const FULL_SUMMARY: usize = 32_000;
+
+/// Opens an incident from alerts ("Open incident" on an alert message): a summary
+/// longer than an incident's takes is cut to fit, with an ellipsis, and kept whole
+/// on the timeline; the alerts are linked to it.
+pub async fn open_from_alerts(
+    app: &App,
+    mut req: OpenRequest,
+    alerts: &[&crate::alerts::Alert],
+) -> Result<Opened, IncidentError> {
+    let full = req
+        .summary
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| s.chars().count() > MAX_TEXT)
+        .map(String::from);
+    if let Some(full) = &full {
+        req.summary = Some(chat::truncate(full, MAX_TEXT));
+    }
+    let by = req.by.clone();
+    let opened = open(app, req).await?;
+    if let Some(full) = full {
+        let entry = NewEntry::new(
+            EntryKind::Alert,
+            app.clock.now_ms(),
+            &by,
+            format!(
+                "The alert's summary in full: {}",
+                chat::truncate(&full, FULL_SUMMARY)
+            ),
+        );
+        if let Err(e) = db::add_entry(&app.store, opened.incident.id, &entry).await {
+            warn!(error = %e, incident = %opened.incident.id, "full summary not on the timeline");
+        }
+    }
+    if let Err(e) = record_alerts(app, alerts).await {
+        warn!(error = %e, "alerts not linked to the new incident");
+    }
+    Ok(opened)
+}
+
 /// Alerts that fired or resolved for a service with an open incident join that
 /// incident's timeline.
 pub async fn record_alerts(app: &App, alerts: &[&crate::alerts::Alert]) -> Result<(), StoreError> {

@@ -247,12 +247,27 @@ impl State {
         custom_id: &str,
         values: Vec<String>,
     ) -> anyhow::Result<Interaction> {
+        self.component_as_seen(user, message_id, None, custom_id, values)
+    }
+
+    /// A component interaction; `seen` is the version of the message the member's
+    /// client shows (a phone that has not refreshed yet may still show buttons the
+    /// bot has since removed), `None` for the current one.
+    pub fn component_as_seen(
+        &mut self,
+        user: Member,
+        message_id: u64,
+        seen: Option<&MessageRecord>,
+        custom_id: &str,
+        values: Vec<String>,
+    ) -> anyhow::Result<Interaction> {
         let message = self
             .messages
             .get(&message_id)
             .filter(|m| m.by_bot)
             .ok_or_else(|| anyhow!("message {message_id} is gone or was not sent by the bot"))?;
-        let component = find_component(&message.record.components, custom_id).ok_or_else(|| {
+        let components = seen.map_or(&message.record.components, |m| &m.components);
+        let component = find_component(components, custom_id).ok_or_else(|| {
             anyhow!(
                 "message {message_id} has no component {custom_id:?} (it has {:?})",
                 message.record.custom_ids()

@@ -488,6 +488,22 @@ impl FakeDiscord {
         result
     }
 
+    /// A click on a button of an earlier version of a message the bot sent: what a
+    /// client that has not refreshed yet sends after the bot removed the button.
+    pub async fn click_stale(
+        &self,
+        user: Member,
+        seen: &MessageRecord,
+        custom_id: &str,
+    ) -> anyhow::Result<Interaction> {
+        let result =
+            self.inner
+                .lock()
+                .component_as_seen(user, seen.id, Some(seen), custom_id, Vec::new());
+        self.changed();
+        result
+    }
+
     /// A choice in a select menu of a message the bot sent (type 3).
     pub async fn select(
         &self,
