@@ -1179,3 +1179,87 @@ async fn a_long_timeline_is_attached_whole() {
     assert!(data.contains("2026-12-01 14:03 UTC scribe [note] backlog at 0k messages"));
     t.finish().await;
 }
+
+/// #12 item 10: "Open incident" on an alert whose summary is longer than an
+/// incident's summary takes: the summary is cut to fit, with an ellipsis, and the
+/// full text is on the timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_incident_from_an_alert_with_a_long_summary() {
+    use klaxon::config::Secret;
+    use klaxon_tests::tester::ALERTS;
+    let t = Tester::builder()
+        .intake(|i| i.generic_token = Secret::new("generic-token"))
+        .alerts(|a| {
+            a.group_wait_secs = 0;
+            a.group_interval_secs = 1;
+        })
+        .spawn()
+        .await;
+    let long = format!("{} END-OF-SUMMARY", "disk filling fast; ".repeat(300));
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/alerts/generic", t.bot().http_addr))
+        .bearer_auth("generic-token")
+        .json(&serde_json::json!({"alerts": [
+            {"name": "DiskFull", "service": "db", "severity": "critical", "summary": long}
+        ]}))
+        .send()
+        .await
+        .expect("intake answers");
+    assert_eq!(r.status().as_u16(), 200);
+    let m = t.channel_message(ALERTS).await;
+    let button = m
+        .custom_ids()
+        .into_iter()
+        .find(|i| i.starts_with("alerts:incident:"))
+        .expect("an Open incident button");
+    let click = t
+        .fake
+        .click(Tester::member(Some(Level::Responder)), &m, &button)
+        .await
+        .expect("click");
+    let id = click.id;
+    let cb = t
+        .take("the click's callback", |o| {
+            matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == id)
+        })
+        .await;
+    assert!(
+        matches!(
+            cb.kind,
+            OutputKind::Callback {
+                callback_type: 5,
+                ..
+            }
+        ),
+        "deferred, not refused: {}",
+        cb.message.text()
+    );
+    let done = t
+        .take("the answer", |o| {
+            matches!(o.kind, OutputKind::EditOriginal { interaction_id } if interaction_id == id)
+        })
+        .await;
+    assert!(
+        done.message.text().contains("Opened **INC-1**"),
+        "{}",
+        done.message.text()
+    );
+    let inc = incidents::get(&t.bot().app, IncidentId(1)).await.unwrap();
+    assert_eq!(
+        inc.summary.chars().count(),
+        klaxon_core::incidents::MAX_TEXT
+    );
+    assert!(inc.summary.ends_with('…'), "cut with an ellipsis");
+    let (_, entries) = incidents::timeline(&t.bot().app, IncidentId(1))
+        .await
+        .unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.text.contains("END-OF-SUMMARY") && e.text.contains(long.trim())),
+        "the full summary is on the timeline"
+    );
+    t.channel_message(inc.channel_id.unwrap()).await;
+    t.channel_message(INCIDENTS).await;
+    t.finish().await;
+}

@@ -1060,3 +1060,50 @@ async fn follow_ends_when_the_container_stops() {
     t.finish().await;
     c.cleanup().await;
 }
+
+/// #12 item 12: reads past `[logs] max_concurrent_reads` wait their turn, and
+/// their reply says so; every member still gets the right answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_memory_is_bounded_across_requests() {
+    let mut c = Containers::new().await;
+    let big = c
+        .run(
+            "logs-many",
+            Spec::new("v1").cmd(
+                "x=$(head -c 4000 /dev/zero | tr '\\0' x); i=0; \
+                 while [ $i -lt 1500 ]; do i=$((i+1)); echo \"$i $x\"; done; echo MANY-DONE; sleep 3600",
+            ),
+        )
+        .await;
+    wait_logged(&c, &big, "MANY-DONE").await;
+    let t = Tester::builder()
+        .docker_host(c.host())
+        .service("big", Some(&big), None)
+        .logs(|l| l.max_concurrent_reads = 1)
+        .spawn()
+        .await;
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        sent.push(
+            t.slash("logs")
+                .opt("service", "big")
+                .opt("lines", 1500)
+                .as_level(Level::Viewer)
+                .send()
+                .await,
+        );
+    }
+    let mut queued = 0;
+    for s in sent {
+        let reply = s.reply().await;
+        let text = reply.text();
+        assert!(text.contains("the last 1,500 lines"), "{text}");
+        assert_eq!(reply.message.attachments.len(), 1, "{text}");
+        if text.contains("⏳ Queued") && text.contains("at most 1 run at once") {
+            queued += 1;
+        }
+    }
+    assert!(queued >= 1, "reads past the limit say they waited");
+    t.finish().await;
+    c.cleanup().await;
+}
