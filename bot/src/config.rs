@@ -358,10 +358,11 @@ impl Config {
         if let Err(e) = config.validate() {
             // What a placeholder or a default caused is not the operator's doing,
             // and an unreadable token file was reported already.
-            errs.extend(e.0.into_iter().filter(|line| {
-                !reported.iter().any(|k| diagnose::covers(k, line))
-                    && !(token_file_unreadable && line.starts_with("discord token: missing"))
-            }));
+            let already = |line: &String| {
+                reported.iter().any(|k| diagnose::covers(k, line))
+                    || (token_file_unreadable && line.starts_with("discord token: missing"))
+            };
+            errs.extend(e.0.into_iter().filter(|line| !already(line)));
         }
         if errs.is_empty() {
             Ok(config)
