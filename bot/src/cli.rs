@@ -80,11 +80,50 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+/// The filter when `KLAXON_LOG` is not set.
+const DEFAULT_LOG: &str = "info,serenity=warn,poise=warn,sqlx=warn,tracing::span=warn";
+
+/// Libraries whose debug and trace logs carry request and response bodies:
+/// bollard's container inspect holds the container's environment (its passwords),
+/// hyper, h2 and reqwest log headers. They stay at `warn` whatever general level
+/// `KLAXON_LOG` asks for; naming one (`KLAXON_LOG=debug,bollard=debug`) opts in.
+const NOISY_WITH_SECRETS: &[&str] = &[
+    "bollard",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tower",
+    "tungstenite",
+    "tokio_tungstenite",
+];
+
+/// `KLAXON_LOG` (RUST_LOG syntax), or the default, with every library of
+/// [`NOISY_WITH_SECRETS`] the user did not name explicitly held at `warn`.
+pub fn log_filter(user: Option<&str>) -> String {
+    let base = user
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .unwrap_or(DEFAULT_LOG);
+    let named = |lib: &str| {
+        base.split(',').any(|d| {
+            let target = d.split(['=', '[']).next().unwrap_or("").trim();
+            target == lib || target.starts_with(&format!("{lib}::"))
+        })
+    };
+    let mut filter = base.to_string();
+    for lib in NOISY_WITH_SECRETS.iter().filter(|l| !named(l)) {
+        filter.push_str(&format!(",{lib}=warn"));
+    }
+    filter
+}
+
 fn init_logging(format: LogFormat) {
     // KLAXON_LOG takes the usual RUST_LOG syntax.
-    let filter = EnvFilter::try_from_env("KLAXON_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,serenity=warn,poise=warn,sqlx=warn,tracing::span=warn")
-    });
+    let user = std::env::var("KLAXON_LOG").ok();
+    let filter = EnvFilter::try_new(log_filter(user.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new(log_filter(None)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -350,5 +389,67 @@ async fn migrate(path: &std::path::Path) -> ExitCode {
             eprintln!("klaxon: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Item 6 of issue #12: `KLAXON_LOG=debug` must not print bollard's container
+    /// inspect (the container's environment) nor HTTP headers; naming bollard opts in.
+    #[test]
+    fn secrets_in_library_debug_logs_stay_out_of_the_default_filters() {
+        for user in [
+            None,
+            Some("debug"),
+            Some("trace"),
+            Some("info,klaxon=debug"),
+        ] {
+            let f = log_filter(user);
+            for lib in ["bollard", "hyper", "h2", "reqwest"] {
+                assert!(f.contains(&format!(",{lib}=warn")), "{user:?}: {f}");
+            }
+            assert!(EnvFilter::try_new(&f).is_ok(), "{f}");
+        }
+        let f = log_filter(Some("debug,bollard=debug"));
+        assert!(!f.contains("bollard=warn"), "{f}");
+        assert!(f.contains("hyper=warn"), "{f}");
+        let f = log_filter(Some("bollard::docker=trace"));
+        assert!(!f.contains("bollard=warn"), "{f}");
+        // What reaches the log under KLAXON_LOG=debug: Klaxon's debug, not bollard's.
+        let printed = capture(&log_filter(Some("debug")), || {
+            tracing::debug!(target: "bollard::docker", "inspect: Env=[DB_PASSWORD=hunter2]");
+            tracing::debug!(target: "klaxon::run", "klaxon detail");
+        });
+        assert!(printed.contains("klaxon detail"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        let printed = capture(&log_filter(Some("debug,bollard=debug")), || {
+            tracing::debug!(target: "bollard::docker", "inspect: opted in");
+        });
+        assert!(printed.contains("opted in"), "{printed}");
+    }
+
+    fn capture(filter: &str, f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(filter))
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }

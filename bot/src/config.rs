@@ -9,11 +9,15 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::Figment;
 use klaxon_core::health::{ServiceConfig, Thresholds};
 use klaxon_core::permissions::{Level, RoleMap};
 use serde::{Deserialize, Serialize, Serializer};
+
+mod diagnose;
+#[cfg(test)]
+mod load_tests;
 
 /// A secret: never printed, never logged, never serialized in clear.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -43,9 +47,37 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A secret is text, but a TOML file or an environment may give it as a number
+/// or a boolean (`alertmanager_token = 918273645546372819`): it is kept as written.
+/// An error never quotes it.
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Secret, E> {
+                Ok(Secret::new(v.to_string()))
+            }
+        }
+        d.deserialize_any(Text)
     }
 }
 
@@ -216,6 +248,44 @@ pub struct IntakeConfig {
     pub generic_token: Secret,
 }
 
+impl IntakeConfig {
+    /// A token with whitespace is refused at start-up rather than trimmed: a
+    /// sender's `Authorization: Bearer` value cannot carry it, so it would be
+    /// refused with 401 forever, and a silently trimmed token would differ from
+    /// the one the sender was given. The value is never shown.
+    pub fn problems(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        for (key, secret, bearer) in [
+            ("intake.alertmanager_token", &self.alertmanager_token, true),
+            ("intake.grafana_token", &self.grafana_token, true),
+            (
+                "intake.grafana_signing_secret",
+                &self.grafana_signing_secret,
+                false,
+            ),
+            ("intake.generic_token", &self.generic_token, true),
+        ] {
+            let v = secret.expose();
+            if v.trim().is_empty() {
+                // Unset, or only whitespace: the source is off, as documented.
+                continue;
+            }
+            if v.trim() != v {
+                errs.push(format!(
+                    "{key}: starts or ends with whitespace (a newline from a secret file?); \
+                     remove it (the value is not shown)"
+                ));
+            } else if bearer && v.chars().any(char::is_whitespace) {
+                errs.push(format!(
+                    "{key}: contains whitespace, which a bearer token cannot; \
+                     remove it (the value is not shown)"
+                ));
+            }
+        }
+        errs
+    }
+}
+
 /// Everything wrong with a config, each naming its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -255,25 +325,50 @@ impl Config {
     }
 
     pub fn load_with(path: &Path, sources: Sources<'_>) -> Result<Config, ConfigErrors> {
-        if !path.exists() {
-            return Err(ConfigErrors(vec![format!(
-                "config file {} not found (start from klaxon.example.toml)",
-                path.display()
-            )]));
+        Self::load_from(path, sources, std::env::vars())
+    }
+
+    /// As [`Config::load_with`], with the `KLAXON_*__*` overrides from `vars`
+    /// instead of the process environment.
+    pub fn load_from(
+        path: &Path,
+        sources: Sources<'_>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let text = read_file(path).map_err(|e| ConfigErrors(vec![e]))?;
+        let env = diagnose::TextEnv::new(vars);
+        let figment = Figment::new().merge(Toml::string(&text)).merge(&env);
+        let (config, problems) = diagnose::extract(&figment, &env);
+        let mut errs: Vec<String> = problems.iter().map(|p| p.line.clone()).collect();
+        let reported: Vec<String> = problems
+            .iter()
+            .map(|p| diagnose::display_key(&p.key))
+            .filter(|k| !k.is_empty())
+            .collect();
+        let Some(mut config) = config else {
+            return Err(ConfigErrors(errs));
+        };
+        let token_file_unreadable = match config.resolve_token(&sources) {
+            Ok(()) => false,
+            Err(e) => {
+                errs.extend(e.0);
+                true
+            }
+        };
+        if let Err(e) = config.validate() {
+            // What a placeholder or a default caused is not the operator's doing,
+            // and an unreadable token file was reported already.
+            let already = |line: &String| {
+                reported.iter().any(|k| diagnose::covers(k, line))
+                    || (token_file_unreadable && line.starts_with("discord token: missing"))
+            };
+            errs.extend(e.0.into_iter().filter(|line| !already(line)));
         }
-        let figment = Figment::new().merge(Toml::file(path)).merge(
-            // Only `KLAXON_SECTION__KEY`: single-underscore names such as
-            // KLAXON_LOG or the test suite's KLAXON_TEST_* are not config keys.
-            Env::prefixed("KLAXON_")
-                .filter(|k| k.as_str().contains("__"))
-                .split("__"),
-        );
-        let mut config: Config = figment.extract().map_err(|e| {
-            ConfigErrors(e.into_iter().map(|e| describe_figment_error(&e)).collect())
-        })?;
-        config.resolve_token(&sources)?;
-        config.validate()?;
-        Ok(config)
+        if errs.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errs))
+        }
     }
 
     fn resolve_token(&mut self, sources: &Sources<'_>) -> Result<(), ConfigErrors> {
@@ -309,7 +404,7 @@ impl Config {
         {
             errs.push(format!(
                 "discord.api_url: `{}` is not an http(s) URL",
-                self.discord.api_url
+                klaxon_core::secret::redact_url(&self.discord.api_url)
             ));
         }
         if !(1..=300).contains(&self.discord.request_timeout_secs) {
@@ -327,7 +422,7 @@ impl Config {
         {
             errs.push(format!(
                 "docker.host: `{}` must start with unix://, tcp:// or http://",
-                self.docker.host
+                klaxon_core::secret::redact_url(&self.docker.host)
             ));
         }
         if self.docker.timeout_secs == 0 {
@@ -338,6 +433,7 @@ impl Config {
         }
         errs.extend(self.logs.validate());
         errs.extend(self.incidents.problems());
+        errs.extend(self.intake.problems());
         if let Err(e) = klaxon_core::alerts::route::Router::new(&self.alerts) {
             errs.extend(e);
         }
@@ -372,6 +468,7 @@ impl Config {
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
                     .unwrap_or(true)
                 {
+                    let url = klaxon_core::secret::redact_url(url);
                     errs.push(format!("{key}.health_url: `{url}` is not an http(s) URL"));
                 }
             }
@@ -400,9 +497,20 @@ impl Config {
     }
 
     /// The resolved config as TOML, secrets masked: what `check-config` prints.
+    /// Every text value is masked as a URL would be (user-info passwords, secret
+    /// query parameters): `health_url`, `database.url`, `docker.host`, commands.
     pub fn to_masked_toml(&self) -> String {
+        fn mask_urls(v: &mut toml::Value) {
+            match v {
+                toml::Value::String(s) => *s = klaxon_core::secret::redact_url(s),
+                toml::Value::Array(a) => a.iter_mut().for_each(mask_urls),
+                toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| mask_urls(v)),
+                _ => {}
+            }
+        }
         let mut v =
             toml::Value::try_from(self).unwrap_or(toml::Value::String("<unprintable>".into()));
+        mask_urls(&mut v);
         if let Some(d) = v.get_mut("discord").and_then(|d| d.as_table_mut()) {
             d.insert(
                 "token".into(),
@@ -420,40 +528,34 @@ impl Config {
     }
 }
 
-/// figment says "unknown field `x`, expected one of ..." and names the path
-/// separately; put the key first, as an operator scans for it.
-fn describe_figment_error(e: &figment::Error) -> String {
-    let path = e.path.join(".");
-    let what = match &e.kind {
-        figment::error::Kind::UnknownField(field, _) => {
-            return format!("{}: unknown key", join_key(&path, field))
-        }
-        figment::error::Kind::MissingField(field) => {
-            return format!("{}: missing", join_key(&path, field))
-        }
-        other => other.to_string(),
-    };
-    let src = e
-        .metadata
-        .as_ref()
-        .map(|m| format!(" (from {})", m.name))
-        .unwrap_or_default();
-    if path.is_empty() {
-        format!("{what}{src}")
-    } else {
-        format!("{path}: {what}{src}")
+/// The file's text; a directory, a missing or unreadable file, or a TOML syntax
+/// error is one clear problem. A syntax error names line and column but does not
+/// quote the line, which may hold a secret.
+fn read_file(path: &Path) -> Result<String, String> {
+    if path.is_dir() {
+        return Err(format!(
+            "--config {} is a directory; give the path of the TOML file",
+            path.display()
+        ));
     }
-}
-
-/// figment's path sometimes already ends with the field it complains about.
-fn join_key(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else if path == field || path.ends_with(&format!(".{field}")) {
-        path.to_string()
-    } else {
-        format!("{path}.{field}")
+    if !path.exists() {
+        return Err(format!(
+            "config file {} not found (start from klaxon.example.toml)",
+            path.display()
+        ));
     }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+    if let Err(e) = toml::from_str::<toml::Value>(&text) {
+        let at = e.span().map_or(String::new(), |span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(" at line {line}, column {column}")
+        });
+        return Err(format!("not valid TOML{at}: {}", e.message().trim()));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -539,7 +641,10 @@ container = "api"
         let errs = load("[discord]\nguild_id = 1\n[databse]\nurl='x'\n", Some("t"))
             .unwrap_err()
             .0;
-        assert_eq!(errs, vec!["databse: unknown key".to_string()]);
+        assert_eq!(
+            errs,
+            vec!["databse: unknown key; did you mean `database`?".to_string()]
+        );
     }
 
     #[test]

@@ -278,3 +278,139 @@ page = true
         "{stderr}"
     );
 }
+
+/// Issue #12 item 6: `check-config` prints URLs without their credentials, in the
+/// resolved config and in its errors.
+#[test]
+fn secrets_in_urls_are_masked_in_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        &format!(
+            r#"
+[discord]
+guild_id = 1
+[database]
+url = "sqlite://{}/k.db?password=sekrit1"
+[[services]]
+name = "api"
+container = "api"
+health_url = "http://user:sekrit2@127.0.0.1:8080/health?token=sekrit3"
+"#,
+            dir.path().display()
+        ),
+    );
+    let (code, stdout, stderr) = klaxon(&["check-config", "--config", &path], Some("t"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(r#"health_url = "http://user:****@127.0.0.1:8080/health?token=****""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/k.db?password=****"), "{stdout}");
+    for n in 1..=3 {
+        let s = format!("sekrit{n}");
+        assert!(!stdout.contains(&s) && !stderr.contains(&s), "{s} shown");
+    }
+    // The same URLs in errors.
+    let path = write(
+        &dir,
+        r#"
+[discord]
+guild_id = 1
+[database]
+url = "mysql://k:sekrit4@db/k?password=sekrit5"
+[[services]]
+name = "api"
+health_url = "ftp://user:sekrit6@h/health"
+"#,
+    );
+    let (code, stdout, stderr) = klaxon(&["check-config", "--config", &path], Some("t"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("services[0].health_url: `ftp://user:****@h/health`"),
+        "{stderr}"
+    );
+    for n in 4..=6 {
+        let s = format!("sekrit{n}");
+        assert!(
+            !stdout.contains(&s) && !stderr.contains(&s),
+            "{s} shown: {stderr}"
+        );
+    }
+}
+
+/// Issue #12 item 7: a token of digits or `true` from the environment is a token.
+#[test]
+fn numeric_and_boolean_secrets_from_the_environment_work_in_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        &format!(
+            "[discord]\nguild_id = 1\n[database]\nurl = \"sqlite://{}/k.db\"\n",
+            dir.path().display()
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_klaxon"))
+        .args(["check-config", "--config", &path])
+        .env("DISCORD_TOKEN", "t")
+        .env("KLAXON_LOG", "error")
+        .env("KLAXON_INTAKE__ALERTMANAGER_TOKEN", "918273645546372819")
+        .env("KLAXON_INTAKE__GRAFANA_TOKEN", "true")
+        .env(
+            "KLAXON_INTAKE__GENERIC_TOKEN",
+            "123456789012345678901234567890",
+        )
+        .env("KLAXON_HTTP__LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("alertmanager_token = \"****\""), "{stdout}");
+    assert!(stdout.contains("grafana_token = \"****\""), "{stdout}");
+    assert!(stdout.contains("listen = \"127.0.0.1:9999\""), "{stdout}");
+    for s in ["918273645546372819", "123456789012345678901234567890"] {
+        assert!(!stdout.contains(s) && !stderr.contains(s), "{s} shown");
+    }
+}
+
+/// Issue #12 item 14: a directory is not a config file, and an unreachable
+/// PostgreSQL says why instead of "pool timed out".
+#[test]
+fn config_path_that_is_a_directory_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = dir.path().display().to_string();
+    let (code, _, stderr) = klaxon(&["check-config", "--config", &shown], Some("t"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "--config {shown} is a directory; give the path of the TOML file"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreachable_postgres_names_the_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        &format!("[discord]\nguild_id = 1\n[database]\nurl = \"postgres://k:sekrit@127.0.0.1:{port}/k\"\n"),
+    );
+    for cmd in ["check-config", "migrate"] {
+        let (code, stdout, stderr) = klaxon(&[cmd, "--config", &path], Some("t"));
+        assert_eq!(code, 1, "{cmd}");
+        assert!(
+            stderr.contains(&format!("connection refused at 127.0.0.1:{port}")),
+            "{cmd}: {stderr}"
+        );
+        assert!(!stderr.contains("pool timed out"), "{cmd}: {stderr}");
+        assert!(
+            !stderr.contains("sekrit") && !stdout.contains("sekrit"),
+            "{cmd}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod permissions;
 pub mod probe;
 pub mod rollout;
+pub mod secret;
 pub mod store;
 
 pub use app::App;

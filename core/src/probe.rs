@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {
+    /// The probed URL with its credentials masked: safe to show.
     pub url: String,
     /// The HTTP status, when a response arrived.
     pub status: Option<u16>,
@@ -60,7 +61,8 @@ impl Prober {
         let latency = start.elapsed();
         let (status, error) = match result {
             Ok(Ok(status)) => (Some(status), None),
-            Ok(Err(e)) => (None, Some(describe(&e))),
+            // A library message may quote the URL; it reaches /health and alerts.
+            Ok(Err(e)) => (None, Some(crate::secret::scrub_url_in(&describe(&e), url))),
             Err(_) => (
                 None,
                 Some(format!(
@@ -70,7 +72,7 @@ impl Prober {
             ),
         };
         ProbeResult {
-            url: url.to_string(),
+            url: crate::secret::redact_url(url),
             status,
             latency,
             error,

@@ -185,7 +185,8 @@ impl HealthWait {
     pub fn describe(&self) -> String {
         match self {
             HealthWait::Docker => "Docker health check".into(),
-            HealthWait::Http(url) => format!("HTTP check of {url}"),
+            // Shown in the plan and logged at each step: never with its credentials.
+            HealthWait::Http(url) => format!("HTTP check of {}", crate::secret::redact_url(url)),
             HealthWait::Running(d) => format!("running for {} s", d.as_secs()),
         }
     }

@@ -28,6 +28,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot open the database: {0}")]
     Connect(#[source] sqlx::Error),
+    /// The pool only says it timed out; this is what a direct connection said.
+    #[error("cannot open the database: {cause} at {at}")]
+    Unreachable { cause: String, at: String },
     #[error("migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -60,17 +63,52 @@ impl Backend {
     }
 }
 
-/// A database URL with its password replaced, safe to print and log.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{}:****{}", &url[..scheme_end + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
+pub use crate::secret::redact_url;
+
+/// The pool retries a refused connection until its timeout and then reports only
+/// "pool timed out"; one direct attempt tells the operator why (refused, no such
+/// host, password rejected), and where.
+async fn why_unreachable(url: &str) -> StoreError {
+    const WAIT: Duration = Duration::from_secs(5);
+    let cause = match tokio::time::timeout(
+        WAIT,
+        <sqlx::AnyConnection as sqlx::Connection>::connect(url),
+    )
+    .await
+    {
+        Err(_) => format!("no answer within {} s", WAIT.as_secs()),
+        Ok(Ok(conn)) => {
+            let _ = sqlx::Connection::close(conn).await;
+            "the pool timed out, though a direct connection worked (too many clients?)".into()
         }
-        _ => url.to_string(),
+        Ok(Err(e)) => connect_cause(&e),
+    };
+    StoreError::Unreachable {
+        cause: crate::secret::scrub_url_in(&cause, url),
+        at: address_of(url),
+    }
+}
+
+fn connect_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut => "connection timed out".into(),
+            _ => io.to_string(),
+        },
+        sqlx::Error::Database(db) => db.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `host:port` of a database URL (PostgreSQL's port 5432 when none is written).
+fn address_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match u.host_str().filter(|h| !h.is_empty()) {
+            Some(host) => format!("{host}:{}", u.port().unwrap_or(5432)),
+            None => "the configured socket".into(),
+        },
+        Err(_) => "the configured address".into(),
     }
 }
 
@@ -116,8 +154,12 @@ impl Store {
                 Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
             })
             .connect(&url)
-            .await
-            .map_err(StoreError::Connect)?;
+            .await;
+        let pool = match pool {
+            Ok(pool) => pool,
+            Err(sqlx::Error::PoolTimedOut) => return Err(why_unreachable(&url).await),
+            Err(e) => return Err(StoreError::Connect(e)),
+        };
         Ok(Store { pool, backend })
     }
 
@@ -212,6 +254,21 @@ fn audit_from_row(r: &AnyRow) -> Result<AuditEntry, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Item 14 of issue #12: "pool timed out" told the operator nothing.
+    #[tokio::test]
+    async fn unreachable_postgres_names_the_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("postgres://k:hunter2@127.0.0.1:{port}/k?password=hunter3");
+        let err = Store::connect(&url).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("cannot open the database: connection refused at 127.0.0.1:{port}")
+        );
+        assert_eq!(address_of("postgres://db/k"), "db:5432");
+    }
 
     #[test]
     fn redacts_passwords() {
