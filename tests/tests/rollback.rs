@@ -707,6 +707,49 @@ async fn two_person_rule_needs_a_second_operator() {
     c.cleanup().await;
 }
 
+/// #12 item 11: a Confirm clicked from a stale view of a finished restart is
+/// answered privately, in `/restart`'s words, and the outcome message stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_confirm_leaves_a_finished_operation_alone() {
+    let mut c = Containers::new().await;
+    let name = c.run("api", Spec::new("v2").health("true")).await;
+    c.wait_health(&name, "healthy").await;
+    let t = Tester::builder()
+        .docker_host(c.host())
+        .service("api", Some(&name), None)
+        .rollback(|r| r.stop_timeout_secs = 1)
+        .spawn()
+        .await;
+    let plan = ask(&t, "restart", None).await;
+    let (id, _) = click(&t, operator(), &plan.message, "confirm").await;
+    let done = until_final(&t, id).await;
+    assert!(done.text().contains("✅ api restarted"), "{}", done.text());
+
+    let stale = t
+        .fake
+        .click_stale(operator(), &plan.message, &button(&plan.message, "confirm"))
+        .await
+        .expect("stale click");
+    let stale_id = stale.id;
+    let cb = t
+        .take("the stale click's callback", |o| {
+            matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == stale_id)
+        })
+        .await;
+    assert_eq!(callback_type(&cb), 4, "a private answer, not an edit");
+    assert!(cb.message.ephemeral());
+    let why = cb.message.text();
+    assert!(
+        why.starts_with("This plan is no longer active") && why.contains("`/restart`"),
+        "{why}"
+    );
+    assert!(!why.contains("/rollback"), "{why}");
+    // Any edit of the outcome message would be unread output, which fails `finish`.
+    assert_eq!(history(&t).await.len(), 1, "nothing ran again");
+    t.finish().await;
+    c.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_waits_for_health() {
     let mut c = Containers::new().await;
