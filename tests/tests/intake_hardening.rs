@@ -190,6 +190,87 @@ async fn slow_connections_cannot_stall_intake() {
     t.finish().await;
 }
 
+/// Issue #12 item 3, the other half: senders that finish the head and trickle the
+/// body are inside a request, so they are not closed for a new connection; at
+/// the cap the new one gets `503 too many connections`, and each slow body gets
+/// 408 after `read_timeout_secs`, after which `/healthz` answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_cannot_stall_intake_from_inside_requests() {
+    let t = Tester::builder()
+        .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
+        .http(|h| {
+            h.max_connections = 4;
+            h.read_timeout_secs = 2;
+        })
+        .spawn()
+        .await;
+    let addr = t.bot().http_addr;
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /alerts/generic HTTP/1.1\r\nHost: klaxon\r\nAuthorization: Bearer {GENERIC_TOKEN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+        );
+        s.write_all(head.as_bytes()).await.expect("head");
+        slow.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let mut fifth = TcpStream::connect(addr).await.expect("connect");
+    fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: klaxon\r\n\r\n")
+        .await
+        .expect("request");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(2), fifth.read_to_string(&mut answer))
+        .await
+        .expect("the refusal comes at once")
+        .expect("read");
+    eprintln!(
+        "refused in {} ms: {answer:?}",
+        started.elapsed().as_millis()
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.ends_with("too many connections\n"), "{answer}");
+
+    for mut s in slow {
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut answer))
+            .await
+            .expect("the slow body is cut off")
+            .expect("read");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within 2 s"), "{answer}");
+    }
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("/healthz answers");
+    assert_eq!(health.status(), 200);
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        metric(&metrics, "klaxon_http_connections_refused_total"),
+        Some(1.0)
+    );
+    assert!(
+        metrics.contains(r#"klaxon_alert_intake_total{result="timeout",source="generic"} 4"#)
+            || metrics
+                .contains(r#"klaxon_alert_intake_total{source="generic",result="timeout"} 4"#),
+        "{metrics}"
+    );
+    t.finish().await;
+}
+
 /// Issue #12 item 4: a NUL byte in a name, label, fingerprint, annotation or URL
 /// is replaced (U+FFFD) on both databases, so the batch, clean alerts and the bad
 /// one, is stored instead of failing on every retry.
