@@ -511,3 +511,134 @@ async fn an_empty_alertmanager_batch_is_answered_like_an_empty_generic_batch() {
     assert_eq!(am.0, 400, "{}", am.1);
     t.finish().await;
 }
+
+/// The real binary, as issue #12 found it: a descriptor limit of 256 (`prlimit`)
+/// and 500 slow connections. Intake and `/healthz` still answer within 1 s, and
+/// the process stays under its limit, so Docker, probes and the database keep
+/// their descriptors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_connections_cannot_stall_intake_with_256_descriptors() {
+    use klaxon_fake_discord::{FakeConfig, FakeDiscord};
+    let exe = std::env::current_exe().expect("test executable");
+    let binary = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps/..")
+        .join("klaxon");
+    assert!(
+        binary.is_file(),
+        "{} not found: run `cargo build -p klaxon`",
+        binary.display()
+    );
+    let fake = FakeDiscord::start(FakeConfig::default())
+        .await
+        .expect("fake Discord");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let config = dir.path().join("klaxon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[discord]\napi_url = \"{}\"\nguild_id = 123\n[database]\nurl = \"{}\"\n\
+             [http]\nlisten = \"127.0.0.1:{port}\"\n[channels]\nalerts = 111\n\
+             [alerts]\ngroup_wait_secs = 3600\nprobe_interval_secs = 0\ndocker_events = false\n",
+            fake.api_url(),
+            klaxon_tests::env::sqlite_url(dir.path())
+        ),
+    )
+    .expect("config");
+    let mut child = tokio::process::Command::new("prlimit")
+        .arg("--nofile=256:256")
+        .arg("--")
+        .arg(&binary)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("DISCORD_TOKEN", &fake.config().token)
+        .env("KLAXON_INTAKE__GENERIC_TOKEN", GENERIC_TOKEN)
+        .env("KLAXON_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prlimit and klaxon");
+    let pid = child.id().expect("pid");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "klaxon did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let fds_before = fds();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..500 {
+        senders.spawn(slow_sender(addr, Arc::clone(&closed)));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fds_during = fds();
+    let started = Instant::now();
+    let health = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get(format!("http://{addr}/healthz")).send(),
+    )
+    .await;
+    let health_ms = started.elapsed().as_millis();
+    let started = Instant::now();
+    let stored = tokio::time::timeout(
+        Duration::from_secs(5),
+        client
+            .post(format!("http://{addr}/alerts/generic"))
+            .bearer_auth(GENERIC_TOKEN)
+            .json(&json!({"name": "StillHere", "service": "api"}))
+            .send(),
+    )
+    .await;
+    let intake_ms = started.elapsed().as_millis();
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    senders.abort_all();
+    while senders.join_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fds_after = fds();
+    eprintln!(
+        "real binary, fd limit 256, 500 slow connections: /healthz in {health_ms} ms, intake in \
+         {intake_ms} ms; klaxon's fds before {fds_before}, during {fds_during}, after {fds_after}; \
+         cap {:?}, open {:?}, evicted {:?}",
+        metric(&metrics, "klaxon_http_connections_max"),
+        metric(&metrics, "klaxon_http_connections_open"),
+        metric(&metrics, "klaxon_http_connections_evicted_total"),
+    );
+    let _ = child.kill().await;
+    assert_eq!(
+        health
+            .expect("/healthz answers")
+            .expect("/healthz")
+            .status(),
+        200
+    );
+    assert!(health_ms < 1000, "/healthz took {health_ms} ms");
+    let stored = stored.expect("intake answers").expect("intake");
+    assert_eq!(stored.status(), 200);
+    assert!(intake_ms < 1000, "intake took {intake_ms} ms");
+    assert!(fds_during < 256, "{fds_during} descriptors");
+    assert_eq!(metric(&metrics, "klaxon_http_connections_max"), Some(192.0));
+}
