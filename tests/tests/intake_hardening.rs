@@ -338,8 +338,8 @@ async fn nul_bytes(db: Db) {
                 "web".into(),
                 "CleanAfter".into()
             ),
-            (r("f\0p"), r("Disk\0Full"), r("d\0b"), r("at\097%")),
-            (r("g\01"), r("Back\0up"), r("cr\0on"), r("x\0y")),
+            (r("f\0p"), r("Disk\0Full"), r("d\0b"), r("at\u{0}97%")),
+            (r("g\u{0}1"), r("Back\0up"), r("cr\0on"), r("x\0y")),
         ],
         "{db:?}"
     );
