@@ -172,8 +172,9 @@ impl Default for DockerConfig {
 pub struct HttpConfig {
     /// Alert intake, /healthz, /readyz and /metrics.
     pub listen: SocketAddr,
-    /// Connections held at once. At the limit, the connection idle longest (or
-    /// still sending its request head) is closed for the new one; when every
+    /// Connections held at once. At the limit, the oldest connection without a
+    /// request in progress (idle, or still sending its head) is closed for the
+    /// new one; when every
     /// connection is in a request, the new one gets 503.
     pub max_connections: usize,
     /// Seconds a sender has for a request head, and again for its body; also how

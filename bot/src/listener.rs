@@ -11,8 +11,8 @@
 //! - **Body read timeout**: the intake handler reads the body under the same
 //!   deadline (`server::receive_alerts`), and answers 408.
 //! - **Connection cap** (`http.max_connections`, clamped below the process's
-//!   descriptor limit): at the cap, the connection that has waited longest
-//!   without a request in progress (idle, or still sending its head) is closed
+//!   descriptor limit): at the cap, the oldest connection without a request in
+//!   progress (idle, or still sending its head) is closed
 //!   for the new one, so slow senders cannot lock out Alertmanager or a health
 //!   check. Only when every connection is inside a request is the new one
 //!   refused, with `503 too many connections`.
@@ -103,7 +103,7 @@ impl Connections {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A slot for a new connection, closing the longest-waiting idle one at the
+    /// A slot for a new connection, closing the oldest one not in a request at the
     /// cap; `None` when every connection is in a request.
     fn admit(&self) -> Option<(u64, oneshot::Receiver<()>)> {
         let mut s = self.state();
