@@ -204,12 +204,22 @@ impl Default for DockerConfig {
 pub struct HttpConfig {
     /// Alert intake, /healthz, /readyz and /metrics.
     pub listen: SocketAddr,
+    /// Connections held at once. At the limit, the oldest connection without a
+    /// request in progress (idle, or still sending its head) is closed for the
+    /// new one; when every
+    /// connection is in a request, the new one gets 503.
+    pub max_connections: usize,
+    /// Seconds a sender has for a request head, and again for its body; also how
+    /// long an idle keep-alive connection stays open.
+    pub read_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+            max_connections: 256,
+            read_timeout_secs: 10,
         }
     }
 }
@@ -240,9 +250,14 @@ pub struct IntakeConfig {
     #[serde(default)]
     pub grafana_token: Secret,
     /// When set, Grafana's `X-Grafana-Alerting-Signature` (HMAC-SHA256 of the body,
-    /// hex) must match.
+    /// or of `timestamp:body` with `X-Grafana-Alerting-Signature-Timestamp`, hex)
+    /// must match, and a timestamp must be within 5 minutes.
     #[serde(default)]
     pub grafana_signing_secret: Secret,
+    /// Refuse a signed Grafana request without a timestamp: a body-only signature
+    /// can be replayed for ever.
+    #[serde(default)]
+    pub grafana_require_timestamp: bool,
     /// Bearer token for `POST /alerts/generic`.
     #[serde(default)]
     pub generic_token: Secret,
@@ -424,6 +439,12 @@ impl Config {
                 "docker.host: `{}` must start with unix://, tcp:// or http://",
                 klaxon_core::secret::redact_url(&self.docker.host)
             ));
+        }
+        if self.http.max_connections == 0 {
+            errs.push("http.max_connections: must be at least 1".into());
+        }
+        if !(1..=300).contains(&self.http.read_timeout_secs) {
+            errs.push("http.read_timeout_secs: must be 1 to 300".into());
         }
         if self.docker.timeout_secs == 0 {
             errs.push("docker.timeout_secs: must be at least 1".into());

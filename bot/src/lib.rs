@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod discord;
+mod listener;
 pub mod run;
 pub mod server;
 

@@ -204,7 +204,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
 
     // Every replica takes alerts: they are stored, and the leader delivers them.
     let (http_addr, http_server) = crate::server::spawn(
-        config.http.listen,
+        &config.http,
         Arc::clone(&app),
         config.intake.clone(),
         stopped(stop_rx.clone()),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,24 +19,31 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::{info, warn, Instrument};
 
-use crate::config::{IntakeConfig, Secret};
+use crate::config::{HttpConfig, IntakeConfig, Secret};
+use crate::listener::{self, Connections};
 
 /// Alertmanager batches stay far below this; anything larger is refused (413)
 /// before it is read into memory.
 pub const MAX_ALERT_BODY: usize = 1024 * 1024;
 /// A database slower than this answers 503, so the sender retries elsewhere or later.
 const STORE_WITHIN: Duration = Duration::from_secs(5);
+/// How far a Grafana signature's timestamp may be from now, either way.
+const SIGNATURE_MAX_AGE_SECS: i64 = 300;
+/// Where Grafana puts the timestamp it signs, when its contact point names one.
+const GRAFANA_TIMESTAMP: &str = "x-grafana-alerting-signature-timestamp";
 
 #[derive(Clone)]
 struct Server {
     app: Arc<App>,
     intake: Arc<IntakeConfig>,
+    conns: Arc<Connections>,
 }
 
-pub fn router(app: Arc<App>, intake: IntakeConfig) -> Router {
+fn router(app: Arc<App>, intake: IntakeConfig, conns: Arc<Connections>) -> Router {
     let state = Server {
         app,
         intake: Arc::new(intake),
+        conns,
     };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -53,37 +60,82 @@ fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": text.into() }))).into_response()
 }
 
-/// Whether `Authorization: Bearer <token>` matches, in constant time.
+/// Whether `Authorization: Bearer <token>` matches, in constant time. The scheme
+/// is case-insensitive (RFC 7235), so `bearer x` is the same as `Bearer x`.
 fn bearer_ok(headers: &HeaderMap, token: &Secret) -> bool {
-    let Some(got) = headers
+    let Some((scheme, got)) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim_start().split_once(' '))
     else {
         return false;
     };
-    got.trim()
-        .as_bytes()
-        .ct_eq(token.expose().as_bytes())
-        .into()
+    scheme.eq_ignore_ascii_case("bearer")
+        && bool::from(got.trim().as_bytes().ct_eq(token.expose().as_bytes()))
 }
 
-/// Grafana's `X-Grafana-Alerting-Signature`: HMAC-SHA256 of the body, hex.
-fn signature_ok(headers: &HeaderMap, secret: &Secret, body: &[u8]) -> bool {
-    let Some(hex) = headers
+/// Grafana's `X-Grafana-Alerting-Signature`: hex HMAC-SHA256 of the body, or,
+/// when Grafana's contact point names a timestamp header, of `timestamp:body`
+/// (Grafana's scheme; Unix seconds). A valid signature whose timestamp is more
+/// than 5 minutes from now is refused as a replay. Without a timestamp the
+/// signature can be replayed, so `intake.grafana_require_timestamp` refuses it.
+/// The error is the reason given to the sender.
+fn check_signature(
+    headers: &HeaderMap,
+    secret: &Secret,
+    require_timestamp: bool,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<(), String> {
+    let wrong = || "missing or wrong X-Grafana-Alerting-Signature".to_string();
+    let timestamp = match headers.get(GRAFANA_TIMESTAMP) {
+        None if require_timestamp => {
+            return Err(
+                "missing X-Grafana-Alerting-Signature-Timestamp: set Grafana's \
+                 HMAC Timestamp Header to it (intake.grafana_require_timestamp is on)"
+                    .into(),
+            )
+        }
+        None => None,
+        Some(v) => {
+            let text = v.to_str().unwrap_or_default().trim();
+            let ts: i64 = text.parse().map_err(|_| {
+                "X-Grafana-Alerting-Signature-Timestamp is not a Unix time in seconds".to_string()
+            })?;
+            Some((text, ts))
+        }
+    };
+    let hex = headers
         .get("x-grafana-alerting-signature")
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(sig) = decode_hex(hex.trim()) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes()) else {
-        return false;
-    };
+        .ok_or_else(wrong)?;
+    let sig = decode_hex(hex.trim()).ok_or_else(wrong)?;
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes()).map_err(|_| wrong())?;
+    if let Some((text, _)) = timestamp {
+        mac.update(text.as_bytes());
+        mac.update(b":");
+    }
     mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    mac.verify_slice(&sig).map_err(|_| wrong())?;
+    if let Some((_, ts)) = timestamp {
+        // Saturating: the timestamp is the sender's, any i64.
+        let age = now_secs.saturating_sub(ts);
+        if age > SIGNATURE_MAX_AGE_SECS {
+            return Err(format!(
+                "X-Grafana-Alerting-Signature-Timestamp is {age} s old; signatures older \
+                 than 5 minutes are refused as replays (or the clocks differ)"
+            ));
+        }
+        if age < -SIGNATURE_MAX_AGE_SECS {
+            return Err(format!(
+                "X-Grafana-Alerting-Signature-Timestamp is {} s ahead; signatures more \
+                 than 5 minutes ahead are refused (the clocks differ)",
+                age.unsigned_abs()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -113,9 +165,33 @@ fn request_id() -> String {
 async fn receive_alerts(
     State(s): State<Server>,
     Path(source): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
+    let headers = req.headers().clone();
+    // The body under a deadline too: hyper's header timeout ends with the head.
+    let read = tokio::time::timeout(s.conns.read_timeout(), Bytes::from_request(req, &()));
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(rejected)) => return rejected.into_response(),
+        Err(_) => {
+            s.app.metrics.inc(
+                "klaxon_alert_intake_total",
+                &[("source", &source), ("result", "timeout")],
+            );
+            let mut r = error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    s.conns.read_timeout().as_secs()
+                ),
+            );
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
+    };
     let id = request_id();
     let span = tracing::info_span!("intake", correlation_id = %id, source = %source);
     let mut r = receive(s, source, headers, body, &id)
@@ -176,18 +252,21 @@ async fn receive(
         );
         return r;
     }
-    if source == "grafana"
-        && !s.intake.grafana_signing_secret.is_empty()
-        && !signature_ok(&headers, &s.intake.grafana_signing_secret, &body)
-    {
-        m.inc(
-            "klaxon_alert_intake_total",
-            &[("source", &source), ("result", "bad_signature")],
-        );
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong X-Grafana-Alerting-Signature",
-        );
+    if source == "grafana" && !s.intake.grafana_signing_secret.is_empty() {
+        if let Err(reason) = check_signature(
+            &headers,
+            &s.intake.grafana_signing_secret,
+            s.intake.grafana_require_timestamp,
+            &body,
+            s.app.clock.now_ms().div_euclid(1000),
+        ) {
+            m.inc(
+                "klaxon_alert_intake_total",
+                &[("source", &source), ("result", "bad_signature")],
+            );
+            warn!(reason, "Grafana signature refused");
+            return error(StatusCode::UNAUTHORIZED, reason);
+        }
     }
     let parsed = match parse(&body) {
         Ok(a) => a,
@@ -316,8 +395,9 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
     (status, Json(body))
 }
 
-async fn metrics(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
+async fn metrics(State(Server { app, conns, .. }): State<Server>) -> impl IntoResponse {
     let mut text = app.metrics.render();
+    text.push_str(&conns.render());
     text.push_str(&format!(
         "# HELP klaxon_leader 1 while this replica leads (gateway, schedulers, outbox).\n\
          # TYPE klaxon_leader gauge\nklaxon_leader {}\n",
@@ -327,23 +407,21 @@ async fn metrics(State(Server { app, .. }): State<Server>) -> impl IntoResponse 
 }
 
 pub async fn spawn(
-    listen: SocketAddr,
+    http: &HttpConfig,
     app: Arc<App>,
     intake: IntakeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listen = http.listen;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("http.listen: cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    let router = router(app, intake);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            warn!(error = %e, "HTTP server stopped");
-        }
-    });
+    let conns = Connections::new(
+        http.max_connections,
+        Duration::from_secs(http.read_timeout_secs),
+    );
+    let router = router(app, intake, Arc::clone(&conns));
+    let task = tokio::spawn(listener::serve(listener, router, conns, shutdown));
     Ok((addr, task))
 }

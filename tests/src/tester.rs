@@ -62,6 +62,7 @@ pub struct TesterBuilder {
     intake: klaxon::config::IntakeConfig,
     alerts: klaxon_core::alerts::route::AlertsConfig,
     maintenance: klaxon_core::maintenance::MaintenanceConfig,
+    http: HttpConfig,
 }
 
 impl TesterBuilder {
@@ -153,6 +154,11 @@ impl TesterBuilder {
         }
         self
     }
+    /// `[http]` limits (the listen address is always a free loopback port).
+    pub fn http(mut self, f: impl FnOnce(&mut HttpConfig)) -> Self {
+        f(&mut self.http);
+        self
+    }
     /// Alert intake tokens (none by default: every source switched off).
     pub fn intake(mut self, f: impl FnOnce(&mut klaxon::config::IntakeConfig)) -> Self {
         f(&mut self.intake);
@@ -195,6 +201,7 @@ impl TesterBuilder {
             },
             http: HttpConfig {
                 listen: "127.0.0.1:0".parse().expect("addr"),
+                ..self.http
             },
             channels: ChannelsConfig {
                 alerts: Some(ALERTS),
@@ -313,6 +320,7 @@ impl Tester {
                 tick_secs: 1,
                 ..Default::default()
             },
+            http: HttpConfig::default(),
         }
     }
 

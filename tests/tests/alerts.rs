@@ -353,9 +353,9 @@ async fn alerts_are_grouped_and_edited_in_place_on_postgres() {
     grouped(Db::Postgres).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx() {
+async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(db: Db) {
     let t = Tester::builder()
+        .db(db)
         .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
         .alerts(|a| {
             a.group_wait_secs = 1;
@@ -394,6 +394,16 @@ async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx() {
         .contains("🔥 P3 FIRING · DiskFull · api (150)"));
     // finish() fails on any Discord limit broken (400s) or 429.
     t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx() {
+    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on_postgres() {
+    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -744,9 +754,8 @@ async fn docker_events_raise_and_resolve_container_died() {
     c.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_p1_goes_out_within_a_second_behind_a_burst() {
-    let t = delivering(Db::Sqlite).await;
+async fn a_p1_goes_out_within_a_second_behind_a_burst_on(db: Db) {
+    let t = delivering(db).await;
     // 20 groups of P3, one message each: at 5 messages per 5 s that is 20 s of sending.
     send(
         &t,
@@ -787,8 +796,17 @@ async fn a_p1_goes_out_within_a_second_behind_a_burst() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_token_stops_delivery_and_shows_in_readyz() {
-    let t = delivering(Db::Sqlite).await;
+async fn a_p1_goes_out_within_a_second_behind_a_burst() {
+    a_p1_goes_out_within_a_second_behind_a_burst_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p1_goes_out_within_a_second_behind_a_burst_on_postgres() {
+    a_p1_goes_out_within_a_second_behind_a_burst_on(Db::Postgres).await;
+}
+
+async fn a_refused_token_stops_delivery_and_shows_in_readyz_on(db: Db) {
+    let t = delivering(db).await;
     t.fake.inject(FaultRule::Status {
         path_contains: format!("/channels/{ALERTS}/messages"),
         status: 401,
@@ -832,6 +850,16 @@ async fn a_refused_token_stops_delivery_and_shows_in_readyz() {
         .unwrap();
     assert_eq!(pending, 1);
     t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_delivery_and_shows_in_readyz() {
+    a_refused_token_stops_delivery_and_shows_in_readyz_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_delivery_and_shows_in_readyz_on_postgres() {
+    a_refused_token_stops_delivery_and_shows_in_readyz_on(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -931,10 +959,10 @@ async fn a_silence_can_end_when_its_alerts_resolve() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_still_firing_is_announced_again_until_acknowledged() {
+async fn a_group_still_firing_is_announced_again_until_acknowledged_on(db: Db) {
     use klaxon_core::permissions::Level;
     let t = Tester::builder()
+        .db(db)
         .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
         .alerts(|a| {
             a.group_wait_secs = 0;
@@ -985,8 +1013,18 @@ async fn a_group_still_firing_is_announced_again_until_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_summarize_over_the_full_list_is_attached() {
+async fn a_group_still_firing_is_announced_again_until_acknowledged() {
+    a_group_still_firing_is_announced_again_until_acknowledged_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_still_firing_is_announced_again_until_acknowledged_on_postgres() {
+    a_group_still_firing_is_announced_again_until_acknowledged_on(Db::Postgres).await;
+}
+
+async fn past_summarize_over_the_full_list_is_attached_on(db: Db) {
     let t = Tester::builder()
+        .db(db)
         .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
         .alerts(|a| {
             a.group_wait_secs = 0;
@@ -1030,12 +1068,21 @@ async fn past_summarize_over_the_full_list_is_attached() {
     t.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_summarize_over_the_full_list_is_attached() {
+    past_summarize_over_the_full_list_is_attached_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_summarize_over_the_full_list_is_attached_on_postgres() {
+    past_summarize_over_the_full_list_is_attached_on(Db::Postgres).await;
+}
+
 /// Discord answers 503 to every alert post for six seconds: the outbox backs off and
 /// retries with the same nonces; after the outage every group is shown exactly
 /// once, later changes edit those messages in place, and Klaxon stayed ready.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing() {
-    let t = delivering(Db::Sqlite).await;
+async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on(db: Db) {
+    let t = delivering(db).await;
     let path = format!("/channels/{ALERTS}/messages");
     let outage = Duration::from_secs(6);
     let began = Instant::now();
@@ -1092,12 +1139,22 @@ async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing() {
     t.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing() {
+    a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on_postgres() {
+    a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on(Db::Postgres).await;
+}
+
 /// Discord accepts the requests but does not answer for a while: each one times out
 /// (`discord.request_timeout_secs`), the outbox retries with the same nonce, and the
 /// late-handled duplicates are not shown: one message.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates() {
+async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on(db: Db) {
     let t = Tester::builder()
+        .db(db)
         .request_timeout(1)
         .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
         .alerts(|a| a.group_wait_secs = 0)
@@ -1126,4 +1183,15 @@ async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplica
     assert!(posts >= 2, "retried after timing out ({posts} posts)");
     assert_eq!(t.fake.messages(ALERTS).len(), 1, "shown once");
     t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates() {
+    a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on_postgres() {
+    a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on(Db::Postgres)
+        .await;
 }

@@ -1,6 +1,12 @@
 //! Payload parsers. Fields Klaxon does not know are ignored (senders add fields in
 //! new versions); fields it needs are required, and a missing or malformed one is
 //! an error naming it, which the intake answers with 400.
+//!
+//! A NUL byte in any text (name, label, annotation, fingerprint, URL) becomes
+//! U+FFFD here, for every source and both databases: PostgreSQL's TEXT cannot
+//! hold NUL, so the whole batch failed on every retry and its clean alerts were
+//! lost; a 400 naming the field would make Alertmanager drop the batch just the
+//! same. The replaced alert is kept, still visibly odd.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +78,34 @@ fn strings(m: BTreeMap<String, Value>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `\0` → U+FFFD in every text of the alert.
+fn without_nul(mut a: Alert) -> Alert {
+    fn clean(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    }
+    fn clean_map(m: &mut BTreeMap<String, String>) {
+        if m.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            *m = std::mem::take(m)
+                .into_iter()
+                .map(|(mut k, mut v)| {
+                    clean(&mut k);
+                    clean(&mut v);
+                    (k, v)
+                })
+                .collect();
+        }
+    }
+    clean(&mut a.fingerprint);
+    clean_map(&mut a.labels);
+    clean_map(&mut a.annotations);
+    if let Some(u) = a.url.as_mut() {
+        clean(u);
+    }
+    a
+}
+
 fn webhook(body: &[u8], source: Source, version: &str) -> Result<Vec<Alert>, ParseError> {
     let v = json(body)?;
     let hook: Webhook = serde_json::from_value(v)
@@ -89,6 +123,10 @@ fn webhook(body: &[u8], source: Source, version: &str) -> Result<Vec<Alert>, Par
     let Some(alerts) = hook.alerts else {
         return Err(invalid("alerts: missing"));
     };
+    // The answer an empty generic batch gets: no sender means to notify nothing.
+    if alerts.is_empty() {
+        return Err(invalid("alerts: empty"));
+    }
     let mut out = Vec::with_capacity(alerts.len());
     for (i, raw) in alerts.into_iter().enumerate() {
         let a: WebhookAlert =
@@ -126,7 +164,7 @@ fn webhook(body: &[u8], source: Source, version: &str) -> Result<Vec<Alert>, Par
             .fingerprint
             .filter(|f| !f.trim().is_empty())
             .unwrap_or_else(|| fingerprint_of(&labels));
-        out.push(Alert {
+        out.push(without_nul(Alert {
             source,
             fingerprint,
             status,
@@ -139,7 +177,7 @@ fn webhook(body: &[u8], source: Source, version: &str) -> Result<Vec<Alert>, Par
                 .or(a.dashboard_url)
                 .or(a.generator_url)
                 .filter(|u| !u.is_empty()),
-        });
+        }));
     }
     Ok(out)
 }
@@ -226,7 +264,7 @@ pub fn generic(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
             .fingerprint
             .filter(|f| !f.trim().is_empty())
             .unwrap_or_else(|| fingerprint_of(&labels));
-        out.push(Alert {
+        out.push(without_nul(Alert {
             source: Source::Generic,
             fingerprint,
             status,
@@ -235,7 +273,7 @@ pub fn generic(body: &[u8]) -> Result<Vec<Alert>, ParseError> {
             starts_ms: time_ms(g.starts_at.as_deref()),
             ends_ms: None,
             url: g.url.filter(|u| !u.is_empty()),
-        });
+        }));
     }
     Ok(out)
 }
