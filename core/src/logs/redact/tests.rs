@@ -128,7 +128,10 @@ fn corpus() -> Vec<(String, String)> {
                 want.push_str(REDACTED);
                 rest = after;
             }
-            assert!(input.contains(MARKER), "a corpus line without a secret: {l}");
+            assert!(
+                input.contains(MARKER),
+                "a corpus line without a secret: {l}"
+            );
             input.push_str(rest);
             want.push_str(rest);
             (input, want)
