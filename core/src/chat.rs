@@ -225,10 +225,49 @@ pub fn truncate(s: &str, max: usize) -> String {
     out
 }
 
-/// Makes untrusted text safe inside Discord markdown: no mentions that could ping
-/// (even if allowed_mentions were ever misconfigured), no broken code fences.
+/// Makes untrusted text (log lines, alert labels and annotations, incident titles,
+/// member input) show literally in Discord markdown, in content, embeds and code
+/// blocks alike:
+/// - no run of three backticks survives, anywhere: a zero-width space after every
+///   second backtick of a run, and before a leading or after a trailing backtick,
+///   so neither the text alone nor the text next to a template's own backticks
+///   can open or close a code block;
+/// - no masked link: `](` becomes `]\u{200b}(` (templates never put `(` right
+///   after untrusted text, so a trailing `]` cannot complete one either);
+/// - no mention that could ping (even if allowed_mentions were ever
+///   misconfigured): `@` is followed by a zero-width space.
+///
+/// The zero-width space is invisible and stays literal inside code blocks, where a
+/// backslash escape would show.
 pub fn neutralize(s: &str) -> String {
-    s.replace("```", "`\u{200b}``").replace('@', "@\u{200b}")
+    const ZWSP: char = '\u{200b}';
+    let mut out = String::with_capacity(s.len() + 8);
+    if s.starts_with('`') {
+        out.push(ZWSP);
+    }
+    let mut run = 0;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            if run == 2 {
+                out.push(ZWSP);
+                run = 0;
+            }
+            run += 1;
+        } else {
+            run = 0;
+        }
+        out.push(c);
+        match c {
+            '@' => out.push(ZWSP),
+            ']' if chars.peek() == Some(&'(') => out.push(ZWSP),
+            _ => {}
+        }
+    }
+    if s.ends_with('`') {
+        out.push(ZWSP);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -264,6 +303,66 @@ mod tests {
             .fields
             .iter()
             .all(|f| chars(&f.value) == 1024 && chars(&f.name) == 256));
+    }
+
+    /// Issue #12 item 8: untrusted text cannot close a code block, render a masked
+    /// link or ping, whatever it holds and wherever a template puts it.
+    #[test]
+    fn output_escaping_keeps_untrusted_text_literal() {
+        let mut attacks: Vec<String> = vec![
+            "````".into(),
+            "a````b".into(),
+            "```\n[click](http://evil)\n```".into(),
+            "[click](http://evil)".into(),
+            "[click](<http://evil>)".into(),
+            "[click]".into(),
+            "[click](".into(),
+            "@everyone".into(),
+            "<@&123>".into(),
+            "<@123> @here".into(),
+            "``".into(),
+            "`x`".into(),
+        ];
+        attacks.extend((3..=10).map(|n| "`".repeat(n)));
+        attacks.extend((1..=10).map(|n| format!("log {} end", "`".repeat(n))));
+        for attack in &attacks {
+            let n = neutralize(attack);
+            // Alone, and next to a template's own backticks and brackets.
+            for shown in [
+                n.clone(),
+                format!("`{n}`"),
+                format!("``{n}``"),
+                format!("```\n{n}\n```"),
+                format!("[{n}]"),
+                format!("{n}{n}"),
+            ] {
+                assert!(
+                    !shown.contains("```") || shown.starts_with("```\n"),
+                    "{attack:?} -> {shown:?}"
+                );
+                if let Some(inner) = shown
+                    .strip_prefix("```\n")
+                    .and_then(|s| s.strip_suffix("\n```"))
+                {
+                    assert!(
+                        !inner.contains("```"),
+                        "{attack:?} closes the block: {shown:?}"
+                    );
+                }
+                assert!(!shown.contains("]("), "{attack:?} -> {shown:?}");
+                assert!(!shown.contains("@everyone") && !shown.contains("@here"));
+                assert!(
+                    !shown.contains("<@&") && !shown.contains("<@1"),
+                    "{shown:?}"
+                );
+            }
+            // Nothing is lost: without the zero-width spaces it is the same text.
+            assert_eq!(n.replace('\u{200b}', ""), *attack);
+        }
+        assert_eq!(
+            neutralize("plain text, 3 (ok) [x] y"),
+            "plain text, 3 (ok) [x] y"
+        );
     }
 
     #[test]

@@ -365,6 +365,58 @@ async fn logs_since_until_and_public() {
     c.cleanup().await;
 }
 
+/// Log lines that try to close the reply's code block and render a masked link or
+/// a ping in the public reply (issue #12, item 8).
+const ESCAPES: &[&str] = &[
+    "```",
+    "x```` [click](http://evil) @everyone",
+    "`````",
+    "[click](<http://evil>) <@&123>",
+    "``````````",
+    "ESCAPES-DONE",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_fences_and_masked_links_stay_inert() {
+    let mut c = Containers::new().await;
+    let quoted: Vec<String> = ESCAPES.iter().map(|l| format!("'{l}'")).collect();
+    let cmd = format!("printf '%s\\n' {}\nsleep 3600", quoted.join(" "));
+    let api = c.run("logs-escapes", Spec::new("v1").cmd(&cmd)).await;
+    wait_logged(&c, &api, "ESCAPES-DONE").await;
+    let t = Tester::builder()
+        .docker_host(c.host())
+        .service("api", Some(&api), None)
+        .spawn()
+        .await;
+    let reply = t
+        .slash("logs")
+        .opt("service", "api")
+        .opt("public", true)
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
+    let text = reply.text();
+    // The reply's own fences are the only ones: no line can end the block early.
+    assert_eq!(text.matches("```").count(), 2, "{text}");
+    assert!(text.ends_with("\n```"), "{text}");
+    // No link syntax and no mention survive anywhere in the message.
+    assert!(!text.contains("]("), "a masked link renders:\n{text}");
+    assert!(
+        !text.contains("@everyone") && !text.contains("<@&"),
+        "{text}"
+    );
+    // And every line is shown as it was logged (the zero-width spaces are invisible).
+    let shown: Vec<String> = block(&reply)
+        .iter()
+        .map(|l| l[9..].replace('\u{200b}', ""))
+        .collect();
+    assert_eq!(shown, ESCAPES);
+    t.finish().await;
+    c.cleanup().await;
+}
+
 /// One line of each secret kind the redactor knows, plus one for a config pattern.
 const SECRETS: &str = r#"printf '%s\n' \
   'auth header: Authorization: Bearer abcDEF123456ghiJKL.xyz' \
