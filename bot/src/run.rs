@@ -27,10 +27,12 @@ use tracing::{error, info, info_span, warn, Instrument};
 use crate::config::Config;
 use crate::discord::chat::DiscordChat;
 use crate::discord::limiter::Limiter;
-use crate::discord::proxy::{self, DiscordRest};
+use crate::discord::proxy::{self, DiscordRest, Reach};
 
 /// How long start-up waits for the gateway READY and command registration.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest wait between two tries while Discord does not answer at start-up.
+const DISCORD_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long a graceful shutdown keeps delivering the outbox.
 pub const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -83,6 +85,8 @@ impl Drop for Duties {
 
 struct Leadership {
     app: Arc<App>,
+    /// Discord's REST API behind Klaxon's limiter: start-up's checks.
+    rest: Arc<DiscordRest>,
     config: Config,
     token: String,
     proxy_addr: SocketAddr,
@@ -151,12 +155,16 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
     // The lease is renewed until the outbox has drained at shutdown.
     let (lease_stop, lease_stop_rx) = watch::channel(false);
     let (proxy_addr, proxy_task) = proxy::spawn(Arc::clone(&rest), stopped(proxy_stop_rx)).await?;
-    let gateway = rest
-        .check_gateway(&token)
-        .await
-        .context("discord.api_url: Discord is not reachable")?;
-    let user = rest.check_token(&token).await.context("discord token")?;
-    info!(%gateway, %user, "Discord reachable");
+    // A wrong token or api_url stops start-up now; an outage does not: Klaxon takes
+    // alerts over HTTP meanwhile and connects once Discord answers.
+    let outage = match rest.reach(&token).await {
+        Ok((gateway, user)) => {
+            info!(%gateway, %user, "Discord reachable");
+            None
+        }
+        Err(Reach::Refused(e)) => return Err(refused(e)),
+        Err(Reach::NotYet(cause)) => Some(cause),
+    };
 
     let chat_http = Arc::new(build_http(&token, proxy_addr));
     let chat: Arc<dyn ChatSink> = Arc::new(DiscordChat {
@@ -200,6 +208,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         chat_unauthorized: Default::default(),
         leader: Default::default(),
         in_flight: Default::default(),
+        discord_outage: std::sync::Mutex::new(outage.clone()),
     });
 
     // Every replica takes alerts: they are stored, and the leader delivers them.
@@ -217,6 +226,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
     let (fatal, _) = watch::channel(None);
     let leadership = Arc::new(Leadership {
         app: Arc::clone(&app),
+        rest: Arc::clone(&rest),
         config,
         token,
         proxy_addr,
@@ -240,38 +250,133 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         _instance: instance,
     };
 
+    if let Some(cause) = outage {
+        warn!(cause = %cause, "Discord is not answering yet: taking alerts over HTTP and connecting once it does");
+        // Leadership and the gateway come once Discord answers; a refusal then (or a
+        // failure to take up the work) stops Klaxon as a gateway failure would.
+        let l = Arc::clone(&leadership);
+        let stop = stopped(stop_rx.clone());
+        bot.lease_task = Some(tokio::spawn(
+            async move {
+                let connect = async {
+                    let live = match wait_for_discord(&l).await {
+                        Ok(()) => go_live(&l, lease_stop_rx).await,
+                        Err(e) => Err(e),
+                    };
+                    match live {
+                        Ok(Some(lease_task)) => {
+                            let _ = lease_task.await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            error!(
+                                error = format!("{e:#}"),
+                                "could not start after waiting for Discord"
+                            );
+                            l.fatal.send_replace(Some(Err(format!("{e:#}"))));
+                        }
+                    }
+                };
+                // A shutdown while waiting ends the wait (the lease loop, if it
+                // started, stops with the lease at the end of the shutdown).
+                tokio::select! {
+                    _ = stop => {}
+                    _ = connect => {}
+                }
+            }
+            .instrument(info_span!("connecting")),
+        ));
+        return Ok(bot);
+    }
+    match go_live(&leadership, lease_stop_rx).await {
+        Ok(lease_task) => {
+            bot.lease_task = lease_task;
+            Ok(bot)
+        }
+        Err(e) => {
+            bot.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+/// The error for a Discord that refused Klaxon, with the key to fix.
+fn refused(e: anyhow::Error) -> anyhow::Error {
+    if format!("{e}").contains("401") {
+        e.context("discord token")
+    } else {
+        e.context("discord.api_url: this is not a Discord API that Klaxon can use")
+    }
+}
+
+/// Waits until Discord answers, with back-off (1 s doubling, at most
+/// [`DISCORD_RETRY_MAX`]); each wait is logged once with its cause, and `/readyz`
+/// says `unreachable (retrying)` meanwhile. A refusal (401, not Discord) ends it
+/// with an error.
+async fn wait_for_discord(l: &Leadership) -> anyhow::Result<()> {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match l.rest.reach(&l.token).await {
+            Ok((gateway, user)) => {
+                info!(%gateway, %user, "Discord answers again");
+                *l.app
+                    .discord_outage
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                return Ok(());
+            }
+            Err(Reach::Refused(e)) => return Err(refused(e)),
+            Err(Reach::NotYet(cause)) => {
+                warn!(cause = %cause, retry_in_secs = wait.as_secs(), "Discord is not answering; retrying");
+                *l.app
+                    .discord_outage
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(cause);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(DISCORD_RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// After Discord answered: the leader lease (PostgreSQL), then the leader's work.
+/// Returns the lease loop's task, when there is a lease.
+async fn go_live(
+    leadership: &Arc<Leadership>,
+    lease_stop_rx: watch::Receiver<bool>,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let app = &leadership.app;
     let leads_now = match &leadership.lease {
         None => true,
-        Some(lease) => match lease.try_acquire(&app.store).await {
-            Ok(got) => got,
-            Err(e) => {
-                bot.shutdown().await;
-                return Err(anyhow!(e).context("taking the leader lease in PostgreSQL"));
-            }
-        },
+        Some(lease) => lease
+            .try_acquire(&app.store)
+            .await
+            .map_err(|e| anyhow!(e).context("taking the leader lease in PostgreSQL"))?,
     };
     leadership.holding.store(leads_now, Ordering::SeqCst);
-    if leadership.lease.is_some() {
-        bot.lease_task = Some(tokio::spawn(
-            lease_loop(Arc::clone(&leadership), stopped(lease_stop_rx))
+    let lease_task = leadership.lease.is_some().then(|| {
+        tokio::spawn(
+            lease_loop(Arc::clone(leadership), stopped(lease_stop_rx))
                 .instrument(info_span!("lease")),
-        ));
-    }
+        )
+    });
     if !leads_now {
         let holder = match Lease::current(&app.store).await {
             Ok(Some((h, _))) => h,
             _ => "another replica".into(),
         };
         info!(leader = %holder, "following: another replica leads; taking alerts over HTTP and standing by");
-        return Ok(bot);
+        return Ok(lease_task);
     }
-    match become_leader(&leadership).await {
+    match become_leader(leadership).await {
         Ok(()) => {
             info!("slash commands registered; Klaxon is up");
-            Ok(bot)
+            Ok(lease_task)
         }
         Err(e) => {
-            bot.shutdown().await;
+            if let Some(t) = lease_task {
+                t.abort();
+            }
             Err(e)
         }
     }
@@ -296,6 +401,10 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
     let app = &l.app;
     let config = &l.config;
     let (stop, stop_rx) = watch::channel(false);
+
+    // A leader taking over during a Discord outage waits it out (holding the lease)
+    // instead of failing and handing the lease around.
+    wait_for_discord(l).await?;
 
     // A rollback a previous run left half done: make sure the service runs, and say
     // so in the alerts channel, before any new command can touch it.

@@ -381,13 +381,23 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
     // A follower has no gateway session by design: ready when it can store alerts.
     let gateway = !leader || app.chat_connected.load(Ordering::Relaxed);
     let token = !app.chat_unauthorized.load(Ordering::Relaxed);
+    // Discord did not answer at start-up: alerts are stored, nothing is posted yet.
+    let outage = app
+        .discord_outage
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let body = serde_json::json!({
         "role": if leader { "leader" } else { "follower" },
         "database": if db { "ok" } else { "unreachable" },
         "gateway": if !leader { "not needed (follower)" } else if gateway { "connected" } else { "disconnected" },
         "discord_token": if token { "ok" } else { "refused (401): alert delivery stopped" },
+        "discord": match &outage {
+            None => "ok".to_string(),
+            Some(cause) => format!("unreachable (retrying): {cause}"),
+        },
     });
-    let status = if db && gateway && token {
+    let status = if db && gateway && token && outage.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -56,6 +56,9 @@ pub struct App {
     /// Commands, buttons and modals being handled now: a graceful shutdown waits
     /// for them before it closes the Discord transport and the database.
     pub in_flight: std::sync::atomic::AtomicUsize,
+    /// Discord did not answer at start-up (or at a take-over), and Klaxon is
+    /// retrying: the cause, for `/readyz`. `None` once it answered.
+    pub discord_outage: std::sync::Mutex<Option<String>>,
 }
 
 /// Counts one interaction in [`App::in_flight`] while it lives.

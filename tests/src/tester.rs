@@ -63,9 +63,17 @@ pub struct TesterBuilder {
     alerts: klaxon_core::alerts::route::AlertsConfig,
     maintenance: klaxon_core::maintenance::MaintenanceConfig,
     http: HttpConfig,
+    /// Discord answers 503 to every REST request for this long after the fake
+    /// starts: the bot starts during an outage.
+    outage_at_start: Option<Duration>,
 }
 
 impl TesterBuilder {
+    /// The bot starts while Discord answers 503 to everything, for `d`.
+    pub fn outage_at_start(mut self, d: Duration) -> Self {
+        self.outage_at_start = Some(d);
+        self
+    }
     pub fn db(mut self, db: Db) -> Self {
         self.db = db;
         self
@@ -175,6 +183,13 @@ impl TesterBuilder {
         let fake = FakeDiscord::start(self.fake.clone())
             .await
             .expect("starting the fake Discord");
+        if let Some(d) = self.outage_at_start {
+            fake.inject(klaxon_fake_discord::FaultRule::Outage {
+                path_contains: String::new(),
+                status: 503,
+                until: std::time::Instant::now() + d,
+            });
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let url = match (self.database_url.clone(), self.db) {
             (Some(url), _) => url,
@@ -303,6 +318,7 @@ impl Tester {
                 ..Thresholds::default()
             },
             permissions: BTreeMap::new(),
+            outage_at_start: None,
             logs: Default::default(),
             rollback: Default::default(),
             incidents: Default::default(),

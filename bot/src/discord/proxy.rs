@@ -89,52 +89,71 @@ impl DiscordRest {
             .map_err(|e| anyhow::anyhow!("GET {}{path} failed: {e}", self.upstream))
     }
 
-    /// `GET /gateway`: fails loudly when Discord (or the configured `api_url`) is
-    /// unreachable, instead of serenity's warning and silent fallback to the real
-    /// gateway. Returns the gateway URL.
-    pub async fn check_gateway(&self, token: &str) -> anyhow::Result<String> {
-        let resp = self.get("/api/v10/gateway", token).await?;
-        if !resp.status.is_success() {
-            anyhow::bail!(
-                "GET {}/api/v10/gateway answered {}: {}",
-                self.upstream,
-                resp.status,
-                String::from_utf8_lossy(&resp.body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            );
-        }
+    /// `GET /gateway` then `GET /users/@me`: Discord (or the configured `api_url`)
+    /// answers as Discord, and the token works. Returns the gateway URL and the bot's
+    /// user name. An outage (no connection, a timeout, 5xx, 429) is [`Reach::NotYet`]:
+    /// start-up waits it out. Anything that will not change by waiting (401, a 404
+    /// or a body that is not Discord's) is [`Reach::Refused`].
+    pub async fn reach(&self, token: &str) -> Result<(String, String), Reach> {
         #[derive(serde::Deserialize)]
         struct Gateway {
             url: String,
-        }
-        let g: Gateway = serde_json::from_slice(&resp.body).map_err(|e| {
-            anyhow::anyhow!("GET /api/v10/gateway returned an unexpected body: {e}")
-        })?;
-        Ok(g.url)
-    }
-
-    /// `GET /users/@me`: the token works (a 401 here would otherwise surface as a
-    /// gateway that never becomes ready). Returns the bot's user name.
-    pub async fn check_token(&self, token: &str) -> anyhow::Result<String> {
-        let resp = self.get("/api/v10/users/@me", token).await?;
-        match resp.status.as_u16() {
-            200..=299 => {}
-            401 => {
-                anyhow::bail!("Discord refused the token (401 Unauthorized); check DISCORD_TOKEN")
-            }
-            other => anyhow::bail!("GET /api/v10/users/@me answered {other}"),
         }
         #[derive(serde::Deserialize)]
         struct User {
             username: String,
         }
-        let u: User = serde_json::from_slice(&resp.body).map_err(|e| {
-            anyhow::anyhow!("GET /api/v10/users/@me returned an unexpected body: {e}")
-        })?;
-        Ok(u.username)
+        let gateway: Gateway = self.get_json("/api/v10/gateway", token).await?;
+        let user: User = self.get_json("/api/v10/users/@me", token).await?;
+        Ok((gateway.url, user.username))
     }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> Result<T, Reach> {
+        let resp = self
+            .get(path, token)
+            .await
+            .map_err(|e| Reach::NotYet(format!("{e:#}")))?;
+        let status = resp.status.as_u16();
+        let body = || {
+            String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        };
+        match status {
+            200..=299 => serde_json::from_slice(&resp.body).map_err(|e| {
+                Reach::Refused(anyhow::anyhow!(
+                    "GET {}{path} returned a body that is not Discord's ({e}); check discord.api_url",
+                    self.upstream
+                ))
+            }),
+            401 => Err(Reach::Refused(anyhow::anyhow!(
+                "Discord refused the token (401 Unauthorized); check DISCORD_TOKEN"
+            ))),
+            429 | 500..=599 => Err(Reach::NotYet(format!(
+                "GET {}{path} answered {status}",
+                self.upstream
+            ))),
+            _ => Err(Reach::Refused(anyhow::anyhow!(
+                "GET {}{path} answered {status}: {}; check discord.api_url",
+                self.upstream,
+                body()
+            ))),
+        }
+    }
+}
+
+/// Why Discord could not be used at start-up.
+#[derive(Debug)]
+pub enum Reach {
+    /// An outage: worth waiting for. The text names the cause.
+    NotYet(String),
+    /// A wrong token or `api_url`: waiting will not help.
+    Refused(anyhow::Error),
 }
 
 fn is_hop_by_hop(name: &http::HeaderName) -> bool {
