@@ -1,5 +1,7 @@
 //! Alerts in the database: one row per (source, fingerprint).
 
+use std::collections::{BTreeMap, HashMap};
+
 use sqlx::Row;
 
 use super::route::Router;
@@ -25,8 +27,26 @@ pub struct Ingested {
     pub changed: Vec<usize>,
 }
 
+/// Alerts per multi-row statement: 17 parameters each, far inside SQLite's and
+/// PostgreSQL's limits on parameters per statement.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// What an upsert does to an alert's `group_id` and `held_by`.
+#[derive(Debug, Clone, PartialEq)]
+enum Place {
+    /// A duplicate or a change with nowhere to go: both stay as they are.
+    Keep,
+    /// Joined this group (and is no longer held).
+    Group(i64),
+    /// Held back by a silence or a maintenance window (`silence:<id>`, ...).
+    Held(String),
+}
+
 /// Stores a whole notification in one transaction: either every alert of it is
-/// recorded, or none is (and the sender, getting no 2xx, retries).
+/// recorded, or none is (and the sender, getting no 2xx, retries). The decisions
+/// are made in order, alert by alert, as if each were stored alone; the writes are
+/// batched: one read of what is stored, multi-row upserts, one write per group,
+/// silence and window touched.
 pub async fn ingest(
     store: &Store,
     router: &Router,
@@ -54,18 +74,17 @@ pub async fn ingest(
         Default::default()
     };
     let windows = crate::maintenance::in_force_in(&mut tx, now_ms).await?;
+    let mut status = stored_statuses(&mut tx, alerts).await?;
+    // Groups joined by this notification: id and whether it is firing now. A group
+    // already joined is written again only when that changes something (a P1 makes
+    // it due now; a firing alert re-opens a resolved group).
+    let mut joined: HashMap<String, (i64, bool)> = HashMap::new();
+    let mut held_by_silence: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut held_by_window: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut places = Vec::with_capacity(alerts.len());
     for (position, a) in alerts.iter().enumerate() {
-        let labels = serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into());
-        let annotations = serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into());
-        let before =
-            sqlx::query("SELECT status FROM alerts WHERE source = $1 AND fingerprint = $2")
-                .bind(a.source.as_str())
-                .bind(&a.fingerprint)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get::<String, _>("status"))
-                .transpose()?;
-        let before = before.as_deref().and_then(AlertStatus::parse);
+        let id = (a.source.as_str().to_string(), a.fingerprint.clone());
+        let before = status.insert(id, a.status);
         // Only a change is news: a duplicate does not make its group's message due.
         let news = match (before, a.status) {
             (Some(b), s) if b == s => {
@@ -89,82 +108,63 @@ pub async fn ingest(
                 false
             }
         };
-        let resolved_ms = (a.status == AlertStatus::Resolved).then_some(now_ms);
-        sqlx::query(
-            "INSERT INTO alerts (source, fingerprint, status, name, severity, service, labels, \
-             annotations, url, starts_ms, ends_ms, first_seen_ms, last_seen_ms, resolved_ms, received) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1) \
-             ON CONFLICT (source, fingerprint) DO UPDATE SET status = excluded.status, \
-             name = excluded.name, severity = excluded.severity, service = excluded.service, \
-             labels = excluded.labels, annotations = excluded.annotations, url = excluded.url, \
-             starts_ms = COALESCE(excluded.starts_ms, alerts.starts_ms), ends_ms = excluded.ends_ms, \
-             last_seen_ms = excluded.last_seen_ms, \
-             resolved_ms = CASE WHEN excluded.status = 'resolved' \
-                 THEN COALESCE(alerts.resolved_ms, excluded.resolved_ms) ELSE NULL END, \
-             received = alerts.received + 1",
-        )
-        .bind(a.source.as_str())
-        .bind(&a.fingerprint)
-        .bind(a.status.as_str())
-        .bind(a.name())
-        .bind(a.label("severity").unwrap_or_default())
-        .bind(a.label("service").unwrap_or_default())
-        .bind(labels)
-        .bind(annotations)
-        .bind(a.url.as_deref().unwrap_or_default())
-        .bind(a.starts_ms)
-        .bind(a.ends_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(resolved_ms)
-        .execute(&mut *tx)
-        .await?;
         // A silence that ended while this notification was matched holds nothing.
         let silenced = silenced[position].filter(|id| live.contains(id));
         let window = crate::maintenance::holding(&windows, a.label("service"));
-        if let (true, Some(w)) = (news, window) {
+        let place = if let (true, Some(w)) = (news, window) {
             // Planned work: held for the window's end-of-maintenance summary.
             out.held += 1;
-            sqlx::query("UPDATE alerts SET held_by = $1 WHERE source = $2 AND fingerprint = $3")
-                .bind(format!("maintenance:{w}"))
-                .bind(a.source.as_str())
-                .bind(&a.fingerprint)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE maintenance_windows SET held = held + 1 WHERE id = $1")
-                .bind(w)
-                .execute(&mut *tx)
-                .await?;
+            *held_by_window.entry(w).or_default() += 1;
+            Place::Held(format!("maintenance:{w}"))
         } else if let (true, Some(silence)) = (news, silenced) {
             out.held += 1;
-            sqlx::query("UPDATE alerts SET held_by = $1 WHERE source = $2 AND fingerprint = $3")
-                .bind(format!("silence:{silence}"))
-                .bind(a.source.as_str())
-                .bind(&a.fingerprint)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE silences SET held = held + 1 WHERE id = $1")
-                .bind(silence)
-                .execute(&mut *tx)
-                .await?;
+            *held_by_silence.entry(silence).or_default() += 1;
+            Place::Held(format!("silence:{silence}"))
         } else if news {
             out.changed.push(position);
             let routed = router.route(a);
-            if let Some(channel) = routed.channel.or(default_channel) {
-                let (key, title) = router.group(a, &routed);
-                let group =
-                    join_group(&mut tx, router, &key, &title, channel, &routed, a, now_ms).await?;
-                sqlx::query(
-                    "UPDATE alerts SET group_id = $1, held_by = NULL \
-                     WHERE source = $2 AND fingerprint = $3",
-                )
-                .bind(group)
-                .bind(a.source.as_str())
-                .bind(&a.fingerprint)
-                .execute(&mut *tx)
-                .await?;
+            match routed.channel.or(default_channel) {
+                Some(channel) => {
+                    let (key, title) = router.group(a, &routed);
+                    let p1 = routed.severity == Severity::P1;
+                    let group = match joined.get(&key) {
+                        Some(&(id, firing))
+                            if !p1 && (firing || a.status != AlertStatus::Firing) =>
+                        {
+                            id
+                        }
+                        _ => {
+                            let (id, firing) = join_group(
+                                &mut tx, router, &key, &title, channel, &routed, a, now_ms,
+                            )
+                            .await?;
+                            joined.insert(key, (id, firing));
+                            id
+                        }
+                    };
+                    Place::Group(group)
+                }
+                None => Place::Keep,
             }
-        }
+        } else {
+            Place::Keep
+        };
+        places.push(place);
+    }
+    upsert_alerts(&mut tx, alerts, &places, now_ms).await?;
+    for (id, n) in held_by_window {
+        sqlx::query("UPDATE maintenance_windows SET held = held + $1 WHERE id = $2")
+            .bind(n)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (id, n) in held_by_silence {
+        sqlx::query("UPDATE silences SET held = held + $1 WHERE id = $2")
+            .bind(n)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
     }
     // Silences that end with their alerts: ended once none they held still fires.
     sqlx::query(
@@ -178,6 +178,136 @@ pub async fn ingest(
     .await?;
     tx.commit().await?;
     Ok(out)
+}
+
+/// The stored status of every alert of the notification, read in a few queries.
+async fn stored_statuses(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    alerts: &[Alert],
+) -> Result<HashMap<(String, String), AlertStatus>, StoreError> {
+    let mut by_source: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for a in alerts {
+        by_source
+            .entry(a.source.as_str())
+            .or_default()
+            .push(a.fingerprint.as_str());
+    }
+    let mut out = HashMap::with_capacity(alerts.len());
+    for (source, fingerprints) in by_source {
+        for chunk in fingerprints.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT fingerprint, status FROM alerts WHERE source = $1 AND fingerprint IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(source);
+            for f in chunk {
+                q = q.bind(*f);
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                let fingerprint: String = r.try_get("fingerprint")?;
+                let status: String = r.try_get("status")?;
+                if let Some(s) = AlertStatus::parse(&status) {
+                    out.insert((source.to_string(), fingerprint), s);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the alerts in order, many per statement. A statement holds alerts of one
+/// kind (placed or not) and each alert once, so every row is written exactly as
+/// one statement per alert would have written it.
+async fn upsert_alerts(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    alerts: &[Alert],
+    places: &[Place],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut start = 0;
+    while start < alerts.len() {
+        let placed = places[start] != Place::Keep;
+        let mut seen = std::collections::HashSet::new();
+        let mut end = start;
+        while end < alerts.len()
+            && end - start < ROWS_PER_STATEMENT
+            && (places[end] != Place::Keep) == placed
+            && seen.insert((
+                alerts[end].source.as_str(),
+                alerts[end].fingerprint.as_str(),
+            ))
+        {
+            end += 1;
+        }
+        upsert_chunk(tx, &alerts[start..end], &places[start..end], placed, now_ms).await?;
+        start = end;
+    }
+    Ok(())
+}
+
+async fn upsert_chunk(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    alerts: &[Alert],
+    places: &[Place],
+    placed: bool,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    const COLUMNS: usize = 16;
+    let mut values = Vec::with_capacity(alerts.len());
+    for i in 0..alerts.len() {
+        let marks: Vec<String> = (1..=COLUMNS)
+            .map(|c| format!("${}", i * COLUMNS + c))
+            .collect();
+        values.push(format!("({}, 1)", marks.join(", ")));
+    }
+    let placement = if placed {
+        // A held alert keeps the group it was shown in (its release updates it).
+        ", group_id = COALESCE(excluded.group_id, alerts.group_id), held_by = excluded.held_by"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "INSERT INTO alerts (source, fingerprint, status, name, severity, service, labels, \
+         annotations, url, starts_ms, ends_ms, first_seen_ms, last_seen_ms, resolved_ms, \
+         group_id, held_by, received) VALUES {} \
+         ON CONFLICT (source, fingerprint) DO UPDATE SET status = excluded.status, \
+         name = excluded.name, severity = excluded.severity, service = excluded.service, \
+         labels = excluded.labels, annotations = excluded.annotations, url = excluded.url, \
+         starts_ms = COALESCE(excluded.starts_ms, alerts.starts_ms), ends_ms = excluded.ends_ms, \
+         last_seen_ms = excluded.last_seen_ms, \
+         resolved_ms = CASE WHEN excluded.status = 'resolved' \
+             THEN COALESCE(alerts.resolved_ms, excluded.resolved_ms) ELSE NULL END, \
+         received = alerts.received + 1{placement}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (a, place) in alerts.iter().zip(places) {
+        let (group, held): (Option<i64>, Option<String>) = match place {
+            Place::Keep => (None, None),
+            Place::Group(g) => (Some(*g), None),
+            Place::Held(h) => (None, Some(h.clone())),
+        };
+        q = q
+            .bind(a.source.as_str())
+            .bind(a.fingerprint.clone())
+            .bind(a.status.as_str())
+            .bind(a.name().to_string())
+            .bind(a.label("severity").unwrap_or_default().to_string())
+            .bind(a.label("service").unwrap_or_default().to_string())
+            .bind(serde_json::to_string(&a.labels).unwrap_or_else(|_| "{}".into()))
+            .bind(serde_json::to_string(&a.annotations).unwrap_or_else(|_| "{}".into()))
+            .bind(a.url.clone().unwrap_or_default())
+            .bind(a.starts_ms)
+            .bind(a.ends_ms)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind((a.status == AlertStatus::Resolved).then_some(now_ms))
+            .bind(group)
+            .bind(held);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// An alert as stored, from a row with `status`, `labels` and `annotations` (and
@@ -254,8 +384,11 @@ pub(crate) async fn release_held(
             let routed = router.route(&a);
             if let Some(channel) = routed.channel.or(default_channel) {
                 let (key, title) = router.group(&a, &routed);
-                group =
-                    Some(join_group(tx, router, &key, &title, channel, &routed, &a, now_ms).await?);
+                group = Some(
+                    join_group(tx, router, &key, &title, channel, &routed, &a, now_ms)
+                        .await?
+                        .0,
+                );
                 if a.status == AlertStatus::Firing {
                     released += 1;
                 }
@@ -287,7 +420,7 @@ async fn join_group(
     routed: &super::route::Routed,
     a: &Alert,
     now_ms: i64,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, bool), StoreError> {
     let cfg = &router.config;
     let p1 = routed.severity == Severity::P1;
     let row = sqlx::query(
@@ -328,7 +461,7 @@ async fn join_group(
         .fetch_one(&mut **tx)
         .await?
         .try_get("id")?;
-        return Ok(id);
+        return Ok((id, true));
     };
     let id: i64 = row.try_get("id")?;
     let status: String = row.try_get("status")?;
@@ -361,7 +494,7 @@ async fn join_group(
             .execute(&mut **tx)
             .await?;
     }
-    Ok(id)
+    Ok((id, status == "firing" || refiring))
 }
 
 /// A stored alert, as `/alerts list` and the grouper read it.
