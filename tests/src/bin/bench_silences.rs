@@ -120,6 +120,17 @@ async fn run() -> anyhow::Result<bool> {
     for r in 0..rounds {
         with.push(round(&t, "silenced", r, alerts).await?);
     }
+    let ms = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1_000.0))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("  each notification, no silence (ms): {}", ms(&without));
+    println!(
+        "  each notification, {silences} silences (ms): {}",
+        ms(&with)
+    );
     let (p50a, maxa) = summary(without);
     let (p50b, maxb) = summary(with);
     println!("bench-silences ({db:?}): {rounds} notifications of {alerts} alerts each");
