@@ -4,7 +4,8 @@
 //! ```text
 //! source /tmp/klaxon-test-env                    # or: eval "$(scripts/test.sh --env-only)"
 //! cargo build --release -p klaxon -p klaxon-tests
-//! target/release/bench-logs [--bytes 1100000000] [--reps 1]
+//! target/release/bench-logs [--bytes 1100000000] [--reps 1] [--concurrent 16] [--max-concurrent-reads K]
+//! target/release/bench-logs --bytes 0 --concurrent 16     # only the concurrent scenario
 //! ```
 //!
 //! 1. A busybox container writes `--bytes` of log lines to stdout (`yes` of a
@@ -25,6 +26,13 @@
 //! Targets (reported, exit 1 when missed): wall time within 1.2x of the baseline,
 //! peak RSS above idle under 64 MB; also exit 1 on a wrong answer or a Discord rule
 //! broken. Writes `target/bench/logs.json`.
+//!
+//! `--concurrent N` adds the scenario of issue #12 item 12 (see `concurrent.rs`):
+//! N members ask `/logs lines:5000` at once over a log of 4 KB lines, against a
+//! fresh bot. `/logs` reads take turns (`[logs] max_concurrent_reads`, default 2),
+//! so the bot's peak RSS must stay under idle + 128 MiB. `--max-concurrent-reads K`
+//! writes that setting into the bot's config (`16` shows what the queue saves).
+//! `--bytes 0` skips the big log and its two scenarios.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -47,7 +55,13 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 const INGEST_TIMEOUT: Duration = Duration::from_secs(900);
 
-const USAGE: &str = "usage: bench-logs [--bytes N] [--reps N]  (defaults 1100000000, 1)";
+const USAGE: &str =
+    "usage: bench-logs [--bytes N] [--reps N] [--concurrent N] [--max-concurrent-reads N]\n  \
+    defaults: --bytes 1100000000 (0 skips the big log), --reps 1, no concurrent scenario, \
+    the bot's own max_concurrent_reads";
+
+#[path = "bench_logs/concurrent.rs"]
+mod concurrent;
 
 /// The generator: a 100-line chunk repeated by `yes`, cut at $BYTES.
 const GENERATOR: &str = r#"pad=$(head -c 100 /dev/zero | tr '\0' x)
@@ -63,14 +77,21 @@ yes "$chunk" | head -c "$BYTES"
 "#;
 
 struct Args {
+    /// 0: no big log, no `lines:1000` / `grep` scenarios.
     bytes: u64,
     reps: usize,
+    /// `/logs lines:5000` sent at once, when the concurrent scenario runs.
+    concurrent: Option<usize>,
+    /// `[logs] max_concurrent_reads` for the bot; its default when `None`.
+    max_reads: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         bytes: 1_100_000_000,
         reps: 1,
+        concurrent: None,
+        max_reads: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,8 +100,8 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--bytes" => {
                 args.bytes = match it.next().and_then(|v| v.parse().ok()) {
-                    Some(n) if n > 0 => n,
-                    _ => value()?,
+                    Some(n) => n,
+                    None => value()?,
                 }
             }
             "--reps" => {
@@ -89,9 +110,26 @@ fn parse_args() -> Result<Args, String> {
                     _ => value()? as usize,
                 }
             }
+            "--concurrent" => {
+                args.concurrent = match it.next().and_then(|v| v.parse().ok()) {
+                    Some(n) if n > 0 => Some(n),
+                    _ => Some(value()? as usize),
+                }
+            }
+            "--max-concurrent-reads" => {
+                args.max_reads = match it.next().and_then(|v| v.parse().ok()) {
+                    Some(n) if n > 0 => Some(n),
+                    _ => Some(value()? as usize),
+                }
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
+    }
+    if args.bytes == 0 && args.concurrent.is_none() {
+        return Err(format!(
+            "--bytes 0 without --concurrent: nothing to run\n{USAGE}"
+        ));
     }
     Ok(args)
 }
@@ -160,17 +198,19 @@ struct LogStats {
     count: Duration,
 }
 
-/// Starts the generator and waits for it to exit (every byte logged).
-async fn generate(c: &mut Containers, bytes: u64) -> anyhow::Result<(String, Duration)> {
+/// Starts a generator (`sh -c script` with `env`, `KEY=value` each) and waits
+/// for it to exit (every byte logged).
+async fn generate(
+    c: &mut Containers,
+    prefix: &str,
+    script: &str,
+    env: &[&str],
+) -> anyhow::Result<(String, Duration)> {
     let started = Instant::now();
-    let name = c
-        .run(
-            "bench-logs",
-            Spec::new("v1")
-                .cmd(GENERATOR)
-                .env(&format!("BYTES={bytes}")),
-        )
-        .await;
+    let spec = env
+        .iter()
+        .fold(Spec::new("v1").cmd(script), |spec, kv| spec.env(kv));
+    let name = c.run(prefix, spec).await;
     loop {
         let state = c
             .docker
@@ -233,7 +273,16 @@ fn toml_str(s: &str) -> String {
     Value::from(s).to_string()
 }
 
-fn config_toml(api_url: &str, db_url: &str, docker_host: &str, container: &str) -> String {
+fn config_toml(
+    api_url: &str,
+    db_url: &str,
+    docker_host: &str,
+    container: &str,
+    max_reads: Option<usize>,
+) -> String {
+    let max_reads = max_reads
+        .map(|n| format!("max_concurrent_reads = {n}\n"))
+        .unwrap_or_default();
     format!(
         r#"[discord]
 api_url = {api}
@@ -255,7 +304,7 @@ admin = [{admin}]
 [logs]
 # The whole gigabyte must be read: the bench measures throughput, not the deadline.
 read_timeout_secs = 900
-
+{max_reads}
 [[services]]
 name = "bench"
 container = {container}
@@ -281,6 +330,7 @@ async fn start_bot(
     dir: &Path,
     docker_host: &str,
     container: &str,
+    max_reads: Option<usize>,
 ) -> anyhow::Result<Bot> {
     let binary = klaxon_binary()?;
     let config = dir.join("klaxon.toml");
@@ -291,6 +341,7 @@ async fn start_bot(
             &env::sqlite_url(dir),
             docker_host,
             container,
+            max_reads,
         ),
     )
     .with_context(|| format!("writing {}", config.display()))?;
@@ -574,7 +625,13 @@ async fn bench(
 ) -> anyhow::Result<Value> {
     let mut c = Containers::new().await;
     let since = chrono::Utc::now() - chrono::Duration::seconds(5);
-    let (name, ingest) = generate(&mut c, args.bytes).await?;
+    let (name, ingest) = generate(
+        &mut c,
+        "bench-logs",
+        GENERATOR,
+        &[&format!("BYTES={}", args.bytes)],
+    )
+    .await?;
     let t = Instant::now();
     let (lines, bytes, errors) = count(&c, &name).await?;
     let log = LogStats {
@@ -597,7 +654,15 @@ async fn bench(
     let token = fake_cfg.token.clone();
     let fake = FakeDiscord::start(fake_cfg).await?;
     let dir = tempfile::tempdir().context("creating a temp dir")?;
-    let mut bot = start_bot(&fake, &token, dir.path(), docker_host, &name).await?;
+    let mut bot = start_bot(
+        &fake,
+        &token,
+        dir.path(),
+        docker_host,
+        &name,
+        args.max_reads,
+    )
+    .await?;
     tokio::time::sleep(SETTLE).await;
     let idle = Memory::of(bot.pid)?;
     println!(
@@ -723,17 +788,34 @@ async fn main() -> ExitCode {
     };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "bench-logs: {} bytes of logs, {} rep(s); {cpus} CPU(s); engine {docker_host}",
-        args.bytes, args.reps
+        "bench-logs: {} bytes of logs, {} rep(s), concurrent scenario: {}, max_concurrent_reads: {}; {cpus} CPU(s); engine {docker_host}",
+        args.bytes,
+        args.reps,
+        args.concurrent.map_or("off".into(), |n| format!("{n} reads")),
+        args.max_reads.map_or("the bot's default".into(), |n| n.to_string()),
     );
     let mut failures = Vec::new();
     let started = Instant::now();
-    let report = match bench(&args, &docker_host, &mut failures).await {
-        Ok(v) => v,
-        Err(e) => {
-            failures.push(format!("{e:#}"));
-            json!({ "error": format!("{e:#}") })
+    let report = if args.bytes == 0 {
+        Value::Null
+    } else {
+        match bench(&args, &docker_host, &mut failures).await {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{e:#}"));
+                json!({ "error": format!("{e:#}") })
+            }
         }
+    };
+    let concurrent = match args.concurrent {
+        None => Value::Null,
+        Some(n) => match concurrent::run(n, args.max_reads, &docker_host, &mut failures).await {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("concurrent: {e:#}"));
+                json!({ "error": format!("{e:#}") })
+            }
+        },
     };
     println!("total {:.0} s", started.elapsed().as_secs_f64());
     let report = json!({
@@ -741,8 +823,14 @@ async fn main() -> ExitCode {
         "bytes_requested": args.bytes,
         "reps": args.reps,
         "cpus": cpus,
-        "targets": { "wall_ratio": WALL_RATIO_TARGET, "peak_rss_above_idle_mib": 64 },
+        "max_concurrent_reads": args.max_reads,
+        "targets": {
+            "wall_ratio": WALL_RATIO_TARGET,
+            "peak_rss_above_idle_mib": 64,
+            "concurrent_peak_rss_above_idle_mib": mib(concurrent::PEAK_TARGET),
+        },
         "result": report,
+        "concurrent": concurrent,
         "failures": failures,
         "pass": failures.is_empty(),
     });
