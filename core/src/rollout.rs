@@ -817,14 +817,26 @@ pub fn normalize_repository(repo: &str) -> &str {
     repo.strip_prefix("library/").unwrap_or(repo)
 }
 
+/// A reference as Docker lists it: repository normalized, `:latest` when it names
+/// neither tag nor digest.
+fn normalize_reference(reference: &str) -> String {
+    let repo = repository(reference);
+    let rest = &reference[repo.len()..];
+    let rest = if rest.is_empty() { ":latest" } else { rest };
+    format!("{}{rest}", normalize_repository(repo))
+}
+
 /// Whether a rollback may run this image: its repository must be the service's own
-/// (`own`, from the running container) or one of `allowed`. A target named by tag
-/// is judged by that name; one named by image id (or an id prefix) by the tags the
-/// engine has for it. `Err` carries the image's repository for the refusal.
+/// (`own`, from the running container) or one of `allowed`. The image is judged by
+/// the names the engine has for it (`names`: its repo tags and repo digests), never
+/// by the typed text alone: Docker finds `own/app@sha256:<id>` for any image whose
+/// id that is, whatever repository stands in front. A target named by tag or digest
+/// must be one of those names; one named by image id (or an id prefix) needs one of
+/// them in an allowed repository. `Err` carries the image's repository.
 fn allowed_target(
     reference: &str,
     image_id: &str,
-    repo_tags: &[String],
+    names: &[String],
     own: &str,
     allowed: &[String],
 ) -> Result<(), String> {
@@ -833,21 +845,28 @@ fn allowed_target(
         (!own.is_empty() && repo == normalize_repository(own))
             || allowed.iter().any(|a| normalize_repository(a) == repo)
     };
-    if !is_id_of(reference, image_id) {
-        let repo = repository(reference);
-        return if ok(repo) {
+    let engine_repo = || match names.first() {
+        Some(n) => repository(n).to_string(),
+        None => "no repository (an untagged image)".to_string(),
+    };
+    if is_id_of(reference, image_id) {
+        return if names.iter().any(|n| ok(repository(n))) {
             Ok(())
         } else {
-            Err(repo.to_string())
+            Err(engine_repo())
         };
     }
-    if repo_tags.iter().any(|t| ok(repository(t))) {
-        return Ok(());
+    let typed = normalize_reference(reference);
+    if !names.iter().any(|n| normalize_reference(n) == typed) {
+        // The engine does not know the image by the name typed.
+        return Err(engine_repo());
     }
-    Err(match repo_tags.first() {
-        Some(t) => repository(t).to_string(),
-        None => "no repository (an untagged image)".to_string(),
-    })
+    let repo = repository(reference);
+    if ok(repo) {
+        Ok(())
+    } else {
+        Err(repo.to_string())
+    }
 }
 
 /// Whether `reference` names the image by its id (`sha256:…` or a prefix of 12 or
@@ -1218,10 +1237,17 @@ pub async fn plan(
             };
             // The new container gets the service's environment, mounts and networks:
             // only images of its own repository (or those the config allows) may run.
+            let names: Vec<String> = target_img
+                .repo_tags
+                .iter()
+                .chain(target_img.repo_digests.iter())
+                .flatten()
+                .cloned()
+                .collect();
             if let Err(image_repo) = allowed_target(
                 &target.reference,
                 &target.id,
-                target_img.repo_tags.as_deref().unwrap_or_default(),
+                &names,
                 &repo,
                 &svc.allowed_images,
             ) {
@@ -2283,49 +2309,80 @@ mod tests {
         let own = "klaxon-test/app";
         let none: &[String] = &[];
         let id = "sha256:0123456789abcdef0123456789abcdef";
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let v1 = names(&["klaxon-test/app:v1"]);
         // The service's own repository, by tag, in any spelling Docker accepts.
         assert_eq!(
-            allowed_target("klaxon-test/app:v1", id, &[], own, none),
+            allowed_target("klaxon-test/app:v1", id, &v1, own, none),
             Ok(())
         );
         assert_eq!(
-            allowed_target("docker.io/klaxon-test/app:v1", id, &[], own, none),
+            allowed_target("docker.io/klaxon-test/app:v1", id, &v1, own, none),
             Ok(())
         );
         // Another repository: refused, naming it.
+        let evil = names(&["evil/dump:1"]);
         assert_eq!(
-            allowed_target("evil/dump:1", id, &[], own, none),
+            allowed_target("evil/dump:1", id, &evil, own, none),
             Err("evil/dump".to_string())
         );
         // A tag that merely looks like the repository is still another repository.
         assert_eq!(
-            allowed_target("klaxon-test/app-evil:1", id, &[], own, none),
+            allowed_target(
+                "klaxon-test/app-evil:1",
+                id,
+                &names(&["klaxon-test/app-evil:1"]),
+                own,
+                none
+            ),
             Err("klaxon-test/app-evil".to_string())
+        );
+        // The own repository in front of a foreign image's digest: Docker resolves
+        // it by id, so the engine's names decide.
+        assert_eq!(
+            allowed_target(
+                "klaxon-test/app@sha256:0123456789abcdef0123456789abcdef",
+                id,
+                &evil,
+                own,
+                none
+            ),
+            Err("evil/dump".to_string())
+        );
+        // A real registry digest of the own repository is fine.
+        let digested = names(&["klaxon-test/app:v1", "klaxon-test/app@sha256:feed"]);
+        assert_eq!(
+            allowed_target("klaxon-test/app@sha256:feed", id, &digested, own, none),
+            Ok(())
         );
         // A repository the config allows.
         let allowed = vec!["registry:5000/team/app".to_string()];
         assert_eq!(
-            allowed_target("registry:5000/team/app:v9", id, &[], own, &allowed),
+            allowed_target(
+                "registry:5000/team/app:v9",
+                id,
+                &names(&["registry:5000/team/app:v9"]),
+                own,
+                &allowed
+            ),
             Ok(())
         );
-        // By image id: judged by the engine's tags for it.
-        let tags = vec!["klaxon-test/app:v1".to_string()];
+        // By image id: judged by the engine's names for it.
         assert_eq!(
-            allowed_target("sha256:0123456789ab", id, &tags, own, none),
+            allowed_target("sha256:0123456789ab", id, &v1, own, none),
             Ok(())
         );
         assert_eq!(
-            allowed_target("0123456789abcdef", id, &tags, own, none),
+            allowed_target("0123456789abcdef", id, &v1, own, none),
             Ok(())
         );
-        let foreign = vec!["evil/dump:1".to_string()];
         assert_eq!(
-            allowed_target("sha256:0123456789ab", id, &foreign, own, none),
+            allowed_target("sha256:0123456789ab", id, &evil, own, none),
             Err("evil/dump".to_string())
         );
         assert!(allowed_target("sha256:0123456789ab", id, &[], own, none).is_err());
         // A container that runs an untagged image has no own repository.
-        assert!(allowed_target("klaxon-test/app:v1", id, &[], "", none).is_err());
+        assert!(allowed_target("klaxon-test/app:v1", id, &v1, "", none).is_err());
         assert_eq!(
             allowed_list(own, &allowed),
             "`klaxon-test/app`, `registry:5000/team/app`"

@@ -60,17 +60,20 @@ pub async fn ingest(
     // Matching runs before the transaction, against regexes compiled once: the
     // write lock is never held while a silence's regex runs.
     let silences = super::silence::active(store, now_ms).await?;
-    let silenced: Vec<Option<i64>> = alerts
+    // Every matching silence, newest first: one that ends before the transaction
+    // leaves the others to hold the alert.
+    let silenced: Vec<Vec<i64>> = alerts
         .iter()
         .map(|a| {
             silences
                 .iter()
-                .find(|s| s.compiled.matches(a))
+                .filter(|s| s.compiled.matches(a))
                 .map(|s| s.id)
+                .collect()
         })
         .collect();
     let mut tx = store.begin_write().await?;
-    let live = if silenced.iter().any(Option::is_some) {
+    let live = if silenced.iter().any(|s| !s.is_empty()) {
         super::silence::active_ids_in(&mut tx, now_ms).await?
     } else {
         Default::default()
@@ -111,7 +114,10 @@ pub async fn ingest(
             }
         };
         // A silence that ended while this notification was matched holds nothing.
-        let silenced = silenced[position].filter(|id| live.contains(id));
+        let silenced = silenced[position]
+            .iter()
+            .copied()
+            .find(|id| live.contains(id));
         let window = crate::maintenance::holding(&windows, a.label("service"));
         let place = if let (true, Some(w)) = (news, window) {
             // Planned work: held for the window's end-of-maintenance summary.

@@ -21,6 +21,9 @@ pub const MAX_MATCHERS: usize = 16;
 /// Compiled program size of one regex: generous for real matchers
 /// (`High.*|Slow(Query|Disk)`), far below what makes matching costly.
 const REGEX_SIZE_LIMIT: usize = 64 * 1024;
+/// Silences stored before the limit above existed keep working: compiled once per
+/// process with the regex crate's own default limit, and matched in linear time.
+const STORED_REGEX_SIZE_LIMIT: usize = 10 * (1 << 20);
 /// The lazy DFA's cache per regex.
 const REGEX_DFA_LIMIT: usize = 256 * 1024;
 
@@ -58,11 +61,15 @@ impl Compiled {
     /// Compiles matchers (each regex with the size limits); the error names the
     /// matcher, for the member.
     pub fn new(matchers: &[Matcher]) -> Result<Compiled, String> {
+        Compiled::with_limit(matchers, REGEX_SIZE_LIMIT)
+    }
+
+    fn with_limit(matchers: &[Matcher], size_limit: usize) -> Result<Compiled, String> {
         let mut out = Vec::with_capacity(matchers.len());
         for m in matchers {
             let test = match m.op {
                 Op::Equal => Test::Equal(m.value.clone()),
-                Op::Regex => Test::Regex(compile(&m.value)?),
+                Op::Regex => Test::Regex(compile(&m.value, size_limit)?),
             };
             out.push((m.label.clone(), test));
         }
@@ -92,7 +99,7 @@ impl Compiled {
             return c;
         }
         let matchers: Vec<Matcher> = serde_json::from_str(json).unwrap_or_default();
-        let compiled = match Compiled::new(&matchers) {
+        let compiled = match Compiled::with_limit(&matchers, STORED_REGEX_SIZE_LIMIT) {
             Ok(c) if !matchers.is_empty() => Arc::new(c),
             _ => Arc::new(Compiled(vec![(String::new(), Test::Never)])),
         };
@@ -107,9 +114,9 @@ impl Compiled {
     }
 }
 
-fn compile(value: &str) -> Result<Regex, String> {
+fn compile(value: &str, size_limit: usize) -> Result<Regex, String> {
     RegexBuilder::new(&format!("^(?:{value})$"))
-        .size_limit(REGEX_SIZE_LIMIT)
+        .size_limit(size_limit)
         .dfa_size_limit(REGEX_DFA_LIMIT)
         .build()
         .map_err(|e| match e {
@@ -198,7 +205,7 @@ pub fn parse_matchers(s: &str) -> Result<Vec<Matcher>, String> {
             ));
         }
         if op == Op::Regex {
-            compile(value)?;
+            compile(value, REGEX_SIZE_LIMIT)?;
         }
         out.push(Matcher {
             label: label.to_string(),
@@ -457,6 +464,9 @@ mod tests {
         let long = "a".repeat(4_000);
         assert!(!c.matches(&alert(&[("alertname", &long)])));
         assert!(c.matches(&alert(&[("alertname", &format!("{}QQ", "a".repeat(40)))])));
+        // A silence stored before the limits existed still holds its alerts.
+        let old = Compiled::of_stored(r#"[{"label":"alertname","op":"=~","value":"\\w{40}QQ"}]"#);
+        assert!(old.matches(&alert(&[("alertname", &format!("{}QQ", "a".repeat(40)))])));
         // Stored matchers that do not compile match nothing.
         let bad = Compiled::of_stored(r#"[{"label":"a","op":"=~","value":"("}]"#);
         assert!(!bad.matches(&alert(&[("a", "(")])));
