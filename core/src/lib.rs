@@ -4,6 +4,7 @@
 //! through [`chat::ChatSink`], so the same logic runs behind the Discord client, the
 //! command-line tools and the tests.
 
+pub mod actor;
 pub mod alerts;
 pub mod app;
 pub mod audit;
@@ -22,6 +23,9 @@ pub mod permissions;
 pub mod probe;
 pub mod rollout;
 pub mod secret;
+pub mod settings;
+pub mod severity;
 pub mod store;
+pub mod timefmt;
 
 pub use app::App;

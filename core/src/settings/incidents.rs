@@ -1,0 +1,1 @@
+//! Settings of the `incidents` area (filled in by the architecture step).

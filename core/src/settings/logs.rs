@@ -1,0 +1,1 @@
+//! Settings of the `logs` area (filled in by the architecture step).

@@ -1,0 +1,1 @@
+//! Settings of the `maintenance` area (filled in by the architecture step).

@@ -1,0 +1,1 @@
+//! Settings of the `rollout` area (filled in by the architecture step).

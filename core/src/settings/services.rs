@@ -1,0 +1,1 @@
+//! Settings of the `services` area (filled in by the architecture step).
