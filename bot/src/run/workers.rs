@@ -1,0 +1,158 @@
+//! The leader's background work: health probes, alert grouping and delivery (the
+//! outbox), maintenance windows, incident reminders and Docker events.
+//!
+//! Each worker reads everything it works from out of the database, so a new leader
+//! (after a restart or a take-over) carries on where the last one stopped. Each one
+//! runs until its `stop` future completes; only the alert worker does more then: it
+//! flushes the outbox for up to [`FLUSH_ON_SHUTDOWN`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use klaxon_core::App;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::{stopped, FLUSH_ON_SHUTDOWN};
+
+/// Spawns every worker; they finish once `stop` says `true` (the alert worker
+/// flushes the outbox first). The caller owns the handles: dropping them does not
+/// stop the workers.
+pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut workers = vec![
+        tokio::spawn(
+            alert_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("alerts")),
+        ),
+        tokio::spawn(
+            probe_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("probes")),
+        ),
+        tokio::spawn(
+            reminder_worker(Arc::clone(app), stopped(stop.clone()))
+                .instrument(info_span!("reminders")),
+        ),
+        tokio::spawn(
+            maintenance_worker(Arc::clone(app), stopped(stop.clone()))
+                .instrument(info_span!("maintenance")),
+        ),
+    ];
+    let events_app = Arc::clone(app);
+    let events_stop = stopped(stop.clone());
+    workers.push(tokio::spawn(
+        async move {
+            if events_app.alerts.config.docker_events {
+                klaxon_core::alerts::events::watch(&events_app, events_stop).await;
+            } else {
+                events_stop.await;
+            }
+        }
+        .instrument(info_span!("docker_events")),
+    ));
+    workers
+}
+
+/// Probes every service's health_url on `[alerts] probe_interval_secs`.
+async fn probe_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    let every = app.alerts.config.probe_interval_secs;
+    tokio::pin!(stop);
+    if every == 0 || !app.services.iter().any(|s| s.health_url.is_some()) {
+        return stop.await;
+    }
+    let mut state = klaxon_core::alerts::probes::ProbeState::default();
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+        }
+        if let Err(e) = klaxon_core::alerts::probes::round(&app, &mut state).await {
+            warn!(error = %e, "probe results not stored; probing again next round");
+        }
+    }
+}
+
+/// Renders due alert groups into the outbox and starts delivery of what is due, a
+/// few times a second; everything it works from is in the database.
+async fn alert_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut sender = klaxon_core::alerts::deliver::Sender::default();
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                // Shutting down: what is due goes out now, for a bounded time; the
+                // rest stays in the outbox for the next leader.
+                let flush = async {
+                    let now = app.clock.now_ms();
+                    if let Err(e) = klaxon_core::alerts::deliver::flush_due(&app, now).await {
+                        warn!(error = %e, "alert grouping at shutdown failed");
+                    }
+                    if let Err(e) = sender.tick(&app).await {
+                        warn!(error = %e, "alert delivery at shutdown failed");
+                    }
+                    sender.drain().await;
+                };
+                if tokio::time::timeout(FLUSH_ON_SHUTDOWN, flush).await.is_err() {
+                    warn!("the outbox did not drain within {}s; the rest is sent after the restart", FLUSH_ON_SHUTDOWN.as_secs());
+                }
+                return;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let now = app.clock.now_ms();
+        if let Err(e) = klaxon_core::alerts::db::release_silenced(
+            &app.store,
+            &app.alerts,
+            app.alerts_channel,
+            now,
+        )
+        .await
+        {
+            warn!(error = %e, "releasing silenced alerts failed; retrying");
+        }
+        if let Err(e) = klaxon_core::alerts::deliver::flush_due(&app, now).await {
+            warn!(error = %e, "alert grouping failed; retrying");
+        }
+        if let Err(e) = klaxon_core::alerts::deliver::repeat_due(&app, now).await {
+            warn!(error = %e, "repeat notifications failed; retrying");
+        }
+        if let Err(e) = sender.tick(&app).await {
+            warn!(error = %e, "alert delivery failed; retrying");
+        }
+    }
+}
+
+/// Starts, ends and announces maintenance windows on time, from the database: the
+/// first tick after a restart applies whatever was missed while Klaxon was down.
+async fn maintenance_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    let tick = app.maintenance.tick;
+    tokio::pin!(stop);
+    loop {
+        match klaxon_core::maintenance::tick(&app).await {
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "maintenance scheduler failed; retrying next tick"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(tick) => {}
+            _ = app.maintenance_wake.notified() => {}
+        }
+    }
+}
+
+/// Re-pages unacknowledged incidents and reminds commanders, from the database, so a
+/// restart loses no reminder.
+async fn reminder_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    let tick = Duration::from_secs(app.incidents.reminder_tick_secs.max(1));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        match klaxon_core::incidents::remind(&app).await {
+            Ok(0) => {}
+            Ok(n) => info!(sent = n, "incident reminders sent"),
+            Err(e) => warn!(error = %e, "incident reminders failed; retrying next tick"),
+        }
+    }
+}
