@@ -1,15 +1,18 @@
 //! The test world: [`Tester`] drives the real bot against the fake Discord.
+//!
+//! The bot is configured as an operator's is, in the way of zero2prod's
+//! `spawn_app`: a `klaxon.toml` goes through the binary's own loader (the same
+//! defaults, validation and diagnostics), and only what exists once the test world
+//! runs is overridden. A setting a test needs is one builder method.
 
-use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use klaxon::config::{
-    ChannelsConfig, Config, DatabaseConfig, DiscordConfig, DockerConfig, HttpConfig, Secret,
-};
+use klaxon::config::{Config, HttpConfig, Secret, Sources};
 use klaxon::Bot;
 use klaxon_core::health::{ServiceConfig, Thresholds};
-use klaxon_core::permissions::{Level, RoleMap};
+use klaxon_core::permissions::Level;
 use klaxon_fake_discord::{
     FakeConfig, FakeDiscord, Interaction, Member, MessageRecord, Output, OutputKind,
     SlashInvocation,
@@ -46,26 +49,92 @@ pub fn role_of(level: Level) -> u64 {
     }
 }
 
+/// The test world's `klaxon.toml`, in `dir`: what every [`Tester`]'s bot starts
+/// from before [`TesterBuilder`]'s methods and [`TesterBuilder::spawn`]'s overrides.
+/// Only what makes a test world differs from an operator's file.
+fn base_toml(dir: &Path) -> String {
+    format!(
+        r#"# The test world's Klaxon, loaded as the binary loads its config.
+[discord]
+guild_id = {GUILD}
+# discord.api_url: the fake Discord's, set once it runs.
+
+[database]
+# A fresh file per test; a test on PostgreSQL gets a fresh database instead.
+url = {db}
+
+[docker]
+# Tests without containers never touch Docker; a missing socket makes any
+# accidental use visible.
+host = "unix:///nonexistent/klaxon-test.sock"
+
+[http]
+# A free loopback port: tests run in parallel.
+listen = "127.0.0.1:0"
+
+[channels]
+alerts = {ALERTS}
+incidents = {INCIDENTS}
+
+[roles]
+viewer = [{viewer}]
+responder = [{responder}]
+operator = [{operator}]
+admin = [{admin}]
+
+[health]
+probe_timeout_ms = 2000
+
+[alerts]
+# Probes only where a test asks for them: a probe round of a service's
+# health_url would post alerts that the test did not expect.
+probe_interval_secs = 0
+docker_events = false
+
+[maintenance]
+# Ticks every second, so a test that moves the clock sees windows start and end
+# within a read timeout.
+tick_secs = 1
+"#,
+        db = toml_string(&env::sqlite_url(dir)),
+        viewer = role_of(Level::Viewer),
+        responder = role_of(Level::Responder),
+        operator = role_of(Level::Operator),
+        admin = role_of(Level::Admin),
+    )
+}
+
+/// A TOML basic string (JSON's escapes are valid TOML).
+fn toml_string(s: &str) -> String {
+    Value::String(s.into()).to_string()
+}
+
+/// Loads the test world's config with the binary's own loader (figment, the same
+/// defaults, validation and diagnostics). The token is the fake Discord's; no
+/// `KLAXON_*` variable of the developer's shell reaches a test.
+fn load_config(dir: &Path, token: &str) -> Config {
+    let path = dir.join("klaxon.toml");
+    std::fs::write(&path, base_toml(dir)).expect("writing the test world's klaxon.toml");
+    let token = token.to_string();
+    let env = move |k: &str| (k == "DISCORD_TOKEN").then(|| token.clone());
+    Config::load_from(&path, Sources { env: &env }, std::iter::empty())
+        .unwrap_or_else(|e| panic!("the test world's klaxon.toml does not load: {e}"))
+}
+
+/// A bot configured as an operator's is: [`Tester::builder`] loads the config
+/// through the real loader, each method below changes one setting, and
+/// [`TesterBuilder::spawn`] overrides only what exists once the test world runs
+/// (the fake Discord's URL and token, a PostgreSQL database).
 pub struct TesterBuilder {
-    request_timeout_secs: u64,
+    config: Config,
     db: Db,
     database_url: Option<String>,
-    services: Vec<ServiceConfig>,
-    docker_host: Option<String>,
-    audit_channel: Option<u64>,
     fake: FakeConfig,
-    thresholds: Thresholds,
-    permissions: BTreeMap<String, Level>,
-    logs: klaxon_core::logs::LogsConfig,
-    rollback: klaxon_core::rollout::RolloutConfig,
-    incidents: klaxon_core::incidents::IncidentsConfig,
-    intake: klaxon::config::IntakeConfig,
-    alerts: klaxon_core::alerts::route::AlertsConfig,
-    maintenance: klaxon_core::maintenance::MaintenanceConfig,
-    http: HttpConfig,
     /// Discord answers 503 to every REST request for this long after the fake
     /// starts: the bot starts during an outage.
     outage_at_start: Option<Duration>,
+    /// Holds the config file and the SQLite database.
+    dir: tempfile::TempDir,
 }
 
 impl TesterBuilder {
@@ -80,7 +149,7 @@ impl TesterBuilder {
     }
     /// `discord.request_timeout_secs`.
     pub fn request_timeout(mut self, secs: u64) -> Self {
-        self.request_timeout_secs = secs;
+        self.config.discord.request_timeout_secs = secs;
         self
     }
     /// A database URL of the test's own (a proxy in front of PostgreSQL, a file
@@ -95,7 +164,7 @@ impl TesterBuilder {
         container: Option<&str>,
         health_url: Option<&str>,
     ) -> Self {
-        self.services.push(ServiceConfig {
+        self.config.services.push(ServiceConfig {
             name: name.into(),
             container: container.map(String::from),
             health_url: health_url.map(String::from),
@@ -105,11 +174,11 @@ impl TesterBuilder {
         self
     }
     pub fn docker_host(mut self, host: &str) -> Self {
-        self.docker_host = Some(host.into());
+        self.config.docker.host = host.into();
         self
     }
     pub fn audit_channel(mut self, channel: u64) -> Self {
-        self.audit_channel = Some(channel);
+        self.config.channels.audit = Some(channel);
         self
     }
     pub fn fake(mut self, f: impl FnOnce(&mut FakeConfig)) -> Self {
@@ -117,27 +186,27 @@ impl TesterBuilder {
         self
     }
     pub fn thresholds(mut self, f: impl FnOnce(&mut Thresholds)) -> Self {
-        f(&mut self.thresholds);
+        f(&mut self.config.health);
         self
     }
     pub fn logs(mut self, f: impl FnOnce(&mut klaxon_core::logs::LogsConfig)) -> Self {
-        f(&mut self.logs);
+        f(&mut self.config.logs);
         self
     }
     pub fn rollback(mut self, f: impl FnOnce(&mut klaxon_core::rollout::RolloutConfig)) -> Self {
-        f(&mut self.rollback);
+        f(&mut self.config.rollback);
         self
     }
     pub fn incidents(
         mut self,
         f: impl FnOnce(&mut klaxon_core::incidents::IncidentsConfig),
     ) -> Self {
-        f(&mut self.incidents);
+        f(&mut self.config.incidents);
         self
     }
     /// Alert routes and grouping timers.
     pub fn alerts(mut self, f: impl FnOnce(&mut klaxon_core::alerts::route::AlertsConfig)) -> Self {
-        f(&mut self.alerts);
+        f(&mut self.config.alerts);
         self
     }
     /// `[maintenance]`: time zone, lead times, longest window.
@@ -145,35 +214,35 @@ impl TesterBuilder {
         mut self,
         f: impl FnOnce(&mut klaxon_core::maintenance::MaintenanceConfig),
     ) -> Self {
-        f(&mut self.maintenance);
+        f(&mut self.config.maintenance);
         self
     }
     /// A service's maintenance flag settings (the last service added).
     /// `allowed_images` of the service added last.
     pub fn allowed_images(mut self, repos: &[&str]) -> Self {
-        if let Some(s) = self.services.last_mut() {
+        if let Some(s) = self.config.services.last_mut() {
             s.allowed_images = repos.iter().map(|r| r.to_string()).collect();
         }
         self
     }
     pub fn flag(mut self, f: klaxon_core::maintenance::flag::FlagConfig) -> Self {
-        if let Some(s) = self.services.last_mut() {
+        if let Some(s) = self.config.services.last_mut() {
             s.maintenance_flag = Some(f);
         }
         self
     }
     /// `[http]` limits (the listen address is always a free loopback port).
     pub fn http(mut self, f: impl FnOnce(&mut HttpConfig)) -> Self {
-        f(&mut self.http);
+        f(&mut self.config.http);
         self
     }
     /// Alert intake tokens (none by default: every source switched off).
     pub fn intake(mut self, f: impl FnOnce(&mut klaxon::config::IntakeConfig)) -> Self {
-        f(&mut self.intake);
+        f(&mut self.config.intake);
         self
     }
     pub fn permission(mut self, command: &str, level: Level) -> Self {
-        self.permissions.insert(command.into(), level);
+        self.config.permissions.insert(command.into(), level);
         self
     }
 
@@ -190,55 +259,18 @@ impl TesterBuilder {
                 until: std::time::Instant::now() + d,
             });
         }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = match (self.database_url.clone(), self.db) {
-            (Some(url), _) => url,
-            (None, Db::Sqlite) => env::sqlite_url(dir.path()),
-            (None, Db::Postgres) => env::fresh_pg_database().await,
-        };
-        let config = Config {
-            discord: DiscordConfig {
-                api_url: fake.api_url(),
-                guild_id: GUILD,
-                token_file: None,
-                global_rate_per_sec: 45,
-                request_timeout_secs: self.request_timeout_secs,
-                token: Secret::new(self.fake.token.clone()),
-            },
-            database: DatabaseConfig { url },
-            docker: DockerConfig {
-                // Tests without containers never touch Docker; a missing socket
-                // makes any accidental use visible.
-                host: self
-                    .docker_host
-                    .unwrap_or_else(|| "unix:///nonexistent/klaxon-test.sock".into()),
-                timeout_secs: 5,
-            },
-            http: HttpConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                ..self.http
-            },
-            channels: ChannelsConfig {
-                alerts: Some(ALERTS),
-                incidents: Some(INCIDENTS),
-                audit: self.audit_channel,
-            },
-            roles: RoleMap {
-                viewer: vec![role_of(Level::Viewer)],
-                responder: vec![role_of(Level::Responder)],
-                operator: vec![role_of(Level::Operator)],
-                admin: vec![role_of(Level::Admin)],
-            },
-            permissions: self.permissions,
-            health: self.thresholds,
-            logs: self.logs,
-            rollback: self.rollback,
-            incidents: self.incidents,
-            intake: self.intake,
-            alerts: self.alerts,
-            maintenance: self.maintenance,
-            services: self.services,
-        };
+        // What only exists now that the test world runs; everything else is as
+        // loaded and set by the builder.
+        let mut config = self.config;
+        config.discord.api_url = fake.api_url();
+        config.discord.token = Secret::new(self.fake.token.clone());
+        match (self.database_url, self.db) {
+            (Some(url), _) => config.database.url = url,
+            (None, Db::Sqlite) => {}
+            (None, Db::Postgres) => config.database.url = env::fresh_pg_database().await,
+        }
+        // `[http]` limits are the test's; the port is always a free one.
+        config.http.listen = "127.0.0.1:0".parse().expect("addr");
         config.validate().expect("test config is valid");
         let bot = klaxon::start(config.clone())
             .await
@@ -249,7 +281,7 @@ impl TesterBuilder {
             config,
             pending: Mutex::new(Vec::new()),
             finished: false,
-            _dir: dir,
+            _dir: self.dir,
         }
     }
 }
@@ -305,38 +337,15 @@ impl Reply {
 
 impl Tester {
     pub fn builder() -> TesterBuilder {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fake = FakeConfig::default();
         TesterBuilder {
-            request_timeout_secs: 20,
+            config: load_config(dir.path(), &fake.token),
             db: Db::Sqlite,
             database_url: None,
-            services: Vec::new(),
-            docker_host: None,
-            audit_channel: None,
-            fake: FakeConfig::default(),
-            thresholds: Thresholds {
-                probe_timeout_ms: 2_000,
-                ..Thresholds::default()
-            },
-            permissions: BTreeMap::new(),
+            fake,
             outage_at_start: None,
-            logs: Default::default(),
-            rollback: Default::default(),
-            incidents: Default::default(),
-            intake: Default::default(),
-            // Probes only where a test asks for them: a probe round of a service's
-            // health_url would post alerts that the test did not expect.
-            alerts: klaxon_core::alerts::route::AlertsConfig {
-                probe_interval_secs: 0,
-                docker_events: false,
-                ..Default::default()
-            },
-            // Ticks every second, so a test that moves the clock sees windows
-            // start and end within a read timeout.
-            maintenance: klaxon_core::maintenance::MaintenanceConfig {
-                tick_secs: 1,
-                ..Default::default()
-            },
-            http: HttpConfig::default(),
+            dir,
         }
     }
 
