@@ -1126,16 +1126,6 @@ fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String
     )
 }
 
-impl Who {
-    /// Klaxon itself, for entries its workers write.
-    pub fn klaxon() -> Who {
-        Who {
-            id: 0,
-            name: "Klaxon".into(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
