@@ -417,3 +417,242 @@ fn end_text(w: &Window, now: i64, tz: chrono_tz::Tz) -> String {
         w.id
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    /// 2026-12-01 12:00 UTC.
+    const NOON: i64 = 1_796_126_400_000;
+
+    fn settings() -> Settings {
+        Settings {
+            tz: chrono_tz::Tz::UTC,
+            leads: vec![Duration::from_secs(48 * 3_600), Duration::from_secs(3_600)],
+            max: Duration::from_secs(86_400),
+            tick: Duration::from_secs(5),
+        }
+    }
+
+    /// A window of `api` from `starts` to `ends`, created at `created`, with no
+    /// step done yet.
+    fn window(created: i64, starts: i64, ends: i64) -> Window {
+        Window {
+            id: 7,
+            services: vec!["api".into()],
+            all_services: false,
+            reason: "database upgrade".into(),
+            flag: false,
+            created_by: "ana".into(),
+            created_ms: created,
+            starts_ms: starts,
+            ends_ms: ends,
+            state: WindowState::Scheduled,
+            started_ms: None,
+            ended_ms: None,
+            ended_by: None,
+            late: false,
+            leads_done: Vec::new(),
+            scheduled_announced: false,
+            start_announced: false,
+            end_announced: false,
+            summary_posted: false,
+            flag_state: String::new(),
+            flag_detail: String::new(),
+            flag_tried_ms: 0,
+            held: 0,
+            retry_ms: 0,
+            extended_from_ms: None,
+        }
+    }
+
+    fn steps(w: &Window, now: i64, chat: bool) -> Vec<Step> {
+        plan(w, now, &settings(), chat, Stage::FIRST)
+            .into_iter()
+            .map(|p| p.step)
+            .collect()
+    }
+
+    fn announced(steps: &[Step]) -> Vec<(Notice, &str)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Announce { notice, key, .. } => Some((*notice, key.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn text_of(steps: &[Step], which: Notice) -> &str {
+        steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Announce { notice, text, .. } if *notice == which => Some(text.as_str()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_new_window_is_announced_and_no_lead_that_had_passed_is_reminded() {
+        // Scheduled 30 minutes ahead: the 1h and 48h leads were never ahead.
+        let w = window(NOON, NOON + 30 * MIN, NOON + 2 * HOUR);
+        let s = steps(&w, NOON, true);
+        assert_eq!(announced(&s), [(Notice::Scheduled, "scheduled")]);
+        assert!(s.contains(&Step::Mark(Mark::ScheduledAnnounced)));
+        // Both leads count as done, without a reminder.
+        assert!(s.contains(&Step::LeadsDone(vec![172_800, 3_600])));
+    }
+
+    #[test]
+    fn a_lead_still_ahead_is_reminded_once_for_all_missed_leads() {
+        // Scheduled three days ahead; Klaxon was down through both leads.
+        let mut w = window(NOON - 3 * 24 * HOUR, NOON + 50 * MIN, NOON + 2 * HOUR);
+        w.scheduled_announced = true;
+        let s = steps(&w, NOON, true);
+        assert_eq!(announced(&s), [(Notice::Lead, "lead-3600")]);
+        assert!(text_of(&s, Notice::Lead).starts_with("⏰ **Reminder: maintenance on api starts"));
+        assert!(s.contains(&Step::LeadsDone(vec![172_800, 3_600])));
+        // Done leads are not reminded again.
+        w.leads_done = vec![172_800, 3_600];
+        assert!(steps(&w, NOON, true).is_empty());
+    }
+
+    #[test]
+    fn a_window_whose_start_has_come_starts_and_switches_its_flag_on() {
+        let mut w = window(NOON - HOUR, NOON, NOON + HOUR);
+        w.flag = true;
+        w.scheduled_announced = true;
+        w.leads_done = vec![172_800, 3_600];
+        let s = steps(&w, NOON + 10_000, true);
+        assert!(matches!(&s[0], Step::Start { detail, .. } if detail.is_empty()));
+        assert_eq!(s[1], Step::FlagOn);
+        assert_eq!(announced(&s), [(Notice::Start, "start")]);
+        assert_eq!(s[3], Step::Mark(Mark::StartAnnounced));
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn commands_change_windows_but_leave_the_posts_to_the_scheduler() {
+        let mut w = window(NOON, NOON, NOON + HOUR);
+        w.flag = true;
+        let s = steps(&w, NOON, false);
+        assert!(announced(&s).is_empty());
+        assert!(matches!(s[0], Step::Start { .. }));
+        assert_eq!(s[1], Step::FlagOn);
+        assert_eq!(s.len(), 2, "{s:?}");
+    }
+
+    #[test]
+    fn an_end_missed_while_down_is_applied_with_a_late_notice() {
+        let mut w = window(NOON - 2 * HOUR, NOON - HOUR, NOON - 10 * MIN);
+        w.state = WindowState::Active;
+        w.started_ms = Some(NOON - HOUR);
+        w.scheduled_announced = true;
+        w.start_announced = true;
+        w.flag = true;
+        w.flag_state = "on".into();
+        let s = steps(&w, NOON, true);
+        assert!(matches!(&s[0], Step::End { late: true, detail, .. }
+            if detail.starts_with("ended late: planned for")));
+        assert_eq!(s[1], Step::FlagOff { retry: false });
+        assert_eq!(s[2], Step::Summary);
+        let end = text_of(&s, Notice::End);
+        assert!(end.contains("(late notice)"), "{end}");
+        assert!(end.contains("Klaxon was offline then"), "{end}");
+        // On time (within two minutes), it is not late.
+        let s = steps(&w, NOON - 9 * MIN, true);
+        assert!(matches!(&s[0], Step::End { late: false, .. }));
+        assert!(text_of(&s, Notice::End).contains("It took 51 min."));
+    }
+
+    #[test]
+    fn a_window_that_passed_entirely_while_down_is_closed_without_its_flag() {
+        let mut w = window(NOON - 3 * HOUR, NOON - 2 * HOUR, NOON - HOUR);
+        w.flag = true;
+        w.scheduled_announced = true;
+        w.leads_done = vec![172_800, 3_600];
+        let s = steps(&w, NOON, true);
+        assert!(matches!(&s[0], Step::CloseMissed { detail } if detail.starts_with("missed:")));
+        assert!(!s.iter().any(|s| matches!(s, Step::FlagOn | Step::FlagOff { .. })));
+        assert_eq!(announced(&s), [(Notice::End, "end")]);
+        assert!(s.contains(&Step::Summary));
+        assert!(text_of(&s, Notice::End).contains("(late notice)"));
+    }
+
+    #[test]
+    fn an_extension_is_announced_once_to_those_told() {
+        let mut w = window(NOON - HOUR, NOON - 30 * MIN, NOON + 90 * MIN);
+        w.state = WindowState::Active;
+        w.started_ms = Some(NOON - 30 * MIN);
+        w.scheduled_announced = true;
+        w.start_announced = true;
+        w.extended_from_ms = Some(NOON + 30 * MIN);
+        let s = steps(&w, NOON, true);
+        let key = format!("extend{}", (NOON + 90 * MIN) / 1_000);
+        assert_eq!(announced(&s), [(Notice::Extended, key.as_str())]);
+        assert!(text_of(&s, Notice::Extended).contains("extended** by 1 h"));
+        assert_eq!(s.last(), Some(&Step::Mark(Mark::ExtensionAnnounced)));
+        // Commands do not post it.
+        assert!(steps(&w, NOON, false).is_empty());
+        // A window that ended meanwhile: its end notice covers the extension.
+        w.state = WindowState::Ended;
+        w.ended_ms = Some(NOON);
+        w.summary_posted = true;
+        w.end_announced = true;
+        assert_eq!(
+            steps(&w, NOON, true),
+            [Step::Mark(Mark::ExtensionAnnounced)]
+        );
+    }
+
+    #[test]
+    fn a_cancelled_window_is_called_off_where_it_was_announced() {
+        let mut w = window(NOON - HOUR, NOON + HOUR, NOON + 2 * HOUR);
+        w.state = WindowState::Cancelled;
+        w.ended_ms = Some(NOON);
+        w.scheduled_announced = true;
+        w.summary_posted = true;
+        let s = steps(&w, NOON, true);
+        assert_eq!(announced(&s), [(Notice::End, "end")]);
+        assert!(text_of(&s, Notice::End).starts_with("❎ **Planned maintenance cancelled: api**"));
+        assert!(!s.contains(&Step::Summary));
+        // Announced nowhere: `cancel` marks the end announced, nothing is left.
+        w.end_announced = true;
+        assert!(steps(&w, NOON, true).is_empty());
+    }
+
+    #[test]
+    fn failed_flag_switches_are_tried_again_after_a_while() {
+        let mut w = window(NOON - HOUR, NOON - HOUR, NOON + HOUR);
+        w.state = WindowState::Active;
+        w.start_announced = true;
+        w.flag = true;
+        w.flag_state = "failed-on".into();
+        w.flag_tried_ms = NOON - 10_000;
+        assert!(steps(&w, NOON, true).is_empty());
+        w.flag_tried_ms = NOON - RETRY_MS;
+        assert_eq!(steps(&w, NOON, true), [Step::FlagOn]);
+        // A flag that would not clear: tried again for ten minutes after the end.
+        w.state = WindowState::Ended;
+        w.ended_ms = Some(NOON - 5 * MIN);
+        w.summary_posted = true;
+        w.end_announced = true;
+        w.flag_state = "failed-off".into();
+        assert_eq!(steps(&w, NOON, true), [Step::FlagOff { retry: true }]);
+        w.ended_ms = Some(NOON - FLAG_RETRY_FOR_MS);
+        assert!(steps(&w, NOON, true).is_empty());
+    }
+
+    #[test]
+    fn a_replan_after_a_failed_post_skips_the_posts_that_follow() {
+        // The executor plans again from the stage after a failed post, chat off.
+        let mut w = window(NOON - 3 * 24 * HOUR, NOON + 50 * MIN, NOON + 2 * HOUR);
+        w.scheduled_announced = true;
+        let s = plan(&w, NOON, &settings(), false, Stage::Leads);
+        assert!(s.is_empty(), "{s:?}");
+        assert_eq!(Stage::EndNotice.after(), None);
+    }
+}
