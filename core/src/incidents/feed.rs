@@ -3,15 +3,15 @@
 
 use tracing::warn;
 
-use super::IncidentError;
 use super::db;
 use super::db::EntryKind;
 use super::db::NewEntry;
+use super::lifecycle::open;
 use super::lifecycle::OpenRequest;
 use super::lifecycle::Opened;
-use super::lifecycle::open;
-use super::model::MAX_TEXT;
 use super::model::Who;
+use super::model::MAX_TEXT;
+use super::IncidentError;
 
 use crate::app::App;
 use crate::audit::AuditEntry;
@@ -58,11 +58,9 @@ pub async fn record_command(app: &App, e: &AuditEntry) -> Result<(), StoreError>
     Ok(())
 }
 
-
 /// Characters of an alert's summary kept on the timeline of the incident opened
 /// from it (the summary field itself holds at most [`MAX_TEXT`]).
 const FULL_SUMMARY: usize = 32_000;
-
 
 /// Opens an incident from alerts ("Open incident" on an alert message): a summary
 /// longer than an incident's takes is cut to fit, with an ellipsis, and kept whole
@@ -102,7 +100,6 @@ pub async fn open_from_alerts(
     }
     Ok(opened)
 }
-
 
 /// Alerts that fired or resolved for a service with an open incident join that
 /// incident's timeline.

@@ -5,7 +5,6 @@
 use tracing::info;
 use tracing::warn;
 
-use super::IncidentError;
 use super::apply;
 use super::check_text;
 use super::db;
@@ -17,16 +16,17 @@ use super::duration_text;
 use super::load;
 use super::minutes;
 use super::model::IncidentId;
-use super::model::MAX_TEXT;
-use super::model::MAX_TITLE;
 use super::model::Role;
 use super::model::Room;
 use super::model::Severity;
 use super::model::Status;
 use super::model::Who;
+use super::model::MAX_TEXT;
+use super::model::MAX_TITLE;
 use super::render::card;
 use super::render::channel_name;
 use super::render::notice;
+use super::IncidentError;
 
 use crate::app::App;
 use crate::chat;
@@ -50,7 +50,6 @@ pub struct Opened {
     /// Problems posting to chat (the incident exists regardless).
     pub warnings: Vec<String>,
 }
-
 
 /// An open request's arguments, checked.
 pub struct Checked {
@@ -171,7 +170,6 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
     Ok(Opened { incident, warnings })
 }
 
-
 /// Refreshes the card after a change; a failure is logged, not fatal. The card is
 /// rendered from the database as it is now, so that of two changes at once the later
 /// edit never shows the older state.
@@ -188,7 +186,12 @@ async fn refresh_card(app: &App, changed: &Incident) {
 }
 
 /// Posts, logging a failure; true when it was posted.
-pub(super) async fn post(app: &App, channel: Option<u64>, message: ChatMessage, what: &str) -> bool {
+pub(super) async fn post(
+    app: &App,
+    channel: Option<u64>,
+    message: ChatMessage,
+    what: &str,
+) -> bool {
     let Some(ch) = channel else {
         return false;
     };

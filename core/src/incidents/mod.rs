@@ -204,4 +204,3 @@ mod tests {
         assert_eq!(check_text("note", " ok ", 10).unwrap(), "ok");
     }
 }
-

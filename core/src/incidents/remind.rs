@@ -19,7 +19,6 @@ use crate::store::StoreError;
 /// of a whole ack target later.
 const REMINDER_RETRY_MS: i64 = 60_000;
 
-
 /// One pass of the reminder worker: re-page unacknowledged incidents and nudge
 /// commanders who owe an update. Safe on several replicas at once: each reminder is
 /// claimed in the database (its due time moved on) before it is sent. A message that

@@ -2,13 +2,13 @@
 //! stakeholder notice, and the name of its channel. Pure: built from the incident
 //! and the settings, posted by the lifecycle.
 
-use super::PREFIX;
 use super::db::Incident;
 use super::duration_text;
 use super::hhmm;
 use super::model::IncidentId;
 use super::model::Severity;
 use super::model::Status;
+use super::PREFIX;
 
 use crate::app::App;
 use crate::chat;
@@ -21,7 +21,6 @@ use crate::chat::Field;
 /// Characters of one free-text field in a stakeholder notice (impact, root cause,
 /// resolution, update): four of them and the fixed lines fit Discord's 2,000.
 const NOTICE_FIELD: usize = 400;
-
 
 /// A Discord text channel name: `inc-7-checkout-api-down`.
 pub fn channel_name(id: IncidentId, title: &str) -> String {

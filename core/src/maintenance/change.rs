@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::run::{advance, timeline};
 use super::{invalid, when, Done, MaintenanceError, NewWindow, Window, WindowState};
-use crate::incidents::Who;
+use crate::store::incidents::Who;
 use crate::store::maintenance as store;
 use crate::App;
 

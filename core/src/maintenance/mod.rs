@@ -19,16 +19,14 @@ use std::time::Duration;
 
 use tracing::warn;
 
-pub use change::{
-    cancel, check_cancel, check_extend, check_new, create, end, ending, extend,
-};
+pub use change::{cancel, check_cancel, check_extend, check_new, create, end, ending, extend};
 pub use run::tick;
 
 pub use crate::settings::maintenance::{MaintenanceConfig, Settings};
 pub(crate) use crate::store::maintenance::in_force_in;
 pub use crate::store::maintenance::{get, in_force, list, Window, WindowState};
 
-use crate::incidents::Who;
+use crate::store::incidents::Who;
 use crate::store::StoreError;
 use crate::App;
 

@@ -102,9 +102,14 @@ pub enum Step {
     LeadsDone(Vec<u64>),
     /// The whole window passed while Klaxon was down: closed, late, and never
     /// started (no flag, no start notice).
-    CloseMissed { detail: String },
+    CloseMissed {
+        detail: String,
+    },
     /// A scheduled window starts; `detail` for the audit row.
-    Start { detail: String, timeline: String },
+    Start {
+        detail: String,
+        timeline: String,
+    },
     FlagOn,
     /// An active window ends on schedule.
     End {
@@ -113,7 +118,9 @@ pub enum Step {
         timeline: String,
     },
     /// `retry`: a flag that would not clear is tried again.
-    FlagOff { retry: bool },
+    FlagOff {
+        retry: bool,
+    },
     /// The held alerts are summarised and given back.
     Summary,
 }
@@ -576,7 +583,9 @@ mod tests {
         w.leads_done = vec![172_800, 3_600];
         let s = steps(&w, NOON, true);
         assert!(matches!(&s[0], Step::CloseMissed { detail } if detail.starts_with("missed:")));
-        assert!(!s.iter().any(|s| matches!(s, Step::FlagOn | Step::FlagOff { .. })));
+        assert!(!s
+            .iter()
+            .any(|s| matches!(s, Step::FlagOn | Step::FlagOff { .. })));
         assert_eq!(announced(&s), [(Notice::End, "end")]);
         assert!(s.contains(&Step::Summary));
         assert!(text_of(&s, Notice::End).contains("(late notice)"));

@@ -15,8 +15,7 @@ use super::plan::{plan, Planned, Stage, Step, FLAG_RETRY_FOR_MS, RETRY_MS};
 use super::{MaintenanceError, Window, WindowState};
 use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{self, ChatMessage};
-use crate::incidents::db::{EntryKind, NewEntry};
-use crate::incidents::Who;
+use crate::store::incidents::{EntryKind, NewEntry, Who};
 use crate::store::maintenance as store;
 use crate::store::StoreError;
 use crate::App;
@@ -151,7 +150,10 @@ async fn perform(
                 "maintenance window passed entirely while Klaxon was down"
             );
         }
-        Step::Start { detail, timeline: text } => {
+        Step::Start {
+            detail,
+            timeline: text,
+        } => {
             if !store::start(&app.store, w.id, now).await? {
                 return Ok(Went::Unchanged);
             }
