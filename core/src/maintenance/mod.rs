@@ -3,11 +3,13 @@
 //! summarised afterwards) while it runs; `/health` showing "in maintenance" rather
 //! than "down"; and, when asked, the services' maintenance flag switched on and off.
 //!
-//! Windows live in the database with one column per step still to do. A window is
-//! moved on by [`advance`], from the commands and from the scheduler's [`tick`], one
-//! at a time (`App::maintenance_lock`), so a restart in the middle of a window picks
-//! up exactly where the last run stopped, and an end that was missed while Klaxon
-//! was down is applied (and announced as late) at the first tick.
+//! Windows live in the database (`store::maintenance`) with one column per step
+//! still to do. A window is moved on from the commands ([`change`]) and from the
+//! scheduler's [`tick`], one at a time (`App::maintenance_lock`), so a restart in
+//! the middle of a window picks up exactly where the last run stopped, and an end
+//! that was missed while Klaxon was down is applied (and announced as late) at the
+//! first tick. What is due is decided by the pure [`plan`], apart from
+//! [`run`], which performs it: the rules are tested without a database or chat.
 
 pub mod change;
 pub mod flag;
