@@ -5,6 +5,9 @@
 //! position), `BIGINT` milliseconds for times, TEXT for enums. Each backend has its
 //! own migration folder because DDL differs (AUTOINCREMENT vs BIGSERIAL).
 
+pub mod incidents;
+pub mod maintenance;
+
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

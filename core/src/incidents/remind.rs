@@ -1,0 +1,110 @@
+//! The reminder worker: re-pages incidents nobody acknowledged and nudges
+//! commanders who owe a status update.
+
+use super::db;
+use super::db::EntryKind;
+use super::db::Incident;
+use super::db::NewEntry;
+use super::duration_text;
+use super::lifecycle::post;
+use super::minutes;
+use super::model::Who;
+
+use crate::app::App;
+use crate::chat;
+use crate::chat::ChatMessage;
+use crate::store::StoreError;
+
+/// A reminder whose message could not be posted is tried again this soon, instead
+/// of a whole ack target later.
+const REMINDER_RETRY_MS: i64 = 60_000;
+
+/// One pass of the reminder worker: re-page unacknowledged incidents and nudge
+/// commanders who owe an update. Safe on several replicas at once: each reminder is
+/// claimed in the database (its due time moved on) before it is sent. A message that
+/// cannot be posted gives the reminder back, due again in a minute, and the timeline
+/// records only what was really sent.
+pub async fn remind(app: &App) -> Result<usize, StoreError> {
+    let now = app.clock.now_ms();
+    let mut sent = 0;
+    for page in [true, false] {
+        for i in db::due(&app.store, now, page).await? {
+            let (Some(was), next) = (if page {
+                let ack = app.severity_config(i.severity).ack_minutes;
+                (i.next_page_ms, Some(now + minutes(ack)))
+            } else {
+                (i.next_update_ms, app.next_update(i.severity, now))
+            }) else {
+                continue;
+            };
+            if !db::move_reminder(&app.store, i.id, page, was, next).await? {
+                continue; // another replica took it, or it was acknowledged
+            }
+            let (channel, message, entry) = if page {
+                repage(app, &i, now)
+            } else {
+                nudge(app, &i, now)
+            };
+            if post(app, channel, message, "reminder").await {
+                db::add_entry(
+                    &app.store,
+                    i.id,
+                    &NewEntry::new(EntryKind::Reminder, now, &Who::klaxon(), entry),
+                )
+                .await?;
+                sent += 1;
+            } else if let Some(next) = next {
+                db::move_reminder(&app.store, i.id, page, next, Some(now + REMINDER_RETRY_MS))
+                    .await?;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// The re-page for an unacknowledged incident: where, what, and its timeline line.
+fn repage(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
+    let sev = app.severity_config(i.severity);
+    let after = duration_text(now - i.opened_ms);
+    let mut content = format!(
+        "🔔 **{} ({}) is not acknowledged** after {after} (target {} min): {}",
+        i.id,
+        i.severity,
+        sev.ack_minutes,
+        chat::neutralize(&i.title)
+    );
+    if let Some(t) = i.channel_id {
+        content.push_str(&format!("\nAcknowledge in <#{t}>."));
+    }
+    let mut message = ChatMessage::text(content);
+    let entry = match app.pages(i.severity) {
+        Some(role) => {
+            message.content = chat::truncate(
+                &format!("<@&{role}> {}", message.content),
+                chat::limits::CONTENT,
+            );
+            message.ping_roles.push(role);
+            format!("Not acknowledged after {after}: on-call paged again")
+        }
+        None => format!("Not acknowledged after {after}: reminder posted"),
+    };
+    (app.incidents_channel, message, entry)
+}
+
+/// The nudge to a commander who owes a status update.
+fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
+    let since = duration_text(now - i.last_update_ms);
+    let message = ChatMessage {
+        content: format!(
+            "⏰ <@{}> {} has had no status update for {since}. Post one with `/incident status` or the card's Post update button.",
+            i.commander.id, i.id
+        ),
+        ping_users: vec![i.commander.id],
+        ..Default::default()
+    };
+    (
+        i.channel_id.or(app.incidents_channel),
+        message,
+        format!("No status update for {since}: commander reminded"),
+    )
+}
