@@ -80,7 +80,7 @@ fn opening_starts_a_thread_with_the_card_and_pages_on_call_for_a_p1() {
         let card = w.chat.sent_to(*thread);
         assert_eq!(card.len(), 1, "one card in the thread");
         assert!(!card[0].buttons.is_empty(), "the card has its buttons");
-        assert_eq!(i.card_message_id.is_some(), true);
+        assert!(i.card_message_id.is_some());
 
         let notices = w.chat.sent_to(INCIDENTS_CHANNEL);
         assert_eq!(notices.len(), 1);
