@@ -8,6 +8,7 @@ pub mod actor;
 pub mod alerts;
 pub mod app;
 pub mod audit;
+pub mod builder;
 pub mod chat;
 pub mod clock;
 pub mod deployments;
@@ -26,6 +27,9 @@ pub mod secret;
 pub mod settings;
 pub mod severity;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod timefmt;
 
 pub use app::App;
+pub use builder::AppBuilder;
