@@ -8,7 +8,9 @@ use tracing::warn;
 use crate::audit::AuditEntry;
 use crate::chat::{ChatMessage, ChatSink};
 use crate::docker::DockerClient;
-use crate::health::{self, HealthReport, ServiceConfig, Thresholds};
+use crate::health::{self, HealthReport};
+use crate::settings::services::{ServiceConfig, Thresholds};
+pub use crate::settings::services::UnknownService;
 use crate::metrics::Metrics;
 use crate::permissions::Policy;
 use crate::probe::Prober;
@@ -77,14 +79,6 @@ pub fn in_flight(app: &Arc<App>) -> InFlight {
     app.in_flight
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     InFlight(Arc::clone(app))
-}
-
-/// A service name nobody configured; the text lists the ones that exist.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("No service named `{name}`. Known services: {}.", known.join(", "))]
-pub struct UnknownService {
-    pub name: String,
-    pub known: Vec<String>,
 }
 
 impl App {

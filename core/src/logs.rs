@@ -16,7 +16,6 @@ use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use regex::bytes::{Regex, RegexBuilder};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -34,58 +33,14 @@ pub const MAX_LINES: usize = 5_000;
 pub const MAX_LINE_BYTES: usize = 4_096;
 /// What redacted text shows as.
 pub const REDACTED: &str = "[redacted]";
-/// Follow mode runs at most this long, whatever the config says.
-pub const MAX_FOLLOW: Duration = Duration::from_secs(3_600);
+pub use crate::settings::logs::MAX_FOLLOW;
 /// Compiled user regexes (config and `grep`) are capped, so a pathological pattern
 /// is refused instead of eating memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// `[logs]` in the config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogsConfig {
-    /// Extra redaction patterns (regular expressions), applied after the built-in
-    /// ones. The whole match is redacted, or only a group named `secret` if the
-    /// pattern has one.
-    pub redact: Vec<String>,
-    /// How long `/logs follow:true` runs at most, in minutes.
-    pub follow_minutes: u64,
-    /// The same in seconds; overrides `follow_minutes` when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub follow_seconds: Option<u64>,
-    /// Deadline on one whole read of a container's log, in seconds.
-    pub read_timeout_secs: u64,
-    /// `/logs` reads running at once; more wait their turn (each may hold
-    /// 5,000 lines of up to 4 KiB while it renders them).
-    pub max_concurrent_reads: usize,
-}
-
-impl Default for LogsConfig {
-    fn default() -> Self {
-        LogsConfig {
-            redact: Vec::new(),
-            follow_minutes: 5,
-            follow_seconds: None,
-            read_timeout_secs: 120,
-            max_concurrent_reads: crate::log_reads::DEFAULT_CONCURRENT_READS,
-        }
-    }
-}
+pub use crate::settings::logs::LogsConfig;
 
 impl LogsConfig {
-    /// How long a follow runs.
-    pub fn follow_limit(&self) -> Duration {
-        let d = match self.follow_seconds {
-            Some(s) => Duration::from_secs(s),
-            None => Duration::from_secs(self.follow_minutes.saturating_mul(60)),
-        };
-        d.min(MAX_FOLLOW)
-    }
-
-    pub fn read_timeout(&self) -> Duration {
-        Duration::from_secs(self.read_timeout_secs.max(1))
-    }
-
     /// Problems with this section, each naming its key (`logs.redact[1]: …`).
     pub fn validate(&self) -> Vec<String> {
         let mut errs = Vec::new();
@@ -316,31 +271,7 @@ impl Bound {
     }
 }
 
-/// `10m`, `90s`, `1h30m`, `2d`, `1w`: digits and a unit, repeated.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    let mut any = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c.to_ascii_lowercase() {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return None,
-        };
-        let n: u64 = digits.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        digits.clear();
-        any = true;
-    }
-    (any && digits.is_empty()).then(|| Duration::from_secs(total))
-}
+pub use crate::timefmt::parse_duration;
 
 /// What to read and how to filter it.
 #[derive(Debug, Clone)]
