@@ -11,15 +11,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bollard::container::LogOutput;
-use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use regex::bytes::{Regex, RegexBuilder};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::docker::{DockerClient, DockerError};
+use crate::docker::{DockerClient, DockerError, LogRequest};
 
 mod redact;
 pub use redact::{RedactState, Redactor};
@@ -311,24 +309,20 @@ impl Query {
         !self.filters() && self.until.is_none() && self.streams == Streams::Both
     }
 
-    fn options(&self, follow: bool) -> LogsOptions {
-        let mut b = LogsOptionsBuilder::default()
-            .follow(follow)
-            .timestamps(true)
-            .stdout(self.streams != Streams::Stderr)
-            .stderr(self.streams != Streams::Stdout);
-        if let Some(s) = &self.since {
-            b = b.since(s.unix(false));
-        }
-        if let Some(u) = &self.until {
-            b = b.until(u.unix(true));
-        }
+    fn request(&self, follow: bool) -> LogRequest {
         let tail = if self.docker_tails() {
             self.lines.to_string()
         } else {
             "all".to_string()
         };
-        b.tail(&tail).build()
+        LogRequest {
+            follow,
+            stdout: self.streams != Streams::Stderr,
+            stderr: self.streams != Streams::Stdout,
+            since: self.since.as_ref().map(|s| s.unix(false)),
+            until: self.until.as_ref().map(|u| u.unix(true)),
+            tail,
+        }
     }
 }
 
@@ -528,34 +522,20 @@ impl Kept {
     }
 }
 
-fn is_stderr(out: &LogOutput) -> bool {
-    matches!(out, LogOutput::StdErr { .. })
-}
-
-fn classify(e: bollard::errors::Error, docker: &DockerClient, container: &str) -> LogsError {
-    use bollard::errors::Error as E;
+/// What a failed read means for the member. Connecting to the engine fails with
+/// [`LogsError::Docker`] as it is (`?`); this is for the read itself.
+fn read_error(e: DockerError, docker: &DockerClient, container: &str) -> LogsError {
     match e {
-        E::DockerResponseServerError {
-            status_code: 404, ..
-        } => LogsError::ContainerGone(container.to_string()),
-        E::DockerResponseServerError { message, .. } => LogsError::Unreadable {
+        DockerError::NotFound(_) => LogsError::ContainerGone(container.to_string()),
+        DockerError::Api(reason) => LogsError::Unreadable {
             container: container.to_string(),
-            reason: message,
+            reason,
         },
-        E::RequestTimeoutError => LogsError::Docker(DockerError::Unreachable {
+        DockerError::Timeout(_) => LogsError::Docker(DockerError::Unreachable {
             host: docker.host().to_string(),
             reason: "it did not answer in time".into(),
         }),
-        e @ (E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_)) => {
-            LogsError::Docker(DockerError::Unreachable {
-                host: docker.host().to_string(),
-                reason: e.to_string(),
-            })
-        }
-        other => LogsError::Unreadable {
-            container: container.to_string(),
-            reason: other.to_string(),
-        },
+        e @ DockerError::Unreachable { .. } => LogsError::Docker(e),
     }
 }
 
@@ -569,8 +549,8 @@ pub async fn read(
     deadline: Duration,
 ) -> Result<Snapshot, LogsError> {
     let started = Instant::now();
-    let client = docker.client().await?;
-    let mut stream = client.logs(&q.container, Some(q.options(false)));
+    let stream = docker.logs(&q.container, &q.request(false)).await?;
+    tokio::pin!(stream);
     let mut matcher = Matcher::new(redactor, q);
     let want = q.lines.clamp(1, MAX_LINES);
     let mut ring: VecDeque<Kept> = VecDeque::with_capacity(want.min(1_024));
@@ -581,9 +561,9 @@ pub async fn read(
     // frames would each register and cancel a timer).
     let scan = async {
         while let Some(frame) = stream.next().await {
-            let frame = frame.map_err(|e| classify(e, docker, &q.container))?;
-            let stderr = is_stderr(&frame);
-            let frame: &[u8] = frame.as_ref();
+            let frame = frame.map_err(|e| read_error(e, docker, &q.container))?;
+            let stderr = frame.is_stderr();
+            let frame: &[u8] = frame.bytes();
             snap.scanned_lines += 1;
             snap.scanned_bytes += frame.len() as u64;
             let (ts, text) = split_frame(frame);
@@ -637,17 +617,12 @@ fn empty_kept() -> Kept {
 /// Checks that the container exists, quickly, so a typo or a stopped engine gets a
 /// private answer before the command defers.
 pub async fn check_container(docker: &DockerClient, container: &str) -> Result<(), LogsError> {
-    let client = docker.client().await?;
-    match client
-        .inspect_container(
-            container,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
+    docker.ready().await?;
+    docker
+        .inspect(container)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(classify(e, docker, container)),
-    }
+        .map(|_| ())
+        .map_err(|e| read_error(e, docker, container))
 }
 
 /// `docker logs --follow`: sends every matching line to `tx`, from `q.since` (or
@@ -659,8 +634,8 @@ pub async fn follow(
     q: Query,
     tx: mpsc::Sender<LogLine>,
 ) -> Result<(), LogsError> {
-    let client = docker.client().await?.clone();
-    let mut stream = client.logs(&q.container, Some(q.options(true)));
+    let stream = docker.logs(&q.container, &q.request(true)).await?;
+    tokio::pin!(stream);
     let mut matcher = Matcher::new(redactor, &q);
     loop {
         let next = tokio::select! {
@@ -669,11 +644,11 @@ pub async fn follow(
         };
         let frame = match next {
             None => return Ok(()),
-            Some(Err(e)) => return Err(classify(e, &docker, &q.container)),
+            Some(Err(e)) => return Err(read_error(e, &docker, &q.container)),
             Some(Ok(out)) => out,
         };
-        let stderr = is_stderr(&frame);
-        let (ts, text) = split_frame(frame.as_ref());
+        let stderr = frame.is_stderr();
+        let (ts, text) = split_frame(frame.bytes());
         let Some(text) = matcher.check(text, stderr) else {
             continue;
         };

@@ -12,22 +12,15 @@
 //! deployment history ([`crate::deployments`]).
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use bollard::models::{
+use crate::docker::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig,
-    HealthStatusEnum, ImageConfig, ImageInspect, Mount, MountType, NetworkConnectRequest,
-    NetworkingConfig, RestartPolicyNameEnum,
+    HealthStatusEnum, ImageConfig, ImageInspect, Mount, MountType, NetworkingConfig,
+    RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListImagesOptions, RemoveContainerOptions,
-    RenameContainerOptions, RestartContainerOptions, StopContainerOptions,
-};
-use bollard::Docker;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -35,7 +28,9 @@ use crate::app::{App, UnknownService};
 use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{ChatMessage, Embed};
 use crate::deployments::{self, Deployment, NewDeployment, Status};
-use crate::docker::DockerError;
+pub use crate::docker::images::{normalize_repository, repository, ImageInfo};
+use crate::docker::images::{date_of, is_id_of, is_image_id, short_id};
+use crate::docker::{DockerClient, DockerError};
 use crate::health::{human_duration, ServiceConfig};
 use crate::store::StoreError;
 
@@ -64,63 +59,6 @@ pub struct Actor {
     pub name: String,
     pub guild_id: Option<u64>,
     pub channel_id: Option<u64>,
-}
-
-/// An image as Klaxon shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageInfo {
-    /// What the container is (or will be) created from: a tag, or an id when the
-    /// tag moved on.
-    pub reference: String,
-    /// `sha256:…`, the image id.
-    pub id: String,
-    /// The registry digest (`repo@sha256:…`) when the image came from a registry.
-    pub digest: Option<String>,
-    /// The repository the image belongs to (from its tags when `reference` is an
-    /// id); empty for an untagged image.
-    pub repository: String,
-    pub created: Option<DateTime<Utc>>,
-}
-
-impl ImageInfo {
-    fn from_inspect(reference: &str, img: &ImageInspect) -> ImageInfo {
-        let id = img.id.clone().unwrap_or_default();
-        let by_id = is_id_of(reference, &id);
-        ImageInfo {
-            reference: reference.to_string(),
-            repository: if by_id {
-                img.repo_tags
-                    .as_ref()
-                    .and_then(|t| t.first())
-                    .map(|t| repository(t).to_string())
-                    .unwrap_or_default()
-            } else {
-                repository(reference).to_string()
-            },
-            id,
-            digest: img.repo_digests.as_ref().and_then(|d| d.first().cloned()),
-            created: img.created.as_ref().and_then(date_of),
-        }
-    }
-
-    /// What the plan shows as the image's digest: the registry's when it came from
-    /// one, else the image id (the digest of its configuration), 12 hex digits.
-    pub fn short_digest(&self) -> String {
-        match &self.digest {
-            Some(d) => short_id(d.rsplit_once('@').map_or(d.as_str(), |(_, h)| h)),
-            None => self.short_id(),
-        }
-    }
-
-    /// `sha256:` and the first 12 hex digits, as `docker images` shows ids.
-    pub fn short_id(&self) -> String {
-        short_id(&self.id)
-    }
-}
-
-fn short_id(id: &str) -> String {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    format!("sha256:{}", hex.chars().take(12).collect::<String>())
 }
 
 /// How Klaxon decides that a container is healthy.
@@ -500,276 +438,6 @@ fn next_id() -> u64 {
     (ms << 12) | (COUNTER.fetch_add(1, Ordering::Relaxed) & 0xfff)
 }
 
-// ---------------------------------------------------------------------------
-// The Docker engine, with a deadline on every call
-// ---------------------------------------------------------------------------
-
-struct Engine {
-    docker: Docker,
-    host: String,
-    timeout: Duration,
-}
-
-impl Engine {
-    async fn new(app: &App) -> Result<Engine, DockerError> {
-        let docker = app.docker.client().await?.clone();
-        // The client's own request timeout is the configured docker.timeout_secs.
-        let timeout = docker.timeout().max(Duration::from_secs(1));
-        Ok(Engine {
-            docker,
-            host: app.docker.host().to_string(),
-            timeout,
-        })
-    }
-
-    /// A client whose own timeout leaves room for calls that wait on purpose
-    /// (stop, restart), which bollard would otherwise cut at docker.timeout_secs.
-    fn patient(&self, extra: Duration) -> Docker {
-        let mut d = self.docker.clone();
-        d.set_timeout(self.timeout + extra);
-        d
-    }
-
-    async fn call<T>(
-        &self,
-        what: &str,
-        limit: Duration,
-        fut: impl Future<Output = Result<T, bollard::errors::Error>>,
-    ) -> Result<T, DockerError> {
-        match tokio::time::timeout(limit, fut).await {
-            Err(_) => Err(DockerError::Timeout(limit)),
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.classify(e, what)),
-        }
-    }
-
-    fn classify(&self, e: bollard::errors::Error, what: &str) -> DockerError {
-        use bollard::errors::Error as E;
-        match e {
-            E::DockerResponseServerError {
-                status_code: 404, ..
-            } => DockerError::NotFound(what.to_string()),
-            E::DockerResponseServerError { message, .. } => DockerError::Api(message),
-            E::RequestTimeoutError => DockerError::Timeout(self.timeout),
-            E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_) => {
-                DockerError::Unreachable {
-                    host: self.host.clone(),
-                    reason: e.to_string(),
-                }
-            }
-            other => DockerError::Api(other.to_string()),
-        }
-    }
-
-    async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse, DockerError> {
-        self.call(
-            name,
-            self.timeout,
-            self.docker
-                .inspect_container(name, None::<InspectContainerOptions>),
-        )
-        .await
-    }
-
-    /// `None` when there is no such container.
-    async fn inspect_opt(
-        &self,
-        name: &str,
-    ) -> Result<Option<ContainerInspectResponse>, DockerError> {
-        match self.inspect(name).await {
-            Ok(i) => Ok(Some(i)),
-            Err(DockerError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn inspect_image(&self, reference: &str) -> Result<ImageInspect, DockerError> {
-        self.call(
-            reference,
-            self.timeout,
-            self.docker.inspect_image(reference),
-        )
-        .await
-    }
-
-    async fn stop(&self, name: &str, secs: u64) -> Result<(), DockerError> {
-        let wait = Duration::from_secs(secs);
-        let opts = StopContainerOptions {
-            t: Some(secs.min(i32::MAX as u64) as i32),
-            ..Default::default()
-        };
-        let docker = self.patient(wait);
-        self.call(
-            name,
-            self.timeout + wait,
-            docker.stop_container(name, Some(opts)),
-        )
-        .await
-    }
-
-    async fn restart(&self, name: &str, secs: u64) -> Result<(), DockerError> {
-        let wait = Duration::from_secs(secs);
-        let opts = RestartContainerOptions {
-            t: Some(secs.min(i32::MAX as u64) as i32),
-            ..Default::default()
-        };
-        let docker = self.patient(wait);
-        self.call(
-            name,
-            self.timeout + wait,
-            docker.restart_container(name, Some(opts)),
-        )
-        .await
-    }
-
-    async fn rename(&self, from: &str, to: &str) -> Result<(), DockerError> {
-        let opts = RenameContainerOptions {
-            name: to.to_string(),
-        };
-        self.call(from, self.timeout, self.docker.rename_container(from, opts))
-            .await
-    }
-
-    async fn start(&self, name: &str) -> Result<(), DockerError> {
-        self.call(name, self.timeout, self.docker.start_container(name, None))
-            .await
-    }
-
-    async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<(), DockerError> {
-        let opts = CreateContainerOptions {
-            name: Some(name.to_string()),
-            ..Default::default()
-        };
-        self.call(
-            name,
-            self.timeout,
-            self.docker.create_container(Some(opts), body),
-        )
-        .await
-        .map(|_| ())
-    }
-
-    async fn remove(&self, name: &str, force: bool) -> Result<(), DockerError> {
-        let opts = RemoveContainerOptions {
-            force,
-            ..Default::default()
-        };
-        match self
-            .call(
-                name,
-                self.timeout,
-                self.docker.remove_container(name, Some(opts)),
-            )
-            .await
-        {
-            Err(DockerError::NotFound(_)) => Ok(()),
-            other => other,
-        }
-    }
-
-    async fn connect(
-        &self,
-        network: &str,
-        container: &str,
-        endpoint: EndpointSettings,
-    ) -> Result<(), DockerError> {
-        let req = NetworkConnectRequest {
-            container: container.to_string(),
-            endpoint_config: Some(endpoint),
-        };
-        self.call(
-            network,
-            self.timeout,
-            self.docker.connect_network(network, req),
-        )
-        .await
-    }
-
-    /// Every tag of `repo` on the engine, newest first (by the image's exact
-    /// creation time: `docker images` rounds to seconds, and builds are often faster).
-    async fn candidates(&self, repo: &str) -> Result<Vec<ImageInfo>, DockerError> {
-        if repo.is_empty() {
-            return Ok(Vec::new());
-        }
-        let opts = ListImagesOptions {
-            filters: Some(HashMap::from([(
-                "reference".to_string(),
-                vec![repo.to_string()],
-            )])),
-            ..Default::default()
-        };
-        let mut summaries = self
-            .call(repo, self.timeout, self.docker.list_images(Some(opts)))
-            .await?;
-        summaries.sort_by_key(|s| std::cmp::Reverse(s.created));
-        summaries.truncate(25);
-        let inspected =
-            futures::future::join_all(summaries.iter().map(|s| self.inspect_image(s.id.as_str())))
-                .await;
-        let mut out = Vec::new();
-        for (s, img) in summaries.iter().zip(inspected) {
-            let created = img
-                .ok()
-                .and_then(|i| i.created.as_ref().and_then(date_of))
-                .or_else(|| DateTime::from_timestamp(s.created, 0));
-            for tag in &s.repo_tags {
-                if repository(tag) == repo {
-                    out.push(ImageInfo {
-                        repository: repository(tag).to_string(),
-                        reference: tag.clone(),
-                        id: s.id.clone(),
-                        digest: s.repo_digests.first().cloned(),
-                        created,
-                    });
-                }
-            }
-        }
-        out.sort_by(|a, b| {
-            b.created
-                .cmp(&a.created)
-                .then(a.reference.cmp(&b.reference))
-        });
-        Ok(out)
-    }
-}
-
-/// bollard's date type depends on its features (a String, chrono or time); all of
-/// them serialize to RFC 3339, which keeps this independent of the choice.
-fn date_of<T: Serialize>(v: &T) -> Option<DateTime<Utc>> {
-    let value = serde_json::to_value(v).ok()?;
-    parse_time(value.as_str()?)
-}
-
-/// Docker's zero time (`0001-01-01T00:00:00Z`) means "never".
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-        .filter(|t| t.timestamp() > 0)
-}
-
-/// The repository of an image reference: `registry:5000/team/app:v2` ->
-/// `registry:5000/team/app`; `app@sha256:…` -> `app`.
-pub fn repository(reference: &str) -> &str {
-    if let Some((repo, _)) = reference.split_once('@') {
-        return repo;
-    }
-    match reference.rfind(':') {
-        Some(colon) if !reference[colon..].contains('/') => &reference[..colon],
-        _ => reference,
-    }
-}
-
-/// A repository as written by people and as Docker stores it compare equal:
-/// `docker.io/library/app` is `app`.
-pub fn normalize_repository(repo: &str) -> &str {
-    let repo = repo
-        .strip_prefix("docker.io/")
-        .or_else(|| repo.strip_prefix("index.docker.io/"))
-        .unwrap_or(repo);
-    repo.strip_prefix("library/").unwrap_or(repo)
-}
-
 /// A reference as Docker lists it: repository normalized, `:latest` when it names
 /// neither tag nor digest.
 fn normalize_reference(reference: &str) -> String {
@@ -822,14 +490,6 @@ fn allowed_target(
     }
 }
 
-/// Whether `reference` names the image by its id (`sha256:…` or a prefix of 12 or
-/// more hex digits, as Docker accepts) rather than by a tag.
-fn is_id_of(reference: &str, image_id: &str) -> bool {
-    let hex = |s: &str| s.strip_prefix("sha256:").unwrap_or(s).to_ascii_lowercase();
-    let r = hex(reference);
-    r.len() >= 12 && r.chars().all(|c| c.is_ascii_hexdigit()) && hex(image_id).starts_with(&r)
-}
-
 /// The repositories a service may run, as the refusal names them.
 fn allowed_list(own: &str, allowed: &[String]) -> String {
     let mut names: Vec<String> = Vec::new();
@@ -847,13 +507,6 @@ fn allowed_list(own: &str, allowed: &[String]) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     }
-}
-
-fn is_image_id(reference: &str) -> bool {
-    let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-    reference.starts_with("sha256:")
-        && hex.len() >= 12
-        && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Image references as the member may type them; anything else never reaches the
@@ -1114,7 +767,8 @@ pub async fn plan(
         }
     }
     check_free(app, &svc.name).await?;
-    let engine = Engine::new(app).await?;
+    app.docker.ready().await?;
+    let engine = &app.docker;
     let info = engine.inspect(&container).await?;
     let current_id = info.image.clone().unwrap_or_default();
     let configured = info
@@ -1155,7 +809,7 @@ pub async fn plan(
         container: container.clone(),
         current,
         container_state: state_text(&info),
-        started_at: state.started_at.as_deref().and_then(parse_time),
+        started_at: state.started_at.as_deref().and_then(crate::timefmt::parse_time),
         target: None,
         target_source: TargetSource::Asked,
         health: HealthWait::Running(Duration::from_secs(app.rollout.running_secs)),
@@ -1238,7 +892,7 @@ pub async fn plan(
 /// The member's `to`: a full reference, an image id, or a bare tag of the
 /// service's repository.
 async fn resolve(
-    engine: &Engine,
+    engine: &DockerClient,
     repo: &str,
     to: &str,
 ) -> Result<(ImageInfo, ImageInspect), RolloutError> {
@@ -1262,7 +916,7 @@ async fn resolve(
 /// a newer build by default would be a surprise; `to` can still name one.)
 async fn default_target(
     app: &App,
-    engine: &Engine,
+    engine: &DockerClient,
     service: &str,
     current: &ImageInfo,
     repo: &str,
@@ -1341,7 +995,8 @@ pub async fn image_choices(
         .unwrap_or_default();
     let mut current_id = String::new();
     let mut engine_images = Vec::new();
-    if let Ok(engine) = Engine::new(app).await {
+    let engine = &app.docker;
+    if engine.ready().await.is_ok() {
         if let Ok(info) = engine.inspect(&container).await {
             current_id = info.image.clone().unwrap_or_default();
             let configured = info
@@ -1577,16 +1232,16 @@ impl Run {
                 status: Status::Failed,
                 phase,
             },
-            Ok(()) => match Engine::new(&self.app).await {
+            Ok(()) => match self.app.docker.ready().await {
                 Err(e) => End {
                     status: Status::Failed,
                     phase: Phase::Failed {
                         reason: format!("{e}; nothing was changed."),
                     },
                 },
-                Ok(engine) => match self.plan.action {
-                    Action::Rollback => self.rollback(&engine).await,
-                    Action::Restart => self.restart(&engine).await,
+                Ok(()) => match self.plan.action {
+                    Action::Rollback => self.rollback(&Arc::clone(&self.app).docker).await,
+                    Action::Restart => self.restart(&Arc::clone(&self.app).docker).await,
                 },
             },
         };
@@ -1671,7 +1326,7 @@ impl Run {
             .unwrap_or(self.app.rollout.stop_timeout_secs)
     }
 
-    async fn rollback(&mut self, engine: &Engine) -> End {
+    async fn rollback(&mut self, engine: &DockerClient) -> End {
         let failed = |reason: String| End {
             status: Status::Failed,
             phase: Phase::Failed { reason },
@@ -1797,7 +1452,7 @@ impl Run {
     }
 
     /// Puts the original back: new container removed, old one renamed back and started.
-    async fn revert(&mut self, engine: &Engine, name: &str, kept: &str, reason: String) -> End {
+    async fn revert(&mut self, engine: &DockerClient, name: &str, kept: &str, reason: String) -> End {
         warn!(service = %self.plan.service, %reason, "reverting");
         self.phase(Phase::Reverting {
             reason: reason.clone(),
@@ -1840,7 +1495,7 @@ impl Run {
         }
     }
 
-    async fn restart(&mut self, engine: &Engine) -> End {
+    async fn restart(&mut self, engine: &DockerClient) -> End {
         let name = self.plan.container.clone();
         let failed = |reason: String| End {
             status: Status::Failed,
@@ -1890,7 +1545,7 @@ impl Run {
     /// health result of the new run counts. The error says what was seen last.
     async fn wait_healthy(
         &self,
-        engine: &Engine,
+        engine: &DockerClient,
         name: &str,
         not_started_at: Option<String>,
     ) -> Result<Duration, String> {
@@ -1941,7 +1596,7 @@ impl Run {
                                     .map(|s| s.to_string())
                                     .unwrap_or_else(|| "none".into());
                                 // Only a check that ran in this run of the container counts.
-                                let started = parse_time(&started_at);
+                                let started = crate::timefmt::parse_time(&started_at);
                                 let checked = health
                                     .log
                                     .as_ref()
@@ -2056,8 +1711,8 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     };
     let mut out = Vec::new();
     for row in rows {
-        let recovery = match Engine::new(app).await {
-            Ok(engine) => recover_one(&engine, &row).await,
+        let recovery = match app.docker.ready().await {
+            Ok(()) => recover_one(&app.docker, &row).await,
             Err(e) => Err(e),
         };
         let (recovery, checked) = match recovery {
@@ -2144,7 +1799,7 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     out
 }
 
-async fn recover_one(engine: &Engine, row: &Deployment) -> Result<Recovery, DockerError> {
+async fn recover_one(engine: &DockerClient, row: &Deployment) -> Result<Recovery, DockerError> {
     let name = row.container.as_str();
     let kept = (!row.kept_container.is_empty()).then_some(row.kept_container.as_str());
     let main = engine.inspect_opt(name).await?;
