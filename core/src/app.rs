@@ -9,11 +9,11 @@ use crate::audit::AuditEntry;
 use crate::chat::{ChatMessage, ChatSink};
 use crate::docker::DockerClient;
 use crate::health::{self, HealthReport};
-use crate::settings::services::{ServiceConfig, Thresholds};
-pub use crate::settings::services::UnknownService;
 use crate::metrics::Metrics;
 use crate::permissions::Policy;
 use crate::probe::Prober;
+pub use crate::settings::services::UnknownService;
+use crate::settings::services::{ServiceConfig, Thresholds};
 use crate::store::Store;
 
 pub struct App {
@@ -22,13 +22,13 @@ pub struct App {
     pub prober: Prober,
     pub services: Vec<ServiceConfig>,
     pub thresholds: Thresholds,
-    pub logs: crate::logs::LogsConfig,
+    pub logs: crate::settings::logs::LogsConfig,
     /// `/logs` reads take turns: at most `[logs] max_concurrent_reads` at once.
     pub log_reads: crate::log_reads::ReadQueue,
-    pub rollout: crate::rollout::RolloutConfig,
+    pub rollout: crate::settings::rollout::RolloutConfig,
     /// One `/rollback` or `/restart` per service at a time, and the plans waiting
     /// for their Confirm clicks.
-    pub ops_locks: crate::rollout::Locks,
+    pub ops_locks: crate::ops_locks::Locks,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,

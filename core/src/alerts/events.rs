@@ -168,7 +168,11 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
         since = since.or_else(|| Some(chrono::Utc::now().timestamp()));
         let containers = by_container.keys().cloned().collect();
         let actions = ["die", "oom", "start", "health_status"];
-        let stream = match app.docker.container_events(containers, &actions, since).await {
+        let stream = match app
+            .docker
+            .container_events(containers, &actions, since)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "Docker events stream broke; reconnecting");

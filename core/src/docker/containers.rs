@@ -89,8 +89,14 @@ impl DockerClient {
             restart_count: info.restart_count.unwrap_or(0),
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
-            started_at: state.started_at.as_deref().and_then(crate::timefmt::parse_time),
-            finished_at: state.finished_at.as_deref().and_then(crate::timefmt::parse_time),
+            started_at: state
+                .started_at
+                .as_deref()
+                .and_then(crate::timefmt::parse_time),
+            finished_at: state
+                .finished_at
+                .as_deref()
+                .and_then(crate::timefmt::parse_time),
             cpu_percent: None,
             memory_percent: None,
             memory_bytes: None,

@@ -59,12 +59,17 @@ mod tests {
             status_code: 404,
             message: "No such container: api".into(),
         };
-        assert!(matches!(classify(nf, "api", "unix:///x", t), DockerError::NotFound(n) if n == "api"));
+        assert!(
+            matches!(classify(nf, "api", "unix:///x", t), DockerError::NotFound(n) if n == "api")
+        );
         let api = bollard::errors::Error::DockerResponseServerError {
             status_code: 409,
             message: "conflict".into(),
         };
-        assert_eq!(classify(api, "api", "unix:///x", t).to_string(), "Docker error: conflict");
+        assert_eq!(
+            classify(api, "api", "unix:///x", t).to_string(),
+            "Docker error: conflict"
+        );
         assert!(matches!(
             classify(bollard::errors::Error::RequestTimeoutError, "api", "unix:///x", t),
             DockerError::Timeout(d) if d == t

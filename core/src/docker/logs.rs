@@ -1,7 +1,7 @@
 //! A container's log as a stream of frames (`docker logs --timestamps`).
 //!
 //! The adapter only reads: filtering, redaction and the ring buffer are
-//! [`crate::logs`]'s. Frames are handed over as bollard produced them, without a
+//! the `logs` module's. Frames are handed over as bollard produced them, without a
 //! copy, since a large log is millions of them.
 
 use bollard::container::LogOutput;

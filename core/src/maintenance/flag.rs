@@ -4,7 +4,6 @@
 //! Every change is verified, because an operator who is told "flag set" will act on
 //! it.
 
-
 use crate::docker::DockerClient;
 
 pub const DEFAULT_PATH: &str = "/app/MAINTENANCE";

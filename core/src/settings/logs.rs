@@ -2,7 +2,7 @@
 //!
 //! A leaf (serde only), so that `App` holds it without importing the logs domain;
 //! the checks that need the redactor (`validate`, `redactor`) stay in
-//! [`crate::logs`].
+//! the `logs` module.
 
 use std::time::Duration;
 
