@@ -173,30 +173,3 @@ impl DockerClient {
         Ok(out)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repositories() {
-        assert_eq!(repository("klaxon-test/app:v2"), "klaxon-test/app");
-        assert_eq!(
-            repository("registry:5000/team/app:v2"),
-            "registry:5000/team/app"
-        );
-        assert_eq!(
-            repository("registry:5000/team/app"),
-            "registry:5000/team/app"
-        );
-        assert_eq!(repository("app@sha256:abc"), "app");
-        assert_eq!(repository("app"), "app");
-        assert!(is_image_id("sha256:725427537889aa"));
-        assert!(!is_image_id("app:v1"));
-        assert!(valid_reference("klaxon-test/app:v1"));
-        assert!(valid_reference("sha256:725427537889"));
-        assert!(!valid_reference("../containers/x"));
-        assert!(!valid_reference("app v1"));
-        assert!(!valid_reference(""));
-    }
-}

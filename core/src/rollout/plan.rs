@@ -226,10 +226,10 @@ pub async fn plan(
             }
             let (target, target_img, source) = match to.map(str::trim) {
                 Some(t) => {
-                    let (info, img) = resolve(&engine, &repo, t).await?;
+                    let (info, img) = resolve(engine, &repo, t).await?;
                     (info, img, TargetSource::Asked)
                 }
-                None => default_target(app, &engine, &svc.name, &plan.current, &repo).await?,
+                None => default_target(app, engine, &svc.name, &plan.current, &repo).await?,
             };
             // The new container gets the service's environment, mounts and networks:
             // only images of its own repository (or those the config allows) may run.
@@ -361,6 +361,28 @@ async fn default_target(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories() {
+        assert_eq!(repository("klaxon-test/app:v2"), "klaxon-test/app");
+        assert_eq!(
+            repository("registry:5000/team/app:v2"),
+            "registry:5000/team/app"
+        );
+        assert_eq!(
+            repository("registry:5000/team/app"),
+            "registry:5000/team/app"
+        );
+        assert_eq!(repository("app@sha256:abc"), "app");
+        assert_eq!(repository("app"), "app");
+        assert!(is_image_id("sha256:725427537889aa"));
+        assert!(!is_image_id("app:v1"));
+        assert!(valid_reference("klaxon-test/app:v1"));
+        assert!(valid_reference("sha256:725427537889"));
+        assert!(!valid_reference("../containers/x"));
+        assert!(!valid_reference("app v1"));
+        assert!(!valid_reference(""));
+    }
 
     #[test]
     fn rollback_to_a_foreign_image_is_refused() {
