@@ -20,6 +20,7 @@ pub mod log_reads;
 pub mod logs;
 pub mod maintenance;
 pub mod metrics;
+pub mod ops_locks;
 pub mod permissions;
 pub mod probe;
 pub mod rollout;
