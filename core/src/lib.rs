@@ -5,6 +5,7 @@
 //! command-line tools and the tests.
 
 pub mod actor;
+pub mod alert;
 pub mod alerts;
 pub mod app;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod permissions;
 pub mod probe;
+pub mod routing;
 pub mod rollout;
 pub mod secret;
 pub mod settings;
