@@ -38,7 +38,9 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
             .and_then(|s| app.service(s).ok())
             .is_some_and(|s| s.container.is_some());
         let look = Look {
-            ping: (g.page != 0).then_some(app.incidents.on_call_role).flatten(),
+            ping: (g.page != 0)
+                .then_some(app.incidents.on_call_role)
+                .flatten(),
             buttons: buttons(id, logs),
             note: g.acked_by.map(|by| {
                 format!(

@@ -33,13 +33,11 @@ fn legacy_matchers(key: &str) -> Vec<Matcher> {
     let mut out = Vec::new();
     for part in key.split('|').skip(1) {
         match part.split_once('=') {
-            Some((k, v)) if !k.is_empty() && !v.contains('=') => {
-                out.push(Matcher {
-                    label: k.to_string(),
-                    op: Op::Equal,
-                    value: v.to_string(),
-                })
-            }
+            Some((k, v)) if !k.is_empty() && !v.contains('=') => out.push(Matcher {
+                label: k.to_string(),
+                op: Op::Equal,
+                value: v.to_string(),
+            }),
             _ => return Vec::new(),
         }
     }

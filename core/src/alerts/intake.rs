@@ -298,7 +298,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_due(&cfg, true, Some(9_000), Some(1_000), 5_000), 5_000);
-        assert_eq!(next_due(&cfg, false, Some(9_000), Some(1_000), 5_000), 9_000);
+        assert_eq!(
+            next_due(&cfg, false, Some(9_000), Some(1_000), 5_000),
+            9_000
+        );
         assert_eq!(next_due(&cfg, false, None, Some(1_000), 5_000), 121_000);
         assert_eq!(next_due(&cfg, false, None, Some(1_000), 500_000), 500_000);
         assert_eq!(next_due(&cfg, false, None, None, 5_000), 5_000);

@@ -2,10 +2,10 @@
 //! ([`super::deliver`]) feeds it what is stored; `klaxon alerts test` previews
 //! with it; the messages it makes fit Discord's limits.
 
-use crate::routing::Router;
 use super::{Alert, AlertStatus};
 use crate::chat::{self, limits, Button, ButtonStyle, ChatMessage, Embed, TextFile};
 use crate::incidents::{hhmm, Severity};
+use crate::routing::Router;
 
 /// What a message's embeds may hold together, with room for titles and footers.
 const MESSAGE_BUDGET: usize = limits::EMBED_TOTAL - 100;

@@ -202,8 +202,14 @@ async fn deliver_channel(
                 // channel's order is kept by stopping here.
                 let worst = outbox::worst_attempts(store, channel).await?;
                 let wait = (1_000_i64 << worst.max(attempts).clamp(0, 6)).min(60_000);
-                outbox::retry_later(store, channel, id, now_ms + wait, &chat::truncate(&why, 300))
-                    .await?;
+                outbox::retry_later(
+                    store,
+                    channel,
+                    id,
+                    now_ms + wait,
+                    &chat::truncate(&why, 300),
+                )
+                .await?;
                 info!(channel, outbox = id, %why, "alert message will be retried");
                 out.retrying += 1;
                 break;
@@ -222,4 +228,3 @@ async fn deliver_channel(
     }
     Ok(out)
 }
-

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use regex::{Regex, RegexBuilder};
-use serde::{Deserialize, Serialize};
 use super::Alert;
 use crate::store::alerts::{self, SilenceRow};
 use crate::store::{Store, StoreError};
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
 
 /// The whole `matcher` option, as typed.
 pub const MAX_MATCHERS_TEXT: usize = 1_000;

@@ -1,6 +1,6 @@
 //! The alerts aggregate's SQL: stored alerts (one row per source and fingerprint),
 //! their groups, and silences. What to do with them (routing, holding, due times)
-//! is decided in [`crate::alerts`]; this file only reads and writes.
+//! is decided in the `alerts` domain; this file only reads and writes.
 //!
 //! Portable SQL only: every statement here serves SQLite and PostgreSQL alike
 //! (`ON CONFLICT ... DO UPDATE`, `RETURNING`, `||` and `CAST(... AS TEXT)` exist in
@@ -318,7 +318,12 @@ pub async fn insert_group(tx: &mut Tx, g: &NewGroup<'_>) -> Result<i64, StoreErr
 }
 
 /// A resolved group firing again: a new message (new nonces), not an edit.
-pub async fn refire_group(tx: &mut Tx, id: i64, now_ms: i64, due_ms: i64) -> Result<(), StoreError> {
+pub async fn refire_group(
+    tx: &mut Tx,
+    id: i64,
+    now_ms: i64,
+    due_ms: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE alert_groups SET status = 'firing', updated_ms = $1, due_ms = $2, \
          message_ids = '', generation = generation + 1 WHERE id = $3",
@@ -492,7 +497,12 @@ pub async fn active_silence_ids(tx: &mut Tx, now_ms: i64) -> Result<HashSet<i64>
 }
 
 /// Ends a silence early; false when there is no such active silence.
-pub async fn end_silence(store: &Store, id: i64, by: &str, now_ms: i64) -> Result<bool, StoreError> {
+pub async fn end_silence(
+    store: &Store,
+    id: i64,
+    by: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
     Ok(sqlx::query(
         "UPDATE silences SET ended_ms = $1, ended_by = $2 WHERE id = $3 AND ended_ms IS NULL \
          AND ends_ms > $4",

@@ -57,4 +57,3 @@ fn audit_from_row(r: &AnyRow) -> Result<AuditEntry, StoreError> {
         duration_ms: r.try_get("duration_ms")?,
     })
 }
-

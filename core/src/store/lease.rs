@@ -1,5 +1,5 @@
 //! The leader lease on PostgreSQL: one row with an expiry in the database's own
-//! clock, so replica clocks do not matter (see [`crate::leader`] for the timing).
+//! clock, so replica clocks do not matter (see `leader` for the timing).
 //! PostgreSQL only: SQLite runs one process per file, held by a file lock.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -101,4 +101,3 @@ impl Lease {
         .transpose()
     }
 }
-

@@ -1,7 +1,7 @@
 //! The outbox's SQL: groups due for a message, the rendered messages waiting to be
 //! sent (one row per body, in the order the sender must deliver them), and the
 //! message ids Discord gave a group. What goes in a message is decided in
-//! [`crate::alerts::render`]; when and how it is sent, in `alerts::sender`.
+//! `alerts::render`; when and how it is sent, in `alerts::sender`.
 //!
 //! Portable SQL only: every statement serves SQLite and PostgreSQL alike.
 
@@ -207,12 +207,12 @@ pub async fn firing_services(store: &Store, group_id: i64) -> Result<Vec<String>
 
 /// How many of a group's alerts fire.
 pub async fn firing_count(store: &Store, group_id: i64) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM alerts WHERE group_id = $1 AND status = 'firing'",
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE group_id = $1 AND status = 'firing'")
+            .bind(group_id)
+            .fetch_one(store.pool())
+            .await?,
     )
-    .bind(group_id)
-    .fetch_one(store.pool())
-    .await?)
 }
 
 /// Channels with a message due.
@@ -266,7 +266,12 @@ pub async fn next_pending(
 }
 
 /// Whether a newer body of the same message is pending.
-pub async fn has_newer(store: &Store, group_id: i64, part: i64, id: i64) -> Result<bool, StoreError> {
+pub async fn has_newer(
+    store: &Store,
+    group_id: i64,
+    part: i64,
+    id: i64,
+) -> Result<bool, StoreError> {
     Ok(sqlx::query(
         "SELECT id FROM outbox WHERE group_id = $1 AND part = $2 AND state = 'pending' \
          AND id > $3 LIMIT 1",
@@ -299,13 +304,15 @@ pub async fn mark(
 
 /// Discord's ids of a group's messages, comma-separated (empty: none yet).
 pub async fn message_ids(store: &Store, group_id: i64) -> Result<String, StoreError> {
-    Ok(sqlx::query("SELECT message_ids FROM alert_groups WHERE id = $1")
-        .bind(group_id)
-        .fetch_optional(store.pool())
-        .await?
-        .map(|r| r.try_get::<String, _>("message_ids"))
-        .transpose()?
-        .unwrap_or_default())
+    Ok(
+        sqlx::query("SELECT message_ids FROM alert_groups WHERE id = $1")
+            .bind(group_id)
+            .fetch_optional(store.pool())
+            .await?
+            .map(|r| r.try_get::<String, _>("message_ids"))
+            .transpose()?
+            .unwrap_or_default(),
+    )
 }
 
 /// A message went out: marked sent, and the group's ids updated when it was
