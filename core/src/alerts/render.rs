@@ -415,4 +415,29 @@ mod tests {
         );
         assert!(msgs.iter().all(|m| m.silent), "P3 does not buzz phones");
     }
+
+    #[test]
+    fn a_repeat_pings_only_when_paging_and_offers_acknowledge_only() {
+        let m = repeat_message(
+            7,
+            "Disk <@1> · db",
+            3,
+            5 * 3_600_000,
+            Severity::P1,
+            Some(42),
+        );
+        assert!(
+            m.content.starts_with("<@&42> 🔁 Still firing after"),
+            "{}",
+            m.content
+        );
+        assert!(!m.content.contains("<@1>"), "titles are shown literally");
+        assert_eq!(m.ping_roles, [42]);
+        assert!(!m.silent);
+        assert_eq!(m.buttons.len(), 1);
+        assert_eq!(m.buttons[0].custom_id, "alerts:ack:7");
+        let quiet = repeat_message(7, "t", 1, 60_000, Severity::P4, None);
+        assert!(quiet.ping_roles.is_empty() && quiet.silent);
+        assert!(quiet.content.starts_with("🔁"), "{}", quiet.content);
+    }
 }
