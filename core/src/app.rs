@@ -38,7 +38,7 @@ pub struct App {
     pub incidents: crate::incidents::IncidentsConfig,
     pub clock: crate::clock::Clock,
     /// Alert routes and grouping, compiled at start-up.
-    pub alerts: crate::alerts::route::Router,
+    pub alerts: crate::routing::Router,
     pub alerts_channel: Option<u64>,
     /// `[maintenance]`: time zone, lead times, the longest window.
     pub maintenance: crate::maintenance::Settings,

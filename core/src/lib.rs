@@ -5,6 +5,7 @@
 //! command-line tools and the tests.
 
 pub mod actor;
+pub mod alert;
 pub mod alerts;
 pub mod app;
 pub mod audit;
@@ -24,6 +25,7 @@ pub mod ops_locks;
 pub mod permissions;
 pub mod probe;
 pub mod rollout;
+pub mod routing;
 pub mod secret;
 pub mod settings;
 pub mod severity;

@@ -230,7 +230,8 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
             if alerts.is_empty() {
                 continue;
             }
-            match super::db::ingest(&app.store, &app.alerts, app.alerts_channel, &alerts, now).await
+            match super::intake::ingest(&app.store, &app.alerts, app.alerts_channel, &alerts, now)
+                .await
             {
                 Ok(done) => {
                     let changed: Vec<&Alert> =
