@@ -188,6 +188,7 @@ async fn start_inner(config: Config, clock: klaxon_core::clock::Clock) -> anyhow
         thresholds: config.health.clone(),
         logs: config.logs.clone(),
         log_reads: klaxon_core::log_reads::ReadQueue::new(config.logs.max_concurrent_reads),
+        follows: Default::default(),
         rollout: config.rollback.clone(),
         ops_locks: Default::default(),
         policy,

@@ -3,25 +3,8 @@
 use klaxon_core::chat::Embed;
 use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
 
-use crate::serenity::{CreateEmbed, CreateEmbedFooter};
 
-pub fn embed(e: &Embed) -> CreateEmbed {
-    let e = e.clone().fit();
-    let mut out = CreateEmbed::new().color(e.color);
-    if !e.title.is_empty() {
-        out = out.title(e.title);
-    }
-    if !e.description.is_empty() {
-        out = out.description(e.description);
-    }
-    if !e.fields.is_empty() {
-        out = out.fields(e.fields.into_iter().map(|f| (f.name, f.value, f.inline)));
-    }
-    if !e.footer.is_empty() {
-        out = out.footer(CreateEmbedFooter::new(e.footer));
-    }
-    out
-}
+pub use crate::discord::embed;
 
 /// The `/health` embed: overall state first, then one short block per service,
 /// worst first, so the answer is on the first screen of a phone.

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod chat;
 pub mod clock;
 pub mod deployments;
+pub mod follows;
 pub mod docker;
 pub mod health;
 pub mod incidents;
@@ -27,5 +28,6 @@ pub mod settings;
 pub mod severity;
 pub mod store;
 pub mod timefmt;
+pub mod user_facing;
 
 pub use app::App;
