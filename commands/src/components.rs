@@ -100,21 +100,18 @@ fn gate(
     app: &Data,
     route: &Route,
     custom_id: &str,
-    user: &serenity::User,
-    member: Option<&serenity::Member>,
-    guild: Option<serenity::GuildId>,
-    channel: serenity::ChannelId,
+    by: klaxon_core::actor::Actor,
+    member_roles: Option<Vec<u64>>,
     inactive: &'static str,
 ) -> Gate {
     let Some(target) = (route.read)(app, custom_id) else {
         return Gate::Answer(inactive);
     };
-    let roles = match (interaction::member_roles(member), route.outside_server) {
+    let roles = match (member_roles, route.outside_server) {
         (Some(roles), _) => roles,
         (None, Some(text)) => return Gate::Answer(text),
         (None, None) => Vec::new(),
     };
-    let by = interaction::actor(user, guild, channel);
     match interaction::permit(app, &target.command, &roles) {
         Ok(()) => Gate::Allowed(by, roles, target),
         Err(denied) => Gate::Denied(by, target, denied.to_string()),
@@ -154,10 +151,8 @@ pub async fn dispatch(
         app,
         &route,
         custom_id,
-        &click.user,
-        click.member.as_ref(),
-        click.guild_id,
-        click.channel_id,
+        interaction::actor(&click.user, click.guild_id, click.channel_id),
+        interaction::member_roles(click.member.as_ref()),
         INACTIVE,
     );
     match gate {
@@ -202,10 +197,8 @@ pub async fn dispatch_modal(
         app,
         &route,
         custom_id,
-        &modal.user,
-        modal.member.as_ref(),
-        modal.guild_id,
-        modal.channel_id,
+        interaction::actor(&modal.user, modal.guild_id, modal.channel_id),
+        interaction::member_roles(modal.member.as_ref()),
         INACTIVE,
     );
     match gate {

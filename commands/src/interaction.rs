@@ -54,7 +54,6 @@ pub fn permit(app: &Data, command: &str, roles: &[u64]) -> Result<(), Denied> {
 }
 
 /// One interaction's audit row (table and channel), and its log line.
-#[allow(clippy::too_many_arguments)]
 pub async fn record(
     app: &Data,
     by: &Actor,
