@@ -190,7 +190,9 @@ pub async fn dispatch_modal(
     });
     let Some((route, handler)) = found else {
         warn!(custom_id, "submit of an unknown modal");
-        modal.create_response(ctx, private_message(INACTIVE)).await?;
+        modal
+            .create_response(ctx, private_message(INACTIVE))
+            .await?;
         return Ok(());
     };
     let gate = gate(
@@ -228,6 +230,31 @@ pub async fn dispatch_modal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_click_needs_the_level_of_the_command_it_stands_for() {
+        let command = |id: &str| crate::alerts::read_click(id).map(|t| t.command);
+        assert_eq!(command("alerts:ack:7").as_deref(), Some("alerts silence"));
+        assert_eq!(
+            command("alerts:silence:7").as_deref(),
+            Some("alerts silence")
+        );
+        assert_eq!(
+            command("alerts:incident:7").as_deref(),
+            Some("incident open")
+        );
+        assert_eq!(command("alerts:logs:7").as_deref(), Some("logs"));
+        assert_eq!(command("alerts:ack:seven"), None);
+        let form = crate::incident::read("incident:m-note:3", "form").expect("a form");
+        assert_eq!(form.command, "incident note");
+        assert_eq!(
+            form.arguments,
+            format!("id={} form=m-note", klaxon_core::incidents::IncidentId(3))
+        );
+        let click = crate::incident::read("incident:resolve:3", "click").expect("a click");
+        assert_eq!(click.command, "incident resolve");
+        assert_eq!(crate::incident::read("incident:ack", "click"), None);
+    }
 
     #[test]
     fn every_prefix_has_one_route_per_kind() {

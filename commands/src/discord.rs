@@ -37,4 +37,3 @@ pub fn posted(m: &serenity::Message) -> PostedMessage {
         attachment_urls: m.attachments.iter().map(|a| a.url.clone()).collect(),
     }
 }
-

@@ -78,7 +78,9 @@ pub async fn check(ctx: Context<'_>) -> Result<bool, Error> {
 /// The member's roles; `None` in a direct message.
 fn member_roles(ctx: Context<'_>) -> Option<Vec<u64>> {
     match ctx {
-        poise::Context::Application(a) => interaction::member_roles(a.interaction.member.as_deref()),
+        poise::Context::Application(a) => {
+            interaction::member_roles(a.interaction.member.as_deref())
+        }
         poise::Context::Prefix(p) => p
             .msg
             .member
@@ -103,7 +105,16 @@ async fn finish(ctx: Context<'_>, outcome: Outcome, detail: String) {
         "klaxon_commands_total",
         &[("command", &command), ("outcome", outcome.as_str())],
     );
-    interaction::record(app, &by, &command, arguments(ctx), outcome, detail, duration_ms).await;
+    interaction::record(
+        app,
+        &by,
+        &command,
+        arguments(ctx),
+        outcome,
+        detail,
+        duration_ms,
+    )
+    .await;
 }
 
 /// `name=value` pairs as the member typed them, subcommands included.

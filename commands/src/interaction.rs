@@ -1,6 +1,6 @@
 //! The one pipeline every interaction goes through, whatever started it: a slash
-//! command or context menu (through poise and [`crate::hooks`]), a button click or
-//! a form submit (through the registry in [`crate::components`]).
+//! command or context menu (through poise and `hooks`), a button click or
+//! a form submit (through the registry in `components`).
 //!
 //! Here, once: who acted ([`Actor`]), the permission check against the config's
 //! policy, the audit row, and the private answer. Command families only say what

@@ -42,6 +42,12 @@ impl UserError {
     }
 }
 
+impl klaxon_core::user_facing::UserFacing for UserError {
+    fn user_text(&self) -> Option<String> {
+        Some(self.0.clone())
+    }
+}
+
 impl From<klaxon_core::app::UnknownService> for UserError {
     fn from(e: klaxon_core::app::UnknownService) -> Self {
         UserError(e.to_string())

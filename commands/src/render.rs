@@ -3,7 +3,6 @@
 use klaxon_core::chat::Embed;
 use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
 
-
 pub use crate::discord::embed;
 
 /// The `/health` embed: overall state first, then one short block per service,

@@ -18,8 +18,8 @@ use poise::CreateReply;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::interaction::{self, reply_private, Allowed, Target};
 use crate::health::autocomplete_service;
+use crate::interaction::{self, reply_private, Allowed, Target};
 use crate::serenity::{
     self, AutocompleteChoice, ButtonStyle, CommandDataOptionValue, ComponentInteraction,
     CreateActionRow, CreateAutocompleteResponse, CreateButton, CreateInteractionResponse,

@@ -44,6 +44,9 @@ mod tests {
             anyhow::anyhow!("error returned from database: (code: 13) database or disk is full")
                 .context("alert store");
         assert_eq!(internal_reply(&full), DISK_FULL);
-        assert_eq!(internal_reply(&anyhow::anyhow!("connection reset")), GENERIC);
+        assert_eq!(
+            internal_reply(&anyhow::anyhow!("connection reset")),
+            GENERIC
+        );
     }
 }

@@ -89,4 +89,3 @@ pub async fn add_to_timeline(ctx: Context<'_>, message: serenity::Message) -> Re
         .await?;
     Ok(())
 }
-

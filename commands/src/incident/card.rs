@@ -146,20 +146,19 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
             .await?;
         return Ok(());
     };
-    let click_info = &a;
     let by = who(&a.by);
     let incident = match incidents::get(app, id).await {
         Ok(i) if i.is_open() => i,
         Ok(_) => {
             let text = IncidentError::Resolved(id).to_string();
             click.create_response(ctx, private_message(&text)).await?;
-            click_info.audit(Outcome::UserError, text).await;
+            a.audit(Outcome::UserError, text).await;
             return Ok(());
         }
         Err(e) => {
             warn!(error = %e, incident = %id, "incident click failed");
             click.create_response(ctx, private_message(GENERIC)).await?;
-            click_info.audit(Outcome::Failed, e.to_string()).await;
+            a.audit(Outcome::Failed, e.to_string()).await;
             return Ok(());
         }
     };
@@ -188,7 +187,7 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
                         .allowed_mentions(CreateAllowedMentions::new()),
                 )
                 .await?;
-            click_info.audit(outcome, text).await;
+            a.audit(outcome, text).await;
         }
         "update" => {
             click
@@ -245,7 +244,6 @@ pub async fn on_modal(a: Allowed<'_, ModalInteraction>) -> Result<(), Error> {
             .await?;
         return Ok(());
     };
-    let click_info = &a;
     let by = who(&a.by);
     // Input is checked before anything is shown, so a mistake stays private.
     enum Form {
@@ -292,7 +290,7 @@ pub async fn on_modal(a: Allowed<'_, ModalInteraction>) -> Result<(), Error> {
         Ok(f) => f,
         Err(text) => {
             modal.create_response(ctx, private_message(&text)).await?;
-            click_info.audit(Outcome::UserError, text).await;
+            a.audit(Outcome::UserError, text).await;
             return Ok(());
         }
     };
@@ -333,6 +331,6 @@ pub async fn on_modal(a: Allowed<'_, ModalInteraction>) -> Result<(), Error> {
                 .allowed_mentions(CreateAllowedMentions::new()),
         )
         .await?;
-    click_info.audit(outcome, text).await;
+    a.audit(outcome, text).await;
     Ok(())
 }

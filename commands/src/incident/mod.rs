@@ -15,8 +15,8 @@ pub use card::{on_click, on_modal, read};
 
 use klaxon_core::chat::{self, Embed};
 use klaxon_core::incidents::{
-    self, postmortem, Entry, EntryKind, Incident, IncidentError, IncidentId, Role,
-    Severity, Status, Who, MAX_TEXT, MAX_TITLE,
+    self, postmortem, Entry, EntryKind, Incident, IncidentError, IncidentId, Role, Severity,
+    Status, Who, MAX_TEXT, MAX_TITLE,
 };
 use poise::CreateReply;
 

@@ -37,14 +37,16 @@ mod tests {
 
     #[test]
     fn a_full_disk_is_recognised_through_context() {
-        let full = anyhow::anyhow!(
-            "error returned from database: (code: 13) database or disk is full"
-        )
-        .context("alert store");
+        let full =
+            anyhow::anyhow!("error returned from database: (code: 13) database or disk is full")
+                .context("alert store");
         assert!(full.chain().any(|e| says_disk_full(&e.to_string())));
         let io = std::io::Error::other("database or disk is full");
         assert!(is_disk_full(&io));
         assert!(!is_disk_full(&std::io::Error::other("connection reset")));
-        assert!(StoreError::Query(sqlx::Error::Protocol("database or disk is full".into())).is_disk_full());
+        assert!(
+            StoreError::Query(sqlx::Error::Protocol("database or disk is full".into()))
+                .is_disk_full()
+        );
     }
 }
