@@ -57,7 +57,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     }
     let mut embeds = vec![Embed {
         title: format!("{} firing", firing.len()),
-        description: fit(&lines),
+        description: render::fit(&lines),
         color: if firing.is_empty() {
             chat::GREEN
         } else {
@@ -82,7 +82,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
             .collect();
         embeds.push(Embed {
             title: format!("{} silence(s)", silences.len()),
-            description: fit(&s),
+            description: render::fit(&s),
             color: chat::GREY,
             ..Default::default()
         });
@@ -93,23 +93,6 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     }
     ctx.send(reply).await?;
     Ok(())
-}
-
-/// Lines within one embed description, with a count of what did not fit.
-pub(crate) fn fit(lines: &[String]) -> String {
-    let max = chat::limits::EMBED_DESCRIPTION - 40;
-    let mut out = String::new();
-    for (i, l) in lines.iter().enumerate() {
-        if chat::chars(&out) + chat::chars(l) + 1 > max {
-            out.push_str(&format!("\n… and {} more", lines.len() - i));
-            break;
-        }
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(l);
-    }
-    out
 }
 
 /// Hold matching alerts back for a while (they are still recorded)

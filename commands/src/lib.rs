@@ -11,6 +11,7 @@ use std::sync::Arc;
 use klaxon_core::permissions::Level;
 
 pub mod alerts;
+pub mod choices;
 pub mod components;
 pub mod discord;
 pub mod health;

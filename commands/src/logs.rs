@@ -20,7 +20,7 @@ use poise::CreateReply;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::health::autocomplete_service;
+use crate::choices::autocomplete_service;
 use crate::interaction::{reply_private, Allowed, Target};
 use crate::serenity::{
     self, AutoArchiveDuration, ButtonStyle, ChannelId, ComponentInteraction, CreateActionRow,

@@ -5,6 +5,23 @@ use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
 
 pub use crate::discord::embed;
 
+/// Lines within one embed description, with a count of what did not fit.
+pub fn fit(lines: &[String]) -> String {
+    let max = klaxon_core::chat::limits::EMBED_DESCRIPTION - 40;
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if klaxon_core::chat::chars(&out) + klaxon_core::chat::chars(l) + 1 > max {
+            out.push_str(&format!("\n… and {} more", lines.len() - i));
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(l);
+    }
+    out
+}
+
 /// The `/health` embed: overall state first, then one short block per service,
 /// worst first, so the answer is on the first screen of a phone.
 pub fn health(report: &HealthReport) -> Embed {

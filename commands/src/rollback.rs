@@ -18,7 +18,7 @@ use poise::CreateReply;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::health::autocomplete_service;
+use crate::choices::autocomplete_service;
 use crate::interaction::{self, reply_private, Allowed, Target};
 use crate::serenity::{
     self, AutocompleteChoice, ButtonStyle, CommandDataOptionValue, ComponentInteraction,

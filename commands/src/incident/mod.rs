@@ -207,7 +207,7 @@ async fn open(
     #[description = "P1 service down · P2 major feature · P3 minor · P4 non-urgent"]
     severity: SeverityChoice,
     #[description = "The affected service"]
-    #[autocomplete = "crate::health::autocomplete_service"]
+    #[autocomplete = "crate::choices::autocomplete_service"]
     service: Option<String>,
     #[description = "What users see; the impact"]
     #[max_length = 1000]
