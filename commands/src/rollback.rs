@@ -139,12 +139,11 @@ async fn propose(
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
     let pending = Pending {
         plan,
-        requested_by: Actor {
-            user_id: ctx.author().id.get(),
-            name: ctx.author().name.clone(),
-            guild_id: ctx.guild_id().map(|g| g.get()),
-            channel_id: Some(ctx.channel_id().get()),
-        },
+        requested_by: rollout_actor(&interaction::actor(
+            ctx.author(),
+            ctx.guild_id(),
+            ctx.channel_id(),
+        )),
         approvals: Vec::new(),
         expires_at: Instant::now() + ttl,
     };

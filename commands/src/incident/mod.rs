@@ -35,10 +35,11 @@ fn user_error(e: IncidentError) -> Error {
 }
 
 fn who(ctx: Context<'_>) -> Who {
-    Who {
-        id: ctx.author().id.get(),
-        name: ctx.author().name.clone(),
-    }
+    crate::interaction::who(&crate::interaction::actor(
+        ctx.author(),
+        ctx.guild_id(),
+        ctx.channel_id(),
+    ))
 }
 
 #[derive(Debug, Clone, Copy, poise::ChoiceParameter)]
