@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use klaxon_core::chat::{self, ChatError, ChatMessage, Span};
 use klaxon_core::health::ServiceConfig;
 use klaxon_core::incidents::{
     self, postmortem, EntryKind, IncidentError, IncidentsConfig, OpenRequest, Resolution, Severity,
     Status, Who,
 };
 use klaxon_core::testing::{run_test, run_test_with, Failure, World, INCIDENTS_CHANNEL};
-use klaxon_core::chat::{self, ChatError, ChatMessage, Span};
 use klaxon_core::AppBuilder;
 
 const ON_CALL: u64 = 777;
@@ -373,7 +373,11 @@ fn a_commander_who_owes_an_update_is_reminded_in_the_thread() {
             "{}",
             shown(nudge)
         );
-        assert_eq!(nudge.content.spans()[1], Span::User(11), "names the commander");
+        assert_eq!(
+            nudge.content.spans()[1],
+            Span::User(11),
+            "names the commander"
+        );
         assert_eq!(nudge.ping_users, vec![11]);
         Ok(())
     });

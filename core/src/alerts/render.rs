@@ -424,10 +424,7 @@ mod tests {
             Some(42),
         );
         let shown = chat::discord::content(&m);
-        assert!(
-            shown.starts_with("<@&42> 🔁 Still firing after"),
-            "{shown}"
-        );
+        assert!(shown.starts_with("<@&42> 🔁 Still firing after"), "{shown}");
         assert!(!shown.contains("<@1>"), "titles are shown literally");
         assert_eq!(m.page, Some(42));
         assert!(!m.silent);

@@ -145,7 +145,10 @@ mod tests {
 
     #[test]
     fn literals_merge_and_empty_ones_vanish() {
-        let t = Text::from("a").with("").with(String::from("b")).with(Span::User(1));
+        let t = Text::from("a")
+            .with("")
+            .with(String::from("b"))
+            .with(Span::User(1));
         assert_eq!(t.spans(), [Span::Literal("ab".into()), Span::User(1)]);
         assert!(Text::from("").is_empty());
     }
@@ -158,7 +161,9 @@ mod tests {
         let back: Text = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, plain);
 
-        let refs = Text::from("by ").with(Span::User(7)).with(Span::RelativeTime(5));
+        let refs = Text::from("by ")
+            .with(Span::User(7))
+            .with(Span::RelativeTime(5));
         let json = serde_json::to_string(&refs).unwrap_or_default();
         let back: Text = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, refs);
