@@ -4,10 +4,11 @@ use klaxon_core::alerts::{db, deliver, silence};
 use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{self, Embed};
 use klaxon_core::incidents::{self, duration_text, hhmm};
+use klaxon_core::user_facing::UserFacing;
 use poise::CreateReply;
 use tracing::warn;
 
-use crate::interaction::{self, reply_private, Allowed, Target};
+use crate::interaction::{self, Allowed, Target};
 use crate::serenity::{
     self, ComponentInteraction, CreateAttachment, CreateInteractionResponse,
     CreateInteractionResponseMessage, EditInteractionResponse,
@@ -89,7 +90,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     }
     let mut reply = CreateReply::default().ephemeral(true);
     for e in &embeds {
-        reply = reply.embed(render::embed(e));
+        reply = reply.embed(crate::discord::embed(e));
     }
     ctx.send(reply).await?;
     Ok(())
@@ -195,7 +196,7 @@ pub fn read_click(custom_id: &str) -> Option<Target> {
 
 /// A click on an alert message by a member whose level allows it.
 pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error> {
-    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
+    let (app, click) = (a.app, a.interaction);
     let group = click
         .data
         .custom_id
@@ -203,7 +204,7 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
         .nth(2)
         .and_then(|s| s.parse::<i64>().ok());
     let Some(group) = group else {
-        return reply_private(ctx, click, "This button is no longer active.").await;
+        return a.reply_private("This button is no longer active.").await;
     };
     let verb = a.target.verb.as_str();
     let by = a.by.name.clone();
@@ -212,9 +213,7 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
         "ack" => {
             deliver::acknowledge(&app.store, group, &by, now).await?;
             // The message itself shows who acknowledged, at the next render.
-            click
-                .create_response(ctx, CreateInteractionResponse::Acknowledge)
-                .await?;
+            a.respond(CreateInteractionResponse::Acknowledge).await?;
             a.audit(Outcome::Ok, "acknowledged".into()).await;
             return Ok(());
         }
@@ -241,7 +240,7 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
         "incident" => return open_incident(&a, group).await,
         _ => return show_logs(&a, group).await,
     };
-    reply_private(ctx, click, &text).await?;
+    a.reply_private(&text).await?;
     a.audit(outcome, text).await;
     Ok(())
 }
@@ -251,7 +250,7 @@ async fn open_incident(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Res
     let (ctx, app, click) = (a.ctx, a.app, a.interaction);
     let (severity, firing) = deliver::group_firing(&app.store, group).await?;
     let Some((title, _)) = deliver::group_matchers(&app.store, group).await? else {
-        return reply_private(ctx, click, "This alert group is gone.").await;
+        return a.reply_private("This alert group is gone.").await;
     };
     let service = firing
         .iter()
@@ -273,18 +272,14 @@ async fn open_incident(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Res
     };
     if let Err(e) = incidents::check_open(app, &check) {
         let text = e.to_string();
-        reply_private(ctx, click, &text).await?;
+        a.reply_private(&text).await?;
         a.audit(Outcome::UserError, text).await;
         return Ok(());
     }
-    click
-        .create_response(
-            ctx,
-            CreateInteractionResponse::Defer(
-                CreateInteractionResponseMessage::new().ephemeral(true),
-            ),
-        )
-        .await?;
+    a.respond(CreateInteractionResponse::Defer(
+        CreateInteractionResponseMessage::new().ephemeral(true),
+    ))
+    .await?;
     let refs: Vec<&klaxon_core::alerts::Alert> = firing.iter().collect();
     let (text, outcome) = match incidents::open_from_alerts(app, req, &refs).await {
         Ok(opened) => {
@@ -295,14 +290,16 @@ async fn open_incident(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Res
             }
             (t, Outcome::Ok)
         }
-        Err(e) if e.is_user_facing() => (e.to_string(), Outcome::UserError),
-        Err(e) => {
-            warn!(error = %e, "incident from alerts failed");
-            (
-                "Something went wrong inside Klaxon; the details are in its logs.".into(),
-                Outcome::Failed,
-            )
-        }
+        Err(e) => match e.user_text() {
+            Some(text) => (text, Outcome::UserError),
+            None => {
+                warn!(error = %e, "incident from alerts failed");
+                (
+                    klaxon_core::user_facing::GENERIC.to_string(),
+                    Outcome::Failed,
+                )
+            }
+        },
     };
     click
         .edit_response(
@@ -322,16 +319,14 @@ async fn show_logs(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Result<
     let service = deliver::group_service(&app.store, group).await?;
     let svc = service.as_deref().and_then(|s| app.service(s).ok());
     let Some((name, Some(container))) = svc.map(|s| (s.name.clone(), s.container.clone())) else {
-        return reply_private(ctx, click, "These alerts name no service with a container.").await;
+        return a
+            .reply_private("These alerts name no service with a container.")
+            .await;
     };
-    click
-        .create_response(
-            ctx,
-            CreateInteractionResponse::Defer(
-                CreateInteractionResponseMessage::new().ephemeral(true),
-            ),
-        )
-        .await?;
+    a.respond(CreateInteractionResponse::Defer(
+        CreateInteractionResponseMessage::new().ephemeral(true),
+    ))
+    .await?;
     let now = chrono::Utc::now();
     let q = crate::logs::parse_query(&container, None, Some("15m"), None, None, None, None, now)
         .map_err(|e| UserError(e.to_string()))?;

@@ -5,7 +5,9 @@
 //! bot's event handler hands every component and modal interaction here. Each one
 //! goes through the same steps as a command ([`crate::interaction`]): who acted,
 //! one permission check, one audit row for a refusal, a private answer; only then
-//! does the family's handler run. A handler must answer within Discord's 3 s.
+//! does the family's handler run. A handler must answer within Discord's 3 s,
+//! through [`Allowed::respond`]; when it fails, the member gets the error's answer
+//! here (as the initial response, or as a follow-up if the handler had answered).
 //!
 //! The registry sits at the top of the crate: it imports the families, which never
 //! import it (nor each other's click handling).
@@ -16,11 +18,9 @@ use std::pin::Pin;
 use klaxon_core::audit::Outcome;
 use tracing::warn;
 
-use crate::interaction::{self, private_message, Allowed, Target};
+use crate::interaction::{self, reply_private, Allowed, Answered, Target};
 use crate::serenity::{self, ComponentInteraction, ModalInteraction};
 use crate::{Data, Error};
-
-pub use crate::interaction::reply_private;
 
 /// What a handler returns.
 pub type Handled<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
@@ -163,15 +163,21 @@ pub async fn dispatch(
             Ok(())
         }
         Gate::Allowed(by, roles, target) => {
-            handler(Allowed {
+            let answered = Answered::default();
+            let done = handler(Allowed {
                 ctx,
                 app,
                 interaction: click,
                 by,
                 roles,
                 target,
+                answered: answered.clone(),
             })
-            .await
+            .await;
+            if let Err(e) = &done {
+                interaction::answer_failure(ctx, click, &answered, e).await;
+            }
+            done
         }
     }
 }
@@ -190,10 +196,7 @@ pub async fn dispatch_modal(
     });
     let Some((route, handler)) = found else {
         warn!(custom_id, "submit of an unknown modal");
-        modal
-            .create_response(ctx, private_message(INACTIVE))
-            .await?;
-        return Ok(());
+        return reply_private(ctx, modal, INACTIVE).await;
     };
     let gate = gate(
         app,
@@ -204,25 +207,28 @@ pub async fn dispatch_modal(
         INACTIVE,
     );
     match gate {
-        Gate::Answer(text) => {
-            modal.create_response(ctx, private_message(text)).await?;
-            Ok(())
-        }
+        Gate::Answer(text) => reply_private(ctx, modal, text).await,
         Gate::Denied(by, target, text) => {
-            modal.create_response(ctx, private_message(&text)).await?;
+            reply_private(ctx, modal, &text).await?;
             refuse(app, &by, target, text).await;
             Ok(())
         }
         Gate::Allowed(by, roles, target) => {
-            handler(Allowed {
+            let answered = Answered::default();
+            let done = handler(Allowed {
                 ctx,
                 app,
                 interaction: modal,
                 by,
                 roles,
                 target,
+                answered: answered.clone(),
             })
-            .await
+            .await;
+            if let Err(e) = &done {
+                interaction::answer_failure(ctx, modal, &answered, e).await;
+            }
+            done
         }
     }
 }

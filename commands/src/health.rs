@@ -2,7 +2,7 @@
 
 use poise::CreateReply;
 
-pub use crate::choices::autocomplete_service;
+use crate::choices::autocomplete_service;
 use crate::{render, Context, Error, UserError};
 
 /// Health of every watched service, or of one
@@ -25,7 +25,7 @@ pub async fn health(
         .health(service.as_deref())
         .await
         .map_err(UserError::from)?;
-    ctx.send(CreateReply::default().embed(render::embed(&render::health(&report))))
+    ctx.send(CreateReply::default().embed(crate::discord::embed(&render::health(&report))))
         .await?;
     Ok(())
 }

@@ -8,14 +8,20 @@
 //! a new button cannot forget its permission check. This module imports no command
 //! family: the families and the registry import it.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use klaxon_core::actor::Actor;
 use klaxon_core::audit::{AuditEntry, Outcome};
 use klaxon_core::permissions::Denied;
-use tracing::info;
+use klaxon_core::user_facing::{internal_reply, UserFacing};
+use tracing::{info, warn};
 
 use crate::serenity::{
-    self, ComponentInteraction, CreateInteractionResponse, CreateInteractionResponseMessage,
-    ModalInteraction,
+    self, ComponentInteraction, CreateInteractionResponse, CreateInteractionResponseFollowup,
+    CreateInteractionResponseMessage, ModalInteraction,
 };
 use crate::{Data, Error};
 
@@ -102,6 +108,11 @@ pub struct Target {
 }
 
 /// A click or submit by a member whose level allows it.
+///
+/// Handlers answer through [`Allowed::respond`] (or [`Allowed::reply_private`]),
+/// never through the interaction itself: the pipeline then knows whether the
+/// initial response went out, so that a handler's failure is answered once, as
+/// the initial response or as a follow-up ([`answer_failure`]).
 pub struct Allowed<'a, I> {
     pub ctx: &'a serenity::Context,
     pub app: &'a Data,
@@ -109,6 +120,132 @@ pub struct Allowed<'a, I> {
     pub by: Actor,
     pub roles: Vec<u64>,
     pub target: Target,
+    pub(crate) answered: Answered,
+}
+
+/// Whether an interaction has had its initial response (a message, an update,
+/// a defer or a modal), shared between the handler and the pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct Answered(Arc<AtomicBool>);
+
+impl Answered {
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The interactions a member answers by clicking or submitting: both take an
+/// initial response and ephemeral follow-ups the same way.
+pub trait Respond: Sync {
+    fn initial<'a>(
+        &'a self,
+        ctx: &'a serenity::Context,
+        response: CreateInteractionResponse,
+    ) -> BoxFuture<'a, serenity::Result<()>>;
+    fn followup<'a>(
+        &'a self,
+        ctx: &'a serenity::Context,
+        message: CreateInteractionResponseFollowup,
+    ) -> BoxFuture<'a, serenity::Result<()>>;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+macro_rules! respond_for {
+    ($ty:ty) => {
+        impl Respond for $ty {
+            fn initial<'a>(
+                &'a self,
+                ctx: &'a serenity::Context,
+                response: CreateInteractionResponse,
+            ) -> BoxFuture<'a, serenity::Result<()>> {
+                Box::pin(self.create_response(ctx, response))
+            }
+            fn followup<'a>(
+                &'a self,
+                ctx: &'a serenity::Context,
+                message: CreateInteractionResponseFollowup,
+            ) -> BoxFuture<'a, serenity::Result<()>> {
+                Box::pin(async move { self.create_followup(ctx, message).await.map(|_| ()) })
+            }
+        }
+    };
+}
+respond_for!(ComponentInteraction);
+respond_for!(ModalInteraction);
+
+impl<I: Respond> Allowed<'_, I> {
+    /// The initial response, recorded as sent (even when Discord refused it: a
+    /// second initial response would be a protocol error).
+    pub async fn respond(&self, response: CreateInteractionResponse) -> Result<(), Error> {
+        self.answered.set();
+        self.interaction.initial(self.ctx, response).await?;
+        Ok(())
+    }
+
+    /// A private initial answer, which pings nobody.
+    pub async fn reply_private(&self, text: &str) -> Result<(), Error> {
+        self.respond(private_message(text)).await
+    }
+}
+
+/// The text a member sees for a failure: an error written for them is shown as it
+/// is ([`UserFacing`]), anything else gets the generic reply (a full disk named).
+pub fn failure_text(error: &Error) -> String {
+    fn user<E: UserFacing + Send + Sync + std::fmt::Debug + 'static>(
+        error: &Error,
+    ) -> Option<String> {
+        error.downcast_ref::<E>().and_then(|e| e.user_text())
+    }
+    user::<crate::UserError>(error)
+        .or_else(|| user::<klaxon_core::incidents::IncidentError>(error))
+        .or_else(|| user::<klaxon_core::maintenance::MaintenanceError>(error))
+        .or_else(|| user::<klaxon_core::rollout::RolloutError>(error))
+        .unwrap_or_else(|| internal_reply(error).to_string())
+}
+
+/// A core error as commands return it: its text for the member when it is
+/// written for them, otherwise an internal error with `context` (generic reply).
+pub fn user_error<E>(e: E, context: &'static str) -> Error
+where
+    E: UserFacing + std::error::Error + Send + Sync + 'static,
+{
+    match e.user_text() {
+        Some(text) => crate::UserError(text).into(),
+        None => anyhow::Error::new(e).context(context),
+    }
+}
+
+/// Answers a click or submit whose handler failed, as slash commands are answered
+/// (poise's hooks): privately, as the initial response when the handler sent
+/// none, otherwise as an ephemeral follow-up. The caller logs the error.
+pub async fn answer_failure<I: Respond>(
+    ctx: &serenity::Context,
+    interaction: &I,
+    answered: &Answered,
+    error: &Error,
+) {
+    let text = failure_text(error);
+    let sent = if answered.get() {
+        let message = CreateInteractionResponseFollowup::new()
+            .content(klaxon_core::chat::truncate(
+                &text,
+                klaxon_core::chat::limits::CONTENT,
+            ))
+            .ephemeral(true)
+            .allowed_mentions(serenity::CreateAllowedMentions::new());
+        interaction.followup(ctx, message).await
+    } else {
+        answered.set();
+        interaction.initial(ctx, private_message(&text)).await
+    };
+    if let Err(e) = sent {
+        warn!(error = %e, "could not answer the failed interaction");
+    }
 }
 
 impl<I> Allowed<'_, I> {
@@ -146,22 +283,13 @@ pub fn private_message(text: &str) -> CreateInteractionResponse {
     )
 }
 
-/// An ephemeral answer to a click.
-pub async fn reply_private(
+/// An ephemeral answer to an interaction no handler has taken (an unknown id, a
+/// refusal).
+pub async fn reply_private<I: Respond>(
     ctx: &serenity::Context,
-    click: &ComponentInteraction,
+    interaction: &I,
     text: &str,
 ) -> Result<(), Error> {
-    click.create_response(ctx, private_message(text)).await?;
-    Ok(())
-}
-
-/// An ephemeral answer to a form.
-pub async fn reply_private_form(
-    ctx: &serenity::Context,
-    form: &ModalInteraction,
-    text: &str,
-) -> Result<(), Error> {
-    form.create_response(ctx, private_message(text)).await?;
+    interaction.initial(ctx, private_message(text)).await?;
     Ok(())
 }

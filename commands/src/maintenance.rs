@@ -9,11 +9,7 @@ use poise::CreateReply;
 use crate::{render, Context, Error, UserError};
 
 fn user_error(e: MaintenanceError) -> Error {
-    if e.is_user_facing() {
-        UserError(e.to_string()).into()
-    } else {
-        anyhow::Error::new(e).context("maintenance store")
-    }
+    crate::interaction::user_error(e, "maintenance store")
 }
 
 fn who(ctx: Context<'_>) -> Who {
@@ -425,7 +421,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     ctx.send(
         CreateReply::default()
             .ephemeral(true)
-            .embed(render::embed(&embed)),
+            .embed(crate::discord::embed(&embed)),
     )
     .await?;
     Ok(())

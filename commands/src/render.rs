@@ -3,8 +3,6 @@
 use klaxon_core::chat::Embed;
 use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
 
-pub use crate::discord::embed;
-
 /// Lines within one embed description, with a count of what did not fit.
 pub fn fit(lines: &[String]) -> String {
     let max = klaxon_core::chat::limits::EMBED_DESCRIPTION - 40;

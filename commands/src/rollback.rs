@@ -19,13 +19,13 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::choices::autocomplete_service;
-use crate::interaction::{self, reply_private, Allowed, Target};
+use crate::interaction::{self, Allowed, Target};
 use crate::serenity::{
     self, AutocompleteChoice, ButtonStyle, CommandDataOptionValue, ComponentInteraction,
     CreateActionRow, CreateAutocompleteResponse, CreateButton, CreateInteractionResponse,
     CreateInteractionResponseMessage, EditInteractionResponse,
 };
-use crate::{render, Context, Data, Error, UserError};
+use crate::{Context, Data, Error, UserError};
 
 /// The `custom_id` prefix of every button here (routed by `components`).
 pub const PREFIX: &str = "rollback";
@@ -99,11 +99,7 @@ async fn autocomplete_image(ctx: Context<'_>, partial: &str) -> CreateAutocomple
 }
 
 fn user_error(e: RolloutError) -> Error {
-    if e.is_user_facing() {
-        UserError(e.to_string()).into()
-    } else {
-        anyhow::Error::new(e).context("planning a rollback")
-    }
+    interaction::user_error(e, "planning a rollback")
 }
 
 /// The plan, its buttons, and the timer that retires them.
@@ -139,11 +135,7 @@ async fn propose(
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
     let pending = Pending {
         plan,
-        requested_by: rollout_actor(&interaction::actor(
-            ctx.author(),
-            ctx.guild_id(),
-            ctx.channel_id(),
-        )),
+        requested_by: interaction::actor(ctx.author(), ctx.guild_id(), ctx.channel_id()),
         approvals: Vec::new(),
         expires_at: Instant::now() + ttl,
     };
@@ -152,7 +144,7 @@ async fn propose(
     app.ops_locks.add_pending(pending.clone());
     ctx.send(
         CreateReply::default()
-            .embed(render::embed(&plan_embed(&pending, ttl)))
+            .embed(crate::discord::embed(&plan_embed(&pending, ttl)))
             .components(buttons(&pending.plan)),
     )
     .await?;
@@ -414,17 +406,6 @@ pub fn progress_embed(plan: &Plan, approvers: &str, p: &Progress) -> Embed {
     }
 }
 
-/// The acting member as `rollout` names them (the same fields as core's `Actor`,
-/// until `rollout` takes that type).
-fn rollout_actor(by: &klaxon_core::actor::Actor) -> Actor {
-    Actor {
-        user_id: by.user_id,
-        name: by.name.clone(),
-        guild_id: by.guild_id,
-        channel_id: by.channel_id,
-    }
-}
-
 async fn audit(
     app: &Data,
     by: &Actor,
@@ -433,18 +414,12 @@ async fn audit(
     outcome: Outcome,
     detail: String,
 ) {
-    let by = klaxon_core::actor::Actor {
-        user_id: by.user_id,
-        name: by.name.clone(),
-        guild_id: by.guild_id,
-        channel_id: by.channel_id,
-    };
-    interaction::record(app, &by, action.as_str(), arguments, outcome, detail, 0).await;
+    interaction::record(app, by, action.as_str(), arguments, outcome, detail, 0).await;
 }
 
 fn message(embed: &Embed) -> CreateInteractionResponseMessage {
     CreateInteractionResponseMessage::new()
-        .embed(render::embed(embed))
+        .embed(crate::discord::embed(embed))
         .allowed_mentions(serenity::CreateAllowedMentions::new())
 }
 
@@ -474,7 +449,7 @@ pub fn read_click(app: &Data, custom_id: &str) -> Option<Target> {
 
 /// A Confirm or Cancel click by a member whose level allows it.
 pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error> {
-    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
+    let click = a.interaction;
     let Some(id) = click
         .data
         .custom_id
@@ -482,41 +457,37 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
         .nth(2)
         .and_then(|s| s.parse::<u64>().ok())
     else {
-        return reply_private(ctx, click, "This button is no longer active.").await;
+        return a.reply_private("This button is no longer active.").await;
     };
     let action = if a.target.command == Action::Restart.as_str() {
         Action::Restart
     } else {
         Action::Rollback
     };
-    let by = rollout_actor(&a.by);
+    let by = a.by.clone();
     let arguments = a.target.arguments.clone();
     match a.target.verb.as_str() {
-        "confirm" => confirm(ctx, app, click, id, by, arguments, action).await,
-        "cancel" => cancel(ctx, app, click, id, by, arguments, action).await,
-        _ => reply_private(ctx, click, "This button is no longer active.").await,
+        "confirm" => confirm(&a, id, by, arguments, action).await,
+        "cancel" => cancel(&a, id, by, arguments, action).await,
+        _ => a.reply_private("This button is no longer active.").await,
     }
 }
 
 async fn cancel(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
+    a: &Allowed<'_, ComponentInteraction>,
     id: u64,
     by: Actor,
     arguments: String,
     action: Action,
 ) -> Result<(), Error> {
+    let app = a.app;
     let Some(p) = app.ops_locks.cancel(id) else {
         if app.ops_locks.is_running(id) {
-            return reply_private(
-                ctx,
-                click,
-                "It is already running; Klaxon puts the original back by itself if the new container is not healthy.",
+            return a.reply_private("It is already running; Klaxon puts the original back by itself if the new container is not healthy.",
             )
             .await;
         }
-        return expired_click(ctx, app, click, by, arguments, action).await;
+        return expired_click(a, by, arguments, action).await;
     };
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
     let mut embed = plan_embed(&p, ttl);
@@ -526,12 +497,10 @@ async fn cancel(
         "Cancelled by {} · nothing was changed",
         chat::neutralize(&by.name)
     );
-    click
-        .create_response(
-            ctx,
-            CreateInteractionResponse::UpdateMessage(message(&embed).components(Vec::new())),
-        )
-        .await?;
+    a.respond(CreateInteractionResponse::UpdateMessage(
+        message(&embed).components(Vec::new()),
+    ))
+    .await?;
     audit(
         app,
         &by,
@@ -549,20 +518,19 @@ async fn cancel(
 /// left alone: it may show a finished operation's outcome, and the expiry timer
 /// retires the buttons of plans nobody confirmed.
 async fn expired_click(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
+    a: &Allowed<'_, ComponentInteraction>,
     by: Actor,
     arguments: String,
     action: Action,
 ) -> Result<(), Error> {
+    let app = a.app;
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
     let text = format!(
         "This plan is no longer active: it was confirmed, cancelled or expired (buttons work for {} s, and not across a restart of Klaxon). This click changed nothing. Run `/{}` again for a new plan.",
         ttl.as_secs(),
         action.as_str()
     );
-    reply_private(ctx, click, &text).await?;
+    a.reply_private(&text).await?;
     audit(
         app,
         &by,
@@ -576,17 +544,16 @@ async fn expired_click(
 }
 
 async fn confirm(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
+    a: &Allowed<'_, ComponentInteraction>,
     id: u64,
     by: Actor,
     arguments: String,
     action: Action,
 ) -> Result<(), Error> {
+    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
     match app.ops_locks.approve(id, &by, Instant::now()) {
-        Approval::Unknown => expired_click(ctx, app, click, by, arguments, action).await,
+        Approval::Unknown => expired_click(a, by, arguments, action).await,
         Approval::Expired(p) => {
             // This plan's own message, clicked as its time ran out: retire its
             // buttons as the expiry timer would have.
@@ -594,8 +561,7 @@ async fn confirm(
                 .content(expired_text(p.plan.action, ttl))
                 .components(Vec::new())
                 .allowed_mentions(serenity::CreateAllowedMentions::new());
-            click
-                .create_response(ctx, CreateInteractionResponse::UpdateMessage(update))
+            a.respond(CreateInteractionResponse::UpdateMessage(update))
                 .await?;
             audit(
                 app,
@@ -609,14 +575,15 @@ async fn confirm(
             Ok(())
         }
         Approval::Running => {
-            reply_private(ctx, click, "This was confirmed already and is running.").await
+            a.reply_private("This was confirmed already and is running.")
+                .await
         }
         Approval::AlreadyApproved(p) => {
             let text = format!(
                 "You confirmed already; another operator must confirm too ({} needed).",
                 p.plan.approvals_needed
             );
-            reply_private(ctx, click, &text).await?;
+            a.reply_private(&text).await?;
             audit(
                 app,
                 &by,
@@ -629,14 +596,10 @@ async fn confirm(
             Ok(())
         }
         Approval::NeedMore(p) => {
-            click
-                .create_response(
-                    ctx,
-                    CreateInteractionResponse::UpdateMessage(
-                        message(&plan_embed(&p, ttl)).components(buttons(&p.plan)),
-                    ),
-                )
-                .await?;
+            a.respond(CreateInteractionResponse::UpdateMessage(
+                message(&plan_embed(&p, ttl)).components(buttons(&p.plan)),
+            ))
+            .await?;
             let detail = format!(
                 "approved ({} of {})",
                 p.approvals.len(),
@@ -647,7 +610,7 @@ async fn confirm(
         }
         Approval::Busy(holder) => {
             let text = holder.to_string();
-            reply_private(ctx, click, &text).await?;
+            a.reply_private(&text).await?;
             audit(app, &by, holder.action, arguments, Outcome::UserError, text).await;
             Ok(())
         }
@@ -663,14 +626,10 @@ async fn confirm(
             let mut rx = rollout::start(Arc::clone(app), *confirmed);
             let first = rx.borrow_and_update().clone();
             // The answer inside 3 s: the plan turns into the progress, buttons gone.
-            click
-                .create_response(
-                    ctx,
-                    CreateInteractionResponse::UpdateMessage(
-                        message(&progress_embed(&plan, &approvers, &first)).components(Vec::new()),
-                    ),
-                )
-                .await?;
+            a.respond(CreateInteractionResponse::UpdateMessage(
+                message(&progress_embed(&plan, &approvers, &first)).components(Vec::new()),
+            ))
+            .await?;
             tokio::spawn(follow(
                 Arc::clone(&ctx.http),
                 click.clone(),
@@ -717,7 +676,9 @@ async fn follow(
             break; // aborted while waiting: nothing new to say
         }
         let edit = EditInteractionResponse::new()
-            .embed(render::embed(&progress_embed(&plan, &approvers, &progress)))
+            .embed(crate::discord::embed(&progress_embed(
+                &plan, &approvers, &progress,
+            )))
             .components(Vec::new())
             .allowed_mentions(serenity::CreateAllowedMentions::new());
         if let Err(e) = click.edit_response(&http, edit).await {

@@ -204,3 +204,68 @@ async fn a_denied_autocomplete_is_answered_with_no_choices_and_not_audited() {
     );
     t.finish().await;
 }
+
+/// A click whose handler fails before answering (here the database refuses the
+/// acknowledgement) still gets an answer: privately, the generic reply, as the
+/// initial response; without one Discord shows "This interaction failed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_whose_handler_fails_gets_a_private_answer() {
+    use klaxon::config::Secret;
+    use klaxon_tests::tester::ALERTS;
+    const TOKEN: &str = "generic-token";
+    let t = Tester::builder()
+        .intake(|i| i.generic_token = Secret::new(TOKEN))
+        .alerts(|a| {
+            a.group_wait_secs = 0;
+            a.group_interval_secs = 1;
+        })
+        .spawn()
+        .await;
+    let body = serde_json::json!({"alerts": [{"name": "HighLatency", "status": "firing",
+        "service": "api", "severity": "warning", "summary": "p99 over 2 s",
+        "labels": {"instance": "api-1"}}]});
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/alerts/generic", t.bot().http_addr))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("the intake answers");
+    assert_eq!(r.status().as_u16(), 200);
+    let m = t.channel_message(ALERTS).await;
+    let ack = m
+        .custom_ids()
+        .into_iter()
+        .find(|i| i.starts_with("alerts:ack:"))
+        .expect("an Acknowledge button");
+    // From now on the database refuses every acknowledgement.
+    sqlx::query(
+        "CREATE TRIGGER refuse_ack BEFORE UPDATE OF acked_by ON alert_groups \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(t.bot().app.store.pool())
+    .await
+    .expect("the trigger");
+    let click = t
+        .fake
+        .click(Tester::member(Some(Level::Responder)), &m, &ack)
+        .await
+        .expect("the click");
+    let answer = t
+        .take("the answer to the failed click", |o| {
+            matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == click.id)
+        })
+        .await;
+    assert!(
+        answer.message.ephemeral(),
+        "a failure is answered privately"
+    );
+    let text = answer.message.text();
+    assert!(text.contains(klaxon_core::user_facing::GENERIC), "{text}");
+    assert!(
+        !answer.message.text().contains("refused by the test"),
+        "no internals leak to chat"
+    );
+    t.discard_unread().await;
+    t.finish().await;
+}

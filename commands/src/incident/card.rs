@@ -7,6 +7,7 @@ use klaxon_core::chat;
 use klaxon_core::incidents::{
     self, Incident, IncidentError, IncidentId, Resolution, Status, MAX_TEXT, PREFIX,
 };
+use klaxon_core::user_facing::UserFacing;
 use tracing::warn;
 
 use super::{ack_text, may_resolve, resolved_text, status_text};
@@ -141,8 +142,7 @@ pub fn read(custom_id: &str, kind: &str) -> Option<Target> {
 pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error> {
     let (ctx, app, click) = (a.ctx, a.app, a.interaction);
     let Some((verb, id)) = parse_custom_id(&click.data.custom_id) else {
-        click
-            .create_response(ctx, private_message("This button is no longer active."))
+        a.respond(private_message("This button is no longer active."))
             .await?;
         return Ok(());
     };
@@ -151,13 +151,13 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
         Ok(i) if i.is_open() => i,
         Ok(_) => {
             let text = IncidentError::Resolved(id).to_string();
-            click.create_response(ctx, private_message(&text)).await?;
+            a.respond(private_message(&text)).await?;
             a.audit(Outcome::UserError, text).await;
             return Ok(());
         }
         Err(e) => {
             warn!(error = %e, incident = %id, "incident click failed");
-            click.create_response(ctx, private_message(GENERIC)).await?;
+            a.respond(private_message(GENERIC)).await?;
             a.audit(Outcome::Failed, e.to_string()).await;
             return Ok(());
         }
@@ -165,19 +165,19 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
     match verb {
         "ack" => {
             // A deferred update keeps the card; the card itself is edited by core.
-            click
-                .create_response(
-                    ctx,
-                    CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
-                )
-                .await?;
+            a.respond(CreateInteractionResponse::Defer(
+                CreateInteractionResponseMessage::new(),
+            ))
+            .await?;
             let (text, outcome) = match incidents::ack(app, id, &by).await {
                 Ok(i) => (ack_text(&i), Outcome::Ok),
-                Err(e) if e.is_user_facing() => (e.to_string(), Outcome::UserError),
-                Err(e) => {
-                    warn!(error = %e, incident = %id, "acknowledgement failed");
-                    (GENERIC.to_string(), Outcome::Failed)
-                }
+                Err(e) => match e.user_text() {
+                    Some(text) => (text, Outcome::UserError),
+                    None => {
+                        warn!(error = %e, incident = %id, "acknowledgement failed");
+                        (GENERIC.to_string(), Outcome::Failed)
+                    }
+                },
             };
             click
                 .edit_response(
@@ -190,29 +190,19 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
             a.audit(outcome, text).await;
         }
         "update" => {
-            click
-                .create_response(
-                    ctx,
-                    CreateInteractionResponse::Modal(update_modal(&incident)),
-                )
+            a.respond(CreateInteractionResponse::Modal(update_modal(&incident)))
                 .await?;
         }
         "note" => {
-            click
-                .create_response(ctx, CreateInteractionResponse::Modal(note_modal(&incident)))
+            a.respond(CreateInteractionResponse::Modal(note_modal(&incident)))
                 .await?;
         }
         "resolve" => {
-            click
-                .create_response(
-                    ctx,
-                    CreateInteractionResponse::Modal(resolve_modal(&incident)),
-                )
+            a.respond(CreateInteractionResponse::Modal(resolve_modal(&incident)))
                 .await?;
         }
         _ => {
-            click
-                .create_response(ctx, private_message("This button is no longer active."))
+            a.respond(private_message("This button is no longer active."))
                 .await?;
         }
     }
@@ -239,8 +229,7 @@ fn field<'a>(m: &'a ModalInteraction, id: &str) -> &'a str {
 pub async fn on_modal(a: Allowed<'_, ModalInteraction>) -> Result<(), Error> {
     let (ctx, app, modal) = (a.ctx, a.app, a.interaction);
     let Some((verb, id)) = parse_custom_id(&modal.data.custom_id) else {
-        modal
-            .create_response(ctx, private_message("This form is no longer active."))
+        a.respond(private_message("This form is no longer active."))
             .await?;
         return Ok(());
     };
@@ -289,19 +278,17 @@ pub async fn on_modal(a: Allowed<'_, ModalInteraction>) -> Result<(), Error> {
     let form = match form {
         Ok(f) => f,
         Err(text) => {
-            modal.create_response(ctx, private_message(&text)).await?;
+            a.respond(private_message(&text)).await?;
             a.audit(Outcome::UserError, text).await;
             return Ok(());
         }
     };
     // The change posts to the thread and to stakeholders, which may take longer
     // than Discord's 3 s: answer "thinking" first.
-    modal
-        .create_response(
-            ctx,
-            CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
-        )
-        .await?;
+    a.respond(CreateInteractionResponse::Defer(
+        CreateInteractionResponseMessage::new(),
+    ))
+    .await?;
     let result = match form {
         Form::Update(status, message) => {
             incidents::set_status(app, id, status, &message, &by, modal.channel_id.get())
@@ -317,11 +304,13 @@ pub async fn on_modal(a: Allowed<'_, ModalInteraction>) -> Result<(), Error> {
     };
     let (text, outcome) = match result {
         Ok(t) => (t, Outcome::Ok),
-        Err(e) if e.is_user_facing() => (format!("⚠️ {e}"), Outcome::UserError),
-        Err(e) => {
-            warn!(error = %e, incident = %id, "incident form failed");
-            (GENERIC.into(), Outcome::Failed)
-        }
+        Err(e) => match e.user_text() {
+            Some(text) => (format!("⚠️ {text}"), Outcome::UserError),
+            None => {
+                warn!(error = %e, incident = %id, "incident form failed");
+                (GENERIC.into(), Outcome::Failed)
+            }
+        },
     };
     modal
         .edit_response(

@@ -8,7 +8,6 @@
 mod capture;
 mod card;
 
-pub use crate::discord::posted;
 pub use capture::{add_to_timeline, capture_text, on_reaction, permalink, ADD_TO_TIMELINE, PIN};
 use card::resolve_modal;
 pub use card::{on_click, on_modal, read};
@@ -24,14 +23,10 @@ use crate::serenity::{
     self, AutocompleteChoice, CreateAttachment, CreateAutocompleteResponse,
     CreateInteractionResponse,
 };
-use crate::{render, Context, Data, Error, UserError};
+use crate::{Context, Data, Error, UserError};
 
 fn user_error(e: IncidentError) -> Error {
-    if e.is_user_facing() {
-        UserError(e.to_string()).into()
-    } else {
-        anyhow::Error::new(e).context("incident store")
-    }
+    crate::interaction::user_error(e, "incident store")
 }
 
 fn who(ctx: Context<'_>) -> Who {
@@ -528,7 +523,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     };
     ctx.send(
         CreateReply::default()
-            .embed(render::embed(&embed))
+            .embed(crate::discord::embed(&embed))
             .ephemeral(true),
     )
     .await?;
@@ -565,7 +560,7 @@ async fn show(
     let card = incidents::card(ctx.data(), &i);
     let mut reply = CreateReply::default().ephemeral(true);
     for e in &card.embeds {
-        reply = reply.embed(render::embed(e));
+        reply = reply.embed(crate::discord::embed(e));
     }
     ctx.send(reply).await?;
     Ok(())
@@ -616,7 +611,7 @@ async fn timeline(
             color: chat::GREY,
             ..Default::default()
         };
-        reply = reply.embed(render::embed(&embed));
+        reply = reply.embed(crate::discord::embed(&embed));
     } else {
         // Too long for one embed: the newest entries inline, the whole of it attached.
         let tail: Vec<String> = lines.iter().rev().take(200).rev().cloned().collect();
@@ -651,7 +646,7 @@ async fn timeline(
             })
             .collect();
         reply = reply
-            .embed(render::embed(&embed))
+            .embed(crate::discord::embed(&embed))
             .attachment(CreateAttachment::bytes(
                 file.into_bytes(),
                 format!("{}-timeline.txt", i.id),

@@ -60,6 +60,12 @@ impl IncidentError {
     }
 }
 
+impl crate::user_facing::UserFacing for IncidentError {
+    fn user_text(&self) -> Option<String> {
+        self.is_user_facing().then(|| self.to_string())
+    }
+}
+
 /// `HH:MM UTC`.
 pub fn hhmm(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)

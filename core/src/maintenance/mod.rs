@@ -53,6 +53,12 @@ impl MaintenanceError {
     }
 }
 
+impl crate::user_facing::UserFacing for MaintenanceError {
+    fn user_text(&self) -> Option<String> {
+        self.is_user_facing().then(|| self.to_string())
+    }
+}
+
 fn invalid<T>(text: impl Into<String>) -> Result<T, MaintenanceError> {
     Err(MaintenanceError::Invalid(text.into()))
 }

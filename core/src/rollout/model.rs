@@ -50,6 +50,12 @@ impl RolloutError {
     }
 }
 
+impl crate::user_facing::UserFacing for RolloutError {
+    fn user_text(&self) -> Option<String> {
+        self.is_user_facing().then(|| self.to_string())
+    }
+}
+
 impl Holder {
     pub(super) fn of_row(d: &Deployment) -> Holder {
         Holder {
