@@ -137,49 +137,7 @@ pub async fn dispatch(
     app: &Data,
     click: &ComponentInteraction,
 ) -> Result<(), Error> {
-    const INACTIVE: &str = "This button is no longer active.";
-    let custom_id = click.data.custom_id.as_str();
-    let found = routes().into_iter().find_map(|r| match r.handler {
-        Handler::Click(h) if r.prefix == prefix(custom_id) => Some((r, h)),
-        _ => None,
-    });
-    let Some((route, handler)) = found else {
-        warn!(custom_id, "click on an unknown component");
-        return reply_private(ctx, click, INACTIVE).await;
-    };
-    let gate = gate(
-        app,
-        &route,
-        custom_id,
-        interaction::actor(&click.user, click.guild_id, click.channel_id),
-        interaction::member_roles(click.member.as_ref()),
-        INACTIVE,
-    );
-    match gate {
-        Gate::Answer(text) => reply_private(ctx, click, text).await,
-        Gate::Denied(by, target, text) => {
-            reply_private(ctx, click, &text).await?;
-            refuse(app, &by, target, text).await;
-            Ok(())
-        }
-        Gate::Allowed(by, roles, target) => {
-            let answered = Answered::default();
-            let done = handler(Allowed {
-                ctx,
-                app,
-                interaction: click,
-                by,
-                roles,
-                target,
-                answered: answered.clone(),
-            })
-            .await;
-            if let Err(e) = &done {
-                interaction::answer_failure(ctx, click, &answered, e).await;
-            }
-            done
-        }
-    }
+    run(ctx, app, click).await
 }
 
 /// A submitted form (modal), routed like clicks.
@@ -188,28 +146,78 @@ pub async fn dispatch_modal(
     app: &Data,
     modal: &ModalInteraction,
 ) -> Result<(), Error> {
-    const INACTIVE: &str = "This form is no longer active.";
-    let custom_id = modal.data.custom_id.as_str();
-    let found = routes().into_iter().find_map(|r| match r.handler {
-        Handler::Form(h) if r.prefix == prefix(custom_id) => Some((r, h)),
-        _ => None,
+    run(ctx, app, modal).await
+}
+
+/// What the pipeline reads off a click or a submit: the two differ only here.
+trait Routed: interaction::Respond + Sized {
+    /// The answer to an id Klaxon no longer knows.
+    const INACTIVE: &'static str;
+    /// For the log line about an unknown id.
+    const KIND: &'static str;
+    fn custom_id(&self) -> &str;
+    fn actor(&self) -> klaxon_core::actor::Actor;
+    fn roles(&self) -> Option<Vec<u64>>;
+    fn handler(h: Handler) -> Option<for<'a> fn(Allowed<'a, Self>) -> Handled<'a>>;
+}
+
+impl Routed for ComponentInteraction {
+    const INACTIVE: &'static str = "This button is no longer active.";
+    const KIND: &'static str = "click on an unknown component";
+    fn custom_id(&self) -> &str {
+        &self.data.custom_id
+    }
+    fn actor(&self) -> klaxon_core::actor::Actor {
+        interaction::actor(&self.user, self.guild_id, self.channel_id)
+    }
+    fn roles(&self) -> Option<Vec<u64>> {
+        interaction::member_roles(self.member.as_ref())
+    }
+    fn handler(h: Handler) -> Option<for<'a> fn(Allowed<'a, Self>) -> Handled<'a>> {
+        match h {
+            Handler::Click(h) => Some(h),
+            Handler::Form(_) => None,
+        }
+    }
+}
+
+impl Routed for ModalInteraction {
+    const INACTIVE: &'static str = "This form is no longer active.";
+    const KIND: &'static str = "submit of an unknown modal";
+    fn custom_id(&self) -> &str {
+        &self.data.custom_id
+    }
+    fn actor(&self) -> klaxon_core::actor::Actor {
+        interaction::actor(&self.user, self.guild_id, self.channel_id)
+    }
+    fn roles(&self) -> Option<Vec<u64>> {
+        interaction::member_roles(self.member.as_ref())
+    }
+    fn handler(h: Handler) -> Option<for<'a> fn(Allowed<'a, Self>) -> Handled<'a>> {
+        match h {
+            Handler::Form(h) => Some(h),
+            Handler::Click(_) => None,
+        }
+    }
+}
+
+/// The one pipeline for clicks and submits: route, check, answer, run, and answer
+/// a failure the handler left unanswered.
+async fn run<I: Routed>(ctx: &serenity::Context, app: &Data, i: &I) -> Result<(), Error> {
+    let custom_id = i.custom_id();
+    let found = routes().into_iter().find_map(|r| {
+        I::handler(r.handler)
+            .filter(|_| r.prefix == prefix(custom_id))
+            .map(|h| (r, h))
     });
     let Some((route, handler)) = found else {
-        warn!(custom_id, "submit of an unknown modal");
-        return reply_private(ctx, modal, INACTIVE).await;
+        warn!(custom_id, "{}", I::KIND);
+        return reply_private(ctx, i, I::INACTIVE).await;
     };
-    let gate = gate(
-        app,
-        &route,
-        custom_id,
-        interaction::actor(&modal.user, modal.guild_id, modal.channel_id),
-        interaction::member_roles(modal.member.as_ref()),
-        INACTIVE,
-    );
-    match gate {
-        Gate::Answer(text) => reply_private(ctx, modal, text).await,
+    match gate(app, &route, custom_id, i.actor(), i.roles(), I::INACTIVE) {
+        Gate::Answer(text) => reply_private(ctx, i, text).await,
         Gate::Denied(by, target, text) => {
-            reply_private(ctx, modal, &text).await?;
+            reply_private(ctx, i, &text).await?;
             refuse(app, &by, target, text).await;
             Ok(())
         }
@@ -218,7 +226,7 @@ pub async fn dispatch_modal(
             let done = handler(Allowed {
                 ctx,
                 app,
-                interaction: modal,
+                interaction: i,
                 by,
                 roles,
                 target,
@@ -226,7 +234,7 @@ pub async fn dispatch_modal(
             })
             .await;
             if let Err(e) = &done {
-                interaction::answer_failure(ctx, modal, &answered, e).await;
+                interaction::answer_failure(ctx, i, &answered, e).await;
             }
             done
         }
