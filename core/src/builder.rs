@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::chat::{ChatSink, NullSink};
 use crate::clock::Clock;
 use crate::docker::DockerClient;
+use crate::events::{Bus, Event, Handling};
 use crate::health::{ServiceConfig, Thresholds};
 use crate::incidents::IncidentsConfig;
 use crate::log_reads::ReadQueue;
@@ -57,6 +58,7 @@ pub struct AppBuilder {
     alerts_channel: Option<u64>,
     maintenance: Option<crate::maintenance::Settings>,
     discord_outage: Option<String>,
+    events: Bus<App>,
 }
 
 impl App {
@@ -81,8 +83,19 @@ impl App {
             alerts_channel: None,
             maintenance: None,
             discord_outage: None,
+            events: default_subscribers(),
         }
     }
+}
+
+/// Who hears the domain events (see [`crate::events`]), in this order: the
+/// incident timeline writes to the database (the producer waits for it), the
+/// audit mirror posts in the background. A new reader is one more line here.
+fn default_subscribers() -> Bus<App> {
+    let mut bus = Bus::default();
+    bus.subscribe("incident timeline", crate::incidents::record_event);
+    bus.subscribe("audit mirror", crate::mirror::audit_mirror);
+    bus
 }
 
 /// The routes of an empty `[alerts]` section.
@@ -188,6 +201,16 @@ impl AppBuilder {
         self
     }
 
+    /// One more reader of the domain events, heard after the default ones (the
+    /// incident timeline, the audit mirror).
+    pub fn subscribe<F>(mut self, name: &'static str, subscriber: F) -> Self
+    where
+        F: for<'a> Fn(&'a App, &'a Event) -> Handling<'a> + Send + Sync + 'static,
+    {
+        self.events.subscribe(name, subscriber);
+        self
+    }
+
     /// Discord did not answer at start-up: the cause, for `/readyz`.
     pub fn discord_outage(mut self, cause: Option<String>) -> Self {
         self.discord_outage = cause;
@@ -231,6 +254,7 @@ impl AppBuilder {
             leader: Default::default(),
             in_flight: Default::default(),
             discord_outage: std::sync::Mutex::new(self.discord_outage),
+            events: self.events,
         }
     }
 }

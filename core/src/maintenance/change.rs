@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::run::{advance, timeline};
+use super::run::{advance, publish_step};
 use super::{invalid, when, Done, MaintenanceError, NewWindow, Window, WindowState};
+use crate::events::MaintenanceKind;
 use crate::store::incidents::Who;
 use crate::store::maintenance as store;
 use crate::App;
@@ -119,8 +120,10 @@ pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
     tx.commit().await?;
     info!(window = id, services = ?n.services, starts, ends, "maintenance window created");
     if starts > now {
-        timeline(
+        publish_step(
             app,
+            id,
+            MaintenanceKind::Scheduled,
             &n.services,
             &n.by,
             format!(
@@ -198,8 +201,10 @@ pub async fn end(app: &App, id: Option<i64>, by: &Who) -> Result<Done, Maintenan
     if !store::end_now(&app.store, w.id, &by.name, now).await? {
         return invalid(format!("Maintenance #{} is already over.", w.id));
     }
-    timeline(
+    publish_step(
         app,
+        w.id,
+        MaintenanceKind::EndedEarly,
         &w.services,
         by,
         format!(
@@ -280,7 +285,7 @@ pub async fn extend(
         when::time_text(ends, now, app.maintenance.tz),
         by.name
     );
-    timeline(app, &w.services, by, text).await;
+    publish_step(app, w.id, MaintenanceKind::Extended, &w.services, by, text).await;
     app.maintenance_wake.notify_one();
     let notes = Vec::new();
     let window = store::get(&app.store, id).await?.unwrap_or(w);
@@ -320,8 +325,10 @@ pub async fn cancel(app: &App, id: i64, by: &Who) -> Result<Done, MaintenanceErr
     if !store::cancel(&app.store, id, &by.name, told, now).await? {
         return invalid(format!("Maintenance #{id} has just started or ended."));
     }
-    timeline(
+    publish_step(
         app,
+        id,
+        MaintenanceKind::Cancelled,
         &w.services,
         by,
         format!("Maintenance #{id} cancelled by {}", by.name),

@@ -25,7 +25,6 @@ pub use change::{cancel, check_cancel, check_extend, check_new, create, end, end
 pub use run::tick;
 
 pub use crate::settings::maintenance::{MaintenanceConfig, Settings};
-pub(crate) use crate::store::maintenance::in_force_in;
 pub use crate::store::maintenance::{get, in_force, list, Window, WindowState};
 
 use crate::store::incidents::Who;
@@ -55,15 +54,6 @@ impl MaintenanceError {
 
 fn invalid<T>(text: impl Into<String>) -> Result<T, MaintenanceError> {
     Err(MaintenanceError::Invalid(text.into()))
-}
-
-/// The window (if any) that holds an alert for `service` back.
-pub(crate) fn holding(windows: &[(i64, Vec<String>)], service: Option<&str>) -> Option<i64> {
-    let service = service?;
-    windows
-        .iter()
-        .find(|(_, s)| s.iter().any(|s| s.eq_ignore_ascii_case(service)))
-        .map(|(id, _)| *id)
 }
 
 /// `services:` as typed: configured names separated by commas or spaces, or `all`.

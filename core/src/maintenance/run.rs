@@ -6,8 +6,6 @@
 //! changed under the step) makes the executor plan again from the next stage with
 //! the window as it is; a failed step is tried again [`RETRY_MS`] later.
 
-use std::collections::BTreeSet;
-
 use tracing::{info, warn};
 
 use super::flag;
@@ -15,7 +13,8 @@ use super::plan::{plan, Planned, Stage, Step, FLAG_RETRY_FOR_MS, RETRY_MS};
 use super::{MaintenanceError, Window, WindowState};
 use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{self, ChatMessage};
-use crate::store::incidents::{EntryKind, NewEntry, Who};
+use crate::events::{Event, MaintenanceKind, MaintenanceStep};
+use crate::store::incidents::Who;
 use crate::store::maintenance as store;
 use crate::store::StoreError;
 use crate::App;
@@ -138,8 +137,10 @@ async fn perform(
             w.ended_ms = Some(now);
             w.late = true;
             audit(app, w, "end", by, Outcome::Ok, detail.clone()).await;
-            timeline(
+            publish_step(
                 app,
+                w.id,
+                MaintenanceKind::Missed,
                 &w.services,
                 by,
                 format!("Maintenance #{} {detail}", w.id),
@@ -160,7 +161,7 @@ async fn perform(
             w.state = WindowState::Active;
             w.started_ms = Some(now);
             audit(app, w, "start", by, Outcome::Ok, detail).await;
-            timeline(app, &w.services, by, text).await;
+            publish_step(app, w.id, MaintenanceKind::Started, &w.services, by, text).await;
             info!(window = w.id, "maintenance window started");
         }
         Step::FlagOn => {
@@ -171,8 +172,10 @@ async fn perform(
             w.flag_state = state.into();
             let outcome = if ok { Outcome::Ok } else { Outcome::Failed };
             audit(app, w, "flag on", by, outcome, detail.join("; ")).await;
-            timeline(
+            publish_step(
                 app,
+                w.id,
+                MaintenanceKind::FlagOn,
                 &w.services,
                 by,
                 format!("Maintenance #{} flag on: {}", w.id, detail.join("; ")),
@@ -204,7 +207,7 @@ async fn perform(
             w.ended_by = Some("schedule".into());
             w.late = late;
             audit(app, w, "end", by, Outcome::Ok, detail).await;
-            timeline(app, &w.services, by, text).await;
+            publish_step(app, w.id, MaintenanceKind::Ended, &w.services, by, text).await;
             info!(window = w.id, late, "maintenance window ended");
         }
         Step::FlagOff { retry } => {
@@ -227,8 +230,10 @@ async fn perform(
             w.flag_detail = detail.join("\n");
             let outcome = if ok { Outcome::Ok } else { Outcome::Failed };
             audit(app, w, "flag off", by, outcome, detail.join("; ")).await;
-            timeline(
+            publish_step(
                 app,
+                w.id,
+                MaintenanceKind::FlagOff,
                 &w.services,
                 by,
                 format!("Maintenance #{} flag off: {}", w.id, detail.join("; ")),
@@ -427,30 +432,21 @@ async fn audit(app: &App, w: &Window, verb: &str, by: &Who, outcome: Outcome, de
     .await;
 }
 
-/// A line on the timeline of every open incident about one of the services.
-pub(super) async fn timeline(app: &App, services: &[String], by: &Who, text: String) {
-    let mut seen = BTreeSet::new();
-    for s in services {
-        let open = match crate::store::incidents::open_for_service(&app.store, s).await {
-            Ok(o) => o,
-            Err(e) => {
-                warn!(error = %e, service = %s, "maintenance not written to incident timelines");
-                continue;
-            }
-        };
-        for i in open {
-            if !seen.insert(i.id) {
-                continue;
-            }
-            let entry = NewEntry::new(
-                EntryKind::Maintenance,
-                app.clock.now_ms(),
-                by,
-                chat::truncate(&text, 1_000),
-            );
-            if let Err(e) = crate::store::incidents::add_entry(&app.store, i.id, &entry).await {
-                warn!(error = %e, incident = %i.id, "maintenance timeline entry not written");
-            }
-        }
-    }
+/// Publishes a step of window `w` (the incident timelines record it).
+pub(super) async fn publish_step(
+    app: &App,
+    window: i64,
+    kind: MaintenanceKind,
+    services: &[String],
+    by: &Who,
+    text: String,
+) {
+    app.publish(Event::Maintenance(MaintenanceStep {
+        window,
+        kind,
+        services: services.to_vec(),
+        by: by.clone(),
+        text,
+    }))
+    .await;
 }
