@@ -7,7 +7,7 @@ use klaxon_core::incidents::{self, duration_text, hhmm};
 use poise::CreateReply;
 use tracing::warn;
 
-use crate::components::reply_private;
+use crate::render::reply_private;
 use crate::serenity::{
     self, ComponentInteraction, CreateAttachment, CreateInteractionResponse,
     CreateInteractionResponseMessage, EditInteractionResponse,

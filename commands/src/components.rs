@@ -9,6 +9,7 @@ use poise::serenity_prelude as serenity;
 use serenity::{ComponentInteraction, CreateInteractionResponse, CreateInteractionResponseMessage};
 use tracing::warn;
 
+pub use crate::render::reply_private;
 use crate::{Data, Error};
 
 pub async fn dispatch(
@@ -51,20 +52,4 @@ pub async fn dispatch_modal(
             Ok(())
         }
     }
-}
-
-/// An ephemeral answer to a click.
-pub async fn reply_private(
-    ctx: &serenity::Context,
-    click: &ComponentInteraction,
-    text: &str,
-) -> Result<(), Error> {
-    let msg = CreateInteractionResponseMessage::new()
-        .content(klaxon_core::chat::truncate(text, 2_000))
-        .ephemeral(true)
-        .allowed_mentions(serenity::CreateAllowedMentions::new());
-    click
-        .create_response(ctx, CreateInteractionResponse::Message(msg))
-        .await?;
-    Ok(())
 }

@@ -21,8 +21,8 @@ use poise::CreateReply;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::components::reply_private;
 use crate::health::autocomplete_service;
+use crate::render::reply_private;
 use crate::serenity::{
     self, AutoArchiveDuration, ButtonStyle, ChannelId, ComponentInteraction, CreateActionRow,
     CreateAllowedMentions, CreateAttachment, CreateButton, CreateInteractionResponse,

@@ -3,7 +3,8 @@
 use klaxon_core::chat::Embed;
 use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
 
-use crate::serenity::{CreateEmbed, CreateEmbedFooter};
+use crate::serenity::{self, CreateEmbed, CreateEmbedFooter};
+use crate::Error;
 
 pub fn embed(e: &Embed) -> CreateEmbed {
     let e = e.clone().fit();
@@ -164,4 +165,21 @@ fn bytes(b: u64) -> String {
     } else {
         format!("{mib:.0} MiB")
     }
+}
+
+/// An ephemeral answer to a click (here, not in `components`, so the click
+/// handlers and the dispatcher that routes to them do not import each other).
+pub async fn reply_private(
+    ctx: &serenity::Context,
+    click: &serenity::ComponentInteraction,
+    text: &str,
+) -> Result<(), Error> {
+    let msg = serenity::CreateInteractionResponseMessage::new()
+        .content(klaxon_core::chat::truncate(text, 2_000))
+        .ephemeral(true)
+        .allowed_mentions(serenity::CreateAllowedMentions::new());
+    click
+        .create_response(ctx, serenity::CreateInteractionResponse::Message(msg))
+        .await?;
+    Ok(())
 }

@@ -18,8 +18,8 @@ use poise::CreateReply;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::components::reply_private;
 use crate::health::autocomplete_service;
+use crate::render::reply_private;
 use crate::serenity::{
     self, AutocompleteChoice, ButtonStyle, CommandDataOptionValue, ComponentInteraction,
     CreateActionRow, CreateAutocompleteResponse, CreateButton, CreateInteractionResponse,
