@@ -3,23 +3,21 @@
 use klaxon_core::chat::Embed;
 use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
 
-use crate::serenity::{self, CreateEmbed, CreateEmbedFooter};
-use crate::Error;
+pub use crate::discord::embed;
 
-pub fn embed(e: &Embed) -> CreateEmbed {
-    let e = e.clone().fit();
-    let mut out = CreateEmbed::new().color(e.color);
-    if !e.title.is_empty() {
-        out = out.title(e.title);
-    }
-    if !e.description.is_empty() {
-        out = out.description(e.description);
-    }
-    if !e.fields.is_empty() {
-        out = out.fields(e.fields.into_iter().map(|f| (f.name, f.value, f.inline)));
-    }
-    if !e.footer.is_empty() {
-        out = out.footer(CreateEmbedFooter::new(e.footer));
+/// Lines within one embed description, with a count of what did not fit.
+pub fn fit(lines: &[String]) -> String {
+    let max = klaxon_core::chat::limits::EMBED_DESCRIPTION - 40;
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if klaxon_core::chat::chars(&out) + klaxon_core::chat::chars(l) + 1 > max {
+            out.push_str(&format!("\n… and {} more", lines.len() - i));
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(l);
     }
     out
 }
@@ -165,21 +163,4 @@ fn bytes(b: u64) -> String {
     } else {
         format!("{mib:.0} MiB")
     }
-}
-
-/// An ephemeral answer to a click (here, not in `components`, so the click
-/// handlers and the dispatcher that routes to them do not import each other).
-pub async fn reply_private(
-    ctx: &serenity::Context,
-    click: &serenity::ComponentInteraction,
-    text: &str,
-) -> Result<(), Error> {
-    let msg = serenity::CreateInteractionResponseMessage::new()
-        .content(klaxon_core::chat::truncate(text, 2_000))
-        .ephemeral(true)
-        .allowed_mentions(serenity::CreateAllowedMentions::new());
-    click
-        .create_response(ctx, serenity::CreateInteractionResponse::Message(msg))
-        .await?;
-    Ok(())
 }

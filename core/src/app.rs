@@ -25,6 +25,8 @@ pub struct App {
     pub logs: crate::settings::logs::LogsConfig,
     /// `/logs` reads take turns: at most `[logs] max_concurrent_reads` at once.
     pub log_reads: crate::log_reads::ReadQueue,
+    /// `/logs follow` runs in this process, for their Stop buttons.
+    pub follows: crate::follows::Follows,
     pub rollout: crate::settings::rollout::RolloutConfig,
     /// One `/rollback` or `/restart` per service at a time, and the plans waiting
     /// for their Confirm clicks.

@@ -233,6 +233,7 @@ impl AppBuilder {
             thresholds: self.thresholds,
             logs: self.logs,
             log_reads,
+            follows: Default::default(),
             rollout: self.rollout,
             ops_locks: Default::default(),
             policy: self

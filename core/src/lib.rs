@@ -15,6 +15,7 @@ pub mod clock;
 pub mod deployments;
 pub mod docker;
 pub mod events;
+pub mod follows;
 pub mod health;
 pub mod incidents;
 pub mod leader;
@@ -35,6 +36,7 @@ pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod timefmt;
+pub mod user_facing;
 
 pub use app::App;
 pub use builder::AppBuilder;

@@ -79,6 +79,9 @@ impl Backend {
 
 pub use crate::secret::redact_url;
 
+mod disk_full;
+pub use disk_full::{is_disk_full, says_disk_full};
+
 /// The pool retries a refused connection until its timeout and then reports only
 /// "pool timed out"; one direct attempt tells the operator why (refused, no such
 /// host, password rejected), and where.
