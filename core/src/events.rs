@@ -24,9 +24,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::actor::Actor;
 use crate::alert::Alert;
 use crate::audit::AuditEntry;
-use crate::store::incidents::Who;
 
 /// Something that happened, for whoever keeps a record of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +98,7 @@ pub struct MaintenanceStep {
     /// The services under the window.
     pub services: Vec<String>,
     /// Who made the step: a member, or Klaxon's scheduler.
-    pub by: Who,
+    pub by: Actor,
     /// One line about the step, as people read it.
     pub text: String,
 }

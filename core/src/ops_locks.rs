@@ -32,14 +32,7 @@ impl Action {
     }
 }
 
-/// A member acting on an operation, and where they did it (for the audit log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub user_id: u64,
-    pub name: String,
-    pub guild_id: Option<u64>,
-    pub channel_id: Option<u64>,
-}
+pub use crate::actor::Actor;
 
 /// How Klaxon decides that a container is healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,28 +4,23 @@
 
 use std::time::Duration;
 
+use klaxon_core::actor::Actor;
 use klaxon_core::health::ServiceConfig;
 use klaxon_core::incidents::{
     self, postmortem, EntryKind, IncidentError, IncidentsConfig, OpenRequest, Resolution, Severity,
-    Status, Who,
+    Status,
 };
 use klaxon_core::testing::{run_test, run_test_with, Failure, World, INCIDENTS_CHANNEL};
 use klaxon_core::{chat::ChatError, AppBuilder};
 
 const ON_CALL: u64 = 777;
 
-fn alice() -> Who {
-    Who {
-        id: 11,
-        name: "alice".into(),
-    }
+fn alice() -> Actor {
+    Actor::member(11, "alice")
 }
 
-fn bob() -> Who {
-    Who {
-        id: 12,
-        name: "bob".into(),
-    }
+fn bob() -> Actor {
+    Actor::member(12, "bob")
 }
 
 fn service(name: &str) -> ServiceConfig {

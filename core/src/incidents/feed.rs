@@ -13,9 +13,9 @@ use super::db::NewEntry;
 use super::lifecycle::open;
 use super::lifecycle::OpenRequest;
 use super::lifecycle::Opened;
-use super::model::Who;
 use super::model::MAX_TEXT;
 use super::IncidentError;
+use crate::actor::Actor;
 
 use crate::alert::Alert;
 use crate::app::App;
@@ -52,10 +52,7 @@ pub async fn record_command(app: &App, e: &AuditEntry) -> Result<(), StoreError>
             &NewEntry::new(
                 EntryKind::Command,
                 app.clock.now_ms(),
-                &Who {
-                    id: e.user_id,
-                    name: e.user_name.clone(),
-                },
+                &Actor::member(e.user_id, e.user_name.clone()),
                 chat::truncate(&text, 1_000),
             ),
         )
@@ -134,7 +131,7 @@ pub async fn record_alert_changes(app: &App, alerts: &[AlertChange]) -> Result<(
                 &NewEntry::new(
                     EntryKind::Alert,
                     app.clock.now_ms(),
-                    &Who::klaxon(),
+                    &Actor::klaxon(),
                     chat::truncate(&text, 1_000),
                 ),
             )

@@ -8,7 +8,7 @@ use super::db::NewEntry;
 use super::duration_text;
 use super::lifecycle::post;
 use super::minutes;
-use super::model::Who;
+use crate::actor::Actor;
 
 use crate::app::App;
 use crate::chat;
@@ -49,7 +49,7 @@ pub async fn remind(app: &App) -> Result<usize, StoreError> {
                 db::add_entry(
                     &app.store,
                     i.id,
-                    &NewEntry::new(EntryKind::Reminder, now, &Who::klaxon(), entry),
+                    &NewEntry::new(EntryKind::Reminder, now, &Actor::klaxon(), entry),
                 )
                 .await?;
                 sent += 1;
@@ -97,9 +97,9 @@ fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String
     let message = ChatMessage {
         content: format!(
             "⏰ <@{}> {} has had no status update for {since}. Post one with `/incident status` or the card's Post update button.",
-            i.commander.id, i.id
+            i.commander.user_id, i.id
         ),
-        ping_users: vec![i.commander.id],
+        ping_users: vec![i.commander.user_id],
         ..Default::default()
     };
     (

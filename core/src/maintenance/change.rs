@@ -12,8 +12,8 @@ use tracing::info;
 
 use super::run::{advance, publish_step};
 use super::{invalid, when, Done, MaintenanceError, NewWindow, Window, WindowState};
+use crate::actor::Actor;
 use crate::events::MaintenanceKind;
-use crate::store::incidents::Who;
 use crate::store::maintenance as store;
 use crate::App;
 
@@ -110,7 +110,7 @@ pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
             reason: &reason,
             flag: n.flag,
             by_name: &n.by.name,
-            by_id: n.by.id,
+            by_id: n.by.user_id,
             created_ms: now,
             starts_ms: starts,
             ends_ms: ends,
@@ -194,7 +194,7 @@ pub async fn ending(app: &App, id: Option<i64>) -> Result<Window, MaintenanceErr
 
 /// `/maintenance end [id]`: ends an active window now. Without an id, the only
 /// active one.
-pub async fn end(app: &App, id: Option<i64>, by: &Who) -> Result<Done, MaintenanceError> {
+pub async fn end(app: &App, id: Option<i64>, by: &Actor) -> Result<Done, MaintenanceError> {
     let _guard = app.maintenance_lock.lock().await;
     let now = app.clock.now_ms();
     let w = ending(app, id).await?;
@@ -270,7 +270,7 @@ pub async fn extend(
     app: &App,
     id: i64,
     more: Duration,
-    by: &Who,
+    by: &Actor,
 ) -> Result<Done, MaintenanceError> {
     let _guard = app.maintenance_lock.lock().await;
     let now = app.clock.now_ms();
@@ -316,7 +316,7 @@ pub async fn check_cancel(app: &App, id: i64) -> Result<Window, MaintenanceError
 }
 
 /// `/maintenance cancel id`: calls off a window that has not started.
-pub async fn cancel(app: &App, id: i64, by: &Who) -> Result<Done, MaintenanceError> {
+pub async fn cancel(app: &App, id: i64, by: &Actor) -> Result<Done, MaintenanceError> {
     let _guard = app.maintenance_lock.lock().await;
     let now = app.clock.now_ms();
     let w = check_cancel(app, id).await?;

@@ -27,7 +27,7 @@ pub use run::tick;
 pub use crate::settings::maintenance::{MaintenanceConfig, Settings};
 pub use crate::store::maintenance::{get, in_force, list, Window, WindowState};
 
-use crate::store::incidents::Who;
+use crate::actor::Actor;
 use crate::store::StoreError;
 use crate::App;
 
@@ -96,7 +96,7 @@ pub struct NewWindow {
     pub flag: bool,
     pub starts_ms: i64,
     pub duration: Duration,
-    pub by: Who,
+    pub by: Actor,
 }
 
 /// What a command did, for its reply.

@@ -11,10 +11,10 @@ use tracing::{info, warn};
 use super::flag;
 use super::plan::{plan, Planned, Stage, Step, FLAG_RETRY_FOR_MS, RETRY_MS};
 use super::{MaintenanceError, Window, WindowState};
+use crate::actor::Actor;
 use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{self, ChatMessage};
 use crate::events::{Event, MaintenanceKind, MaintenanceStep};
-use crate::store::incidents::Who;
 use crate::store::maintenance as store;
 use crate::store::StoreError;
 use crate::App;
@@ -43,7 +43,7 @@ pub async fn tick(app: &App) -> Result<usize, StoreError> {
     }
     let mut n = 0;
     for id in ids {
-        match advance(app, id, &Who::klaxon(), true).await {
+        match advance(app, id, &Actor::klaxon(), true).await {
             Ok(_) => n += 1,
             Err(MaintenanceError::Store(e)) => return Err(e),
             Err(MaintenanceError::Invalid(e)) => warn!(window = id, error = %e, "maintenance step"),
@@ -70,7 +70,7 @@ enum Went {
 pub(super) async fn advance(
     app: &App,
     id: i64,
-    by: &Who,
+    by: &Actor,
     post: bool,
 ) -> Result<Vec<String>, MaintenanceError> {
     let mut notes = Vec::new();
@@ -108,7 +108,7 @@ async fn perform(
     app: &App,
     w: &mut Window,
     step: Step,
-    by: &Who,
+    by: &Actor,
     now: i64,
     notes: &mut Vec<String>,
 ) -> Result<Went, MaintenanceError> {
@@ -181,7 +181,7 @@ async fn perform(
                 format!("Maintenance #{} flag on: {}", w.id, detail.join("; ")),
             )
             .await;
-            if !ok && by.id == Who::klaxon().id {
+            if !ok && by.user_id == Actor::klaxon().user_id {
                 // Nobody typed a command to read the failure in its reply.
                 warn_ops(
                     app,
@@ -416,12 +416,12 @@ async fn warn_ops(app: &App, text: String) {
 }
 
 /// An audit row for what the window did by itself or as a consequence of a command.
-async fn audit(app: &App, w: &Window, verb: &str, by: &Who, outcome: Outcome, detail: String) {
+async fn audit(app: &App, w: &Window, verb: &str, by: &Actor, outcome: Outcome, detail: String) {
     app.audit(AuditEntry {
         at_ms: app.clock.now_ms(),
         guild_id: None,
         channel_id: None,
-        user_id: by.id,
+        user_id: by.user_id,
         user_name: by.name.clone(),
         command: format!("maintenance {verb}"),
         arguments: format!("id={} services={}", w.id, w.services.join(",")),
@@ -438,7 +438,7 @@ pub(super) async fn publish_step(
     window: i64,
     kind: MaintenanceKind,
     services: &[String],
-    by: &Who,
+    by: &Actor,
     text: String,
 ) {
     app.publish(Event::Maintenance(MaintenanceStep {
