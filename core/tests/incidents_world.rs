@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use klaxon_core::actor::Actor;
+use klaxon_core::events::{AlertChange, Event, Handling};
 use klaxon_core::health::ServiceConfig;
 use klaxon_core::incidents::{
     self, postmortem, EntryKind, IncidentError, IncidentsConfig, OpenRequest, Resolution, Severity,
@@ -433,6 +434,60 @@ fn alerts_for_the_service_join_its_open_incident() {
         assert_eq!(last.actor_name, "Klaxon");
         Ok(())
     });
+}
+
+/// What the extra subscriber of the test below heard: the alert names, each with
+/// the number of timeline entries of INC-1 at that moment.
+static HEARD: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn listener<'a>(app: &'a klaxon_core::App, event: &'a Event) -> Handling<'a> {
+    Box::pin(async move {
+        if let Event::AlertsChanged(alerts) = event {
+            let id = incidents::IncidentId(1);
+            let entries = incidents::timeline(app, id)
+                .await
+                .map_or(0, |(_, t)| t.len());
+            for a in alerts {
+                HEARD
+                    .lock()
+                    .expect("not poisoned")
+                    .push((a.name.clone(), entries));
+            }
+        }
+    })
+}
+
+#[test]
+fn a_published_alert_change_reaches_the_timeline_before_later_subscribers() {
+    run_test_with(
+        |b| paging(b).subscribe("test listener", listener),
+        |w| async move {
+            let i = open(&w, "Checkout down", Severity::P2).await?;
+            let before = incidents::timeline(&w.app, i.id).await?.1.len();
+            let change = AlertChange {
+                name: "HighLatency".into(),
+                status: "resolved".into(),
+                source: "probe".into(),
+                service: Some("api".into()),
+                summary: "p99 back under 2s".into(),
+            };
+            w.app.publish(Event::AlertsChanged(vec![change])).await;
+            let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
+            assert_eq!(timeline.len(), before + 1);
+            let last = timeline.last().expect("entry");
+            assert_eq!(last.kind, EntryKind::Alert);
+            assert_eq!(
+                last.text,
+                "Alert HighLatency resolved (probe): p99 back under 2s"
+            );
+            assert_eq!(
+                *HEARD.lock().expect("not poisoned"),
+                [("HighLatency".to_string(), before + 1)],
+                "the test listener runs after the timeline wrote its entry"
+            );
+            Ok(())
+        },
+    );
 }
 
 #[test]

@@ -711,7 +711,10 @@ async fn reminders(db: Db) {
         .and_then(|a| a.get("users"))
         .cloned()
         .unwrap_or_default();
-    assert_eq!(users, serde_json::json!([inc.commander.user_id.to_string()]));
+    assert_eq!(
+        users,
+        serde_json::json!([inc.commander.user_id.to_string()])
+    );
 
     // An update resets the clock: five minutes later nothing is due.
     t.slash("incident status")
