@@ -8,8 +8,9 @@
 //! Docker or a config file (a chat sink that drops everything, the real clock, no
 //! services, each section's default settings); callers set what they have.
 //!
-//! It lives beside `app`, not in it: the defaults come from the domain modules
-//! (alert routes, maintenance settings, ...), and `app` imports only leaf modules.
+//! It lives beside `app`, not in it: it is the composition root, where the domain
+//! modules subscribe to the domain events (the incident timeline, the audit mirror;
+//! see [`crate::events`]), and `app` imports only leaf modules.
 //! The store is taken by [`AppBuilder::build`] because it is the one part with no
 //! default: opening a database is async and can fail, so the caller does it.
 
@@ -17,20 +18,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alerts::route::{AlertsConfig, Router};
 use crate::app::App;
 use crate::chat::{ChatSink, NullSink};
 use crate::clock::Clock;
 use crate::docker::DockerClient;
 use crate::events::{Bus, Event, Handling};
-use crate::health::{ServiceConfig, Thresholds};
-use crate::incidents::IncidentsConfig;
 use crate::log_reads::ReadQueue;
-use crate::logs::LogsConfig;
 use crate::metrics::Metrics;
 use crate::permissions::{Policy, RoleMap};
 use crate::probe::Prober;
-use crate::rollout::RolloutConfig;
+use crate::routing::{AlertsConfig, Router};
+use crate::settings::incidents::IncidentsConfig;
+use crate::settings::logs::LogsConfig;
+use crate::settings::rollout::RolloutConfig;
+use crate::settings::services::{ServiceConfig, Thresholds};
 use crate::store::Store;
 
 /// The Docker host and request timeout when none is given: the config's defaults.
@@ -56,7 +57,7 @@ pub struct AppBuilder {
     clock: Clock,
     alerts: Option<Router>,
     alerts_channel: Option<u64>,
-    maintenance: Option<crate::maintenance::Settings>,
+    maintenance: Option<crate::settings::maintenance::Settings>,
     discord_outage: Option<String>,
     events: Bus<App>,
 }
@@ -196,7 +197,7 @@ impl AppBuilder {
         self
     }
 
-    pub fn maintenance(mut self, settings: crate::maintenance::Settings) -> Self {
+    pub fn maintenance(mut self, settings: crate::settings::maintenance::Settings) -> Self {
         self.maintenance = Some(settings);
         self
     }
