@@ -198,7 +198,7 @@ async fn create(
             w.id,
             chat::neutralize(&w.services_text()),
             when::span_text(w.starts_ms, w.ends_ms, tz),
-            when::relative(w.starts_ms),
+            chat::discord::span(&when::relative(w.starts_ms)),
             announced_where(ctx, w)
         )
     } else {
@@ -370,7 +370,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
                 format!(
                     "{} (starts {})",
                     when::span_text(w.starts_ms, w.ends_ms, tz),
-                    when::relative(w.starts_ms)
+                    chat::discord::span(&when::relative(w.starts_ms))
                 )
             };
             let mut extra = Vec::new();

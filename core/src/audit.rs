@@ -1,5 +1,6 @@
 //! The audit log: every invocation, allowed or denied.
 
+use crate::chat::{Span, Text};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,9 +65,9 @@ impl AuditEntry {
             .filter(|s| !s.is_empty())
     }
 
-    /// One line for the audit channel; mentions are written but never ping, because
-    /// every Klaxon message goes out with `allowed_mentions` empty.
-    pub fn summary(&self) -> String {
+    /// One line for the audit channel, naming the member; the mention never pings,
+    /// because the mirror allows no mentions. Cut to the content limit when shown.
+    pub fn summary(&self) -> Text {
         let mark = match self.outcome {
             Outcome::Ok => "✅",
             Outcome::Denied => "⛔",
@@ -83,17 +84,15 @@ impl AuditEntry {
         } else {
             format!(": {}", self.detail)
         };
-        crate::chat::truncate(
-            &format!(
-                "{mark} <@{}> `/{}{}` {}{} ({} ms)",
-                self.user_id,
+        Text::from(format!("{mark} "))
+            .with(Span::User(self.user_id))
+            .with(format!(
+                " `/{}{}` {}{} ({} ms)",
                 self.command,
                 args.replace('`', "'"),
                 self.outcome.as_str(),
                 detail,
                 self.duration_ms
-            ),
-            crate::chat::limits::CONTENT,
-        )
+            ))
     }
 }

@@ -4,7 +4,9 @@
 //! Why: the end-to-end tests need dockerd, PostgreSQL and the fake Discord, and take
 //! minutes; the rules of incidents, alert grouping, the outbox and maintenance need
 //! none of that. A test here runs in milliseconds, through the same public functions
-//! the commands and workers call, and asserts what chat would have shown.
+//! the commands and workers call, and asserts what chat would have shown: the
+//! recording sink keeps each message as core meant it ([`RecordingChat::sent_to`])
+//! and shows it as Discord would ([`RecordingChat::shown_to`]).
 //!
 //! In the style of bors' `run_test`:
 //!
@@ -39,7 +41,7 @@ use async_trait::async_trait;
 
 use crate::app::App;
 use crate::builder::AppBuilder;
-use crate::chat::{ChatError, ChatMessage, ChatSink, PostedMessage};
+use crate::chat::{self, ChatError, ChatMessage, ChatSink, PostedMessage};
 use crate::clock::Clock;
 use crate::store::Store;
 
@@ -138,6 +140,16 @@ impl RecordingChat {
             .into_iter()
             .filter(|(c, _)| *c == channel)
             .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// The content of the messages created in one channel, as Discord shows it
+    /// (mentions and times in Discord's syntax, the paged role first): the same
+    /// strings the bot sends, rendered by [`chat::discord::content`].
+    pub fn shown_to(&self, channel: u64) -> Vec<String> {
+        self.sent_to(channel)
+            .iter()
+            .map(chat::discord::content)
             .collect()
     }
 

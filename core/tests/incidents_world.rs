@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use klaxon_core::actor::Actor;
+use klaxon_core::chat::{self, ChatError, ChatMessage, Span};
 use klaxon_core::events::{AlertChange, Event, Handling};
 use klaxon_core::health::ServiceConfig;
 use klaxon_core::incidents::{
@@ -12,9 +13,14 @@ use klaxon_core::incidents::{
     Status,
 };
 use klaxon_core::testing::{run_test, run_test_with, Failure, World, INCIDENTS_CHANNEL};
-use klaxon_core::{chat::ChatError, AppBuilder};
+use klaxon_core::AppBuilder;
 
 const ON_CALL: u64 = 777;
+
+/// A message's content as Discord shows it.
+fn shown(m: &ChatMessage) -> String {
+    chat::discord::content(m)
+}
 
 fn alice() -> Actor {
     Actor::member(11, "alice")
@@ -82,13 +88,13 @@ fn opening_starts_a_thread_with_the_card_and_pages_on_call_for_a_p1() {
         assert_eq!(notices.len(), 1);
         let n = &notices[0];
         assert!(
-            n.content.starts_with(&format!(
+            shown(n).starts_with(&format!(
                 "<@&{ON_CALL}> **[P1 INCIDENT] Checkout down** (INC-1)"
             )),
             "{}",
-            n.content
+            shown(n)
         );
-        assert_eq!(n.ping_roles, vec![ON_CALL]);
+        assert_eq!(n.page, Some(ON_CALL));
         assert!(!n.silent);
         assert_eq!(kinds(&w, &i).await?, vec![EntryKind::Opened]);
         Ok(())
@@ -101,11 +107,11 @@ fn a_p3_informs_silently_without_paging() {
         open(&w, "Search slow", Severity::P3).await?;
         let n = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert!(
-            n.content.starts_with("**[P3 INCIDENT] Search slow**"),
+            shown(n).starts_with("**[P3 INCIDENT] Search slow**"),
             "{}",
-            n.content
+            shown(n)
         );
-        assert!(n.ping_roles.is_empty());
+        assert!(n.page.is_none());
         assert!(n.silent);
         Ok(())
     });
@@ -214,15 +220,15 @@ fn a_status_update_reaches_the_thread_the_stakeholders_and_the_timeline() {
             1,
             "posted from elsewhere: the thread hears it"
         );
-        assert!(in_thread[0].content.contains("Bad deploy of api"));
+        assert!(shown(&in_thread[0]).contains("Bad deploy of api"));
         let notice = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert!(
-            notice.content.starts_with("**[P2 UPDATE] Checkout down**"),
+            shown(notice).starts_with("**[P2 UPDATE] Checkout down**"),
             "{}",
-            notice.content
+            shown(notice)
         );
-        assert!(notice.content.contains("Update: Bad deploy of api"));
-        assert!(notice.ping_roles.is_empty(), "updates do not page");
+        assert!(shown(notice).contains("Update: Bad deploy of api"));
+        assert!(notice.page.is_none(), "updates do not page");
         let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
         let last = timeline.last().expect("entries");
         assert_eq!(last.kind, EntryKind::Status);
@@ -293,13 +299,13 @@ fn resolving_tells_the_stakeholders_and_closes_the_incident() {
         assert_eq!(r.root_cause, "A bad migration");
         let notice = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert!(
-            notice.content.starts_with("**[RESOLVED] Checkout down**"),
+            shown(notice).starts_with("**[RESOLVED] Checkout down**"),
             "{}",
-            notice.content
+            shown(notice)
         );
-        assert!(notice.content.contains("Duration: 1h 12m"));
-        assert!(notice.content.contains("Root cause: A bad migration"));
-        assert!(notice.ping_roles.is_empty(), "a resolution pages nobody");
+        assert!(shown(notice).contains("Duration: 1h 12m"));
+        assert!(shown(notice).contains("Root cause: A bad migration"));
+        assert!(notice.page.is_none(), "a resolution pages nobody");
         let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
         assert_eq!(
             timeline.last().map(|e| e.text.as_str()),
@@ -329,13 +335,13 @@ fn an_unacknowledged_p1_is_paged_again_at_its_target() {
         assert_eq!(incidents::remind(&w.app).await?, 1);
         let page = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert!(
-            page.content.starts_with(&format!(
+            shown(page).starts_with(&format!(
                 "<@&{ON_CALL}> 🔔 **INC-1 (P1) is not acknowledged** after 15m 1s"
             )),
             "{}",
-            page.content
+            shown(page)
         );
-        assert_eq!(page.ping_roles, vec![ON_CALL]);
+        assert_eq!(page.page, Some(ON_CALL));
         assert_eq!(incidents::remind(&w.app).await?, 0, "claimed: not twice");
         let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
         let last = timeline.last().expect("entry");
@@ -359,11 +365,14 @@ fn a_commander_who_owes_an_update_is_reminded_in_the_thread() {
         let thread = i.channel_id.expect("thread");
         let nudge = &w.chat.sent_to(thread)[0];
         assert!(
-            nudge
-                .content
-                .starts_with("⏰ <@11> INC-1 has had no status update for 31m 0s."),
+            shown(nudge).starts_with("⏰ <@11> INC-1 has had no status update for 31m 0s."),
             "{}",
-            nudge.content
+            shown(nudge)
+        );
+        assert_eq!(
+            nudge.content.spans()[1],
+            Span::User(11),
+            "names the commander"
         );
         assert_eq!(nudge.ping_users, vec![11]);
         Ok(())
@@ -401,7 +410,7 @@ fn a_higher_severity_pages_now() {
         let raised = incidents::set_severity(&w.app, i.id, Severity::P1, &bob()).await?;
         assert_eq!(raised.severity, Severity::P1);
         let page = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
-        assert_eq!(page.ping_roles, vec![ON_CALL]);
+        assert_eq!(page.page, Some(ON_CALL));
         let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
         assert_eq!(
             timeline.last().map(|e| e.text.as_str()),
@@ -545,9 +554,9 @@ fn an_untrusted_title_shows_literally_and_pings_nobody() {
         .incident;
         assert_eq!(i.title, "@everyone [x](http://evil)", "stored as typed");
         let n = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
-        assert!(!n.content.contains("@everyone"), "{}", n.content);
-        assert!(!n.content.contains("](http"), "{}", n.content);
-        assert!(n.ping_roles.is_empty() && n.ping_users.is_empty());
+        assert!(!shown(n).contains("@everyone"), "{}", shown(n));
+        assert!(!shown(n).contains("](http"), "{}", shown(n));
+        assert!(n.page.is_none() && n.ping_users.is_empty());
         Ok(())
     });
 }

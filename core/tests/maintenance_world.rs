@@ -38,11 +38,7 @@ fn window(w: &World, service: &str, in_: Duration, lasts: Duration) -> NewWindow
 
 /// What the incidents channel was told, newest last.
 fn told(w: &World) -> Vec<String> {
-    w.chat
-        .sent_to(INCIDENTS_CHANNEL)
-        .into_iter()
-        .map(|m| m.content)
-        .collect()
+    w.chat.shown_to(INCIDENTS_CHANNEL)
 }
 
 #[test]
@@ -221,9 +217,8 @@ fn alerts_are_held_during_the_window_and_summarised_at_its_end() {
         maintenance::tick(&w.app).await?;
         let summary = w
             .chat
-            .sent_to(ALERTS_CHANNEL)
+            .shown_to(ALERTS_CHANNEL)
             .into_iter()
-            .map(|m| m.content)
             .find(|c| c.contains("held"))
             .expect("a summary");
         assert!(

@@ -1,9 +1,13 @@
 //! [`ChatSink`] over serenity: how `klaxon-core` posts to Discord.
+//!
+//! Core's messages say what they mean (typed references, the role they page); the
+//! content is written in Discord's syntax here, by [`discord::content`], the same
+//! function the commands' replies and core's test world use.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use klaxon_core::chat::{ButtonStyle, ChatError, ChatMessage, ChatSink, PostedMessage};
+use klaxon_core::chat::{discord, ButtonStyle, ChatError, ChatMessage, ChatSink, PostedMessage};
 use poise::serenity_prelude as serenity;
 use serenity::{
     ChannelId, ChannelType, CreateActionRow, CreateAllowedMentions, CreateAttachment, CreateButton,
@@ -15,10 +19,11 @@ pub struct DiscordChat {
     pub http: Arc<serenity::Http>,
 }
 
-/// Nobody is pinged but the roles the message names for paging.
+/// Nobody is pinged but the role the message pages (and the members it names for
+/// pinging).
 fn mentions(message: &ChatMessage) -> CreateAllowedMentions {
     CreateAllowedMentions::new()
-        .roles(message.ping_roles.iter().map(|r| RoleId::new(*r)))
+        .roles(discord::ping_roles(message).into_iter().map(RoleId::new))
         .users(message.ping_users.iter().map(|u| UserId::new(*u)))
 }
 
@@ -56,12 +61,13 @@ fn embeds(message: &ChatMessage) -> Vec<serenity::CreateEmbed> {
 #[async_trait]
 impl ChatSink for DiscordChat {
     async fn send(&self, channel_id: u64, message: ChatMessage) -> Result<u64, ChatError> {
+        let content = discord::content(&message);
         let mut b = CreateMessage::new()
             .embeds(embeds(&message))
             .components(rows(&message))
             .allowed_mentions(mentions(&message));
-        if !message.content.is_empty() {
-            b = b.content(message.content);
+        if !content.is_empty() {
+            b = b.content(content);
         }
         if message.silent {
             b = b.flags(MessageFlags::SUPPRESS_NOTIFICATIONS);
@@ -86,7 +92,7 @@ impl ChatSink for DiscordChat {
         message: ChatMessage,
     ) -> Result<(), ChatError> {
         let mut b = EditMessage::new()
-            .content(message.content.clone())
+            .content(discord::content(&message))
             .embeds(embeds(&message))
             .components(rows(&message))
             .allowed_mentions(mentions(&message));

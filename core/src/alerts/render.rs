@@ -199,9 +199,8 @@ fn render(
                 silent: matches!(severity, Severity::P3 | Severity::P4),
                 ..Default::default()
             };
-            if let (0, Some(role), true) = (i, look.ping, firing > 0) {
-                m.content = format!("<@&{role}>");
-                m.ping_roles.push(role);
+            if i == 0 && firing > 0 {
+                m.page = look.ping;
             }
             if i == 0 && firing > 0 {
                 m.buttons = look.buttons.clone();
@@ -337,10 +336,7 @@ pub fn repeat_message(
         chat::neutralize(title)
     ));
     m.silent = matches!(severity, Severity::P3 | Severity::P4);
-    if let Some(role) = ping {
-        m.content = chat::truncate(&format!("<@&{role}> {}", m.content), limits::CONTENT);
-        m.ping_roles.push(role);
-    }
+    m.page = ping;
     m.buttons = buttons(group_id, false);
     m.buttons.truncate(1); // Acknowledge only: the rest is on the group's message
     m
@@ -386,8 +382,9 @@ mod tests {
                 .map(|e| e.description.lines().count())
                 .sum();
             assert_eq!(shown, n, "every line shown once");
-            assert_eq!(msgs[0].ping_roles, [7], "only the first message pages");
-            assert!(msgs.iter().skip(1).all(|m| m.ping_roles.is_empty()));
+            assert_eq!(msgs[0].page, Some(7), "only the first message pages");
+            assert!(msgs.iter().skip(1).all(|m| m.page.is_none()));
+            assert_eq!(chat::discord::content(&msgs[0]), "<@&7>");
             assert_eq!(
                 msgs[0].buttons.len(),
                 4,
@@ -427,18 +424,16 @@ mod tests {
             Severity::P1,
             Some(42),
         );
-        assert!(
-            m.content.starts_with("<@&42> 🔁 Still firing after"),
-            "{}",
-            m.content
-        );
-        assert!(!m.content.contains("<@1>"), "titles are shown literally");
-        assert_eq!(m.ping_roles, [42]);
+        let shown = chat::discord::content(&m);
+        assert!(shown.starts_with("<@&42> 🔁 Still firing after"), "{shown}");
+        assert!(!shown.contains("<@1>"), "titles are shown literally");
+        assert_eq!(m.page, Some(42));
         assert!(!m.silent);
         assert_eq!(m.buttons.len(), 1);
         assert_eq!(m.buttons[0].custom_id, "alerts:ack:7");
         let quiet = repeat_message(7, "t", 1, 60_000, Severity::P4, None);
-        assert!(quiet.ping_roles.is_empty() && quiet.silent);
-        assert!(quiet.content.starts_with("🔁"), "{}", quiet.content);
+        assert!(quiet.page.is_none() && quiet.silent);
+        let shown = chat::discord::content(&quiet);
+        assert!(shown.starts_with("🔁"), "{shown}");
     }
 }

@@ -13,6 +13,8 @@ use crate::actor::Actor;
 use crate::app::App;
 use crate::chat;
 use crate::chat::ChatMessage;
+use crate::chat::Span;
+use crate::chat::Text;
 use crate::store::StoreError;
 
 /// A reminder whose message could not be posted is tried again this soon, instead
@@ -66,26 +68,22 @@ pub async fn remind(app: &App) -> Result<usize, StoreError> {
 fn repage(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
     let sev = app.severity_config(i.severity);
     let after = duration_text(now - i.opened_ms);
-    let mut content = format!(
+    let mut content = Text::from(format!(
         "🔔 **{} ({}) is not acknowledged** after {after} (target {} min): {}",
         i.id,
         i.severity,
         sev.ack_minutes,
         chat::neutralize(&i.title)
-    );
+    ));
     if let Some(t) = i.channel_id {
-        content.push_str(&format!("\nAcknowledge in <#{t}>."));
+        content.push("\nAcknowledge in ");
+        content.push(Span::Channel(t));
+        content.push(".");
     }
-    let mut message = ChatMessage::text(content);
-    let entry = match app.pages(i.severity) {
-        Some(role) => {
-            message.content = chat::truncate(
-                &format!("<@&{role}> {}", message.content),
-                chat::limits::CONTENT,
-            );
-            message.ping_roles.push(role);
-            format!("Not acknowledged after {after}: on-call paged again")
-        }
+    let role = app.pages(i.severity);
+    let message = ChatMessage::text(content).paging(role);
+    let entry = match role {
+        Some(_) => format!("Not acknowledged after {after}: on-call paged again"),
         None => format!("Not acknowledged after {after}: reminder posted"),
     };
     (app.incidents_channel, message, entry)
@@ -95,10 +93,10 @@ fn repage(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, Strin
 fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
     let since = duration_text(now - i.last_update_ms);
     let message = ChatMessage {
-        content: format!(
-            "⏰ <@{}> {} has had no status update for {since}. Post one with `/incident status` or the card's Post update button.",
-            i.commander.user_id, i.id
-        ),
+        content: Text::from("⏰ ").with(Span::User(i.commander.user_id)).with(format!(
+            " {} has had no status update for {since}. Post one with `/incident status` or the card's Post update button.",
+            i.id
+        )),
         ping_users: vec![i.commander.user_id],
         ..Default::default()
     };

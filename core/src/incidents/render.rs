@@ -17,6 +17,8 @@ use crate::chat::ButtonStyle;
 use crate::chat::ChatMessage;
 use crate::chat::Embed;
 use crate::chat::Field;
+use crate::chat::Span;
+use crate::chat::Text;
 
 /// Characters of one free-text field in a stakeholder notice (impact, root cause,
 /// resolution, update): four of them and the fixed lines fit Discord's 2,000.
@@ -188,20 +190,19 @@ pub fn notice(app: &App, i: &Incident, update: Option<&str>) -> ChatMessage {
             }
         }
     }
+    let mut content = Text::from(lines.join("\n"));
     if let Some(t) = i.channel_id {
-        lines.push(format!("Updates: <#{t}>"));
+        content.push("\nUpdates: ");
+        content.push(Span::Channel(t));
     }
-    let mut content = lines.join("\n");
-    let mut ping_roles = Vec::new();
-    if update.is_none() && i.is_open() {
-        if let Some(role) = app.pages(i.severity) {
-            content = format!("<@&{role}> {content}");
-            ping_roles.push(role);
-        }
-    }
+    let page = if update.is_none() && i.is_open() {
+        app.pages(i.severity)
+    } else {
+        None
+    };
     ChatMessage {
-        content: chat::truncate(&content, chat::limits::CONTENT),
-        ping_roles,
+        content,
+        page,
         // P3/P4 updates inform without waking anybody.
         silent: matches!(i.severity, Severity::P3 | Severity::P4),
         ..Default::default()

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::when;
 use super::{Settings, Window, WindowState};
 use crate::chat;
+use crate::chat::Text;
 use crate::store::maintenance::Mark;
 
 /// An end applied this much after its planned time was missed (Klaxon was down).
@@ -94,7 +95,7 @@ pub enum Step {
     Announce {
         notice: Notice,
         key: String,
-        text: String,
+        text: Text,
     },
     /// A finished step, recorded on the window.
     Mark(Mark),
@@ -151,7 +152,7 @@ pub fn plan(w: &Window, now: i64, s: &Settings, chat: bool, from: Stage) -> Vec<
                     Step::Announce {
                         notice: Notice::Scheduled,
                         key: "scheduled".into(),
-                        text: scheduled_text(&w, tz),
+                        text: scheduled_text(&w, tz).into(),
                     },
                 );
             }
@@ -240,7 +241,7 @@ pub fn plan(w: &Window, now: i64, s: &Settings, chat: bool, from: Stage) -> Vec<
                 Step::Announce {
                     notice: Notice::Start,
                     key: "start".into(),
-                    text: start_text(&w, now, tz),
+                    text: start_text(&w, now, tz).into(),
                 },
             );
             push(Stage::StartNotice, Step::Mark(Mark::StartAnnounced));
@@ -289,7 +290,7 @@ pub fn plan(w: &Window, now: i64, s: &Settings, chat: bool, from: Stage) -> Vec<
                 Step::Announce {
                     notice: Notice::Extended,
                     key: format!("extend{}", w.ends_ms / 1_000),
-                    text: extended_text(&w, from_ms, now, tz),
+                    text: extended_text(&w, from_ms, now, tz).into(),
                 },
             );
         }
@@ -318,7 +319,7 @@ pub fn plan(w: &Window, now: i64, s: &Settings, chat: bool, from: Stage) -> Vec<
                 Step::Announce {
                     notice: Notice::End,
                     key: "end".into(),
-                    text: end_text(&w, now, tz),
+                    text: end_text(&w, now, tz).into(),
                 },
             );
             push(Stage::EndNotice, Step::Mark(Mark::EndAnnounced));
@@ -349,17 +350,19 @@ fn scheduled_text(w: &Window, tz: chrono_tz::Tz) -> String {
     )
 }
 
-fn lead_text(w: &Window, now: i64, tz: chrono_tz::Tz) -> String {
-    format!(
-        "⏰ **Reminder: maintenance on {} starts {}** ({}).\nPlanned until {}. {} · \
-         maintenance #{}",
+fn lead_text(w: &Window, now: i64, tz: chrono_tz::Tz) -> Text {
+    Text::from(format!(
+        "⏰ **Reminder: maintenance on {} starts ",
         chat::neutralize(&w.services_text()),
-        when::relative(w.starts_ms),
+    ))
+    .with(when::relative(w.starts_ms))
+    .with(format!(
+        "** ({}).\nPlanned until {}. {} · maintenance #{}",
         when::time_text(w.starts_ms, now, tz),
         when::time_text(w.ends_ms, now, tz),
         chat::neutralize(&w.reason),
         w.id
-    )
+    ))
 }
 
 fn start_text(w: &Window, now: i64, tz: chrono_tz::Tz) -> String {
@@ -492,11 +495,14 @@ mod tests {
             .collect()
     }
 
-    fn text_of(steps: &[Step], which: Notice) -> &str {
+    /// The notice as Discord shows it.
+    fn text_of(steps: &[Step], which: Notice) -> String {
         steps
             .iter()
             .find_map(|s| match s {
-                Step::Announce { notice, text, .. } if *notice == which => Some(text.as_str()),
+                Step::Announce { notice, text, .. } if *notice == which => {
+                    Some(chat::discord::text(text))
+                }
                 _ => None,
             })
             .unwrap_or_default()
@@ -520,7 +526,11 @@ mod tests {
         w.scheduled_announced = true;
         let s = steps(&w, NOON, true);
         assert_eq!(announced(&s), [(Notice::Lead, "lead-3600")]);
-        assert!(text_of(&s, Notice::Lead).starts_with("⏰ **Reminder: maintenance on api starts"));
+        let lead = text_of(&s, Notice::Lead);
+        assert!(
+            lead.starts_with("⏰ **Reminder: maintenance on api starts <t:"),
+            "{lead}"
+        );
         assert!(s.contains(&Step::LeadsDone(vec![172_800, 3_600])));
         // Done leads are not reminded again.
         w.leads_done = vec![172_800, 3_600];

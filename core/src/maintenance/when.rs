@@ -10,6 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use crate::chat::Span;
+
 /// A duration for a window: positive, at most `max`.
 pub fn parse_duration(s: &str, max: Duration) -> Result<Duration, String> {
     let t = s.trim();
@@ -253,9 +255,10 @@ pub fn time_text(ms: i64, now_ms: i64, tz: Tz) -> String {
     }
 }
 
-/// Discord renders `<t:unix:R>` in every reader's own words ("in 2 hours").
-pub fn relative(ms: i64) -> String {
-    format!("<t:{}:R>", ms.div_euclid(1_000))
+/// A moment shown relative to each reader's now ("in 2 hours"); the chat adapter
+/// writes it in its own syntax.
+pub fn relative(ms: i64) -> Span {
+    Span::RelativeTime(ms)
 }
 
 #[cfg(test)]

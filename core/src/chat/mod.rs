@@ -2,9 +2,18 @@
 //!
 //! The bot implements [`ChatSink`] over Discord; the limits here are Discord's, so
 //! every message the domain builds fits before it reaches the transport.
+//!
+//! A message's text says what it means ([`Text`]: literal pieces and typed
+//! references to members, channels, roles and moments) and which role it pages;
+//! [`discord`] is the one place that turns that into Discord's syntax.
+
+pub mod discord;
+mod text;
 
 use async_trait::async_trait;
 use serde::Serialize;
+
+pub use text::{Span, Text};
 
 /// Discord's limits on one message (see shared/discord-facts.md).
 pub mod limits {
@@ -98,14 +107,21 @@ pub struct Button {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct ChatMessage {
-    pub content: String,
+    /// The text above the embeds. Shown after the paged role, cut to
+    /// [`limits::CONTENT`] by the adapter ([`discord::content`]).
+    pub content: Text,
+    /// The on-call role this message pages: shown first, and the one role allowed
+    /// to ping.
+    pub page: Option<u64>,
     pub embeds: Vec<Embed>,
     /// Shown without a push notification (Discord's SUPPRESS_NOTIFICATIONS).
     pub silent: bool,
     /// One row of at most five buttons.
     pub buttons: Vec<Button>,
-    /// Roles this message may ping (paging the on-call role). Nothing else ever
-    /// pings: users, other roles and @everyone stay off.
+    /// Further roles this message may ping. Klaxon sets [`ChatMessage::page`]
+    /// instead; outbox rows written before it existed carry the paged role here
+    /// (its mention already in their content). Nothing else ever pings: other
+    /// users, other roles and @everyone stay off.
     pub ping_roles: Vec<u64>,
     /// Members this message may ping (a reminder to the incident commander).
     pub ping_users: Vec<u64>,
@@ -118,11 +134,18 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
-    pub fn text(content: impl Into<String>) -> Self {
+    /// A message of text only (cut to Discord's limit when sent).
+    pub fn text(content: impl Into<Text>) -> Self {
         ChatMessage {
-            content: truncate(&content.into(), limits::CONTENT),
+            content: content.into(),
             ..Default::default()
         }
+    }
+
+    /// The message paging `role` (when there is one): its mention comes first.
+    pub fn paging(mut self, role: Option<u64>) -> Self {
+        self.page = role;
+        self
     }
 }
 
