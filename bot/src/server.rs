@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
 use klaxon_core::alerts::{self, parse::ParseError};
+use klaxon_core::events::{AlertChange, Event};
 use klaxon_core::App;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -288,11 +289,8 @@ async fn receive(
     );
     match tokio::time::timeout(STORE_WITHIN, store).await {
         Ok(Ok(done)) => {
-            let changed: Vec<&alerts::Alert> =
-                done.changed.iter().filter_map(|i| parsed.get(*i)).collect();
-            if let Err(e) = klaxon_core::incidents::record_alerts(&s.app, &changed).await {
-                warn!(error = %e, "alerts not linked to incident timelines");
-            }
+            let changed = AlertChange::picked(&parsed, &done.changed);
+            s.app.publish(Event::AlertsChanged(changed)).await;
             m.inc(
                 "klaxon_alert_intake_total",
                 &[("source", &source), ("result", "stored")],

@@ -155,7 +155,8 @@ fn migrate_creates_the_sqlite_database() {
 
 #[tokio::test]
 async fn postmortem_from_a_shell_needs_no_token() {
-    use klaxon_core::incidents::{db, Severity, Who};
+    use klaxon_core::actor::Actor;
+    use klaxon_core::incidents::{db, Severity};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/k.db", dir.path().display());
     let path = write(
@@ -164,10 +165,7 @@ async fn postmortem_from_a_shell_needs_no_token() {
     );
     let store = klaxon_core::store::Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
-    let who = Who {
-        id: 1,
-        name: "alice".into(),
-    };
+    let who = Actor::member(1, "alice");
     let inc = db::insert(
         &store,
         &db::NewIncident {

@@ -40,11 +40,8 @@ pub fn actor(
 }
 
 /// The actor as the incident timeline names them.
-pub fn who(actor: &Actor) -> klaxon_core::incidents::Who {
-    klaxon_core::incidents::Who {
-        id: actor.user_id,
-        name: actor.name.clone(),
-    }
+pub fn who(actor: &Actor) -> Actor {
+    Actor::member(actor.user_id, actor.name.clone())
 }
 
 /// The member's role ids; `None` outside the server (a direct message).

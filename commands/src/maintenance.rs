@@ -1,7 +1,7 @@
 //! `/maintenance start | schedule | end | extend | cancel | list`.
 
+use klaxon_core::actor::Actor;
 use klaxon_core::chat;
-use klaxon_core::incidents::Who;
 use klaxon_core::maintenance::{self, when, MaintenanceError, NewWindow, Window, WindowState};
 use poise::serenity_prelude::{AutocompleteChoice, CreateAutocompleteResponse};
 use poise::CreateReply;
@@ -12,11 +12,8 @@ fn user_error(e: MaintenanceError) -> Error {
     crate::interaction::user_error(e, "maintenance store")
 }
 
-fn who(ctx: Context<'_>) -> Who {
-    Who {
-        id: ctx.author().id.get(),
-        name: ctx.author().name.clone(),
-    }
+fn who(ctx: Context<'_>) -> Actor {
+    Actor::member(ctx.author().id.get(), ctx.author().name.clone())
 }
 
 /// Planned work: announcements, held alerts, the maintenance flag

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use crate::audit::AuditEntry;
-use crate::chat::{ChatMessage, ChatSink};
+use crate::chat::ChatSink;
 use crate::docker::DockerClient;
-use crate::health::{self, HealthReport};
+use crate::events::{Bus, Event};
 use crate::metrics::Metrics;
 use crate::permissions::Policy;
 use crate::probe::Prober;
@@ -37,13 +37,13 @@ pub struct App {
     pub audit_channel: Option<u64>,
     /// Where incidents get their threads and stakeholders read the notices.
     pub incidents_channel: Option<u64>,
-    pub incidents: crate::incidents::IncidentsConfig,
+    pub incidents: crate::settings::incidents::IncidentsConfig,
     pub clock: crate::clock::Clock,
     /// Alert routes and grouping, compiled at start-up.
     pub alerts: crate::routing::Router,
     pub alerts_channel: Option<u64>,
     /// `[maintenance]`: time zone, lead times, the longest window.
-    pub maintenance: crate::maintenance::Settings,
+    pub maintenance: crate::settings::maintenance::Settings,
     /// Windows change one at a time: the scheduler and the commands take turns.
     pub maintenance_lock: tokio::sync::Mutex<()>,
     /// Wakes the maintenance scheduler after a command changed a window: it posts
@@ -63,6 +63,9 @@ pub struct App {
     /// Discord did not answer at start-up (or at a take-over), and Klaxon is
     /// retrying: the cause, for `/readyz`. `None` once it answered.
     pub discord_outage: std::sync::Mutex<Option<String>>,
+    /// Who hears of command runs, alert changes and maintenance steps: the
+    /// subscribers registered by [`App::builder`] (see [`crate::events`]).
+    pub events: Bus<App>,
 }
 
 /// Counts one interaction in [`App::in_flight`] while it lives.
@@ -128,49 +131,21 @@ impl App {
             })
     }
 
-    /// Health of one service or of all of them.
-    pub async fn health(&self, only: Option<&str>) -> Result<HealthReport, UnknownService> {
-        let services: Vec<&ServiceConfig> = match only {
-            Some(name) => vec![self.service(name)?],
-            None => self.services.iter().collect(),
-        };
-        let (mut report, notes) = tokio::join!(
-            health::check(&self.docker, &self.prober, &self.thresholds, &services),
-            crate::maintenance::health_notes(self)
-        );
-        // A service under planned work is "in maintenance", not failing: its
-        // findings stay listed, but they do not make it (or the summary) red.
-        for s in &mut report.services {
-            if let Some((_, line)) = notes.iter().find(|(n, _)| n.eq_ignore_ascii_case(&s.name)) {
-                s.state = health::State::Maintenance;
-                s.maintenance = Some(line.clone());
-            }
-        }
-        Ok(report)
-    }
-
-    /// Writes an invocation to the audit table, and mirrors it to the audit channel
-    /// in the background so the member's reply never waits on it.
+    /// Writes an invocation to the audit table, then publishes it as a
+    /// [`Event::CommandRun`]: the incident timeline records it, and the audit
+    /// mirror posts it to the audit channel in the background so the member's
+    /// reply never waits on it.
     pub async fn audit(&self, entry: AuditEntry) {
         if let Err(e) = self.store.insert_audit(&entry).await {
             // The audit row is the record of who did what: losing one is worth a
             // loud log line, but not failing the member's command after the fact.
             warn!(error = %e, command = %entry.command, user_id = entry.user_id, "audit write failed");
         }
-        if let Err(e) = crate::incidents::record_command(self, &entry).await {
-            warn!(error = %e, command = %entry.command, "incident timeline entry not written");
-        }
-        if let Some(channel) = self.audit_channel {
-            let chat = Arc::clone(&self.chat);
-            let message = ChatMessage {
-                silent: true,
-                ..ChatMessage::text(entry.summary())
-            };
-            tokio::spawn(async move {
-                if let Err(e) = chat.send(channel, message).await {
-                    warn!(error = %e, channel, "audit mirror to Discord failed");
-                }
-            });
-        }
+        self.publish(Event::CommandRun(entry)).await;
+    }
+
+    /// Hands `event` to the subscribers registered in [`App::builder`], in turn.
+    pub async fn publish(&self, event: Event) {
+        self.events.publish(self, &event).await;
     }
 }

@@ -8,8 +8,9 @@
 //! Docker or a config file (a chat sink that drops everything, the real clock, no
 //! services, each section's default settings); callers set what they have.
 //!
-//! It lives beside `app`, not in it: the defaults come from the domain modules
-//! (alert routes, maintenance settings, ...), and `app` imports only leaf modules.
+//! It lives beside `app`, not in it: it is the composition root, where the domain
+//! modules subscribe to the domain events (the incident timeline, the audit mirror;
+//! see [`crate::events`]), and `app` imports only leaf modules.
 //! The store is taken by [`AppBuilder::build`] because it is the one part with no
 //! default: opening a database is async and can fail, so the caller does it.
 
@@ -17,19 +18,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alerts::route::{AlertsConfig, Router};
 use crate::app::App;
 use crate::chat::{ChatSink, NullSink};
 use crate::clock::Clock;
 use crate::docker::DockerClient;
-use crate::health::{ServiceConfig, Thresholds};
-use crate::incidents::IncidentsConfig;
+use crate::events::{Bus, Event, Handling};
 use crate::log_reads::ReadQueue;
-use crate::logs::LogsConfig;
 use crate::metrics::Metrics;
 use crate::permissions::{Policy, RoleMap};
 use crate::probe::Prober;
-use crate::rollout::RolloutConfig;
+use crate::routing::{AlertsConfig, Router};
+use crate::settings::incidents::IncidentsConfig;
+use crate::settings::logs::LogsConfig;
+use crate::settings::rollout::RolloutConfig;
+use crate::settings::services::{ServiceConfig, Thresholds};
 use crate::store::Store;
 
 /// The Docker host and request timeout when none is given: the config's defaults.
@@ -55,8 +57,9 @@ pub struct AppBuilder {
     clock: Clock,
     alerts: Option<Router>,
     alerts_channel: Option<u64>,
-    maintenance: Option<crate::maintenance::Settings>,
+    maintenance: Option<crate::settings::maintenance::Settings>,
     discord_outage: Option<String>,
+    events: Bus<App>,
 }
 
 impl App {
@@ -81,8 +84,19 @@ impl App {
             alerts_channel: None,
             maintenance: None,
             discord_outage: None,
+            events: default_subscribers(),
         }
     }
+}
+
+/// Who hears the domain events (see [`crate::events`]), in this order: the
+/// incident timeline writes to the database (the producer waits for it), the
+/// audit mirror posts in the background. A new reader is one more line here.
+fn default_subscribers() -> Bus<App> {
+    let mut bus = Bus::default();
+    bus.subscribe("incident timeline", crate::incidents::record_event);
+    bus.subscribe("audit mirror", crate::mirror::audit_mirror);
+    bus
 }
 
 /// The routes of an empty `[alerts]` section.
@@ -183,8 +197,18 @@ impl AppBuilder {
         self
     }
 
-    pub fn maintenance(mut self, settings: crate::maintenance::Settings) -> Self {
+    pub fn maintenance(mut self, settings: crate::settings::maintenance::Settings) -> Self {
         self.maintenance = Some(settings);
+        self
+    }
+
+    /// One more reader of the domain events, heard after the default ones (the
+    /// incident timeline, the audit mirror).
+    pub fn subscribe<F>(mut self, name: &'static str, subscriber: F) -> Self
+    where
+        F: for<'a> Fn(&'a App, &'a Event) -> Handling<'a> + Send + Sync + 'static,
+    {
+        self.events.subscribe(name, subscriber);
         self
     }
 
@@ -232,6 +256,7 @@ impl AppBuilder {
             leader: Default::default(),
             in_flight: Default::default(),
             discord_outage: std::sync::Mutex::new(self.discord_outage),
+            events: self.events,
         }
     }
 }

@@ -206,6 +206,34 @@ pub fn judge(
     }
 }
 
+impl crate::app::App {
+    // Here rather than in `app`: a report consults the maintenance windows, and
+    // `app` imports no domain module.
+    /// Health of one service or of all of them.
+    pub async fn health(
+        &self,
+        only: Option<&str>,
+    ) -> Result<HealthReport, crate::settings::services::UnknownService> {
+        let services: Vec<&ServiceConfig> = match only {
+            Some(name) => vec![self.service(name)?],
+            None => self.services.iter().collect(),
+        };
+        let (mut report, notes) = tokio::join!(
+            check(&self.docker, &self.prober, &self.thresholds, &services),
+            crate::maintenance::health_notes(self)
+        );
+        // A service under planned work is "in maintenance", not failing: its
+        // findings stay listed, but they do not make it (or the summary) red.
+        for s in &mut report.services {
+            if let Some((_, line)) = notes.iter().find(|(n, _)| n.eq_ignore_ascii_case(&s.name)) {
+                s.state = State::Maintenance;
+                s.maintenance = Some(line.clone());
+            }
+        }
+        Ok(report)
+    }
+}
+
 pub use crate::timefmt::human_duration;
 
 #[cfg(test)]

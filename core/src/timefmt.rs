@@ -6,7 +6,28 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
+
+/// `HH:MM UTC`.
+pub fn hhmm(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// `2026-12-01 14:03 UTC`.
+pub fn date_time(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// `1h 12m`, from milliseconds.
+pub fn duration_text(ms: i64) -> String {
+    human_duration(std::time::Duration::from_millis(ms.max(0) as u64))
+}
 
 /// "3d 4h", "5m 10s", "45s": compact for a phone screen.
 pub fn human_duration(d: Duration) -> String {

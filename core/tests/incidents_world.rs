@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use klaxon_core::actor::Actor;
 use klaxon_core::chat::{self, ChatError, ChatMessage, Span};
+use klaxon_core::events::{AlertChange, Event, Handling};
 use klaxon_core::health::ServiceConfig;
 use klaxon_core::incidents::{
     self, postmortem, EntryKind, IncidentError, IncidentsConfig, OpenRequest, Resolution, Severity,
-    Status, Who,
+    Status,
 };
 use klaxon_core::testing::{run_test, run_test_with, Failure, World, INCIDENTS_CHANNEL};
 use klaxon_core::AppBuilder;
@@ -20,18 +22,12 @@ fn shown(m: &ChatMessage) -> String {
     chat::discord::content(m)
 }
 
-fn alice() -> Who {
-    Who {
-        id: 11,
-        name: "alice".into(),
-    }
+fn alice() -> Actor {
+    Actor::member(11, "alice")
 }
 
-fn bob() -> Who {
-    Who {
-        id: 12,
-        name: "bob".into(),
-    }
+fn bob() -> Actor {
+    Actor::member(12, "bob")
 }
 
 fn service(name: &str) -> ServiceConfig {
@@ -447,6 +443,60 @@ fn alerts_for_the_service_join_its_open_incident() {
         assert_eq!(last.actor_name, "Klaxon");
         Ok(())
     });
+}
+
+/// What the extra subscriber of the test below heard: the alert names, each with
+/// the number of timeline entries of INC-1 at that moment.
+static HEARD: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn listener<'a>(app: &'a klaxon_core::App, event: &'a Event) -> Handling<'a> {
+    Box::pin(async move {
+        if let Event::AlertsChanged(alerts) = event {
+            let id = incidents::IncidentId(1);
+            let entries = incidents::timeline(app, id)
+                .await
+                .map_or(0, |(_, t)| t.len());
+            for a in alerts {
+                HEARD
+                    .lock()
+                    .expect("not poisoned")
+                    .push((a.name.clone(), entries));
+            }
+        }
+    })
+}
+
+#[test]
+fn a_published_alert_change_reaches_the_timeline_before_later_subscribers() {
+    run_test_with(
+        |b| paging(b).subscribe("test listener", listener),
+        |w| async move {
+            let i = open(&w, "Checkout down", Severity::P2).await?;
+            let before = incidents::timeline(&w.app, i.id).await?.1.len();
+            let change = AlertChange {
+                name: "HighLatency".into(),
+                status: "resolved".into(),
+                source: "probe".into(),
+                service: Some("api".into()),
+                summary: "p99 back under 2s".into(),
+            };
+            w.app.publish(Event::AlertsChanged(vec![change])).await;
+            let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
+            assert_eq!(timeline.len(), before + 1);
+            let last = timeline.last().expect("entry");
+            assert_eq!(last.kind, EntryKind::Alert);
+            assert_eq!(
+                last.text,
+                "Alert HighLatency resolved (probe): p99 back under 2s"
+            );
+            assert_eq!(
+                *HEARD.lock().expect("not poisoned"),
+                [("HighLatency".to_string(), before + 1)],
+                "the test listener runs after the timeline wrote its entry"
+            );
+            Ok(())
+        },
+    );
 }
 
 #[test]

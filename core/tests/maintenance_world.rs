@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use klaxon_core::actor::Actor;
 use klaxon_core::alerts;
 use klaxon_core::health::ServiceConfig;
-use klaxon_core::incidents::Who;
 use klaxon_core::maintenance::{self, MaintenanceError, NewWindow, WindowState};
 use klaxon_core::testing::{run_test_with, World, ALERTS_CHANNEL, INCIDENTS_CHANNEL};
 use klaxon_core::AppBuilder;
@@ -20,11 +20,8 @@ fn services(b: AppBuilder) -> AppBuilder {
     b.services(vec![s("db"), s("api")])
 }
 
-fn carol() -> Who {
-    Who {
-        id: 21,
-        name: "carol".into(),
-    }
+fn carol() -> Actor {
+    Actor::member(21, "carol")
 }
 
 fn window(w: &World, service: &str, in_: Duration, lasts: Duration) -> NewWindow {

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use klaxon_core::actor::Actor;
 use klaxon_core::audit::Outcome;
-use klaxon_core::incidents::{self, EntryKind, IncidentId, Who};
+use klaxon_core::incidents::{self, EntryKind, IncidentId};
 use klaxon_core::permissions::Level;
 use klaxon_tests::both_databases;
 use klaxon_tests::docker::{Containers, Spec};
@@ -700,7 +701,7 @@ async fn reminders(db: Db) {
     assert!(
         n.starts_with(&format!(
             "⏰ <@{}> INC-1 has had no status update",
-            inc.commander.id
+            inc.commander.user_id
         )),
         "{n}"
     );
@@ -710,7 +711,10 @@ async fn reminders(db: Db) {
         .and_then(|a| a.get("users"))
         .cloned()
         .unwrap_or_default();
-    assert_eq!(users, serde_json::json!([inc.commander.id.to_string()]));
+    assert_eq!(
+        users,
+        serde_json::json!([inc.commander.user_id.to_string()])
+    );
 
     // An update resets the clock: five minutes later nothing is due.
     t.slash("incident status")
@@ -1011,10 +1015,7 @@ async fn concurrent(db: Db) {
                 service: None,
                 summary: String::new(),
                 guild_id: None,
-                commander: Who {
-                    id: 1,
-                    name: "a".into(),
-                },
+                commander: Actor::member(1, "a"),
                 opened_ms: 0,
                 next_page_ms: None,
                 next_update_ms: None,
@@ -1032,10 +1033,7 @@ async fn concurrent(db: Db) {
     assert_eq!(ids.len(), 8, "distinct numbers");
     let target = IncidentId(ids[0]);
     let notes = (0..20).map(|n| {
-        let who = Who {
-            id: 100 + n,
-            name: format!("r{n}"),
-        };
+        let who = Actor::member(100 + n, format!("r{n}"));
         async move {
             incidents::note(app, target, &format!("note {n}"), &who).await?;
             incidents::add_action(app, target, &format!("action {n}"), &who).await
@@ -1123,10 +1121,7 @@ async fn a_long_timeline_is_attached_whole() {
     let thread = incident(&t, 1).await.channel_id.expect("thread");
     t.channel_message(thread).await;
     t.channel_message(INCIDENTS).await;
-    let who = Who {
-        id: 9,
-        name: "scribe".into(),
-    };
+    let who = Actor::member(9, "scribe");
     for n in 0..400 {
         let e = incidents::NewEntry::new(
             EntryKind::Note,

@@ -12,10 +12,11 @@ pub use capture::{add_to_timeline, capture_text, on_reaction, permalink, ADD_TO_
 use card::resolve_modal;
 pub use card::{on_click, on_modal, read};
 
+use klaxon_core::actor::Actor;
 use klaxon_core::chat::{self, Embed};
 use klaxon_core::incidents::{
     self, postmortem, Entry, EntryKind, Incident, IncidentError, IncidentId, Role, Severity,
-    Status, Who, MAX_TEXT, MAX_TITLE,
+    Status, MAX_TEXT, MAX_TITLE,
 };
 use poise::CreateReply;
 
@@ -29,7 +30,7 @@ fn user_error(e: IncidentError) -> Error {
     crate::interaction::user_error(e, "incident store")
 }
 
-fn who(ctx: Context<'_>) -> Who {
+fn who(ctx: Context<'_>) -> Actor {
     crate::interaction::who(&crate::interaction::actor(
         ctx.author(),
         ctx.guild_id(),
@@ -367,10 +368,7 @@ async fn assign(
     let id = open_target(ctx, id.as_deref()).await?.id;
     // A card edit before the reply: more than Discord's 3 s on a slow day.
     ctx.defer().await?;
-    let holder = Who {
-        id: member.id.get(),
-        name: member.name.clone(),
-    };
+    let holder = Actor::member(member.id.get(), member.name.clone());
     let role: Role = role.into();
     let i = incidents::assign(ctx.data(), id, role, &holder, &who(ctx))
         .await

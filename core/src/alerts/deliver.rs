@@ -12,9 +12,10 @@ use tracing::warn;
 use super::render::{self, buttons, line, render_group, Look};
 use crate::app::App;
 use crate::chat::{self, ChatMessage};
-use crate::incidents::{hhmm, Severity};
+use crate::severity::Severity;
 use crate::store::outbox::{self, Part};
 use crate::store::StoreError;
+use crate::timefmt::hhmm;
 
 pub use super::groups::{acknowledge, group_firing, group_matchers, group_service};
 pub use super::render::{preview, Preview, PREFIX};
@@ -110,7 +111,7 @@ pub async fn repeat_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         // maintenance window is not announced again (it comes due after the window).
         let services = outbox::firing_services(store, id).await?;
         if !services.is_empty() {
-            let windows = crate::maintenance::in_force(store, now_ms).await?;
+            let windows = crate::store::maintenance::in_force(store, now_ms).await?;
             let held = services.iter().all(|s| {
                 windows
                     .iter()

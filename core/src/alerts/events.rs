@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::{Alert, AlertStatus, Source};
 use crate::app::App;
+use crate::events::{AlertChange, Event};
 
 /// This many deaths within the window make a restart loop.
 const LOOP_DEATHS: usize = 3;
@@ -234,11 +235,8 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
                 .await
             {
                 Ok(done) => {
-                    let changed: Vec<&Alert> =
-                        done.changed.iter().filter_map(|i| alerts.get(*i)).collect();
-                    if let Err(e) = crate::incidents::record_alerts(app, &changed).await {
-                        warn!(error = %e, "Docker alerts not linked to incidents");
-                    }
+                    let changed = AlertChange::picked(&alerts, &done.changed);
+                    app.publish(Event::AlertsChanged(changed)).await;
                 }
                 Err(e) => warn!(error = %e, service, action, "Docker event not stored"),
             }

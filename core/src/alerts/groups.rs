@@ -4,7 +4,7 @@
 
 use super::silence::{Matcher, Op};
 use super::Alert;
-use crate::incidents::Severity;
+use crate::severity::Severity;
 use crate::store::{alerts, Store, StoreError};
 
 pub use crate::store::alerts::{acknowledge, group_service};

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::silence::{Matcher, Op};
 use super::{Alert, AlertStatus};
-use crate::incidents::Severity;
 use crate::routing::{AlertsConfig, Routed, Router};
+use crate::severity::Severity;
 use crate::store::alerts::Place;
 use crate::store::{self, Store, StoreError, Tx};
 
@@ -63,7 +63,7 @@ pub async fn ingest(
     } else {
         Default::default()
     };
-    let windows = crate::maintenance::in_force_in(&mut tx, now_ms).await?;
+    let windows = crate::store::maintenance::in_force_in(&mut tx, now_ms).await?;
     let mut status = store::alerts::stored_statuses(&mut tx, alerts).await?;
     // Groups joined by this notification: id and whether it is firing now. A group
     // already joined is written again only when that changes something (a P1 makes
@@ -103,7 +103,7 @@ pub async fn ingest(
             .iter()
             .copied()
             .find(|id| live.contains(id));
-        let window = crate::maintenance::holding(&windows, a.label("service"));
+        let window = holding(&windows, a.label("service"));
         let place = if let (true, Some(w)) = (news, window) {
             // Planned work: held for the window's end-of-maintenance summary.
             out.held += 1;
@@ -179,6 +179,15 @@ pub async fn release_silenced(
         tx.commit().await?;
     }
     Ok(released)
+}
+
+/// The window (if any) that holds an alert for `service` back.
+fn holding(windows: &[(i64, Vec<String>)], service: Option<&str>) -> Option<i64> {
+    let service = service?;
+    windows
+        .iter()
+        .find(|(_, s)| s.iter().any(|s| s.eq_ignore_ascii_case(service)))
+        .map(|(id, _)| *id)
 }
 
 /// Gives back the alerts held under `held_by` (a silence or a maintenance window):

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::{Alert, AlertStatus, Source};
 use crate::app::App;
+use crate::events::{AlertChange, Event};
 use crate::store::StoreError;
 
 /// Consecutive failures per service, between probe rounds.
@@ -89,8 +90,8 @@ pub async fn round(app: &App, state: &mut ProbeState) -> Result<Vec<Alert>, Stor
         let now = app.clock.now_ms();
         let done =
             super::intake::ingest(&app.store, &app.alerts, app.alerts_channel, &out, now).await?;
-        let changed: Vec<&Alert> = done.changed.iter().filter_map(|i| out.get(*i)).collect();
-        crate::incidents::record_alerts(app, &changed).await?;
+        let changed = AlertChange::picked(&out, &done.changed);
+        app.publish(Event::AlertsChanged(changed)).await;
     }
     Ok(out)
 }

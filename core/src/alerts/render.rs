@@ -4,8 +4,9 @@
 
 use super::{Alert, AlertStatus};
 use crate::chat::{self, limits, Button, ButtonStyle, ChatMessage, Embed, TextFile};
-use crate::incidents::{hhmm, Severity};
 use crate::routing::Router;
+use crate::severity::Severity;
+use crate::timefmt::hhmm;
 
 /// What a message's embeds may hold together, with room for titles and footers.
 const MESSAGE_BUDGET: usize = limits::EMBED_TOTAL - 100;
@@ -219,13 +220,13 @@ pub fn line(a: &Alert, first_ms: i64, resolved_ms: Option<i64>) -> Line {
         AlertStatus::Firing => format!(
             "FIRING    {who}  {}  since {}",
             a.summary(),
-            crate::incidents::date_time(first_ms)
+            crate::timefmt::date_time(first_ms)
         ),
         AlertStatus::Resolved => format!(
             "RESOLVED  {who}  {}  at {}",
             a.summary(),
             resolved_ms
-                .map(crate::incidents::date_time)
+                .map(crate::timefmt::date_time)
                 .unwrap_or_default()
         ),
     };
@@ -331,7 +332,7 @@ pub fn repeat_message(
 ) -> ChatMessage {
     let mut m = ChatMessage::text(format!(
         "🔁 Still firing after {}, not acknowledged: **{}** ({firing}) — its message above has the details and buttons.",
-        crate::incidents::duration_text(age_ms),
+        crate::timefmt::duration_text(age_ms),
         chat::neutralize(title)
     ));
     m.silent = matches!(severity, Severity::P3 | Severity::P4);

@@ -1,5 +1,9 @@
-//! What other areas add to incidents: command runs and alerts of a service with an
-//! open incident land on its timeline, and an alert can open an incident.
+//! What other areas add to incidents: command runs, alert changes and maintenance
+//! steps of a service with an open incident land on its timeline (the [`record_event`]
+//! subscriber of the domain events, registered by `App::builder()`: the producers
+//! publish and never call in here), and an alert can open an incident.
+
+use std::collections::BTreeSet;
 
 use tracing::warn;
 
@@ -9,14 +13,16 @@ use super::db::NewEntry;
 use super::lifecycle::open;
 use super::lifecycle::OpenRequest;
 use super::lifecycle::Opened;
-use super::model::Who;
 use super::model::MAX_TEXT;
 use super::IncidentError;
+use crate::actor::Actor;
 
+use crate::alert::Alert;
 use crate::app::App;
 use crate::audit::AuditEntry;
 use crate::audit::Outcome;
 use crate::chat;
+use crate::events::{AlertChange, Event, Handling, MaintenanceStep};
 use crate::store::StoreError;
 
 /// Commands whose runs against a service land in that service's open incidents.
@@ -46,10 +52,7 @@ pub async fn record_command(app: &App, e: &AuditEntry) -> Result<(), StoreError>
             &NewEntry::new(
                 EntryKind::Command,
                 app.clock.now_ms(),
-                &Who {
-                    id: e.user_id,
-                    name: e.user_name.clone(),
-                },
+                &Actor::member(e.user_id, e.user_name.clone()),
                 chat::truncate(&text, 1_000),
             ),
         )
@@ -68,7 +71,7 @@ const FULL_SUMMARY: usize = 32_000;
 pub async fn open_from_alerts(
     app: &App,
     mut req: OpenRequest,
-    alerts: &[&crate::alerts::Alert],
+    alerts: &[&Alert],
 ) -> Result<Opened, IncidentError> {
     let full = req
         .summary
@@ -103,9 +106,15 @@ pub async fn open_from_alerts(
 
 /// Alerts that fired or resolved for a service with an open incident join that
 /// incident's timeline.
-pub async fn record_alerts(app: &App, alerts: &[&crate::alerts::Alert]) -> Result<(), StoreError> {
+pub async fn record_alerts(app: &App, alerts: &[&Alert]) -> Result<(), StoreError> {
+    let changes: Vec<AlertChange> = alerts.iter().map(|a| AlertChange::of(a)).collect();
+    record_alert_changes(app, &changes).await
+}
+
+/// [`record_alerts`], from the flattened alerts of an [`Event::AlertsChanged`].
+pub async fn record_alert_changes(app: &App, alerts: &[AlertChange]) -> Result<(), StoreError> {
     for a in alerts {
-        let Some(service) = a.label("service") else {
+        let Some(service) = a.service.as_deref() else {
             continue;
         };
         let Ok(svc) = app.service(service) else {
@@ -114,10 +123,7 @@ pub async fn record_alerts(app: &App, alerts: &[&crate::alerts::Alert]) -> Resul
         for i in db::open_for_service(&app.store, &svc.name).await? {
             let text = format!(
                 "Alert {} {} ({}): {}",
-                a.name(),
-                a.status.as_str(),
-                a.source.as_str(),
-                a.summary()
+                a.name, a.status, a.source, a.summary
             );
             db::add_entry(
                 &app.store,
@@ -125,7 +131,7 @@ pub async fn record_alerts(app: &App, alerts: &[&crate::alerts::Alert]) -> Resul
                 &NewEntry::new(
                     EntryKind::Alert,
                     app.clock.now_ms(),
-                    &Who::klaxon(),
+                    &Actor::klaxon(),
                     chat::truncate(&text, 1_000),
                 ),
             )
@@ -133,4 +139,54 @@ pub async fn record_alerts(app: &App, alerts: &[&crate::alerts::Alert]) -> Resul
         }
     }
     Ok(())
+}
+
+/// A maintenance step: a line on the timeline of every open incident about one
+/// of the window's services (once per incident).
+pub async fn record_maintenance(app: &App, step: &MaintenanceStep) {
+    let mut seen = BTreeSet::new();
+    for s in &step.services {
+        let open = match db::open_for_service(&app.store, s).await {
+            Ok(o) => o,
+            Err(e) => {
+                warn!(error = %e, service = %s, "maintenance not written to incident timelines");
+                continue;
+            }
+        };
+        for i in open {
+            if !seen.insert(i.id) {
+                continue;
+            }
+            let entry = NewEntry::new(
+                EntryKind::Maintenance,
+                app.clock.now_ms(),
+                &step.by,
+                chat::truncate(&step.text, 1_000),
+            );
+            if let Err(e) = db::add_entry(&app.store, i.id, &entry).await {
+                warn!(error = %e, incident = %i.id, "maintenance timeline entry not written");
+            }
+        }
+    }
+}
+
+/// The incident timeline's subscription to the [domain events](crate::events):
+/// command runs, alert changes and maintenance steps of a service with an open
+/// incident land on that incident's timeline.
+pub fn record_event<'a>(app: &'a App, event: &'a Event) -> Handling<'a> {
+    Box::pin(async move {
+        match event {
+            Event::CommandRun(entry) => {
+                if let Err(e) = record_command(app, entry).await {
+                    warn!(error = %e, command = %entry.command, "incident timeline entry not written");
+                }
+            }
+            Event::AlertsChanged(alerts) => {
+                if let Err(e) = record_alert_changes(app, alerts).await {
+                    warn!(error = %e, "alerts not linked to incident timelines");
+                }
+            }
+            Event::Maintenance(step) => record_maintenance(app, step).await,
+        }
+    })
 }

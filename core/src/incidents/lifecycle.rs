@@ -20,13 +20,13 @@ use super::model::Role;
 use super::model::Room;
 use super::model::Severity;
 use super::model::Status;
-use super::model::Who;
 use super::model::MAX_TEXT;
 use super::model::MAX_TITLE;
 use super::render::card;
 use super::render::channel_name;
 use super::render::notice;
 use super::IncidentError;
+use crate::actor::Actor;
 
 use crate::app::App;
 use crate::chat;
@@ -40,7 +40,7 @@ pub struct OpenRequest {
     pub service: Option<String>,
     pub summary: Option<String>,
     pub guild_id: Option<u64>,
-    pub by: Who,
+    pub by: Actor,
 }
 
 /// What opening did, for the reply.
@@ -204,7 +204,7 @@ pub(super) async fn post(
     }
 }
 
-pub async fn ack(app: &App, id: IncidentId, by: &Who) -> Result<Incident, IncidentError> {
+pub async fn ack(app: &App, id: IncidentId, by: &Actor) -> Result<Incident, IncidentError> {
     let now = app.clock.now_ms();
     let current = load(app, id).await?;
     if !current.is_open() {
@@ -252,7 +252,7 @@ pub async fn set_status(
     id: IncidentId,
     status: Status,
     message: &str,
-    by: &Who,
+    by: &Actor,
     from_channel: u64,
 ) -> Result<Incident, IncidentError> {
     let message = check_text("status message", message, MAX_TEXT)?;
@@ -312,7 +312,7 @@ pub async fn set_severity(
     app: &App,
     id: IncidentId,
     severity: Severity,
-    by: &Who,
+    by: &Actor,
 ) -> Result<Incident, IncidentError> {
     let now = app.clock.now_ms();
     let current = load(app, id).await?;
@@ -372,8 +372,8 @@ pub async fn assign(
     app: &App,
     id: IncidentId,
     role: Role,
-    member: &Who,
-    by: &Who,
+    member: &Actor,
+    by: &Actor,
 ) -> Result<Incident, IncidentError> {
     let now = app.clock.now_ms();
     let (id_col, name_col) = db::role_columns(role);
@@ -383,7 +383,7 @@ pub async fn assign(
         id,
         db::Change {
             set: &set,
-            binds: vec![(member.id as i64).into(), member.name.clone().into()],
+            binds: vec![(member.user_id as i64).into(), member.name.clone().into()],
             entry: Some(NewEntry::new(
                 EntryKind::Role,
                 now,
@@ -403,7 +403,7 @@ pub async fn note(
     app: &App,
     id: IncidentId,
     text: &str,
-    by: &Who,
+    by: &Actor,
 ) -> Result<Incident, IncidentError> {
     let text = check_text("note", text, MAX_TEXT)?;
     let now = app.clock.now_ms();
@@ -425,7 +425,7 @@ pub async fn add_action(
     app: &App,
     id: IncidentId,
     text: &str,
-    by: &Who,
+    by: &Actor,
 ) -> Result<i64, IncidentError> {
     let text = check_text("action", text, 1_000)?;
     let now = app.clock.now_ms();
@@ -439,7 +439,7 @@ pub async fn finish_action(
     app: &App,
     id: IncidentId,
     number_or_text: &str,
-    by: &Who,
+    by: &Actor,
 ) -> Result<(i64, String), IncidentError> {
     let now = app.clock.now_ms();
     load(app, id).await?;
@@ -492,7 +492,7 @@ pub async fn resolve(
     app: &App,
     id: IncidentId,
     r: Resolution,
-    by: &Who,
+    by: &Actor,
 ) -> Result<Incident, IncidentError> {
     let mut fields = Vec::new();
     for (what, v) in [
@@ -577,10 +577,7 @@ pub async fn capture(
         &db::Captured {
             message_id: message.id,
             at_ms: message.at_ms,
-            author: Who {
-                id: message.author_id,
-                name: message.author_name.clone(),
-            },
+            author: Actor::member(message.author_id, message.author_name.clone()),
             text: message.content.clone(),
             permalink,
             attachments: message.attachment_urls.clone(),

@@ -20,8 +20,6 @@ pub mod postmortem;
 pub mod remind;
 pub mod render;
 
-use chrono::{TimeZone, Utc};
-
 pub use db::{Action, Entry, EntryKind, Incident, NewEntry};
 pub use feed::*;
 pub use lifecycle::*;
@@ -66,26 +64,7 @@ impl crate::user_facing::UserFacing for IncidentError {
     }
 }
 
-/// `HH:MM UTC`.
-pub fn hhmm(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.format("%H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
-/// `2026-12-01 14:03 UTC`.
-pub fn date_time(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
-/// `1h 12m`, from milliseconds.
-pub fn duration_text(ms: i64) -> String {
-    crate::health::human_duration(std::time::Duration::from_millis(ms.max(0) as u64))
-}
+pub use crate::timefmt::{date_time, duration_text, hhmm};
 
 /// A member's text, trimmed, not empty and at most `max` characters.
 pub fn check_text(what: &str, text: &str, max: usize) -> Result<String, IncidentError> {

@@ -5,9 +5,12 @@
 //! `settings::incidents`, the stored vocabulary in `store::incidents::record`.
 //! They are re-exported here under their old paths.
 
+/// The old name of [`Actor`](crate::actor::Actor), until the lead drops the
+/// re-exports at old paths.
+pub use crate::actor::Actor as Who;
 pub use crate::settings::incidents::*;
 pub use crate::severity::Severity;
-pub use crate::store::incidents::record::{IncidentId, Role, Status, Who};
+pub use crate::store::incidents::record::{IncidentId, Role, Status};
 
 /// Longest note, summary or modal answer Klaxon takes: what a Discord modal's text
 /// input allows.

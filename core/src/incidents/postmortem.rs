@@ -199,8 +199,9 @@ pub async fn generate_in(
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{Severity, Status, Who};
+    use super::super::model::{Severity, Status};
     use super::*;
+    use crate::actor::Actor;
 
     fn incident() -> Incident {
         Incident {
@@ -213,10 +214,7 @@ mod tests {
             guild_id: None,
             channel_id: None,
             card_message_id: None,
-            commander: Who {
-                id: 1,
-                name: "alice".into(),
-            },
+            commander: Actor::member(1, "alice"),
             comms: None,
             scribe: None,
             opened_ms: 1_796_133_780_000,

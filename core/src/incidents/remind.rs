@@ -8,7 +8,7 @@ use super::db::NewEntry;
 use super::duration_text;
 use super::lifecycle::post;
 use super::minutes;
-use super::model::Who;
+use crate::actor::Actor;
 
 use crate::app::App;
 use crate::chat;
@@ -51,7 +51,7 @@ pub async fn remind(app: &App) -> Result<usize, StoreError> {
                 db::add_entry(
                     &app.store,
                     i.id,
-                    &NewEntry::new(EntryKind::Reminder, now, &Who::klaxon(), entry),
+                    &NewEntry::new(EntryKind::Reminder, now, &Actor::klaxon(), entry),
                 )
                 .await?;
                 sent += 1;
@@ -93,11 +93,11 @@ fn repage(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, Strin
 fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
     let since = duration_text(now - i.last_update_ms);
     let message = ChatMessage {
-        content: Text::from("⏰ ").with(Span::User(i.commander.id)).with(format!(
+        content: Text::from("⏰ ").with(Span::User(i.commander.user_id)).with(format!(
             " {} has had no status update for {since}. Post one with `/incident status` or the card's Post update button.",
             i.id
         )),
-        ping_users: vec![i.commander.id],
+        ping_users: vec![i.commander.user_id],
         ..Default::default()
     };
     (

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::run::{advance, timeline};
+use super::run::{advance, publish_step};
 use super::{invalid, when, Done, MaintenanceError, NewWindow, Window, WindowState};
-use crate::store::incidents::Who;
+use crate::actor::Actor;
+use crate::events::MaintenanceKind;
 use crate::store::maintenance as store;
 use crate::App;
 
@@ -109,7 +110,7 @@ pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
             reason: &reason,
             flag: n.flag,
             by_name: &n.by.name,
-            by_id: n.by.id,
+            by_id: n.by.user_id,
             created_ms: now,
             starts_ms: starts,
             ends_ms: ends,
@@ -119,8 +120,10 @@ pub async fn create(app: &App, n: NewWindow) -> Result<Done, MaintenanceError> {
     tx.commit().await?;
     info!(window = id, services = ?n.services, starts, ends, "maintenance window created");
     if starts > now {
-        timeline(
+        publish_step(
             app,
+            id,
+            MaintenanceKind::Scheduled,
             &n.services,
             &n.by,
             format!(
@@ -191,15 +194,17 @@ pub async fn ending(app: &App, id: Option<i64>) -> Result<Window, MaintenanceErr
 
 /// `/maintenance end [id]`: ends an active window now. Without an id, the only
 /// active one.
-pub async fn end(app: &App, id: Option<i64>, by: &Who) -> Result<Done, MaintenanceError> {
+pub async fn end(app: &App, id: Option<i64>, by: &Actor) -> Result<Done, MaintenanceError> {
     let _guard = app.maintenance_lock.lock().await;
     let now = app.clock.now_ms();
     let w = ending(app, id).await?;
     if !store::end_now(&app.store, w.id, &by.name, now).await? {
         return invalid(format!("Maintenance #{} is already over.", w.id));
     }
-    timeline(
+    publish_step(
         app,
+        w.id,
+        MaintenanceKind::EndedEarly,
         &w.services,
         by,
         format!(
@@ -265,7 +270,7 @@ pub async fn extend(
     app: &App,
     id: i64,
     more: Duration,
-    by: &Who,
+    by: &Actor,
 ) -> Result<Done, MaintenanceError> {
     let _guard = app.maintenance_lock.lock().await;
     let now = app.clock.now_ms();
@@ -280,7 +285,7 @@ pub async fn extend(
         when::time_text(ends, now, app.maintenance.tz),
         by.name
     );
-    timeline(app, &w.services, by, text).await;
+    publish_step(app, w.id, MaintenanceKind::Extended, &w.services, by, text).await;
     app.maintenance_wake.notify_one();
     let notes = Vec::new();
     let window = store::get(&app.store, id).await?.unwrap_or(w);
@@ -311,7 +316,7 @@ pub async fn check_cancel(app: &App, id: i64) -> Result<Window, MaintenanceError
 }
 
 /// `/maintenance cancel id`: calls off a window that has not started.
-pub async fn cancel(app: &App, id: i64, by: &Who) -> Result<Done, MaintenanceError> {
+pub async fn cancel(app: &App, id: i64, by: &Actor) -> Result<Done, MaintenanceError> {
     let _guard = app.maintenance_lock.lock().await;
     let now = app.clock.now_ms();
     let w = check_cancel(app, id).await?;
@@ -320,8 +325,10 @@ pub async fn cancel(app: &App, id: i64, by: &Who) -> Result<Done, MaintenanceErr
     if !store::cancel(&app.store, id, &by.name, told, now).await? {
         return invalid(format!("Maintenance #{id} has just started or ended."));
     }
-    timeline(
+    publish_step(
         app,
+        id,
+        MaintenanceKind::Cancelled,
         &w.services,
         by,
         format!("Maintenance #{id} cancelled by {}", by.name),

@@ -25,10 +25,9 @@ pub use change::{cancel, check_cancel, check_extend, check_new, create, end, end
 pub use run::tick;
 
 pub use crate::settings::maintenance::{MaintenanceConfig, Settings};
-pub(crate) use crate::store::maintenance::in_force_in;
 pub use crate::store::maintenance::{get, in_force, list, Window, WindowState};
 
-use crate::store::incidents::Who;
+use crate::actor::Actor;
 use crate::store::StoreError;
 use crate::App;
 
@@ -61,15 +60,6 @@ impl crate::user_facing::UserFacing for MaintenanceError {
 
 fn invalid<T>(text: impl Into<String>) -> Result<T, MaintenanceError> {
     Err(MaintenanceError::Invalid(text.into()))
-}
-
-/// The window (if any) that holds an alert for `service` back.
-pub(crate) fn holding(windows: &[(i64, Vec<String>)], service: Option<&str>) -> Option<i64> {
-    let service = service?;
-    windows
-        .iter()
-        .find(|(_, s)| s.iter().any(|s| s.eq_ignore_ascii_case(service)))
-        .map(|(id, _)| *id)
 }
 
 /// `services:` as typed: configured names separated by commas or spaces, or `all`.
@@ -112,7 +102,7 @@ pub struct NewWindow {
     pub flag: bool,
     pub starts_ms: i64,
     pub duration: Duration,
-    pub by: Who,
+    pub by: Actor,
 }
 
 /// What a command did, for its reply.

@@ -6,16 +6,15 @@
 //! changed under the step) makes the executor plan again from the next stage with
 //! the window as it is; a failed step is tried again [`RETRY_MS`] later.
 
-use std::collections::BTreeSet;
-
 use tracing::{info, warn};
 
 use super::flag;
 use super::plan::{plan, Planned, Stage, Step, FLAG_RETRY_FOR_MS, RETRY_MS};
 use super::{MaintenanceError, Window, WindowState};
+use crate::actor::Actor;
 use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{self, ChatMessage};
-use crate::store::incidents::{EntryKind, NewEntry, Who};
+use crate::events::{Event, MaintenanceKind, MaintenanceStep};
 use crate::store::maintenance as store;
 use crate::store::StoreError;
 use crate::App;
@@ -44,7 +43,7 @@ pub async fn tick(app: &App) -> Result<usize, StoreError> {
     }
     let mut n = 0;
     for id in ids {
-        match advance(app, id, &Who::klaxon(), true).await {
+        match advance(app, id, &Actor::klaxon(), true).await {
             Ok(_) => n += 1,
             Err(MaintenanceError::Store(e)) => return Err(e),
             Err(MaintenanceError::Invalid(e)) => warn!(window = id, error = %e, "maintenance step"),
@@ -71,7 +70,7 @@ enum Went {
 pub(super) async fn advance(
     app: &App,
     id: i64,
-    by: &Who,
+    by: &Actor,
     post: bool,
 ) -> Result<Vec<String>, MaintenanceError> {
     let mut notes = Vec::new();
@@ -109,7 +108,7 @@ async fn perform(
     app: &App,
     w: &mut Window,
     step: Step,
-    by: &Who,
+    by: &Actor,
     now: i64,
     notes: &mut Vec<String>,
 ) -> Result<Went, MaintenanceError> {
@@ -138,8 +137,10 @@ async fn perform(
             w.ended_ms = Some(now);
             w.late = true;
             audit(app, w, "end", by, Outcome::Ok, detail.clone()).await;
-            timeline(
+            publish_step(
                 app,
+                w.id,
+                MaintenanceKind::Missed,
                 &w.services,
                 by,
                 format!("Maintenance #{} {detail}", w.id),
@@ -160,7 +161,7 @@ async fn perform(
             w.state = WindowState::Active;
             w.started_ms = Some(now);
             audit(app, w, "start", by, Outcome::Ok, detail).await;
-            timeline(app, &w.services, by, text).await;
+            publish_step(app, w.id, MaintenanceKind::Started, &w.services, by, text).await;
             info!(window = w.id, "maintenance window started");
         }
         Step::FlagOn => {
@@ -171,14 +172,16 @@ async fn perform(
             w.flag_state = state.into();
             let outcome = if ok { Outcome::Ok } else { Outcome::Failed };
             audit(app, w, "flag on", by, outcome, detail.join("; ")).await;
-            timeline(
+            publish_step(
                 app,
+                w.id,
+                MaintenanceKind::FlagOn,
                 &w.services,
                 by,
                 format!("Maintenance #{} flag on: {}", w.id, detail.join("; ")),
             )
             .await;
-            if !ok && by.id == Who::klaxon().id {
+            if !ok && by.user_id == Actor::klaxon().user_id {
                 // Nobody typed a command to read the failure in its reply.
                 warn_ops(
                     app,
@@ -204,7 +207,7 @@ async fn perform(
             w.ended_by = Some("schedule".into());
             w.late = late;
             audit(app, w, "end", by, Outcome::Ok, detail).await;
-            timeline(app, &w.services, by, text).await;
+            publish_step(app, w.id, MaintenanceKind::Ended, &w.services, by, text).await;
             info!(window = w.id, late, "maintenance window ended");
         }
         Step::FlagOff { retry } => {
@@ -227,8 +230,10 @@ async fn perform(
             w.flag_detail = detail.join("\n");
             let outcome = if ok { Outcome::Ok } else { Outcome::Failed };
             audit(app, w, "flag off", by, outcome, detail.join("; ")).await;
-            timeline(
+            publish_step(
                 app,
+                w.id,
+                MaintenanceKind::FlagOff,
                 &w.services,
                 by,
                 format!("Maintenance #{} flag off: {}", w.id, detail.join("; ")),
@@ -411,12 +416,12 @@ async fn warn_ops(app: &App, text: String) {
 }
 
 /// An audit row for what the window did by itself or as a consequence of a command.
-async fn audit(app: &App, w: &Window, verb: &str, by: &Who, outcome: Outcome, detail: String) {
+async fn audit(app: &App, w: &Window, verb: &str, by: &Actor, outcome: Outcome, detail: String) {
     app.audit(AuditEntry {
         at_ms: app.clock.now_ms(),
         guild_id: None,
         channel_id: None,
-        user_id: by.id,
+        user_id: by.user_id,
         user_name: by.name.clone(),
         command: format!("maintenance {verb}"),
         arguments: format!("id={} services={}", w.id, w.services.join(",")),
@@ -427,30 +432,21 @@ async fn audit(app: &App, w: &Window, verb: &str, by: &Who, outcome: Outcome, de
     .await;
 }
 
-/// A line on the timeline of every open incident about one of the services.
-pub(super) async fn timeline(app: &App, services: &[String], by: &Who, text: String) {
-    let mut seen = BTreeSet::new();
-    for s in services {
-        let open = match crate::store::incidents::open_for_service(&app.store, s).await {
-            Ok(o) => o,
-            Err(e) => {
-                warn!(error = %e, service = %s, "maintenance not written to incident timelines");
-                continue;
-            }
-        };
-        for i in open {
-            if !seen.insert(i.id) {
-                continue;
-            }
-            let entry = NewEntry::new(
-                EntryKind::Maintenance,
-                app.clock.now_ms(),
-                by,
-                chat::truncate(&text, 1_000),
-            );
-            if let Err(e) = crate::store::incidents::add_entry(&app.store, i.id, &entry).await {
-                warn!(error = %e, incident = %i.id, "maintenance timeline entry not written");
-            }
-        }
-    }
+/// Publishes a step of window `w` (the incident timelines record it).
+pub(super) async fn publish_step(
+    app: &App,
+    window: i64,
+    kind: MaintenanceKind,
+    services: &[String],
+    by: &Actor,
+    text: String,
+) {
+    app.publish(Event::Maintenance(MaintenanceStep {
+        window,
+        kind,
+        services: services.to_vec(),
+        by: by.clone(),
+        text,
+    }))
+    .await;
 }

@@ -15,6 +15,7 @@ use sqlx::{Any, Row, Transaction};
 
 pub use record::*;
 
+use crate::actor::Actor;
 use crate::severity::Severity;
 use crate::store::{Store, StoreError};
 
@@ -27,11 +28,8 @@ fn u(v: Option<i64>) -> Option<u64> {
     v.map(|v| v as u64)
 }
 
-fn who(id: Option<i64>, name: Option<String>) -> Option<Who> {
-    Some(Who {
-        id: id? as u64,
-        name: name.unwrap_or_default(),
-    })
+fn who(id: Option<i64>, name: Option<String>) -> Option<Actor> {
+    Some(Actor::member(id? as u64, name.unwrap_or_default()))
 }
 
 fn incident_from(r: &AnyRow) -> Result<Incident, StoreError> {
@@ -47,10 +45,10 @@ fn incident_from(r: &AnyRow) -> Result<Incident, StoreError> {
         guild_id: u(r.try_get("guild_id")?),
         channel_id: u(r.try_get("channel_id")?),
         card_message_id: u(r.try_get("card_message_id")?),
-        commander: Who {
-            id: r.try_get::<i64, _>("commander_id")? as u64,
-            name: r.try_get("commander_name")?,
-        },
+        commander: Actor::member(
+            r.try_get::<i64, _>("commander_id")? as u64,
+            r.try_get::<String, _>("commander_name")?,
+        ),
         comms: who(r.try_get("comms_id")?, r.try_get("comms_name")?),
         scribe: who(r.try_get("scribe_id")?, r.try_get("scribe_name")?),
         opened_ms: r.try_get("opened_ms")?,
@@ -113,7 +111,7 @@ async fn insert_entry(
     .bind(id.0)
     .bind(e.at_ms)
     .bind(e.kind.unwrap_or(EntryKind::Note).as_str())
-    .bind((e.actor.id != 0).then_some(e.actor.id as i64))
+    .bind((e.actor.user_id != 0).then_some(e.actor.user_id as i64))
     .bind(&e.actor.name)
     .bind(&e.text)
     .execute(&mut **tx)
@@ -135,7 +133,7 @@ pub async fn insert(store: &Store, n: &NewIncident) -> Result<Incident, StoreErr
     .bind(n.service.as_deref())
     .bind(&n.summary)
     .bind(n.guild_id.map(|g| g as i64))
-    .bind(n.commander.id as i64)
+    .bind(n.commander.user_id as i64)
     .bind(&n.commander.name)
     .bind(n.opened_ms)
     .bind(n.opened_ms)
@@ -361,7 +359,7 @@ pub async fn add_action(
     store: &Store,
     id: IncidentId,
     text: &str,
-    by: &Who,
+    by: &Actor,
     now_ms: i64,
 ) -> Result<Option<i64>, StoreError> {
     let mut tx = store.pool().begin().await?;
@@ -414,7 +412,7 @@ pub async fn finish_action(
     store: &Store,
     id: IncidentId,
     number: i64,
-    by: &Who,
+    by: &Actor,
     now_ms: i64,
 ) -> Result<Option<String>, StoreError> {
     let mut tx = store.pool().begin().await?;
@@ -453,7 +451,7 @@ pub async fn finish_action(
 pub struct Captured {
     pub message_id: u64,
     pub at_ms: i64,
-    pub author: Who,
+    pub author: Actor,
     pub text: String,
     pub permalink: String,
     pub attachments: Vec<String>,
@@ -470,7 +468,7 @@ pub async fn capture(store: &Store, id: IncidentId, c: &Captured) -> Result<bool
     .bind(id.0)
     .bind(c.at_ms)
     .bind(EntryKind::Message.as_str())
-    .bind(c.author.id as i64)
+    .bind(c.author.user_id as i64)
     .bind(&c.author.name)
     .bind(&c.text)
     .bind(c.message_id as i64)

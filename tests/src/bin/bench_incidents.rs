@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
+use klaxon_core::actor::Actor;
 use klaxon_core::incidents::db::{self, NewEntry, NewIncident};
-use klaxon_core::incidents::{postmortem, EntryKind, IncidentId, Severity, Who};
+use klaxon_core::incidents::{postmortem, EntryKind, IncidentId, Severity};
 use klaxon_core::permissions::Level;
 use klaxon_core::store::Store;
 use klaxon_tests::bench::{self, ms, percentile};
@@ -59,10 +60,7 @@ fn parse_args() -> Result<Args, String> {
 async fn postmortem_on(url: &str, entries: usize) -> anyhow::Result<serde_json::Value> {
     let store = Store::connect(url).await.context("connecting")?;
     store.migrate().await.context("migrating")?;
-    let who = Who {
-        id: 42,
-        name: "alice".into(),
-    };
+    let who = Actor::member(42, "alice");
     let start = 1_796_133_780_000_i64;
     let incident = db::insert(
         &store,

@@ -125,22 +125,7 @@ impl FromStr for IncidentId {
     }
 }
 
-/// Who did something.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Who {
-    pub id: u64,
-    pub name: String,
-}
-
-impl Who {
-    /// Klaxon itself, for entries its workers write.
-    pub fn klaxon() -> Who {
-        Who {
-            id: 0,
-            name: "Klaxon".into(),
-        }
-    }
-}
+use crate::actor::Actor;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incident {
@@ -153,9 +138,9 @@ pub struct Incident {
     pub guild_id: Option<u64>,
     pub channel_id: Option<u64>,
     pub card_message_id: Option<u64>,
-    pub commander: Who,
-    pub comms: Option<Who>,
-    pub scribe: Option<Who>,
+    pub commander: Actor,
+    pub comms: Option<Actor>,
+    pub scribe: Option<Actor>,
     pub opened_ms: i64,
     pub acked_ms: Option<i64>,
     pub acked_by: Option<String>,
@@ -265,12 +250,12 @@ pub struct Action {
 pub struct NewEntry {
     pub at_ms: i64,
     pub kind: Option<EntryKind>,
-    pub actor: Who,
+    pub actor: Actor,
     pub text: String,
 }
 
 impl NewEntry {
-    pub fn new(kind: EntryKind, at_ms: i64, actor: &Who, text: impl Into<String>) -> NewEntry {
+    pub fn new(kind: EntryKind, at_ms: i64, actor: &Actor, text: impl Into<String>) -> NewEntry {
         NewEntry {
             at_ms,
             kind: Some(kind),
@@ -287,7 +272,7 @@ pub struct NewIncident {
     pub service: Option<String>,
     pub summary: String,
     pub guild_id: Option<u64>,
-    pub commander: Who,
+    pub commander: Actor,
     pub opened_ms: i64,
     pub next_page_ms: Option<i64>,
     pub next_update_ms: Option<i64>,
