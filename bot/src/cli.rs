@@ -236,7 +236,8 @@ fn sqlite_dir_problem(url: &str) -> Option<String> {
 }
 
 fn alerts_test(args: &AlertsTestArgs) -> ExitCode {
-    use klaxon_core::alerts::{deliver, parse, route::Router};
+    use klaxon_core::alerts::{deliver, parse};
+    use klaxon_core::routing::Router;
     let path = &args.config.config;
     let config = match Config::load_offline(path) {
         Ok(c) => c,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Format, Toml};
 use figment::Figment;
-use klaxon_core::health::{ServiceConfig, Thresholds};
 use klaxon_core::permissions::{Level, RoleMap};
+use klaxon_core::settings::services::{ServiceConfig, Thresholds};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod diagnose;
@@ -108,7 +108,7 @@ pub struct Config {
     #[serde(default)]
     pub health: Thresholds,
     #[serde(default)]
-    pub logs: klaxon_core::logs::LogsConfig,
+    pub logs: klaxon_core::settings::logs::LogsConfig,
     #[serde(default)]
     pub rollback: klaxon_core::rollout::RolloutConfig,
     #[serde(default)]
@@ -116,7 +116,7 @@ pub struct Config {
     #[serde(default)]
     pub intake: IntakeConfig,
     #[serde(default)]
-    pub alerts: klaxon_core::alerts::route::AlertsConfig,
+    pub alerts: klaxon_core::routing::AlertsConfig,
     #[serde(default)]
     pub maintenance: klaxon_core::maintenance::MaintenanceConfig,
     #[serde(default)]
@@ -455,7 +455,7 @@ impl Config {
         errs.extend(self.logs.validate());
         errs.extend(self.incidents.problems());
         errs.extend(self.intake.problems());
-        if let Err(e) = klaxon_core::alerts::route::Router::new(&self.alerts) {
+        if let Err(e) = klaxon_core::routing::Router::new(&self.alerts) {
             errs.extend(e);
         }
         if let Err(e) = klaxon_core::maintenance::Settings::new(&self.maintenance) {

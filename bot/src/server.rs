@@ -280,7 +280,7 @@ async fn receive(
         }
     };
     let now = s.app.clock.now_ms();
-    let store = alerts::db::ingest(
+    let store = alerts::intake::ingest(
         &s.app.store,
         &s.app.alerts,
         s.app.alerts_channel,

@@ -156,7 +156,8 @@ fn migrate_creates_the_sqlite_database() {
 #[tokio::test]
 async fn postmortem_from_a_shell_needs_no_token() {
     use klaxon_core::actor::Actor;
-    use klaxon_core::incidents::{db, Severity};
+    use klaxon_core::incidents::Severity;
+    use klaxon_core::store::incidents as db;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/k.db", dir.path().display());
     let path = write(

@@ -1,9 +1,11 @@
 //! `/alerts list | silence | unsilence`, and the buttons under alert messages.
 
-use klaxon_core::alerts::{db, deliver, silence};
+use klaxon_core::alerts::{deliver, silence};
 use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{self, Embed};
-use klaxon_core::incidents::{self, duration_text, hhmm};
+use klaxon_core::incidents;
+use klaxon_core::store::alerts as db;
+use klaxon_core::timefmt::{duration_text, hhmm};
 use klaxon_core::user_facing::UserFacing;
 use poise::CreateReply;
 use tracing::warn;
@@ -112,7 +114,7 @@ async fn silence_cmd(
     >,
 ) -> Result<(), Error> {
     let matchers = silence::parse_matchers(&matcher).map_err(UserError)?;
-    let secs = klaxon_core::logs::parse_duration(&duration)
+    let secs = klaxon_core::timefmt::parse_duration(&duration)
         .map(|d| d.as_secs())
         .filter(|s| *s > 0)
         .ok_or_else(|| {

@@ -49,8 +49,8 @@ impl klaxon_core::user_facing::UserFacing for UserError {
     }
 }
 
-impl From<klaxon_core::app::UnknownService> for UserError {
-    fn from(e: klaxon_core::app::UnknownService) -> Self {
+impl From<klaxon_core::settings::services::UnknownService> for UserError {
+    fn from(e: klaxon_core::settings::services::UnknownService) -> Self {
         UserError(e.to_string())
     }
 }

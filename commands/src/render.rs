@@ -1,7 +1,8 @@
 //! From Klaxon's platform-neutral messages to serenity builders.
 
 use klaxon_core::chat::Embed;
-use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
+use klaxon_core::health::{HealthReport, ServiceHealth, State};
+use klaxon_core::timefmt::human_duration;
 
 /// Lines within one embed description, with a count of what did not fit.
 pub fn fit(lines: &[String]) -> String {

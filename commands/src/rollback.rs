@@ -8,12 +8,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use klaxon_core::actor::Actor;
 use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{self, Embed, Field};
-use klaxon_core::health::human_duration;
 use klaxon_core::rollout::{
-    self, Action, Actor, Approval, Pending, Phase, Plan, Progress, RolloutError, TargetSource,
+    self, Action, Approval, Pending, Phase, Plan, Progress, RolloutError, TargetSource,
 };
+use klaxon_core::timefmt::human_duration;
 use poise::CreateReply;
 use tokio::sync::watch;
 use tracing::{info, warn};

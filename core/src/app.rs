@@ -12,7 +12,7 @@ use crate::events::{Bus, Event};
 use crate::metrics::Metrics;
 use crate::permissions::Policy;
 use crate::probe::Prober;
-pub use crate::settings::services::UnknownService;
+use crate::settings::services::UnknownService;
 use crate::settings::services::{ServiceConfig, Thresholds};
 use crate::store::Store;
 

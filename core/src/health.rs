@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::docker::{ContainerStatus, DockerClient, DockerError, HealthState};
 use crate::probe::{ProbeResult, Prober};
 
-pub use crate::settings::services::{ServiceConfig, Thresholds};
+use crate::settings::services::{ServiceConfig, Thresholds};
 
 /// Ordered from best to worst, so the overall state is the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -233,8 +233,6 @@ impl crate::app::App {
         Ok(report)
     }
 }
-
-pub use crate::timefmt::human_duration;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! - PostgreSQL: a lease row ([`crate::store::lease`]) with an expiry in the database's own clock (so replica
 //!   clocks do not matter). The leader renews it every [`RENEW`]; a replica that
 //!   cannot renew for [`STEP_DOWN_AFTER`] stops acting before the lease can expire
-//!   ([`TTL_MS`]), so two leaders never overlap. A dead leader's lease expires and
+//!   ([`TTL_MS`](crate::store::lease::TTL_MS)), so two leaders never overlap. A dead leader's lease expires and
 //!   another replica takes it at its next try: within `TTL_MS` + [`RENEW`].
 //! - SQLite: one process per database file, enforced with an exclusive lock on a
 //!   file beside it; a second instance is refused with the reason.
@@ -19,8 +19,6 @@ use std::time::Duration;
 pub const RENEW: Duration = Duration::from_secs(2);
 /// A leader that could not renew for this long stops acting (well inside `TTL_MS`).
 pub const STEP_DOWN_AFTER: Duration = Duration::from_secs(7);
-
-pub use crate::store::lease::{Lease, TTL_MS};
 
 /// A name for this process in the lease row: `host:pid`.
 pub fn holder_name() -> String {

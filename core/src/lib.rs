@@ -12,7 +12,6 @@ pub mod audit;
 pub mod builder;
 pub mod chat;
 pub mod clock;
-pub mod deployments;
 pub mod docker;
 pub mod events;
 pub mod follows;

@@ -31,12 +31,12 @@ pub const MAX_LINES: usize = 5_000;
 pub const MAX_LINE_BYTES: usize = 4_096;
 /// What redacted text shows as.
 pub const REDACTED: &str = "[redacted]";
-pub use crate::settings::logs::MAX_FOLLOW;
+use crate::settings::logs::MAX_FOLLOW;
 /// Compiled user regexes (config and `grep`) are capped, so a pathological pattern
 /// is refused instead of eating memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-pub use crate::settings::logs::LogsConfig;
+use crate::settings::logs::LogsConfig;
 
 impl LogsConfig {
     /// Problems with this section, each naming its key (`logs.redact[1]: …`).
@@ -269,7 +269,7 @@ impl Bound {
     }
 }
 
-pub use crate::timefmt::parse_duration;
+use crate::timefmt::parse_duration;
 
 /// What to read and how to filter it.
 #[derive(Debug, Clone)]

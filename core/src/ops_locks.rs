@@ -32,9 +32,7 @@ impl Action {
     }
 }
 
-/// A member acting on an operation, and where they did it (for the audit log):
-/// the one acting-member type of core (a leaf, like this module).
-pub use crate::actor::Actor;
+use crate::actor::Actor;
 
 /// How Klaxon decides that a container is healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use klaxon_core::alerts::{self, db::Ingested, deliver};
+use klaxon_core::alerts::{self, deliver, intake::Ingested};
 use klaxon_core::chat::{self, ChatError, ChatMessage};
 use klaxon_core::testing::{run_test, Failure, Recorded, World, ALERTS_CHANNEL};
 use sqlx::Row;
@@ -39,7 +39,7 @@ fn alertmanager(alerts: &[(&str, &str, &str, &str, &str)]) -> Vec<u8> {
 /// What the HTTP intake does with a notification body.
 async fn intake(w: &World, body: &[u8]) -> anyhow::Result<Ingested> {
     let parsed = alerts::parse::alertmanager(body)?;
-    Ok(alerts::db::ingest(
+    Ok(alerts::intake::ingest(
         &w.app.store,
         &w.app.alerts,
         w.app.alerts_channel,

@@ -7,11 +7,11 @@ use std::time::Duration;
 use klaxon_core::actor::Actor;
 use klaxon_core::chat::{self, ChatError, ChatMessage, Span};
 use klaxon_core::events::{AlertChange, Event, Handling};
-use klaxon_core::health::ServiceConfig;
 use klaxon_core::incidents::{
     self, postmortem, EntryKind, IncidentError, IncidentsConfig, OpenRequest, Resolution, Severity,
     Status,
 };
+use klaxon_core::settings::services::ServiceConfig;
 use klaxon_core::testing::{run_test, run_test_with, Failure, World, INCIDENTS_CHANNEL};
 use klaxon_core::AppBuilder;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use klaxon_core::actor::Actor;
 use klaxon_core::alerts;
-use klaxon_core::health::ServiceConfig;
 use klaxon_core::maintenance::{self, MaintenanceError, NewWindow, WindowState};
+use klaxon_core::settings::services::ServiceConfig;
 use klaxon_core::testing::{run_test_with, World, ALERTS_CHANNEL, INCIDENTS_CHANNEL};
 use klaxon_core::AppBuilder;
 
@@ -193,7 +193,7 @@ fn alerts_are_held_during_the_window_and_summarised_at_its_end() {
                 "annotations": { "summary": "replica 30s behind" } }]
         }))?;
         let parsed = alerts::parse::alertmanager(&body)?;
-        let got = alerts::db::ingest(
+        let got = alerts::intake::ingest(
             &w.app.store,
             &w.app.alerts,
             w.app.alerts_channel,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use klaxon::config::{Config, HttpConfig, Secret, Sources};
 use klaxon::Bot;
-use klaxon_core::health::{ServiceConfig, Thresholds};
 use klaxon_core::permissions::Level;
+use klaxon_core::settings::services::{ServiceConfig, Thresholds};
 use klaxon_fake_discord::{
     FakeConfig, FakeDiscord, Interaction, Member, MessageRecord, Output, OutputKind,
     SlashInvocation,
@@ -189,7 +189,7 @@ impl TesterBuilder {
         f(&mut self.config.health);
         self
     }
-    pub fn logs(mut self, f: impl FnOnce(&mut klaxon_core::logs::LogsConfig)) -> Self {
+    pub fn logs(mut self, f: impl FnOnce(&mut klaxon_core::settings::logs::LogsConfig)) -> Self {
         f(&mut self.config.logs);
         self
     }
@@ -205,7 +205,7 @@ impl TesterBuilder {
         self
     }
     /// Alert routes and grouping timers.
-    pub fn alerts(mut self, f: impl FnOnce(&mut klaxon_core::alerts::route::AlertsConfig)) -> Self {
+    pub fn alerts(mut self, f: impl FnOnce(&mut klaxon_core::routing::AlertsConfig)) -> Self {
         f(&mut self.config.alerts);
         self
     }
@@ -225,7 +225,7 @@ impl TesterBuilder {
         }
         self
     }
-    pub fn flag(mut self, f: klaxon_core::maintenance::flag::FlagConfig) -> Self {
+    pub fn flag(mut self, f: klaxon_core::settings::services::FlagConfig) -> Self {
         if let Some(s) = self.config.services.last_mut() {
             s.maintenance_flag = Some(f);
         }

@@ -4,9 +4,9 @@ use hmac::{Hmac, Mac};
 use klaxon::config::Secret;
 use std::time::{Duration, Instant};
 
-use klaxon_core::alerts::route::RouteConfig;
-use klaxon_core::alerts::{self, AlertStatus};
+use klaxon_core::alerts::AlertStatus;
 use klaxon_core::incidents::Severity;
+use klaxon_core::routing::RouteConfig;
 use klaxon_tests::both_databases;
 use klaxon_tests::fake::{FaultRule, MessageRecord};
 use klaxon_tests::tester::ALERTS;
@@ -90,7 +90,7 @@ async fn intake(db: Db) {
     assert_eq!(reply["stored"]["firing"], 2);
     let (_, reply, _) = post(&t, "alertmanager", Some(AM_TOKEN), body.clone()).await;
     assert_eq!(reply["stored"]["duplicates"], 2, "{reply}");
-    let firing = alerts::db::firing(&t.bot().app.store)
+    let firing = klaxon_core::store::alerts::firing(&t.bot().app.store)
         .await
         .expect("firing");
     assert_eq!(firing.len(), 2);
@@ -103,7 +103,7 @@ async fn intake(db: Db) {
     let (_, reply, _) = post(&t, "alertmanager", Some(AM_TOKEN), resolved).await;
     assert_eq!(reply["stored"]["resolved"], 1, "{reply}");
     assert_eq!(reply["stored"]["duplicates"], 1, "{reply}");
-    let firing = alerts::db::firing(&t.bot().app.store)
+    let firing = klaxon_core::store::alerts::firing(&t.bot().app.store)
         .await
         .expect("firing");
     assert_eq!(firing.len(), 1);

@@ -168,7 +168,7 @@ async fn postgres_restarting_under_load_loses_no_accepted_alert() {
         assert!(Instant::now() < deadline, "{:#?}", t.fake.messages(ALERTS));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let firing = klaxon_core::alerts::db::firing(&t.bot().app.store)
+    let firing = klaxon_core::store::alerts::firing(&t.bot().app.store)
         .await
         .expect("the database is back");
     assert_eq!(firing.len(), 30);
@@ -289,7 +289,7 @@ async fn a_full_disk_under_sqlite_is_reported_and_recovered_from() {
         .await
         .expect("integrity_check");
     assert_eq!(check, "ok");
-    let firing = klaxon_core::alerts::db::firing(&t.bot().app.store)
+    let firing = klaxon_core::store::alerts::firing(&t.bot().app.store)
         .await
         .expect("firing");
     assert!(firing.iter().any(|a| a.name == "Before"));

@@ -1007,9 +1007,9 @@ async fn concurrent(db: Db) {
     let t = builder(db).await.spawn().await;
     let app = &t.bot().app;
     let opens = (0..8).map(|n| async move {
-        incidents::db::insert(
+        klaxon_core::store::incidents::insert(
             &app.store,
-            &incidents::db::NewIncident {
+            &klaxon_core::store::incidents::NewIncident {
                 title: format!("incident {n}"),
                 severity: incidents::Severity::P3,
                 service: None,
@@ -1129,7 +1129,7 @@ async fn a_long_timeline_is_attached_whole() {
             &who,
             format!("backlog at {n}k messages"),
         );
-        incidents::db::add_entry(&t.bot().app.store, IncidentId(1), &e)
+        klaxon_core::store::incidents::add_entry(&t.bot().app.store, IncidentId(1), &e)
             .await
             .expect("entry");
     }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use klaxon::config::Secret;
-use klaxon_core::alerts;
 use klaxon_tests::both_databases;
 use klaxon_tests::{Db, Tester};
 use serde_json::{json, Value};
@@ -308,7 +307,7 @@ async fn nul_bytes(db: Db) {
     .await;
     assert_eq!(status, 200, "{db:?}: {reply}");
 
-    let firing = alerts::db::firing(&t.bot().app.store)
+    let firing = klaxon_core::store::alerts::firing(&t.bot().app.store)
         .await
         .expect("firing");
     let mut seen: Vec<(String, String, String, String)> = firing

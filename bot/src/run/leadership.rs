@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
-use klaxon_core::leader::{self, Lease};
+use klaxon_core::leader;
+use klaxon_core::store::lease::Lease;
 use klaxon_core::App;
 use poise::serenity_prelude as serenity;
 use tokio::sync::{oneshot, watch, Mutex};

@@ -14,10 +14,11 @@ use anyhow::{anyhow, Context as _};
 use klaxon_core::chat::ChatSink;
 use klaxon_core::clock::Clock;
 use klaxon_core::docker::DockerClient;
-use klaxon_core::leader::{self, InstanceLock, Lease};
+use klaxon_core::leader::{self, InstanceLock};
 use klaxon_core::metrics::Metrics;
 use klaxon_core::permissions::Policy;
 use klaxon_core::probe::Prober;
+use klaxon_core::store::lease::Lease;
 use klaxon_core::store::{redact_url, Backend, Store};
 use klaxon_core::App;
 use poise::serenity_prelude as serenity;
@@ -219,7 +220,7 @@ pub(super) fn build_app(
         .incidents(config.incidents.clone())
         .clock(clock)
         .alerts(
-            klaxon_core::alerts::route::Router::new(&config.alerts)
+            klaxon_core::routing::Router::new(&config.alerts)
                 .map_err(|e| anyhow!("alerts: {}", e.join("; ")))?,
         )
         .alerts_channel(config.channels.alerts)

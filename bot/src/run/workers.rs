@@ -99,7 +99,7 @@ async fn alert_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let now = app.clock.now_ms();
-        if let Err(e) = klaxon_core::alerts::db::release_silenced(
+        if let Err(e) = klaxon_core::alerts::intake::release_silenced(
             &app.store,
             &app.alerts,
             app.alerts_channel,

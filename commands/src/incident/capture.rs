@@ -58,7 +58,7 @@ pub async fn on_reaction(ctx: &serenity::Context, app: &Data, r: &serenity::Reac
         return;
     }
     // Only messages in an incident's thread or channel: no fetch for every 📌 elsewhere.
-    match incidents::db::by_channel(&app.store, r.channel_id.get()).await {
+    match klaxon_core::store::incidents::by_channel(&app.store, r.channel_id.get()).await {
         Ok(Some(_)) => {}
         Ok(None) => return,
         Err(e) => {

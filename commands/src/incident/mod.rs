@@ -274,7 +274,7 @@ fn ack_text(i: &Incident) -> String {
         "✅ {} acknowledged by {} after {}.",
         i.id,
         chat::neutralize(i.acked_by.as_deref().unwrap_or_default()),
-        incidents::duration_text(i.acked_ms.unwrap_or(i.opened_ms) - i.opened_ms)
+        klaxon_core::timefmt::duration_text(i.acked_ms.unwrap_or(i.opened_ms) - i.opened_ms)
     )
 }
 
@@ -321,7 +321,10 @@ fn status_text(i: &Incident, message: &str) -> String {
         chat::neutralize(message)
     );
     if let Some(next) = i.next_update_ms {
-        s.push_str(&format!("\nNext update due by {}.", incidents::hhmm(next)));
+        s.push_str(&format!(
+            "\nNext update due by {}.",
+            klaxon_core::timefmt::hhmm(next)
+        ));
     }
     s
 }
@@ -330,7 +333,7 @@ fn resolved_text(i: &Incident) -> String {
     format!(
         "✅ {} resolved after {}. `/incident postmortem` writes the post-mortem.",
         i.id,
-        incidents::duration_text(i.resolved_ms.unwrap_or(i.opened_ms) - i.opened_ms)
+        klaxon_core::timefmt::duration_text(i.resolved_ms.unwrap_or(i.opened_ms) - i.opened_ms)
     )
 }
 
@@ -493,7 +496,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
                 i.severity,
                 chat::neutralize(&i.title),
                 i.status.title(),
-                incidents::duration_text(now - i.opened_ms)
+                klaxon_core::timefmt::duration_text(now - i.opened_ms)
             );
             if i.acked_ms.is_none() {
                 l.push_str(" · ⚠️ not acknowledged");
@@ -576,7 +579,7 @@ fn entry_line(e: &Entry) -> String {
     }
     format!(
         "`{}` **{}** {}",
-        incidents::hhmm(e.at_ms).trim_end_matches(" UTC"),
+        klaxon_core::timefmt::hhmm(e.at_ms).trim_end_matches(" UTC"),
         chat::neutralize(&e.actor_name),
         text
     )
@@ -636,7 +639,7 @@ async fn timeline(
             .map(|e| {
                 format!(
                     "{} {} [{}] {}\n",
-                    incidents::date_time(e.at_ms),
+                    klaxon_core::timefmt::date_time(e.at_ms),
                     e.actor_name,
                     e.kind.as_str(),
                     e.text.replace('\n', " ")

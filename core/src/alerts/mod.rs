@@ -10,7 +10,6 @@
 //! The SQL of all of it is in [`crate::store::alerts`] and [`crate::store::outbox`];
 //! the alert model is the leaf [`crate::alert`], routing the leaf [`crate::routing`].
 
-pub mod db;
 pub mod deliver;
 pub mod events;
 pub mod groups;
@@ -18,7 +17,6 @@ pub mod intake;
 pub mod parse;
 pub mod probes;
 pub mod render;
-pub mod route;
 pub mod sender;
 pub mod silence;
 

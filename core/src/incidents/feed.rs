@@ -7,15 +7,15 @@ use std::collections::BTreeSet;
 
 use tracing::warn;
 
-use super::db;
-use super::db::EntryKind;
-use super::db::NewEntry;
 use super::lifecycle::open;
 use super::lifecycle::OpenRequest;
 use super::lifecycle::Opened;
 use super::model::MAX_TEXT;
 use super::IncidentError;
 use crate::actor::Actor;
+use crate::store::incidents as db;
+use crate::store::incidents::EntryKind;
+use crate::store::incidents::NewEntry;
 
 use crate::alert::Alert;
 use crate::app::App;

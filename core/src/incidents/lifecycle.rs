@@ -7,12 +7,6 @@ use tracing::warn;
 
 use super::apply;
 use super::check_text;
-use super::db;
-use super::db::Action;
-use super::db::EntryKind;
-use super::db::Incident;
-use super::db::NewEntry;
-use super::duration_text;
 use super::load;
 use super::minutes;
 use super::model::IncidentId;
@@ -27,6 +21,12 @@ use super::render::channel_name;
 use super::render::notice;
 use super::IncidentError;
 use crate::actor::Actor;
+use crate::store::incidents as db;
+use crate::store::incidents::Action;
+use crate::store::incidents::EntryKind;
+use crate::store::incidents::Incident;
+use crate::store::incidents::NewEntry;
+use crate::timefmt::duration_text;
 
 use crate::app::App;
 use crate::chat;

@@ -9,10 +9,9 @@
 //! One thing per file: [`lifecycle`] (the changes members make), [`render`] (card,
 //! notice, channel name), [`remind`] (the reminder worker), [`feed`] (what other
 //! areas add: command runs, alerts), [`postmortem`]; the vocabulary in [`model`]
-//! and the SQL in `store::incidents` (re-exported as [`db`]). Here: the errors,
+//! and the SQL in [`crate::store::incidents`]. Here: the errors,
 //! text helpers and the reads every file shares.
 
-pub mod db;
 pub mod feed;
 pub mod lifecycle;
 pub mod model;
@@ -20,7 +19,9 @@ pub mod postmortem;
 pub mod remind;
 pub mod render;
 
-pub use db::{Action, Entry, EntryKind, Incident, NewEntry};
+pub use crate::store::incidents::{Action, Entry, EntryKind, Incident, NewEntry};
+
+use crate::store::incidents as db;
 pub use feed::*;
 pub use lifecycle::*;
 pub use model::*;
@@ -63,8 +64,6 @@ impl crate::user_facing::UserFacing for IncidentError {
         self.is_user_facing().then(|| self.to_string())
     }
 }
-
-pub use crate::timefmt::{date_time, duration_text, hhmm};
 
 /// A member's text, trimmed, not empty and at most `max` characters.
 pub fn check_text(what: &str, text: &str, max: usize) -> Result<String, IncidentError> {
@@ -164,6 +163,7 @@ pub async fn timeline(app: &App, id: IncidentId) -> Result<(Incident, Vec<Entry>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timefmt::{date_time, duration_text, hhmm};
 
     #[test]
     fn times_read_in_utc() {

@@ -3,11 +3,8 @@
 //! The types live in leaves so that `app` and the store name them without importing
 //! this domain module: severity in `severity`, the configuration in
 //! `settings::incidents`, the stored vocabulary in `store::incidents::record`.
-//! They are re-exported here under their old paths.
+//! They are re-exported here as the incident vocabulary callers name.
 
-/// The old name of [`Actor`](crate::actor::Actor), until the lead drops the
-/// re-exports at old paths.
-pub use crate::actor::Actor as Who;
 pub use crate::settings::incidents::*;
 pub use crate::severity::Severity;
 pub use crate::store::incidents::record::{IncidentId, Role, Status};

@@ -4,10 +4,11 @@
 
 use std::fmt::Write as _;
 
-use super::db::{Action, Entry, EntryKind, Incident};
-use super::{date_time, duration_text, IncidentError, IncidentId};
+use super::{IncidentError, IncidentId};
 use crate::app::App;
+use crate::store::incidents::{Action, Entry, EntryKind, Incident};
 use crate::store::Store;
+use crate::timefmt::{date_time, duration_text};
 
 /// Marks a section for the team to write.
 fn prompt(what: &str) -> String {
@@ -187,13 +188,13 @@ pub async fn generate_in(
     id: IncidentId,
     now_ms: i64,
 ) -> Result<(Incident, String), IncidentError> {
-    let incident = super::db::get(store, id)
+    let incident = crate::store::incidents::get(store, id)
         .await?
         .ok_or(IncidentError::Unknown(id))?;
-    let timeline = super::db::timeline(store, id).await?;
-    let actions = super::db::actions(store, id).await?;
+    let timeline = crate::store::incidents::timeline(store, id).await?;
+    let actions = crate::store::incidents::actions(store, id).await?;
     let markdown = render(&incident, &timeline, &actions);
-    super::db::store_postmortem(store, id, &markdown, now_ms).await?;
+    crate::store::incidents::store_postmortem(store, id, &markdown, now_ms).await?;
     Ok((incident, markdown))
 }
 

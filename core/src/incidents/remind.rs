@@ -1,14 +1,14 @@
 //! The reminder worker: re-pages incidents nobody acknowledged and nudges
 //! commanders who owe a status update.
 
-use super::db;
-use super::db::EntryKind;
-use super::db::Incident;
-use super::db::NewEntry;
-use super::duration_text;
 use super::lifecycle::post;
 use super::minutes;
 use crate::actor::Actor;
+use crate::store::incidents as db;
+use crate::store::incidents::EntryKind;
+use crate::store::incidents::Incident;
+use crate::store::incidents::NewEntry;
+use crate::timefmt::duration_text;
 
 use crate::app::App;
 use crate::chat;

@@ -2,13 +2,13 @@
 //! stakeholder notice, and the name of its channel. Pure: built from the incident
 //! and the settings, posted by the lifecycle.
 
-use super::db::Incident;
-use super::duration_text;
-use super::hhmm;
 use super::model::IncidentId;
 use super::model::Severity;
 use super::model::Status;
 use super::PREFIX;
+use crate::store::incidents::Incident;
+use crate::timefmt::duration_text;
+use crate::timefmt::hhmm;
 
 use crate::app::App;
 use crate::chat;

@@ -8,7 +8,7 @@ use crate::docker::DockerClient;
 
 pub const DEFAULT_PATH: &str = "/app/MAINTENANCE";
 
-pub use crate::settings::services::FlagConfig;
+use crate::settings::services::FlagConfig;
 
 impl FlagConfig {
     /// Problems with this service's flag settings, for the config check; `at` is

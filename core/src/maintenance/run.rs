@@ -30,7 +30,7 @@ pub async fn tick(app: &App) -> Result<usize, StoreError> {
     let stranded = store::stranded(&app.store, now - 3_600_000).await?;
     for id in stranded {
         let mut tx = app.store.begin_write().await?;
-        let n = crate::alerts::db::release_held(
+        let n = crate::alerts::intake::release_held(
             &mut tx,
             &app.alerts,
             app.alerts_channel,
@@ -381,7 +381,8 @@ async fn summarize_and_release(
         app.chat.send(channel, msg).await.map_err(Failure::Chat)?;
     }
     let mut tx = app.store.begin_write().await?;
-    crate::alerts::db::release_held(&mut tx, &app.alerts, app.alerts_channel, &key, now).await?;
+    crate::alerts::intake::release_held(&mut tx, &app.alerts, app.alerts_channel, &key, now)
+        .await?;
     store::summary_posted(&mut tx, w.id).await?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())

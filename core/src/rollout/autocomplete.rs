@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::deployments;
 use crate::docker::images::repository;
+use crate::store::deployments;
 use crate::timefmt::human_duration;
 
 /// One autocomplete choice for `to`.

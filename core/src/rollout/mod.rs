@@ -9,7 +9,7 @@
 //! A rollback never destroys the old container before the new one is healthy: it is
 //! stopped and renamed out of the way, and put back (renamed, started) when the new
 //! one does not become healthy in time. Every step goes to the audit log and to the
-//! deployment history ([`crate::deployments`]).
+//! deployment history ([`crate::store::deployments`]).
 //!
 //! - [`model`]: the errors and the progress an operation reports (what is
 //!   confirmed, and the locks, are [`crate::ops_locks`]'s, which `App` holds);
@@ -28,7 +28,7 @@ pub mod spec;
 
 pub use crate::docker::images::{normalize_repository, repository, ImageInfo};
 pub use crate::ops_locks::{
-    Action, Actor, Approval, Confirmed, HealthWait, Holder, Locks, Pending, Plan, TargetSource,
+    Action, Approval, Confirmed, HealthWait, Holder, Locks, Pending, Plan, TargetSource,
 };
 pub use crate::settings::rollout::{RolloutConfig, MAX_HEALTH_TIMEOUT_SECS};
 pub use autocomplete::{image_choices, ImageChoice};

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::app::UnknownService;
-use crate::deployments::Deployment;
 use crate::docker::DockerError;
 use crate::ops_locks::{Action, HealthWait, Holder};
+use crate::settings::services::UnknownService;
+use crate::store::deployments::Deployment;
 use crate::store::StoreError;
 
 /// Refusals and failures before anything changed. The texts are written for the

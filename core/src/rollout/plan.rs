@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use crate::app::App;
-use crate::deployments::{self, Status};
 use crate::docker::images::{is_id_of, is_image_id, normalize_repository, repository};
 use crate::docker::models::{HealthConfig, ImageInspect};
 use crate::docker::{DockerClient, DockerError, ImageInfo};
 use crate::ops_locks::{next_id, Action, HealthWait, Holder, Plan, TargetSource};
 use crate::settings::rollout::{RolloutConfig, MAX_HEALTH_TIMEOUT_SECS};
 use crate::settings::services::ServiceConfig;
+use crate::store::deployments::{self, Status};
 
 use super::model::RolloutError;
 use super::spec::{recreate_body, state_text};

@@ -9,13 +9,14 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::actor::Actor;
 use crate::app::App;
 use crate::audit::{AuditEntry, Outcome};
-use crate::deployments::{self, NewDeployment, Status};
 use crate::docker::images::{date_of, short_id};
 use crate::docker::models::{ContainerInspectResponse, HealthStatusEnum, RestartPolicyNameEnum};
 use crate::docker::{DockerClient, DockerError};
-use crate::ops_locks::{Action, Actor, Confirmed, HealthWait, Holder, LockGuard, Plan};
+use crate::ops_locks::{Action, Confirmed, HealthWait, Holder, LockGuard, Plan};
+use crate::store::deployments::{self, NewDeployment, Status};
 
 use super::model::{Phase, Progress};
 use super::spec::{extra_networks, recreate_body, state_text};

@@ -28,8 +28,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use klaxon_core::alerts::route::RouteConfig;
 use klaxon_core::incidents::Severity;
+use klaxon_core::routing::RouteConfig;
 use klaxon_fake_discord::OutputKind;
 use klaxon_tests::{bench, Tester};
 use serde_json::json;

@@ -27,8 +27,8 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
-use klaxon_core::deployments;
 use klaxon_core::permissions::Level;
+use klaxon_core::store::deployments;
 use klaxon_fake_discord::OutputKind;
 use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::{bench, env, Tester};

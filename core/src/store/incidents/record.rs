@@ -3,7 +3,7 @@
 //!
 //! Beside the SQL in `store::incidents`, so the storage layer names these types
 //! without importing the `incidents` domain module (which imports the store);
-//! `incidents::model` and `incidents::db` re-export them under their old names.
+//! `incidents::model` re-exports them as the incident vocabulary.
 
 use std::fmt;
 use std::str::FromStr;
