@@ -315,7 +315,14 @@ fn alerts_test(args: &AlertsTestArgs) -> ExitCode {
         );
         for (i, m) in p.messages.iter().enumerate() {
             println!("  message {} of {}:", i + 1, p.messages.len());
-            let json = serde_json::to_string_pretty(m).unwrap_or_default();
+            // What Discord would get: the paged role's mention rendered into the text.
+            let shown = klaxon_core::chat::ChatMessage {
+                content: klaxon_core::chat::discord::content(m).into(),
+                ping_roles: klaxon_core::chat::discord::ping_roles(m),
+                page: None,
+                ..m.clone()
+            };
+            let json = serde_json::to_string_pretty(&shown).unwrap_or_default();
             for l in json.lines() {
                 println!("    {l}");
             }
