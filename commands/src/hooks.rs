@@ -260,17 +260,3 @@ pub fn framework_options(commands: Vec<crate::Command>) -> poise::FrameworkOptio
         ..Default::default()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_disk_is_named_anything_else_is_generic() {
-        let full =
-            anyhow::anyhow!("error returned from database: (code: 13) database or disk is full")
-                .context("alert store");
-        assert_eq!(generic_reply(&full), klaxon_core::user_facing::DISK_FULL);
-        assert_eq!(generic_reply(&anyhow::anyhow!("connection reset")), GENERIC);
-    }
-}
