@@ -15,9 +15,12 @@ use klaxon_core::health::{ServiceConfig, Thresholds};
 use klaxon_core::permissions::{Level, RoleMap};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod checks;
 mod diagnose;
 #[cfg(test)]
 mod load_tests;
+pub mod online;
+mod paths;
 
 /// A secret: never printed, never logged, never serialized in clear.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -329,14 +332,13 @@ impl Config {
         Self::load_with(path, Sources { env: &env })
     }
 
-    /// For shell tools that only read the database (`klaxon postmortem`): the
-    /// Discord token is neither needed nor asked for.
+    /// For tools that do not talk to Discord (`check-config`, `migrate`,
+    /// `klaxon postmortem`, `klaxon alerts test`): a missing token is no problem, as
+    /// `amtool check-config` needs no Alertmanager. A token that is set is still
+    /// resolved (and a `token_file` that cannot be read is still reported).
     pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
-        let env = |k: &str| match k {
-            "DISCORD_TOKEN" => Some("offline-tool-needs-no-token".to_string()),
-            other => std::env::var(other).ok(),
-        };
-        Self::load_with(path, Sources { env: &env })
+        let env = |k: &str| std::env::var(k).ok();
+        Self::load_inner(path, Sources { env: &env }, std::env::vars(), false)
     }
 
     pub fn load_with(path: &Path, sources: Sources<'_>) -> Result<Config, ConfigErrors> {
@@ -349,6 +351,15 @@ impl Config {
         path: &Path,
         sources: Sources<'_>,
         vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        Self::load_inner(path, sources, vars, true)
+    }
+
+    fn load_inner(
+        path: &Path,
+        sources: Sources<'_>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        need_token: bool,
     ) -> Result<Config, ConfigErrors> {
         let text = read_file(path).map_err(|e| ConfigErrors(vec![e]))?;
         let env = diagnose::TextEnv::new(vars);
@@ -363,6 +374,12 @@ impl Config {
         let Some(mut config) = config else {
             return Err(ConfigErrors(errs));
         };
+        // Relative files are the config file's neighbours (see `paths`).
+        let base = paths::base_dir(path);
+        config.database.url = paths::sqlite_url(&base, &config.database.url);
+        if let Some(file) = &config.discord.token_file {
+            config.discord.token_file = Some(paths::against(&base, file));
+        }
         let token_file_unreadable = match config.resolve_token(&sources) {
             Ok(()) => false,
             Err(e) => {
@@ -375,7 +392,8 @@ impl Config {
             // and an unreadable token file was reported already.
             let already = |line: &String| {
                 reported.iter().any(|k| diagnose::covers(k, line))
-                    || (token_file_unreadable && line.starts_with("discord token: missing"))
+                    || ((token_file_unreadable || !need_token)
+                        && line.starts_with("discord token: missing"))
             };
             errs.extend(e.0.into_iter().filter(|line| !already(line)));
         }
@@ -388,7 +406,7 @@ impl Config {
 
     fn resolve_token(&mut self, sources: &Sources<'_>) -> Result<(), ConfigErrors> {
         if let Some(token) = (sources.env)("DISCORD_TOKEN").filter(|t| !t.trim().is_empty()) {
-            self.discord.token = Secret::new(token.trim());
+            self.discord.token = Secret::new(bare_token(&token));
             return Ok(());
         }
         if let Some(file) = &self.discord.token_file {
@@ -398,7 +416,7 @@ impl Config {
                     file.display()
                 )])
             })?;
-            self.discord.token = Secret::new(token.trim());
+            self.discord.token = Secret::new(bare_token(&token));
         }
         Ok(())
     }
@@ -414,6 +432,7 @@ impl Config {
         if self.discord.guild_id == 0 {
             errs.push("discord.guild_id: must be the id of your server".into());
         }
+        errs.extend(checks::placeholder_ids(self));
         if !(self.discord.api_url.starts_with("https://")
             || self.discord.api_url.starts_with("http://"))
         {
@@ -546,6 +565,17 @@ impl Config {
             );
         }
         toml::to_string_pretty(&v).unwrap_or_default()
+    }
+}
+
+/// The token as Discord's `Authorization: Bot <token>` needs it: the Developer
+/// Portal shows it bare, but guides write `Bot abc`, which would be sent as
+/// `Bot Bot abc` and refused.
+fn bare_token(raw: &str) -> &str {
+    let t = raw.trim();
+    match t.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("bot ") => t[4..].trim_start(),
+        _ => t,
     }
 }
 
