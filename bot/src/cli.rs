@@ -263,8 +263,12 @@ fn load_offline(path: &std::path::Path) -> Option<Config> {
 }
 
 async fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
-    let Some(config) = load_offline(path) else {
-        return ExitCode::FAILURE;
+    let config = match Config::load_for_check(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            fatal(format!("{}: {errs}", path.display()));
+            return ExitCode::FAILURE;
+        }
     };
     // A PostgreSQL URL is checked for reachability; a SQLite file is created on
     // first run, so only its directory must exist.
@@ -301,22 +305,21 @@ async fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
             println!("{check}");
         }
     }
-    match db_problem {
-        Some(p) => {
-            fatal(format!(
-                "{}: the configuration has 1 problem(s):\n  - {p}",
-                path.display()
-            ));
+    let problems: Vec<String> = db_problem.into_iter().collect();
+    match problems.is_empty() {
+        false => {
+            let errs = crate::config::ConfigErrors(problems);
+            fatal(format!("{}: {errs}", path.display()));
             ExitCode::FAILURE
         }
-        None if online_failed => {
+        true if online_failed => {
             fatal(format!(
                 "{}: the file is valid, but the online checks above failed",
                 path.display()
             ));
             ExitCode::FAILURE
         }
-        None => {
+        true => {
             eprintln!("klaxon: {}: configuration OK", path.display());
             ExitCode::SUCCESS
         }

@@ -320,6 +320,19 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// What the caller needs of a config beyond its syntax.
+#[derive(Clone, Copy)]
+enum Need {
+    /// `klaxon run`: a token, and ids that can be Discord's.
+    Run,
+    /// `check-config`: ids that can be Discord's; the token is optional.
+    Check,
+    /// Tools that never reach Discord.
+    Offline,
+    /// The library (tests, embedders): a token.
+    Token,
+}
+
 /// Where the token may come from, for tests that must not touch the process env.
 pub struct Sources<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
@@ -327,9 +340,17 @@ pub struct Sources<'a> {
 
 impl Config {
     /// Loads, resolves the token and validates; every problem is listed.
+    /// What `klaxon run` uses: also refuses ids that cannot be Discord's.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let env = |k: &str| std::env::var(k).ok();
-        Self::load_with(path, Sources { env: &env })
+        Self::load_inner(path, Sources { env: &env }, std::env::vars(), Need::Run)
+    }
+
+    /// What `klaxon check-config` uses: everything `run` refuses except a missing
+    /// token.
+    pub fn load_for_check(path: &Path) -> Result<Config, ConfigErrors> {
+        let env = |k: &str| std::env::var(k).ok();
+        Self::load_inner(path, Sources { env: &env }, std::env::vars(), Need::Check)
     }
 
     /// For tools that do not talk to Discord (`check-config`, `migrate`,
@@ -338,7 +359,7 @@ impl Config {
     /// resolved (and a `token_file` that cannot be read is still reported).
     pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
         let env = |k: &str| std::env::var(k).ok();
-        Self::load_inner(path, Sources { env: &env }, std::env::vars(), false)
+        Self::load_inner(path, Sources { env: &env }, std::env::vars(), Need::Offline)
     }
 
     pub fn load_with(path: &Path, sources: Sources<'_>) -> Result<Config, ConfigErrors> {
@@ -352,15 +373,16 @@ impl Config {
         sources: Sources<'_>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
-        Self::load_inner(path, sources, vars, true)
+        Self::load_inner(path, sources, vars, Need::Token)
     }
 
     fn load_inner(
         path: &Path,
         sources: Sources<'_>,
         vars: impl IntoIterator<Item = (String, String)>,
-        need_token: bool,
+        need: Need,
     ) -> Result<Config, ConfigErrors> {
+        let need_token = matches!(need, Need::Run | Need::Token);
         let text = read_file(path).map_err(|e| ConfigErrors(vec![e]))?;
         let env = diagnose::TextEnv::new(vars);
         let figment = Figment::new().merge(Toml::string(&text)).merge(&env);
@@ -397,6 +419,9 @@ impl Config {
             };
             errs.extend(e.0.into_iter().filter(|line| !already(line)));
         }
+        if matches!(need, Need::Run | Need::Check) {
+            errs.extend(config.placeholder_ids());
+        }
         if errs.is_empty() {
             Ok(config)
         } else {
@@ -432,7 +457,6 @@ impl Config {
         if self.discord.guild_id == 0 {
             errs.push("discord.guild_id: must be the id of your server".into());
         }
-        errs.extend(checks::placeholder_ids(self));
         if !(self.discord.api_url.starts_with("https://")
             || self.discord.api_url.starts_with("http://"))
         {
@@ -646,13 +670,28 @@ health_url = "http://127.0.0.1:8080/health"
     fn defaults_and_token_from_env() {
         let c = load(GOOD, Some("abc")).unwrap();
         assert_eq!(c.discord.api_url, "https://discord.com");
-        assert_eq!(c.database.url, "sqlite://klaxon.db");
+        // The default SQLite file is the config file's neighbour.
+        assert!(
+            c.database.url.starts_with("sqlite:///"),
+            "{}",
+            c.database.url
+        );
+        assert!(c.database.url.ends_with("/klaxon.db"), "{}", c.database.url);
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8686");
         assert_eq!(c.discord.token.expose(), "abc");
         assert_eq!(format!("{:?}", c.discord.token), "Secret(****)");
         let printed = c.to_masked_toml();
         assert!(!printed.contains("abc"), "{printed}");
         assert!(printed.contains("token = \"****\""));
+    }
+
+    #[test]
+    fn a_bot_prefix_on_the_token_is_dropped() {
+        // Guides write `Bot abc`; Discord's header is `Bot <token>`, so the prefix
+        // would be sent twice and refused.
+        for raw in ["Bot abc", "bot abc", " Bot  abc\n", "abc"] {
+            assert_eq!(load(GOOD, Some(raw)).unwrap().discord.token.expose(), "abc");
+        }
     }
 
     #[test]

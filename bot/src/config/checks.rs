@@ -47,8 +47,9 @@ fn ids(c: &Config) -> Vec<(String, u64)> {
 }
 
 /// Ids that cannot be real, when Klaxon talks to Discord itself (a stand-in such as
-/// the test suite's fake Discord may use any id).
-pub(super) fn placeholder_ids(c: &Config) -> Vec<String> {
+/// the test suite's fake Discord may use any id). Only `run` and `check-config`
+/// refuse them: tools that never reach Discord need not care.
+fn placeholder_ids(c: &Config) -> Vec<String> {
     let real_discord = c.discord.api_url.trim_end_matches('/') == "https://discord.com";
     if !real_discord {
         return Vec::new();
@@ -66,6 +67,12 @@ pub(super) fn placeholder_ids(c: &Config) -> Vec<String> {
 }
 
 impl Config {
+    /// Ids copied from the example that cannot be Discord snowflakes (refused by
+    /// [`Config::load`] and [`Config::load_for_check`] when `api_url` is Discord's).
+    pub fn placeholder_ids(&self) -> Vec<String> {
+        placeholder_ids(self)
+    }
+
     /// Valid, but most likely not what the operator wants; printed by
     /// `check-config` and logged at start-up.
     pub fn warnings(&self) -> Vec<String> {
