@@ -178,27 +178,47 @@ pub fn colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// serenity warns "Received an error awaiting close frame" on every clean
+/// shutdown: after its own close frame the connection ends before Discord's echo.
+/// Nothing is wrong, and a WARN at every stop teaches operators to ignore WARNs;
+/// this one event (serenity 0.12.5, `checked_shutdown`) is dropped.
+pub fn is_shutdown_noise(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::WARN
+        && meta.target() == "serenity::gateway::bridge::shard_runner"
+        && meta
+            .file()
+            .is_some_and(|f| f.ends_with("gateway/bridge/shard_runner.rs"))
+        && meta.line() == Some(255)
+}
+
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     // KLAXON_LOG takes the usual RUST_LOG syntax.
     let user = std::env::var("KLAXON_LOG").ok();
     let filter = EnvFilter::try_new(log_filter(user.as_deref()))
         .unwrap_or_else(|_| EnvFilter::new(log_filter(None)));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour(
-            std::io::stderr().is_terminal(),
-            std::env::var_os("NO_COLOR").as_deref(),
-        ));
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     JSON_LOGS.store(format == LogFormat::Json, Ordering::Relaxed);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .boxed(),
     };
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| !is_shutdown_noise(meta));
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(quiet))
+        .try_init();
 }
 
 pub fn main() -> ExitCode {
