@@ -335,7 +335,7 @@ async fn receive(
                 &[("source", &source), ("result", "unavailable")],
             );
             // The one cause worth naming to whoever reads the sender's logs.
-            let reason = if e.to_string().contains("disk is full") {
+            let reason = if e.is_disk_full() {
                 "the database's disk is full"
             } else {
                 "the database did not take the write"

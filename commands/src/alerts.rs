@@ -1,18 +1,18 @@
 //! `/alerts list | silence | unsilence`, and the buttons under alert messages.
 
 use klaxon_core::alerts::{db, deliver, silence};
-use klaxon_core::audit::{AuditEntry, Outcome};
+use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{self, Embed};
 use klaxon_core::incidents::{self, duration_text, hhmm};
 use poise::CreateReply;
 use tracing::warn;
 
-use crate::components::reply_private;
+use crate::interaction::{self, reply_private, Allowed, Target};
 use crate::serenity::{
     self, ComponentInteraction, CreateAttachment, CreateInteractionResponse,
     CreateInteractionResponseMessage, EditInteractionResponse,
 };
-use crate::{render, Context, Data, Error, UserError};
+use crate::{render, Context, Error, UserError};
 
 /// The longest silence Klaxon takes: longer quiet belongs in the alert rules.
 const MAX_SILENCE_SECS: u64 = 7 * 86_400;
@@ -57,7 +57,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     }
     let mut embeds = vec![Embed {
         title: format!("{} firing", firing.len()),
-        description: fit(&lines),
+        description: render::fit(&lines),
         color: if firing.is_empty() {
             chat::GREEN
         } else {
@@ -82,7 +82,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
             .collect();
         embeds.push(Embed {
             title: format!("{} silence(s)", silences.len()),
-            description: fit(&s),
+            description: render::fit(&s),
             color: chat::GREY,
             ..Default::default()
         });
@@ -93,23 +93,6 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     }
     ctx.send(reply).await?;
     Ok(())
-}
-
-/// Lines within one embed description, with a count of what did not fit.
-pub(crate) fn fit(lines: &[String]) -> String {
-    let max = chat::limits::EMBED_DESCRIPTION - 40;
-    let mut out = String::new();
-    for (i, l) in lines.iter().enumerate() {
-        if chat::chars(&out) + chat::chars(l) + 1 > max {
-            out.push_str(&format!("\n… and {} more", lines.len() - i));
-            break;
-        }
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(l);
-    }
-    out
 }
 
 /// Hold matching alerts back for a while (they are still recorded)
@@ -192,47 +175,38 @@ async fn unsilence(
 
 // ----- the buttons under an alert group's message ---------------------------------
 
-/// A click on an alert message (`alerts:<ack|silence|incident|logs>:<group>`). Each
-/// checks the clicking member's level as the matching command would.
-pub async fn on_click(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
-) -> Result<(), Error> {
-    let mut parts = click.data.custom_id.split(':').skip(1);
+/// Reads a click on an alert message (`alerts:<ack|silence|incident|logs>:<group>`):
+/// each needs the level of the command it stands for.
+pub fn read_click(custom_id: &str) -> Option<Target> {
+    let mut parts = custom_id.split(':').skip(1);
     let verb = parts.next().unwrap_or_default();
-    let Some(group) = parts.next().and_then(|s| s.parse::<i64>().ok()) else {
-        return reply_private(ctx, click, "This button is no longer active.").await;
-    };
+    let group = parts.next().and_then(|s| s.parse::<i64>().ok())?;
     let command = match verb {
         "ack" | "silence" => "alerts silence",
         "incident" => "incident open",
         _ => "logs",
     };
-    let roles: Vec<u64> = click
-        .member
-        .as_ref()
-        .map(|m| m.roles.iter().map(|r| r.get()).collect())
-        .unwrap_or_default();
-    let by = click.user.name.clone();
-    let audit = |outcome: Outcome, detail: String| AuditEntry {
-        at_ms: chrono::Utc::now().timestamp_millis(),
-        guild_id: click.guild_id.map(|g| g.get()),
-        channel_id: Some(click.channel_id.get()),
-        user_id: click.user.id.get(),
-        user_name: by.clone(),
+    Some(Target {
+        verb: verb.to_string(),
         command: command.to_string(),
         arguments: format!("group={group} click={verb}"),
-        outcome,
-        detail,
-        duration_ms: 0,
+    })
+}
+
+/// A click on an alert message by a member whose level allows it.
+pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error> {
+    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
+    let group = click
+        .data
+        .custom_id
+        .split(':')
+        .nth(2)
+        .and_then(|s| s.parse::<i64>().ok());
+    let Some(group) = group else {
+        return reply_private(ctx, click, "This button is no longer active.").await;
     };
-    if let Err(denied) = app.policy.check(command, &roles) {
-        let text = denied.to_string();
-        reply_private(ctx, click, &text).await?;
-        app.audit(audit(Outcome::Denied, text)).await;
-        return Ok(());
-    }
+    let verb = a.target.verb.as_str();
+    let by = a.by.name.clone();
     let now = app.clock.now_ms();
     let (text, outcome) = match verb {
         "ack" => {
@@ -241,7 +215,7 @@ pub async fn on_click(
             click
                 .create_response(ctx, CreateInteractionResponse::Acknowledge)
                 .await?;
-            app.audit(audit(Outcome::Ok, "acknowledged".into())).await;
+            a.audit(Outcome::Ok, "acknowledged".into()).await;
             return Ok(());
         }
         "silence" => match deliver::group_matchers(&app.store, group).await? {
@@ -264,22 +238,17 @@ pub async fn on_click(
                 Outcome::UserError,
             ),
         },
-        "incident" => return open_incident(ctx, app, click, group, audit).await,
-        _ => return show_logs(ctx, app, click, group, audit).await,
+        "incident" => return open_incident(&a, group).await,
+        _ => return show_logs(&a, group).await,
     };
     reply_private(ctx, click, &text).await?;
-    app.audit(audit(outcome, text)).await;
+    a.audit(outcome, text).await;
     Ok(())
 }
 
 /// Open incident: pre-filled from the group, its alerts linked to the timeline.
-async fn open_incident(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
-    group: i64,
-    audit: impl Fn(Outcome, String) -> AuditEntry,
-) -> Result<(), Error> {
+async fn open_incident(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Result<(), Error> {
+    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
     let (severity, firing) = deliver::group_firing(&app.store, group).await?;
     let Some((title, _)) = deliver::group_matchers(&app.store, group).await? else {
         return reply_private(ctx, click, "This alert group is gone.").await;
@@ -295,10 +264,7 @@ async fn open_incident(
         service,
         summary: firing.first().map(|a| a.summary().to_string()),
         guild_id: click.guild_id.map(|g| g.get()),
-        by: incidents::Who {
-            id: click.user.id.get(),
-            name: click.user.name.clone(),
-        },
+        by: interaction::who(&a.by),
     };
     // The summary is cut to fit by `open_from_alerts`: only the rest is checked here.
     let check = incidents::OpenRequest {
@@ -308,7 +274,7 @@ async fn open_incident(
     if let Err(e) = incidents::check_open(app, &check) {
         let text = e.to_string();
         reply_private(ctx, click, &text).await?;
-        app.audit(audit(Outcome::UserError, text)).await;
+        a.audit(Outcome::UserError, text).await;
         return Ok(());
     }
     click
@@ -346,18 +312,13 @@ async fn open_incident(
                 .allowed_mentions(serenity::CreateAllowedMentions::new()),
         )
         .await?;
-    app.audit(audit(outcome, text)).await;
+    a.audit(outcome, text).await;
     Ok(())
 }
 
 /// Logs: the service's last 15 minutes, privately.
-async fn show_logs(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
-    group: i64,
-    audit: impl Fn(Outcome, String) -> AuditEntry,
-) -> Result<(), Error> {
+async fn show_logs(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Result<(), Error> {
+    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
     let service = deliver::group_service(&app.store, group).await?;
     let svc = service.as_deref().and_then(|s| app.service(s).ok());
     let Some((name, Some(container))) = svc.map(|s| (s.name.clone(), s.container.clone())) else {
@@ -397,10 +358,7 @@ async fn show_logs(
         }
     };
     click.edit_response(ctx, edit).await?;
-    app.audit(AuditEntry {
-        arguments: format!("service={name} since=15m"),
-        ..audit(outcome, String::new())
-    })
-    .await;
+    a.audit_with(format!("service={name} since=15m"), outcome, String::new())
+        .await;
     Ok(())
 }

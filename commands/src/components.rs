@@ -1,70 +1,272 @@
-//! Button clicks (and other message components), routed by `custom_id` prefix.
+//! The registry of buttons and forms: every custom-id prefix Klaxon makes, with the
+//! family that reads it (verb and the command whose level it needs) and its handler.
 //!
-//! Clicks are not slash commands, so poise does not dispatch them: the bot's event
-//! handler hands every component interaction to [`dispatch`]. Each command family
-//! owns a prefix (`logs:`, `rollback:`); a handler must answer within Discord's
-//! 3 seconds and check the clicking member's level itself.
+//! Clicks and submits are not slash commands, so poise does not dispatch them: the
+//! bot's event handler hands every component and modal interaction here. Each one
+//! goes through the same steps as a command ([`crate::interaction`]): who acted,
+//! one permission check, one audit row for a refusal, a private answer; only then
+//! does the family's handler run. A handler must answer within Discord's 3 s.
+//!
+//! The registry sits at the top of the crate: it imports the families, which never
+//! import it (nor each other's click handling).
 
-use poise::serenity_prelude as serenity;
-use serenity::{ComponentInteraction, CreateInteractionResponse, CreateInteractionResponseMessage};
+use std::future::Future;
+use std::pin::Pin;
+
+use klaxon_core::audit::Outcome;
 use tracing::warn;
 
+use crate::interaction::{self, private_message, Allowed, Target};
+use crate::serenity::{self, ComponentInteraction, ModalInteraction};
 use crate::{Data, Error};
 
+pub use crate::interaction::reply_private;
+
+/// What a handler returns.
+pub type Handled<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
+/// What to do with an allowed member's action.
+#[derive(Clone, Copy)]
+pub enum Handler {
+    Click(for<'a> fn(Allowed<'a, ComponentInteraction>) -> Handled<'a>),
+    Form(for<'a> fn(Allowed<'a, ModalInteraction>) -> Handled<'a>),
+}
+
+/// One custom-id prefix and everything the pipeline needs to know about it.
+pub struct Route {
+    pub prefix: &'static str,
+    /// Reads a custom id (`prefix:verb:…`) into the action and the command whose
+    /// level it needs. `None`: not an id Klaxon makes (or an older version's).
+    pub read: fn(&Data, &str) -> Option<Target>,
+    /// The answer when the member is outside the server (no roles to check).
+    /// `None`: the check runs with no roles, and refuses.
+    pub outside_server: Option<&'static str>,
+    pub handler: Handler,
+}
+
+/// Every button and form Klaxon makes.
+pub fn routes() -> [Route; 5] {
+    [
+        Route {
+            prefix: crate::rollback::PREFIX,
+            read: crate::rollback::read_click,
+            outside_server: Some("These buttons work only inside the server."),
+            handler: Handler::Click(|a| Box::pin(crate::rollback::on_click(a))),
+        },
+        Route {
+            prefix: crate::logs::PREFIX,
+            read: crate::logs::read_click,
+            outside_server: Some("This button works only inside the server."),
+            handler: Handler::Click(|a| Box::pin(crate::logs::on_click(a))),
+        },
+        Route {
+            prefix: klaxon_core::incidents::PREFIX,
+            read: |_, id| crate::incident::read(id, "click"),
+            outside_server: None,
+            handler: Handler::Click(|a| Box::pin(crate::incident::on_click(a))),
+        },
+        Route {
+            prefix: klaxon_core::incidents::PREFIX,
+            read: |_, id| crate::incident::read(id, "form"),
+            outside_server: None,
+            handler: Handler::Form(|a| Box::pin(crate::incident::on_modal(a))),
+        },
+        Route {
+            prefix: klaxon_core::alerts::deliver::PREFIX,
+            read: |_, id| crate::alerts::read_click(id),
+            outside_server: None,
+            handler: Handler::Click(|a| Box::pin(crate::alerts::on_click(a))),
+        },
+    ]
+}
+
+fn prefix(custom_id: &str) -> &str {
+    custom_id.split(':').next().unwrap_or_default()
+}
+
+/// Where the pipeline leaves a click or submit.
+enum Gate {
+    /// Answered privately, nothing audited: an id Klaxon no longer knows, or a
+    /// member outside the server.
+    Answer(&'static str),
+    /// Refused at the member's level: answered privately and audited.
+    Denied(klaxon_core::actor::Actor, Target, String),
+    Allowed(klaxon_core::actor::Actor, Vec<u64>, Target),
+}
+
+/// The one permission check for clicks and forms, at the level of the command the
+/// action stands for.
+fn gate(
+    app: &Data,
+    route: &Route,
+    custom_id: &str,
+    by: klaxon_core::actor::Actor,
+    member_roles: Option<Vec<u64>>,
+    inactive: &'static str,
+) -> Gate {
+    let Some(target) = (route.read)(app, custom_id) else {
+        return Gate::Answer(inactive);
+    };
+    let roles = match (member_roles, route.outside_server) {
+        (Some(roles), _) => roles,
+        (None, Some(text)) => return Gate::Answer(text),
+        (None, None) => Vec::new(),
+    };
+    match interaction::permit(app, &target.command, &roles) {
+        Ok(()) => Gate::Allowed(by, roles, target),
+        Err(denied) => Gate::Denied(by, target, denied.to_string()),
+    }
+}
+
+async fn refuse(app: &Data, by: &klaxon_core::actor::Actor, target: Target, text: String) {
+    interaction::record(
+        app,
+        by,
+        &target.command,
+        target.arguments,
+        Outcome::Denied,
+        text,
+        0,
+    )
+    .await;
+}
+
+/// A click on a button, routed by its custom id's prefix.
 pub async fn dispatch(
     ctx: &serenity::Context,
     app: &Data,
     click: &ComponentInteraction,
 ) -> Result<(), Error> {
+    const INACTIVE: &str = "This button is no longer active.";
     let custom_id = click.data.custom_id.as_str();
-    let prefix = custom_id.split(':').next().unwrap_or_default();
-    match prefix {
-        crate::rollback::PREFIX => crate::rollback::on_click(ctx, app, click).await,
-        crate::logs::PREFIX => crate::logs::on_click(ctx, app, click).await,
-        klaxon_core::incidents::PREFIX => crate::incident::on_click(ctx, app, click).await,
-        klaxon_core::alerts::deliver::PREFIX => crate::alerts::on_click(ctx, app, click).await,
-        _ => {
-            let _ = app;
-            warn!(custom_id, "click on an unknown component");
-            reply_private(ctx, click, "This button is no longer active.").await
+    let found = routes().into_iter().find_map(|r| match r.handler {
+        Handler::Click(h) if r.prefix == prefix(custom_id) => Some((r, h)),
+        _ => None,
+    });
+    let Some((route, handler)) = found else {
+        warn!(custom_id, "click on an unknown component");
+        return reply_private(ctx, click, INACTIVE).await;
+    };
+    let gate = gate(
+        app,
+        &route,
+        custom_id,
+        interaction::actor(&click.user, click.guild_id, click.channel_id),
+        interaction::member_roles(click.member.as_ref()),
+        INACTIVE,
+    );
+    match gate {
+        Gate::Answer(text) => reply_private(ctx, click, text).await,
+        Gate::Denied(by, target, text) => {
+            reply_private(ctx, click, &text).await?;
+            refuse(app, &by, target, text).await;
+            Ok(())
+        }
+        Gate::Allowed(by, roles, target) => {
+            handler(Allowed {
+                ctx,
+                app,
+                interaction: click,
+                by,
+                roles,
+                target,
+            })
+            .await
         }
     }
 }
 
-/// A submitted modal, routed like clicks.
+/// A submitted form (modal), routed like clicks.
 pub async fn dispatch_modal(
     ctx: &serenity::Context,
     app: &Data,
-    modal: &serenity::ModalInteraction,
+    modal: &ModalInteraction,
 ) -> Result<(), Error> {
+    const INACTIVE: &str = "This form is no longer active.";
     let custom_id = modal.data.custom_id.as_str();
-    match custom_id.split(':').next().unwrap_or_default() {
-        klaxon_core::incidents::PREFIX => crate::incident::on_modal(ctx, app, modal).await,
-        _ => {
-            warn!(custom_id, "submit of an unknown modal");
-            let msg = CreateInteractionResponseMessage::new()
-                .content("This form is no longer active.")
-                .ephemeral(true);
-            modal
-                .create_response(ctx, CreateInteractionResponse::Message(msg))
-                .await?;
+    let found = routes().into_iter().find_map(|r| match r.handler {
+        Handler::Form(h) if r.prefix == prefix(custom_id) => Some((r, h)),
+        _ => None,
+    });
+    let Some((route, handler)) = found else {
+        warn!(custom_id, "submit of an unknown modal");
+        modal
+            .create_response(ctx, private_message(INACTIVE))
+            .await?;
+        return Ok(());
+    };
+    let gate = gate(
+        app,
+        &route,
+        custom_id,
+        interaction::actor(&modal.user, modal.guild_id, modal.channel_id),
+        interaction::member_roles(modal.member.as_ref()),
+        INACTIVE,
+    );
+    match gate {
+        Gate::Answer(text) => {
+            modal.create_response(ctx, private_message(text)).await?;
             Ok(())
+        }
+        Gate::Denied(by, target, text) => {
+            modal.create_response(ctx, private_message(&text)).await?;
+            refuse(app, &by, target, text).await;
+            Ok(())
+        }
+        Gate::Allowed(by, roles, target) => {
+            handler(Allowed {
+                ctx,
+                app,
+                interaction: modal,
+                by,
+                roles,
+                target,
+            })
+            .await
         }
     }
 }
 
-/// An ephemeral answer to a click.
-pub async fn reply_private(
-    ctx: &serenity::Context,
-    click: &ComponentInteraction,
-    text: &str,
-) -> Result<(), Error> {
-    let msg = CreateInteractionResponseMessage::new()
-        .content(klaxon_core::chat::truncate(text, 2_000))
-        .ephemeral(true)
-        .allowed_mentions(serenity::CreateAllowedMentions::new());
-    click
-        .create_response(ctx, CreateInteractionResponse::Message(msg))
-        .await?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_click_needs_the_level_of_the_command_it_stands_for() {
+        let command = |id: &str| crate::alerts::read_click(id).map(|t| t.command);
+        assert_eq!(command("alerts:ack:7").as_deref(), Some("alerts silence"));
+        assert_eq!(
+            command("alerts:silence:7").as_deref(),
+            Some("alerts silence")
+        );
+        assert_eq!(
+            command("alerts:incident:7").as_deref(),
+            Some("incident open")
+        );
+        assert_eq!(command("alerts:logs:7").as_deref(), Some("logs"));
+        assert_eq!(command("alerts:ack:seven"), None);
+        let form = crate::incident::read("incident:m-note:3", "form").expect("a form");
+        assert_eq!(form.command, "incident note");
+        assert_eq!(
+            form.arguments,
+            format!("id={} form=m-note", klaxon_core::incidents::IncidentId(3))
+        );
+        let click = crate::incident::read("incident:resolve:3", "click").expect("a click");
+        assert_eq!(click.command, "incident resolve");
+        assert_eq!(crate::incident::read("incident:ack", "click"), None);
+    }
+
+    #[test]
+    fn every_prefix_has_one_route_per_kind() {
+        let routes = routes();
+        for (i, a) in routes.iter().enumerate() {
+            for b in &routes[i + 1..] {
+                let same_kind = matches!(
+                    (a.handler, b.handler),
+                    (Handler::Click(_), Handler::Click(_)) | (Handler::Form(_), Handler::Form(_))
+                );
+                assert!(!(same_kind && a.prefix == b.prefix), "{}", a.prefix);
+            }
+        }
+    }
 }

@@ -2,20 +2,8 @@
 
 use poise::CreateReply;
 
-use crate::serenity::{AutocompleteChoice, CreateAutocompleteResponse};
+pub use crate::choices::autocomplete_service;
 use crate::{render, Context, Error, UserError};
-
-/// Autocomplete: configured service names, from memory (no I/O inside the 3 s).
-pub async fn autocomplete_service(ctx: Context<'_>, partial: &str) -> CreateAutocompleteResponse {
-    // Discord refuses more than 25 choices, and poise does not cut the list.
-    let choices = ctx
-        .data()
-        .service_names_matching(partial, 25)
-        .into_iter()
-        .map(|name| AutocompleteChoice::new(name.clone(), name))
-        .collect();
-    CreateAutocompleteResponse::new().set_choices(choices)
-}
 
 /// Health of every watched service, or of one
 #[poise::command(slash_command, rename = "health")]

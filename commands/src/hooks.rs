@@ -1,15 +1,17 @@
-//! Applied to every command, in one place: the permission check, the audit record,
-//! metrics, and the reply when something goes wrong.
+//! Poise's side of the interaction pipeline ([`crate::interaction`]): every slash
+//! command and context menu gets the same permission check, audit row and metrics
+//! as buttons and forms, and an answer when something goes wrong. Autocomplete
+//! (the member typing an option) is answered too, and is not a command run.
 
 use std::time::Instant;
 
-use klaxon_core::audit::{AuditEntry, Outcome};
+use klaxon_core::audit::Outcome;
 use klaxon_core::permissions::Denied;
 use poise::{CreateReply, FrameworkError};
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 use crate::serenity::{self, CommandDataOption, CommandDataOptionValue};
-use crate::{Context, Data, Error, UserError};
+use crate::{interaction, Context, Data, Error, UserError};
 
 /// When the check started: the duration in the audit covers the whole invocation.
 /// Also keeps the invocation counted as in flight (graceful shutdown waits for it)
@@ -17,18 +19,38 @@ use crate::{Context, Data, Error, UserError};
 struct Started(Instant, #[allow(dead_code)] klaxon_core::app::InFlight);
 
 /// Shown for anything that is not a [`UserError`]: no internals leak to chat.
-const GENERIC: &str = "Something went wrong inside Klaxon; the details are in its logs.";
-/// SQLite's "database or disk is full": the one storage failure members can act on
-/// (tell whoever runs Klaxon), so it is named.
-const DISK_FULL: &str = "Klaxon's database disk is full: nothing was saved. Whoever runs Klaxon needs to free space on its server; then try again.";
+const GENERIC: &str = klaxon_core::user_facing::GENERIC;
 
 /// The reply for an error that is not the member's: disk full is named, anything
 /// else is generic.
 pub fn generic_reply(error: &Error) -> &'static str {
-    if format!("{error:#}").contains("disk is full") {
-        DISK_FULL
-    } else {
-        GENERIC
+    klaxon_core::user_facing::internal_reply(error)
+}
+
+/// An autocomplete request: the member typing an option, not running a command.
+fn autocomplete(ctx: Context<'_>) -> Option<poise::ApplicationContext<'_, Data, Error>> {
+    match ctx {
+        poise::Context::Application(a)
+            if a.interaction_type == poise::CommandInteractionType::Autocomplete =>
+        {
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
+/// Answers an autocomplete that may not run with no choices: without an answer
+/// Discord shows "Loading options failed".
+async fn no_choices(a: poise::ApplicationContext<'_, Data, Error>) {
+    let answer = serenity::CreateInteractionResponse::Autocomplete(
+        serenity::CreateAutocompleteResponse::new(),
+    );
+    if let Err(e) = a
+        .interaction
+        .create_response(a.serenity_context(), answer)
+        .await
+    {
+        warn!(error = %e, command = %a.command().qualified_name, "could not answer the autocomplete");
     }
 }
 
@@ -47,8 +69,8 @@ pub async fn check(ctx: Context<'_>) -> Result<bool, Error> {
         .into());
     };
     let name = &ctx.command().qualified_name;
-    match ctx.data().policy.check(name, &roles) {
-        Ok(_) => Ok(true),
+    match interaction::permit(ctx.data(), name, &roles) {
+        Ok(()) => Ok(true),
         Err(denied) => Err(denied.into()),
     }
 }
@@ -56,11 +78,9 @@ pub async fn check(ctx: Context<'_>) -> Result<bool, Error> {
 /// The member's roles; `None` in a direct message.
 fn member_roles(ctx: Context<'_>) -> Option<Vec<u64>> {
     match ctx {
-        poise::Context::Application(a) => a
-            .interaction
-            .member
-            .as_ref()
-            .map(|m| m.roles.iter().map(|r| r.get()).collect()),
+        poise::Context::Application(a) => {
+            interaction::member_roles(a.interaction.member.as_deref())
+        }
         poise::Context::Prefix(p) => p
             .msg
             .member
@@ -78,31 +98,23 @@ async fn finish(ctx: Context<'_>, outcome: Outcome, detail: String) {
     let started = ctx.invocation_data::<Started>().await.map(|s| s.0);
     let duration_ms = started.map(|s| s.elapsed().as_millis() as i64).unwrap_or(0);
     let command = ctx.command().qualified_name.to_string();
-    let entry = AuditEntry {
-        at_ms: chrono::Utc::now().timestamp_millis(),
-        guild_id: ctx.guild_id().map(|g| g.get()),
-        channel_id: Some(ctx.channel_id().get()),
-        user_id: ctx.author().id.get(),
-        user_name: ctx.author().name.clone(),
-        command: command.clone(),
-        arguments: arguments(ctx),
-        outcome,
-        detail,
-        duration_ms,
-    };
-    info!(
-        command = %entry.command,
-        user_id = entry.user_id,
-        outcome = outcome.as_str(),
-        duration_ms,
-        "command finished"
-    );
+    let by = interaction::actor(ctx.author(), ctx.guild_id(), ctx.channel_id());
+    interaction::log_finished(&command, by.user_id, outcome, duration_ms);
     let app = ctx.data();
     app.metrics.inc(
         "klaxon_commands_total",
         &[("command", &command), ("outcome", outcome.as_str())],
     );
-    app.audit(entry).await;
+    interaction::record(
+        app,
+        &by,
+        &command,
+        arguments(ctx),
+        outcome,
+        detail,
+        duration_ms,
+    )
+    .await;
 }
 
 /// `name=value` pairs as the member typed them, subcommands included.
@@ -152,6 +164,13 @@ async fn reply_private(ctx: Context<'_>, text: &str) {
 /// Every failure gets an answer (poise's default would leave the member with
 /// "The application did not respond") and an audit row.
 pub async fn on_error(err: FrameworkError<'_, Data, Error>) {
+    // Typing an option is not a command run: whatever went wrong (a refusal, an
+    // option Klaxon does not know), the member gets no choices and no audit row.
+    if let Some(a) = err.ctx().and_then(autocomplete) {
+        tracing::debug!(command = %a.command().qualified_name, error = %err, "autocomplete not offered");
+        no_choices(a).await;
+        return;
+    }
     match err {
         FrameworkError::Command { error, ctx, .. } => {
             if let Some(user) = error.downcast_ref::<UserError>() {
@@ -251,7 +270,7 @@ mod tests {
         let full =
             anyhow::anyhow!("error returned from database: (code: 13) database or disk is full")
                 .context("alert store");
-        assert_eq!(generic_reply(&full), DISK_FULL);
+        assert_eq!(generic_reply(&full), klaxon_core::user_facing::DISK_FULL);
         assert_eq!(generic_reply(&anyhow::anyhow!("connection reset")), GENERIC);
     }
 }

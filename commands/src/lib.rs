@@ -2,18 +2,22 @@
 //!
 //! A command parses its arguments, calls `klaxon-core`, and renders the reply.
 //! Permission checks, audit and error replies are not in the commands: they are
-//! applied to every command in one place ([`hooks`]), from each command's level
-//! metadata set in [`all`].
+//! applied to every interaction in one pipeline ([`interaction`]): slash commands
+//! reach it through poise's [`hooks`], buttons and forms through the registry in
+//! [`components`], from each command's level metadata set in [`all`].
 
 use std::sync::Arc;
 
 use klaxon_core::permissions::Level;
 
 pub mod alerts;
+pub mod choices;
 pub mod components;
+pub mod discord;
 pub mod health;
 pub mod hooks;
 pub mod incident;
+pub mod interaction;
 pub mod logs;
 pub mod maintenance;
 pub mod render;
@@ -36,6 +40,12 @@ pub struct UserError(pub String);
 impl UserError {
     pub fn new(text: impl Into<String>) -> Self {
         UserError(text.into())
+    }
+}
+
+impl klaxon_core::user_facing::UserFacing for UserError {
+    fn user_text(&self) -> Option<String> {
+        Some(self.0.clone())
     }
 }
 

@@ -6,13 +6,12 @@
 //! does not fit) and runs follow mode: one message in a thread, edited with new
 //! lines at most every [`EDIT_EVERY`], with a Stop button (prefix `logs:`).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use klaxon_core::audit::{AuditEntry, Outcome};
+use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{chars, limits, neutralize, truncate};
 use klaxon_core::logs::{
     self, Bound, Grep, LogLevel, LogLine, LogsError, Query, Redactor, Snapshot, Streams,
@@ -21,8 +20,8 @@ use poise::CreateReply;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::components::reply_private;
-use crate::health::autocomplete_service;
+use crate::choices::autocomplete_service;
+use crate::interaction::{reply_private, Allowed, Target};
 use crate::serenity::{
     self, AutoArchiveDuration, ButtonStyle, ChannelId, ComponentInteraction, CreateActionRow,
     CreateAllowedMentions, CreateAttachment, CreateButton, CreateInteractionResponse,
@@ -30,7 +29,7 @@ use crate::serenity::{
 };
 use crate::{Context, Data, Error, UserError};
 
-/// The `custom_id` prefix of the Stop button (see `components::dispatch`).
+/// The `custom_id` prefix of the Stop button (routed by `components`).
 pub const PREFIX: &str = "logs";
 /// Follow mode edits its message at most this often: Discord allows about five
 /// edits per five seconds in a channel, and a phone cannot read faster anyway.
@@ -186,7 +185,7 @@ pub async fn logs(
         )
         .into());
     }
-    if follow && running_follows() >= MAX_FOLLOWS {
+    if follow && app.follows.running() >= MAX_FOLLOWS {
         return Err(UserError::new(format!(
             "{MAX_FOLLOWS} follows are already running; stop one (its Stop button) or wait for it to end."
         ))
@@ -528,36 +527,8 @@ fn plain_filters(q: &Query) -> String {
 // ---------------------------------------------------------------------------
 // Follow mode
 
-/// Running follows, by id: the Stop button sends the clicking member's name.
-fn follows() -> &'static Mutex<HashMap<u64, oneshot::Sender<String>>> {
-    static F: OnceLock<Mutex<HashMap<u64, oneshot::Sender<String>>>> = OnceLock::new();
-    F.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn lock_follows() -> std::sync::MutexGuard<'static, HashMap<u64, oneshot::Sender<String>>> {
-    follows()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn running_follows() -> usize {
-    lock_follows().len()
-}
-
-/// Follow ids start from the clock, so a Stop button left over from an earlier
-/// run of the bot never matches a follow of this one.
-fn next_id() -> u64 {
-    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
-    NEXT.get_or_init(|| {
-        AtomicU64::new(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(1),
-        )
-    })
-    .fetch_add(1, Ordering::Relaxed)
-}
+// Running follows are the application's (`App::follows`): the Stop button sends
+// the clicking member's name to the follow it names.
 
 /// Why a follow ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -658,9 +629,9 @@ async fn start_follow(
         }
     };
 
-    let id = next_id();
+    let id = app.follows.next_id();
     let (stop_tx, stop_rx) = oneshot::channel();
-    lock_follows().insert(id, stop_tx);
+    app.follows.insert(id, stop_tx);
     let status = format!("🟢 following until {} UTC", until.format("%H:%M:%S"));
     let first = CreateMessage::new()
         .content(render_follow(
@@ -676,7 +647,7 @@ async fn start_follow(
     let message = match target.send_message(&http, first).await {
         Ok(m) => m,
         Err(e) => {
-            lock_follows().remove(&id);
+            app.follows.remove(id);
             return Err(e.into());
         }
     };
@@ -796,7 +767,7 @@ impl FollowRun {
             }
         };
         // Clicks from now on get "already stopped"; the reader stops with its channel.
-        lock_follows().remove(&self.id);
+        self.app.follows.remove(self.id);
         drop(rx);
         if let Some(r) = reader {
             r.abort();
@@ -822,42 +793,33 @@ impl FollowRun {
     }
 }
 
-/// A click on a Stop button (`logs:stop:<id>`): viewers may stop any follow.
-pub async fn on_click(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
-) -> Result<(), Error> {
-    let mut parts = click.data.custom_id.split(':').skip(1);
-    let verb = parts.next().unwrap_or_default();
-    let id = parts.next().and_then(|s| s.parse::<u64>().ok());
-    let (Some(id), "stop") = (id, verb) else {
-        return reply_private(ctx, click, "This button is no longer active.").await;
-    };
-    // Klaxon checks the level itself: whoever sees the thread can click.
-    let Some(member) = click.member.as_ref() else {
-        return reply_private(ctx, click, "This button works only inside the server.").await;
-    };
-    let roles: Vec<u64> = member.roles.iter().map(|r| r.get()).collect();
-    let audit = |outcome: Outcome, detail: String| AuditEntry {
-        at_ms: Utc::now().timestamp_millis(),
-        guild_id: click.guild_id.map(|g| g.get()),
-        channel_id: Some(click.channel_id.get()),
-        user_id: click.user.id.get(),
-        user_name: click.user.name.clone(),
+/// Reads a click on a Stop button (`logs:stop:<id>`): viewers may stop any follow.
+pub fn read_click(_app: &Data, custom_id: &str) -> Option<Target> {
+    let id = follow_of(custom_id)?;
+    Some(Target {
+        verb: "stop".into(),
         command: "logs".into(),
         arguments: format!("click=stop follow={id}"),
-        outcome,
-        detail,
-        duration_ms: 0,
-    };
-    if let Err(denied) = app.policy.check("logs", &roles) {
-        let text = denied.to_string();
-        reply_private(ctx, click, &text).await?;
-        app.audit(audit(Outcome::Denied, text)).await;
-        return Ok(());
+    })
+}
+
+fn follow_of(custom_id: &str) -> Option<u64> {
+    let mut parts = custom_id.split(':').skip(1);
+    let verb = parts.next().unwrap_or_default();
+    let id = parts.next().and_then(|s| s.parse::<u64>().ok());
+    match (id, verb) {
+        (Some(id), "stop") => Some(id),
+        _ => None,
     }
-    let Some(stop) = lock_follows().remove(&id) else {
+}
+
+/// A Stop click by a member whose level allows it.
+pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error> {
+    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
+    let Some(id) = follow_of(&click.data.custom_id) else {
+        return reply_private(ctx, click, "This button is no longer active.").await;
+    };
+    let Some(stop) = app.follows.remove(id) else {
         return reply_private(ctx, click, "This follow has already stopped.").await;
     };
     // The follow edits its message itself (keeping its edit pace); the click only
@@ -866,7 +828,7 @@ pub async fn on_click(
     click
         .create_response(ctx, CreateInteractionResponse::Acknowledge)
         .await?;
-    app.audit(audit(Outcome::Ok, "follow stopped".into())).await;
+    a.audit(Outcome::Ok, "follow stopped".into()).await;
     Ok(())
 }
 

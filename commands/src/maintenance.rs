@@ -409,7 +409,7 @@ async fn list(ctx: Context<'_>) -> Result<(), Error> {
     let description = if lines.is_empty() {
         "No maintenance is scheduled or running.".to_string()
     } else {
-        crate::alerts::fit(&lines)
+        render::fit(&lines)
     };
     let embed = chat::Embed {
         title: format!(

@@ -3,22 +3,21 @@
 use klaxon_core::chat::Embed;
 use klaxon_core::health::{human_duration, HealthReport, ServiceHealth, State};
 
-use crate::serenity::{CreateEmbed, CreateEmbedFooter};
+pub use crate::discord::embed;
 
-pub fn embed(e: &Embed) -> CreateEmbed {
-    let e = e.clone().fit();
-    let mut out = CreateEmbed::new().color(e.color);
-    if !e.title.is_empty() {
-        out = out.title(e.title);
-    }
-    if !e.description.is_empty() {
-        out = out.description(e.description);
-    }
-    if !e.fields.is_empty() {
-        out = out.fields(e.fields.into_iter().map(|f| (f.name, f.value, f.inline)));
-    }
-    if !e.footer.is_empty() {
-        out = out.footer(CreateEmbedFooter::new(e.footer));
+/// Lines within one embed description, with a count of what did not fit.
+pub fn fit(lines: &[String]) -> String {
+    let max = klaxon_core::chat::limits::EMBED_DESCRIPTION - 40;
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if klaxon_core::chat::chars(&out) + klaxon_core::chat::chars(l) + 1 > max {
+            out.push_str(&format!("\n… and {} more", lines.len() - i));
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(l);
     }
     out
 }

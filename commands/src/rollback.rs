@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use klaxon_core::audit::{AuditEntry, Outcome};
+use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{self, Embed, Field};
 use klaxon_core::health::human_duration;
 use klaxon_core::rollout::{
@@ -18,8 +18,8 @@ use poise::CreateReply;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::components::reply_private;
-use crate::health::autocomplete_service;
+use crate::choices::autocomplete_service;
+use crate::interaction::{self, reply_private, Allowed, Target};
 use crate::serenity::{
     self, AutocompleteChoice, ButtonStyle, CommandDataOptionValue, ComponentInteraction,
     CreateActionRow, CreateAutocompleteResponse, CreateButton, CreateInteractionResponse,
@@ -27,7 +27,7 @@ use crate::serenity::{
 };
 use crate::{render, Context, Data, Error, UserError};
 
-/// The `custom_id` prefix of every button here (see `components::dispatch`).
+/// The `custom_id` prefix of every button here (routed by `components`).
 pub const PREFIX: &str = "rollback";
 /// Progress edits at most this often: enough to see it move, far inside Discord's
 /// edit budget.
@@ -139,12 +139,11 @@ async fn propose(
     let ttl = Duration::from_secs(app.rollout.confirm_timeout_secs);
     let pending = Pending {
         plan,
-        requested_by: Actor {
-            user_id: ctx.author().id.get(),
-            name: ctx.author().name.clone(),
-            guild_id: ctx.guild_id().map(|g| g.get()),
-            channel_id: Some(ctx.channel_id().get()),
-        },
+        requested_by: rollout_actor(&interaction::actor(
+            ctx.author(),
+            ctx.guild_id(),
+            ctx.channel_id(),
+        )),
         approvals: Vec::new(),
         expires_at: Instant::now() + ttl,
     };
@@ -415,12 +414,14 @@ pub fn progress_embed(plan: &Plan, approvers: &str, p: &Progress) -> Embed {
     }
 }
 
-fn actor_of(click: &ComponentInteraction) -> Actor {
+/// The acting member as `rollout` names them (the same fields as core's `Actor`,
+/// until `rollout` takes that type).
+fn rollout_actor(by: &klaxon_core::actor::Actor) -> Actor {
     Actor {
-        user_id: click.user.id.get(),
-        name: click.user.name.clone(),
-        guild_id: click.guild_id.map(|g| g.get()),
-        channel_id: Some(click.channel_id.get()),
+        user_id: by.user_id,
+        name: by.name.clone(),
+        guild_id: by.guild_id,
+        channel_id: by.channel_id,
     }
 }
 
@@ -432,19 +433,13 @@ async fn audit(
     outcome: Outcome,
     detail: String,
 ) {
-    app.audit(AuditEntry {
-        at_ms: chrono::Utc::now().timestamp_millis(),
+    let by = klaxon_core::actor::Actor {
+        user_id: by.user_id,
+        name: by.name.clone(),
         guild_id: by.guild_id,
         channel_id: by.channel_id,
-        user_id: by.user_id,
-        user_name: by.name.clone(),
-        command: action.as_str().to_string(),
-        arguments,
-        outcome,
-        detail,
-        duration_ms: 0,
-    })
-    .await;
+    };
+    interaction::record(app, &by, action.as_str(), arguments, outcome, detail, 0).await;
 }
 
 fn message(embed: &Embed) -> CreateInteractionResponseMessage {
@@ -453,40 +448,50 @@ fn message(embed: &Embed) -> CreateInteractionResponseMessage {
         .allowed_mentions(serenity::CreateAllowedMentions::new())
 }
 
-/// A click on a Confirm or Cancel button (`rollback:<confirm|cancel>:<plan id>`).
-pub async fn on_click(
-    ctx: &serenity::Context,
-    app: &Data,
-    click: &ComponentInteraction,
-) -> Result<(), Error> {
-    let mut parts = click.data.custom_id.split(':').skip(1);
+/// Reads a click on a Confirm or Cancel button
+/// (`rollback:<confirm|cancel>:<plan id>[:restart]`): it needs the level of the
+/// operation the plan stands for.
+pub fn read_click(app: &Data, custom_id: &str) -> Option<Target> {
+    let mut parts = custom_id.split(':').skip(1);
     let verb = parts.next().unwrap_or_default();
-    let Some(id) = parts.next().and_then(|s| s.parse::<u64>().ok()) else {
-        return reply_private(ctx, click, "This button is no longer active.").await;
-    };
+    let id = parts.next().and_then(|s| s.parse::<u64>().ok())?;
     let named = match parts.next() {
         Some("restart") => Action::Restart,
         _ => Action::Rollback,
     };
-    let by = actor_of(click);
     let pending = app.ops_locks.pending(id);
     let action = pending.as_ref().map(|p| p.plan.action).unwrap_or(named);
     let arguments = match &pending {
         Some(p) => format!("{} click={verb}", p.plan.arguments()),
         None => format!("click={verb}"),
     };
-    // Klaxon checks the level itself: whoever sees the message can click.
-    let Some(member) = click.member.as_ref() else {
-        return reply_private(ctx, click, "These buttons work only inside the server.").await;
+    Some(Target {
+        verb: verb.to_string(),
+        command: action.as_str().to_string(),
+        arguments,
+    })
+}
+
+/// A Confirm or Cancel click by a member whose level allows it.
+pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error> {
+    let (ctx, app, click) = (a.ctx, a.app, a.interaction);
+    let Some(id) = click
+        .data
+        .custom_id
+        .split(':')
+        .nth(2)
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return reply_private(ctx, click, "This button is no longer active.").await;
     };
-    let roles: Vec<u64> = member.roles.iter().map(|r| r.get()).collect();
-    if let Err(denied) = app.policy.check(action.as_str(), &roles) {
-        let text = denied.to_string();
-        reply_private(ctx, click, &text).await?;
-        audit(app, &by, action, arguments, Outcome::Denied, text).await;
-        return Ok(());
-    }
-    match verb {
+    let action = if a.target.command == Action::Restart.as_str() {
+        Action::Restart
+    } else {
+        Action::Rollback
+    };
+    let by = rollout_actor(&a.by);
+    let arguments = a.target.arguments.clone();
+    match a.target.verb.as_str() {
         "confirm" => confirm(ctx, app, click, id, by, arguments, action).await,
         "cancel" => cancel(ctx, app, click, id, by, arguments, action).await,
         _ => reply_private(ctx, click, "This button is no longer active.").await,

@@ -8,10 +8,12 @@ use tracing::warn;
 use crate::audit::AuditEntry;
 use crate::chat::{ChatMessage, ChatSink};
 use crate::docker::DockerClient;
-use crate::health::{self, HealthReport, ServiceConfig, Thresholds};
+use crate::health::{self, HealthReport};
 use crate::metrics::Metrics;
 use crate::permissions::Policy;
 use crate::probe::Prober;
+pub use crate::settings::services::UnknownService;
+use crate::settings::services::{ServiceConfig, Thresholds};
 use crate::store::Store;
 
 pub struct App {
@@ -20,13 +22,15 @@ pub struct App {
     pub prober: Prober,
     pub services: Vec<ServiceConfig>,
     pub thresholds: Thresholds,
-    pub logs: crate::logs::LogsConfig,
+    pub logs: crate::settings::logs::LogsConfig,
     /// `/logs` reads take turns: at most `[logs] max_concurrent_reads` at once.
     pub log_reads: crate::log_reads::ReadQueue,
-    pub rollout: crate::rollout::RolloutConfig,
+    /// `/logs follow` runs in this process, for their Stop buttons.
+    pub follows: crate::follows::Follows,
+    pub rollout: crate::settings::rollout::RolloutConfig,
     /// One `/rollback` or `/restart` per service at a time, and the plans waiting
     /// for their Confirm clicks.
-    pub ops_locks: crate::rollout::Locks,
+    pub ops_locks: crate::ops_locks::Locks,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,
@@ -36,7 +40,7 @@ pub struct App {
     pub incidents: crate::incidents::IncidentsConfig,
     pub clock: crate::clock::Clock,
     /// Alert routes and grouping, compiled at start-up.
-    pub alerts: crate::alerts::route::Router,
+    pub alerts: crate::routing::Router,
     pub alerts_channel: Option<u64>,
     /// `[maintenance]`: time zone, lead times, the longest window.
     pub maintenance: crate::maintenance::Settings,
@@ -77,14 +81,6 @@ pub fn in_flight(app: &Arc<App>) -> InFlight {
     app.in_flight
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     InFlight(Arc::clone(app))
-}
-
-/// A service name nobody configured; the text lists the ones that exist.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("No service named `{name}`. Known services: {}.", known.join(", "))]
-pub struct UnknownService {
-    pub name: String,
-    pub known: Vec<String>,
 }
 
 impl App {

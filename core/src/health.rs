@@ -5,55 +5,12 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::docker::{ContainerStatus, DockerClient, DockerError, HealthState};
 use crate::probe::{ProbeResult, Prober};
 
-/// `[[services]]` in the config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub health_url: Option<String>,
-    /// How `/maintenance ... flag:true` switches it into maintenance (default: the
-    /// file `/app/MAINTENANCE` in its container).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub maintenance_flag: Option<crate::maintenance::flag::FlagConfig>,
-    /// Repositories besides the container's own whose images `/rollback to:` may
-    /// run. A rollback gives the new container the service's environment, mounts
-    /// and networks, so by default only the service's own repository is allowed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_images: Vec<String>,
-}
-
-/// `[health]` in the config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Thresholds {
-    /// A probe slower than this marks the service degraded.
-    pub response_time_ms: u64,
-    /// How long a probe may take before it counts as down.
-    pub probe_timeout_ms: u64,
-    /// Memory use over this percent of the limit marks the service degraded.
-    pub memory_percent: f64,
-    /// CPU over this percent (100 = one core, as `docker stats`) marks it degraded.
-    pub cpu_percent: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            response_time_ms: 5_000,
-            probe_timeout_ms: 10_000,
-            memory_percent: 80.0,
-            cpu_percent: 70.0,
-        }
-    }
-}
+pub use crate::settings::services::{ServiceConfig, Thresholds};
 
 /// Ordered from best to worst, so the overall state is the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -249,22 +206,7 @@ pub fn judge(
     }
 }
 
-/// "3d 4h", "5m 10s", "45s": compact for a phone screen.
-pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, mins, secs) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60, s % 60);
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {mins}m")
-    } else if mins > 0 {
-        format!("{mins}m {secs}s")
-    } else if s > 0 {
-        format!("{secs}s")
-    } else {
-        format!("{} ms", d.as_millis())
-    }
-}
+pub use crate::timefmt::human_duration;
 
 #[cfg(test)]
 mod tests {
@@ -356,15 +298,5 @@ mod tests {
         );
         assert_eq!(h.state, State::Down);
         assert_eq!(h.problems.len(), 2);
-    }
-
-    #[test]
-    fn durations_read_short() {
-        assert_eq!(
-            human_duration(Duration::from_secs(3 * 86_400 + 4 * 3_600 + 5)),
-            "3d 4h"
-        );
-        assert_eq!(human_duration(Duration::from_secs(310)), "5m 10s");
-        assert_eq!(human_duration(Duration::from_millis(250)), "250 ms");
     }
 }

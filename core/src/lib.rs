@@ -5,13 +5,16 @@
 //! command-line tools and the tests.
 
 pub mod actor;
+pub mod alert;
 pub mod alerts;
 pub mod app;
 pub mod audit;
+pub mod builder;
 pub mod chat;
 pub mod clock;
 pub mod deployments;
 pub mod docker;
+pub mod follows;
 pub mod health;
 pub mod incidents;
 pub mod leader;
@@ -19,13 +22,19 @@ pub mod log_reads;
 pub mod logs;
 pub mod maintenance;
 pub mod metrics;
+pub mod ops_locks;
 pub mod permissions;
 pub mod probe;
 pub mod rollout;
+pub mod routing;
 pub mod secret;
 pub mod settings;
 pub mod severity;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod timefmt;
+pub mod user_facing;
 
 pub use app::App;
+pub use builder::AppBuilder;

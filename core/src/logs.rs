@@ -11,16 +11,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bollard::container::LogOutput;
-use bollard::query_parameters::{LogsOptions, LogsOptionsBuilder};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use regex::bytes::{Regex, RegexBuilder};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::docker::{DockerClient, DockerError};
+use crate::docker::{DockerClient, DockerError, LogRequest};
 
 mod redact;
 pub use redact::{RedactState, Redactor};
@@ -34,58 +31,14 @@ pub const MAX_LINES: usize = 5_000;
 pub const MAX_LINE_BYTES: usize = 4_096;
 /// What redacted text shows as.
 pub const REDACTED: &str = "[redacted]";
-/// Follow mode runs at most this long, whatever the config says.
-pub const MAX_FOLLOW: Duration = Duration::from_secs(3_600);
+pub use crate::settings::logs::MAX_FOLLOW;
 /// Compiled user regexes (config and `grep`) are capped, so a pathological pattern
 /// is refused instead of eating memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// `[logs]` in the config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogsConfig {
-    /// Extra redaction patterns (regular expressions), applied after the built-in
-    /// ones. The whole match is redacted, or only a group named `secret` if the
-    /// pattern has one.
-    pub redact: Vec<String>,
-    /// How long `/logs follow:true` runs at most, in minutes.
-    pub follow_minutes: u64,
-    /// The same in seconds; overrides `follow_minutes` when set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub follow_seconds: Option<u64>,
-    /// Deadline on one whole read of a container's log, in seconds.
-    pub read_timeout_secs: u64,
-    /// `/logs` reads running at once; more wait their turn (each may hold
-    /// 5,000 lines of up to 4 KiB while it renders them).
-    pub max_concurrent_reads: usize,
-}
-
-impl Default for LogsConfig {
-    fn default() -> Self {
-        LogsConfig {
-            redact: Vec::new(),
-            follow_minutes: 5,
-            follow_seconds: None,
-            read_timeout_secs: 120,
-            max_concurrent_reads: crate::log_reads::DEFAULT_CONCURRENT_READS,
-        }
-    }
-}
+pub use crate::settings::logs::LogsConfig;
 
 impl LogsConfig {
-    /// How long a follow runs.
-    pub fn follow_limit(&self) -> Duration {
-        let d = match self.follow_seconds {
-            Some(s) => Duration::from_secs(s),
-            None => Duration::from_secs(self.follow_minutes.saturating_mul(60)),
-        };
-        d.min(MAX_FOLLOW)
-    }
-
-    pub fn read_timeout(&self) -> Duration {
-        Duration::from_secs(self.read_timeout_secs.max(1))
-    }
-
     /// Problems with this section, each naming its key (`logs.redact[1]: …`).
     pub fn validate(&self) -> Vec<String> {
         let mut errs = Vec::new();
@@ -316,31 +269,7 @@ impl Bound {
     }
 }
 
-/// `10m`, `90s`, `1h30m`, `2d`, `1w`: digits and a unit, repeated.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    let mut any = false;
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: u64 = match c.to_ascii_lowercase() {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return None,
-        };
-        let n: u64 = digits.parse().ok()?;
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        digits.clear();
-        any = true;
-    }
-    (any && digits.is_empty()).then(|| Duration::from_secs(total))
-}
+pub use crate::timefmt::parse_duration;
 
 /// What to read and how to filter it.
 #[derive(Debug, Clone)]
@@ -380,24 +309,20 @@ impl Query {
         !self.filters() && self.until.is_none() && self.streams == Streams::Both
     }
 
-    fn options(&self, follow: bool) -> LogsOptions {
-        let mut b = LogsOptionsBuilder::default()
-            .follow(follow)
-            .timestamps(true)
-            .stdout(self.streams != Streams::Stderr)
-            .stderr(self.streams != Streams::Stdout);
-        if let Some(s) = &self.since {
-            b = b.since(s.unix(false));
-        }
-        if let Some(u) = &self.until {
-            b = b.until(u.unix(true));
-        }
+    fn request(&self, follow: bool) -> LogRequest {
         let tail = if self.docker_tails() {
             self.lines.to_string()
         } else {
             "all".to_string()
         };
-        b.tail(&tail).build()
+        LogRequest {
+            follow,
+            stdout: self.streams != Streams::Stderr,
+            stderr: self.streams != Streams::Stdout,
+            since: self.since.as_ref().map(|s| s.unix(false)),
+            until: self.until.as_ref().map(|u| u.unix(true)),
+            tail,
+        }
     }
 }
 
@@ -597,34 +522,20 @@ impl Kept {
     }
 }
 
-fn is_stderr(out: &LogOutput) -> bool {
-    matches!(out, LogOutput::StdErr { .. })
-}
-
-fn classify(e: bollard::errors::Error, docker: &DockerClient, container: &str) -> LogsError {
-    use bollard::errors::Error as E;
+/// What a failed read means for the member. Connecting to the engine fails with
+/// [`LogsError::Docker`] as it is (`?`); this is for the read itself.
+fn read_error(e: DockerError, docker: &DockerClient, container: &str) -> LogsError {
     match e {
-        E::DockerResponseServerError {
-            status_code: 404, ..
-        } => LogsError::ContainerGone(container.to_string()),
-        E::DockerResponseServerError { message, .. } => LogsError::Unreadable {
+        DockerError::NotFound(_) => LogsError::ContainerGone(container.to_string()),
+        DockerError::Api(reason) => LogsError::Unreadable {
             container: container.to_string(),
-            reason: message,
+            reason,
         },
-        E::RequestTimeoutError => LogsError::Docker(DockerError::Unreachable {
+        DockerError::Timeout(_) => LogsError::Docker(DockerError::Unreachable {
             host: docker.host().to_string(),
             reason: "it did not answer in time".into(),
         }),
-        e @ (E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_)) => {
-            LogsError::Docker(DockerError::Unreachable {
-                host: docker.host().to_string(),
-                reason: e.to_string(),
-            })
-        }
-        other => LogsError::Unreadable {
-            container: container.to_string(),
-            reason: other.to_string(),
-        },
+        e @ DockerError::Unreachable { .. } => LogsError::Docker(e),
     }
 }
 
@@ -638,8 +549,8 @@ pub async fn read(
     deadline: Duration,
 ) -> Result<Snapshot, LogsError> {
     let started = Instant::now();
-    let client = docker.client().await?;
-    let mut stream = client.logs(&q.container, Some(q.options(false)));
+    let stream = docker.logs(&q.container, &q.request(false)).await?;
+    tokio::pin!(stream);
     let mut matcher = Matcher::new(redactor, q);
     let want = q.lines.clamp(1, MAX_LINES);
     let mut ring: VecDeque<Kept> = VecDeque::with_capacity(want.min(1_024));
@@ -650,9 +561,9 @@ pub async fn read(
     // frames would each register and cancel a timer).
     let scan = async {
         while let Some(frame) = stream.next().await {
-            let frame = frame.map_err(|e| classify(e, docker, &q.container))?;
-            let stderr = is_stderr(&frame);
-            let frame: &[u8] = frame.as_ref();
+            let frame = frame.map_err(|e| read_error(e, docker, &q.container))?;
+            let stderr = frame.is_stderr();
+            let frame: &[u8] = frame.bytes();
             snap.scanned_lines += 1;
             snap.scanned_bytes += frame.len() as u64;
             let (ts, text) = split_frame(frame);
@@ -706,17 +617,12 @@ fn empty_kept() -> Kept {
 /// Checks that the container exists, quickly, so a typo or a stopped engine gets a
 /// private answer before the command defers.
 pub async fn check_container(docker: &DockerClient, container: &str) -> Result<(), LogsError> {
-    let client = docker.client().await?;
-    match client
-        .inspect_container(
-            container,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
+    docker.ready().await?;
+    docker
+        .inspect(container)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(classify(e, docker, container)),
-    }
+        .map(|_| ())
+        .map_err(|e| read_error(e, docker, container))
 }
 
 /// `docker logs --follow`: sends every matching line to `tx`, from `q.since` (or
@@ -728,8 +634,8 @@ pub async fn follow(
     q: Query,
     tx: mpsc::Sender<LogLine>,
 ) -> Result<(), LogsError> {
-    let client = docker.client().await?.clone();
-    let mut stream = client.logs(&q.container, Some(q.options(true)));
+    let stream = docker.logs(&q.container, &q.request(true)).await?;
+    tokio::pin!(stream);
     let mut matcher = Matcher::new(redactor, &q);
     loop {
         let next = tokio::select! {
@@ -738,11 +644,11 @@ pub async fn follow(
         };
         let frame = match next {
             None => return Ok(()),
-            Some(Err(e)) => return Err(classify(e, &docker, &q.container)),
+            Some(Err(e)) => return Err(read_error(e, &docker, &q.container)),
             Some(Ok(out)) => out,
         };
-        let stderr = is_stderr(&frame);
-        let (ts, text) = split_frame(frame.as_ref());
+        let stderr = frame.is_stderr();
+        let (ts, text) = split_frame(frame.bytes());
         let Some(text) = matcher.check(text, stderr) else {
             continue;
         };

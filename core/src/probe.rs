@@ -67,7 +67,7 @@ impl Prober {
                 None,
                 Some(format!(
                     "timed out after {}",
-                    crate::health::human_duration(timeout)
+                    crate::timefmt::human_duration(timeout)
                 )),
             ),
         };

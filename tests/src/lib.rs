@@ -6,6 +6,8 @@
 //! timeout, and [`Tester::finish`] fails the test if the bot said anything the
 //! test did not read or broke any Discord limit.
 
+pub mod bench;
+pub mod databases;
 pub mod docker;
 pub mod env;
 pub mod faults;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use klaxon_core::alerts::route::RouteConfig;
 use klaxon_core::alerts::{self, AlertStatus};
 use klaxon_core::incidents::Severity;
+use klaxon_tests::both_databases;
 use klaxon_tests::fake::{FaultRule, MessageRecord};
 use klaxon_tests::tester::ALERTS;
 use klaxon_tests::{Db, Tester};
@@ -209,15 +210,7 @@ async fn intake(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn intake_on_sqlite() {
-    intake(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn intake_on_postgres() {
-    intake(Db::Postgres).await;
-}
+both_databases!(intake, intake_on_sqlite, intake_on_postgres);
 
 const GENERIC_TOKEN: &str = "generic-token";
 const ON_CALL: u64 = 1005;
@@ -343,15 +336,11 @@ async fn grouped(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_are_grouped_and_edited_in_place_on_sqlite() {
-    grouped(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_are_grouped_and_edited_in_place_on_postgres() {
-    grouped(Db::Postgres).await;
-}
+both_databases!(
+    grouped,
+    alerts_are_grouped_and_edited_in_place_on_sqlite,
+    alerts_are_grouped_and_edited_in_place_on_postgres
+);
 
 async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(db: Db) {
     let t = Tester::builder()
@@ -396,15 +385,11 @@ async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(db: Db)
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx() {
-    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on_postgres() {
-    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(Db::Postgres).await;
-}
+both_databases!(
+    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on,
+    a_large_group_is_split_at_discords_limits_and_survives_a_5xx,
+    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on_postgres
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silences_hold_alerts_back_until_they_end() {
@@ -795,15 +780,11 @@ async fn a_p1_goes_out_within_a_second_behind_a_burst_on(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_p1_goes_out_within_a_second_behind_a_burst() {
-    a_p1_goes_out_within_a_second_behind_a_burst_on(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_p1_goes_out_within_a_second_behind_a_burst_on_postgres() {
-    a_p1_goes_out_within_a_second_behind_a_burst_on(Db::Postgres).await;
-}
+both_databases!(
+    a_p1_goes_out_within_a_second_behind_a_burst_on,
+    a_p1_goes_out_within_a_second_behind_a_burst,
+    a_p1_goes_out_within_a_second_behind_a_burst_on_postgres
+);
 
 async fn a_refused_token_stops_delivery_and_shows_in_readyz_on(db: Db) {
     let t = delivering(db).await;
@@ -852,15 +833,11 @@ async fn a_refused_token_stops_delivery_and_shows_in_readyz_on(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_token_stops_delivery_and_shows_in_readyz() {
-    a_refused_token_stops_delivery_and_shows_in_readyz_on(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_token_stops_delivery_and_shows_in_readyz_on_postgres() {
-    a_refused_token_stops_delivery_and_shows_in_readyz_on(Db::Postgres).await;
-}
+both_databases!(
+    a_refused_token_stops_delivery_and_shows_in_readyz_on,
+    a_refused_token_stops_delivery_and_shows_in_readyz,
+    a_refused_token_stops_delivery_and_shows_in_readyz_on_postgres
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_logs_button_shows_the_last_15_minutes_privately() {
@@ -1012,15 +989,11 @@ async fn a_group_still_firing_is_announced_again_until_acknowledged_on(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_still_firing_is_announced_again_until_acknowledged() {
-    a_group_still_firing_is_announced_again_until_acknowledged_on(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_still_firing_is_announced_again_until_acknowledged_on_postgres() {
-    a_group_still_firing_is_announced_again_until_acknowledged_on(Db::Postgres).await;
-}
+both_databases!(
+    a_group_still_firing_is_announced_again_until_acknowledged_on,
+    a_group_still_firing_is_announced_again_until_acknowledged,
+    a_group_still_firing_is_announced_again_until_acknowledged_on_postgres
+);
 
 async fn past_summarize_over_the_full_list_is_attached_on(db: Db) {
     let t = Tester::builder()
@@ -1068,15 +1041,11 @@ async fn past_summarize_over_the_full_list_is_attached_on(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_summarize_over_the_full_list_is_attached() {
-    past_summarize_over_the_full_list_is_attached_on(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_summarize_over_the_full_list_is_attached_on_postgres() {
-    past_summarize_over_the_full_list_is_attached_on(Db::Postgres).await;
-}
+both_databases!(
+    past_summarize_over_the_full_list_is_attached_on,
+    past_summarize_over_the_full_list_is_attached,
+    past_summarize_over_the_full_list_is_attached_on_postgres
+);
 
 /// Discord answers 503 to every alert post for six seconds: the outbox backs off and
 /// retries with the same nonces; after the outage every group is shown exactly
@@ -1139,15 +1108,11 @@ async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on(db:
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing() {
-    a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on_postgres() {
-    a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on(Db::Postgres).await;
-}
+both_databases!(
+    a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on,
+    a_discord_outage_of_several_seconds_loses_and_duplicates_nothing,
+    a_discord_outage_of_several_seconds_loses_and_duplicates_nothing_on_postgres
+);
 
 /// Discord accepts the requests but does not answer for a while: each one times out
 /// (`discord.request_timeout_secs`), the outbox retries with the same nonce, and the
@@ -1185,13 +1150,8 @@ async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplica
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates() {
-    a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on_postgres() {
-    a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on(Db::Postgres)
-        .await;
-}
+both_databases!(
+    a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on,
+    a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates,
+    a_discord_that_stops_answering_is_timed_out_and_retried_without_duplicates_on_postgres
+);

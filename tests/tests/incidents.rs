@@ -6,6 +6,7 @@ use std::time::Duration;
 use klaxon_core::audit::Outcome;
 use klaxon_core::incidents::{self, EntryKind, IncidentId, Who};
 use klaxon_core::permissions::Level;
+use klaxon_tests::both_databases;
 use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::fake::{FaultRule, Member, MessageRecord, Output, OutputKind};
 use klaxon_tests::tester::{role_of, INCIDENTS};
@@ -601,25 +602,13 @@ async fn p1_life(db: Db) {
     c.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_p1_from_open_to_postmortem_on_sqlite() {
-    p1_life(Db::Sqlite).await;
-}
+both_databases!(
+    p1_life,
+    a_p1_from_open_to_postmortem_on_sqlite,
+    a_p1_from_open_to_postmortem_on_postgres
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_p1_from_open_to_postmortem_on_postgres() {
-    p1_life(Db::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reminders_on_sqlite() {
-    reminders(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reminders_on_postgres() {
-    reminders(Db::Postgres).await;
-}
+both_databases!(reminders, reminders_on_sqlite, reminders_on_postgres);
 
 /// Reminders from the database with a controllable clock: re-page, retry of a page
 /// Discord failed, the commander's nudge, and none once things are up to date.
@@ -1078,15 +1067,11 @@ async fn concurrent(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_changes_are_all_recorded_on_sqlite() {
-    concurrent(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_changes_are_all_recorded_on_postgres() {
-    concurrent(Db::Postgres).await;
-}
+both_databases!(
+    concurrent,
+    concurrent_changes_are_all_recorded_on_sqlite,
+    concurrent_changes_are_all_recorded_on_postgres
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedicated_channel_when_configured() {

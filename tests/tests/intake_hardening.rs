@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hmac::{Hmac, Mac};
 use klaxon::config::Secret;
 use klaxon_core::alerts;
+use klaxon_tests::both_databases;
 use klaxon_tests::{Db, Tester};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -346,15 +347,11 @@ async fn nul_bytes(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nul_bytes_do_not_lose_the_batch_on_sqlite() {
-    nul_bytes(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nul_bytes_do_not_lose_the_batch_on_postgres() {
-    nul_bytes(Db::Postgres).await;
-}
+both_databases!(
+    nul_bytes,
+    nul_bytes_do_not_lose_the_batch_on_sqlite,
+    nul_bytes_do_not_lose_the_batch_on_postgres
+);
 
 fn grafana_body() -> Vec<u8> {
     serde_json::to_vec(&json!({

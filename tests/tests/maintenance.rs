@@ -9,6 +9,7 @@ use klaxon_core::docker::DockerClient;
 use klaxon_core::incidents::{self, IncidentId};
 use klaxon_core::maintenance::flag::FlagConfig;
 use klaxon_core::permissions::Level;
+use klaxon_tests::both_databases;
 use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::tester::{ALERTS, INCIDENTS};
 use klaxon_tests::{Db, Tester};
@@ -259,15 +260,11 @@ async fn flag_and_held_alerts(db: Db) {
     c.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_sets_the_flag_holds_alerts_and_summarises_them_on_sqlite() {
-    flag_and_held_alerts(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_sets_the_flag_holds_alerts_and_summarises_them_on_postgres() {
-    flag_and_held_alerts(Db::Postgres).await;
-}
+both_databases!(
+    flag_and_held_alerts,
+    a_window_sets_the_flag_holds_alerts_and_summarises_them_on_sqlite,
+    a_window_sets_the_flag_holds_alerts_and_summarises_them_on_postgres
+);
 
 /// A flag that cannot be set is reported, with the command to run by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,15 +522,11 @@ async fn scheduling(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduled_windows_are_announced_started_and_ended_on_sqlite() {
-    scheduling(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduled_windows_are_announced_started_and_ended_on_postgres() {
-    scheduling(Db::Postgres).await;
-}
+both_databases!(
+    scheduling,
+    scheduled_windows_are_announced_started_and_ended_on_sqlite,
+    scheduled_windows_are_announced_started_and_ended_on_postgres
+);
 
 /// Restarts: one in the middle of a window changes nothing; after one that lasted
 /// past the end, the end is applied at start-up and announced as late, and a window
@@ -639,15 +632,11 @@ async fn restarts(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarts_resume_windows_on_sqlite() {
-    restarts(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarts_resume_windows_on_postgres() {
-    restarts(Db::Postgres).await;
-}
+both_databases!(
+    restarts,
+    restarts_resume_windows_on_sqlite,
+    restarts_resume_windows_on_postgres
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_permissions_get_clear_private_answers() {

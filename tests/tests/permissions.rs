@@ -170,3 +170,37 @@ async fn every_command_at_every_level_is_allowed_or_denied() {
     t.discard_unread().await;
     t.finish().await;
 }
+
+/// A member whose level does not reach a command still gets an answer while typing
+/// its options: no choices (with no answer at all Discord shows "Loading options
+/// failed"). Typing is not a command run, so the audit log records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_autocomplete_is_answered_with_no_choices_and_not_audited() {
+    let t = Tester::builder()
+        .service("api", None, Some("http://127.0.0.1:9/health"))
+        .spawn()
+        .await;
+    let denied = t
+        .slash("health")
+        .without_role()
+        .autocomplete("service", "")
+        .await;
+    assert!(denied.is_empty(), "{denied:?}");
+    let allowed = t
+        .slash("health")
+        .as_level(Level::Viewer)
+        .autocomplete("service", "")
+        .await;
+    assert_eq!(allowed, vec!["api".to_string()]);
+    // Audit rows are written after the answer: give a wrong one time to land.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let rows = t.bot().app.store.recent_audit(20).await.expect("audit");
+    assert!(
+        rows.is_empty(),
+        "autocompletes are not command runs: {:?}",
+        rows.iter()
+            .map(|r| (r.command.as_str(), r.outcome.as_str()))
+            .collect::<Vec<_>>()
+    );
+    t.finish().await;
+}

@@ -10,6 +10,7 @@ use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
 use klaxon_core::audit::Outcome;
 use klaxon_core::deployments::{self, Status};
 use klaxon_core::permissions::Level;
+use klaxon_tests::both_databases;
 use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::fake::{FaultRule, Member, MessageRecord, Output, OutputKind};
 use klaxon_tests::tester::{role_of, ALERTS};
@@ -350,15 +351,11 @@ async fn happy_path(db: Db) {
     c.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_v2_to_v1_keeps_the_configuration() {
-    happy_path(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rollback_happy_path_on_postgres() {
-    happy_path(Db::Postgres).await;
-}
+both_databases!(
+    happy_path,
+    rollback_v2_to_v1_keeps_the_configuration,
+    rollback_happy_path_on_postgres
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_to_a_broken_release_reverts_automatically() {

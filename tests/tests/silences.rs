@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use klaxon::config::Secret;
 use klaxon_core::alerts::silence;
 use klaxon_core::permissions::Level;
+use klaxon_tests::both_databases;
 use klaxon_tests::fake::OutputKind;
 use klaxon_tests::tester::ALERTS;
 use klaxon_tests::{Db, Tester};
@@ -92,15 +93,11 @@ async fn a_silence_regex_cannot_stall_intake(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silence_regex_cannot_stall_intake_on_sqlite() {
-    a_silence_regex_cannot_stall_intake(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silence_regex_cannot_stall_intake_on_postgres() {
-    a_silence_regex_cannot_stall_intake(Db::Postgres).await;
-}
+both_databases!(
+    a_silence_regex_cannot_stall_intake,
+    a_silence_regex_cannot_stall_intake_on_sqlite,
+    a_silence_regex_cannot_stall_intake_on_postgres
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silence_matchers_split_only_between_matchers() {
@@ -175,12 +172,8 @@ async fn silence_on_a_group_cannot_silence_another_group(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silence_on_a_group_cannot_silence_another_group_on_sqlite() {
-    silence_on_a_group_cannot_silence_another_group(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silence_on_a_group_cannot_silence_another_group_on_postgres() {
-    silence_on_a_group_cannot_silence_another_group(Db::Postgres).await;
-}
+both_databases!(
+    silence_on_a_group_cannot_silence_another_group,
+    silence_on_a_group_cannot_silence_another_group_on_sqlite,
+    silence_on_a_group_cannot_silence_another_group_on_postgres
+);

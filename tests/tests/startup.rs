@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use klaxon::config::Secret;
+use klaxon_tests::both_databases;
 use klaxon_tests::fake::OutputKind;
 use klaxon_tests::tester::{ALERTS, GUILD};
 use klaxon_tests::{Db, Tester};
@@ -104,12 +105,8 @@ async fn starting_while_discord_is_down(db: Db) {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starting_while_discord_is_down_on_sqlite() {
-    starting_while_discord_is_down(Db::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starting_while_discord_is_down_on_postgres() {
-    starting_while_discord_is_down(Db::Postgres).await;
-}
+both_databases!(
+    starting_while_discord_is_down,
+    starting_while_discord_is_down_on_sqlite,
+    starting_while_discord_is_down_on_postgres
+);

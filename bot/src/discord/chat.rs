@@ -49,7 +49,7 @@ fn embeds(message: &ChatMessage) -> Vec<serenity::CreateEmbed> {
     message
         .embeds
         .iter()
-        .map(klaxon_commands::render::embed)
+        .map(klaxon_commands::discord::embed)
         .collect()
 }
 
@@ -138,7 +138,7 @@ impl ChatSink for DiscordChat {
             .message(&self.http, MessageId::new(message_id))
             .await
             .map_err(classify)?;
-        Ok(klaxon_commands::incident::posted(&m))
+        Ok(klaxon_commands::discord::posted(&m))
     }
 }
 

@@ -198,39 +198,37 @@ pub(super) fn build_app(
         klaxon_commands::default_levels(&commands),
         &config.permissions,
     );
-    Ok(App {
-        store,
-        docker: DockerClient::new(
+    Ok(App::builder()
+        .docker(DockerClient::new(
             &config.docker.host,
             Duration::from_secs(config.docker.timeout_secs),
-        ),
-        prober: Prober::new(),
-        services: config.services.clone(),
-        thresholds: config.health.clone(),
-        logs: config.logs.clone(),
-        log_reads: klaxon_core::log_reads::ReadQueue::new(config.logs.max_concurrent_reads),
-        rollout: config.rollback.clone(),
-        ops_locks: Default::default(),
-        policy,
-        metrics,
-        chat,
-        audit_channel: config.channels.audit,
-        incidents_channel: config.channels.incidents,
-        incidents: config.incidents.clone(),
-        clock,
-        alerts: klaxon_core::alerts::route::Router::new(&config.alerts)
-            .map_err(|e| anyhow!("alerts: {}", e.join("; ")))?,
-        alerts_channel: config.channels.alerts,
-        maintenance: klaxon_core::maintenance::Settings::new(&config.maintenance)
-            .map_err(|e| anyhow!("maintenance: {}", e.join("; ")))?,
-        maintenance_lock: Default::default(),
-        maintenance_wake: Default::default(),
-        chat_connected: Default::default(),
-        chat_unauthorized: Default::default(),
-        leader: Default::default(),
-        in_flight: Default::default(),
-        discord_outage: std::sync::Mutex::new(outage),
-    })
+        ))
+        .prober(Prober::new())
+        .services(config.services.clone())
+        .thresholds(config.health.clone())
+        .logs(config.logs.clone())
+        .log_reads(klaxon_core::log_reads::ReadQueue::new(
+            config.logs.max_concurrent_reads,
+        ))
+        .rollout(config.rollback.clone())
+        .policy(policy)
+        .metrics(metrics)
+        .chat(chat)
+        .audit_channel(config.channels.audit)
+        .incidents_channel(config.channels.incidents)
+        .incidents(config.incidents.clone())
+        .clock(clock)
+        .alerts(
+            klaxon_core::alerts::route::Router::new(&config.alerts)
+                .map_err(|e| anyhow!("alerts: {}", e.join("; ")))?,
+        )
+        .alerts_channel(config.channels.alerts)
+        .maintenance(
+            klaxon_core::maintenance::Settings::new(&config.maintenance)
+                .map_err(|e| anyhow!("maintenance: {}", e.join("; ")))?,
+        )
+        .discord_outage(outage)
+        .build(store))
 }
 
 /// The error for a Discord that refused Klaxon, with the key to fix.

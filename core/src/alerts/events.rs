@@ -5,7 +5,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use bollard::query_parameters::EventsOptionsBuilder;
 use futures::StreamExt as _;
 use tracing::{info, warn};
 
@@ -147,28 +146,15 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
     let mut reconnecting = false;
     let mut last_nano: i64 = 0;
     loop {
-        let docker = match app.docker.client().await {
-            Ok(d) => d.clone(),
-            Err(e) => {
-                warn!(error = %e, "Docker events: engine unreachable; retrying");
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep(pause) => {}
-                }
-                pause = (pause * 2).min(Duration::from_secs(30));
-                continue;
+        if let Err(e) = app.docker.ready().await {
+            warn!(error = %e, "Docker events: engine unreachable; retrying");
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(pause) => {}
             }
-        };
-        let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
-        filters.insert("type", vec!["container".into()]);
-        filters.insert("container", by_container.keys().cloned().collect());
-        filters.insert(
-            "event",
-            ["die", "oom", "start", "health_status"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        );
+            pause = (pause * 2).min(Duration::from_secs(30));
+            continue;
+        }
         if since.is_some() || reconnecting {
             // A broken stream: wait before asking again (growing), so an engine that
             // is down is not asked in a tight loop.
@@ -180,11 +166,20 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
         }
         reconnecting = true;
         since = since.or_else(|| Some(chrono::Utc::now().timestamp()));
-        let mut options = EventsOptionsBuilder::new().filters(&filters);
-        if let Some(s) = since {
-            options = options.since(&s.to_string());
-        }
-        let mut stream = docker.events(Some(options.build()));
+        let containers = by_container.keys().cloned().collect();
+        let actions = ["die", "oom", "start", "health_status"];
+        let stream = match app
+            .docker
+            .container_events(containers, &actions, since)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "Docker events stream broke; reconnecting");
+                continue;
+            }
+        };
+        tokio::pin!(stream);
         info!(containers = by_container.len(), "following Docker events");
         loop {
             let next = tokio::select! {
@@ -211,7 +206,7 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
             }
             last_nano = last_nano.max(nano);
             since = ev.time.or(since);
-            let attributes = ev.actor.and_then(|a| a.attributes).unwrap_or_default();
+            let attributes = ev.attributes;
             let Some(service) = attributes
                 .get("name")
                 .and_then(|n| by_container.get(n.trim_start_matches('/')))
@@ -235,7 +230,8 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
             if alerts.is_empty() {
                 continue;
             }
-            match super::db::ingest(&app.store, &app.alerts, app.alerts_channel, &alerts, now).await
+            match super::intake::ingest(&app.store, &app.alerts, app.alerts_channel, &alerts, now)
+                .await
             {
                 Ok(done) => {
                     let changed: Vec<&Alert> =

@@ -88,7 +88,7 @@ pub async fn round(app: &App, state: &mut ProbeState) -> Result<Vec<Alert>, Stor
     if !out.is_empty() {
         let now = app.clock.now_ms();
         let done =
-            super::db::ingest(&app.store, &app.alerts, app.alerts_channel, &out, now).await?;
+            super::intake::ingest(&app.store, &app.alerts, app.alerts_channel, &out, now).await?;
         let changed: Vec<&Alert> = done.changed.iter().filter_map(|i| out.get(*i)).collect();
         crate::incidents::record_alerts(app, &changed).await?;
     }

@@ -1,16 +1,15 @@
 //! Silences: matching alerts are stored and counted but not posted until the
 //! silence ends (by itself, or by `/alerts unsilence`); alerts still firing then are
-//! given back to their groups.
+//! given back to their groups. Their SQL is in [`crate::store::alerts`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::Alert;
+use crate::store::alerts::{self, SilenceRow};
+use crate::store::{Store, StoreError};
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-
-use super::Alert;
-use crate::store::{Store, StoreError};
 
 /// The whole `matcher` option, as typed.
 pub const MAX_MATCHERS_TEXT: usize = 1_000;
@@ -266,18 +265,17 @@ pub struct Silence {
     pub held: i64,
 }
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<Silence, StoreError> {
-    let m: String = r.try_get("matchers")?;
-    Ok(Silence {
-        id: r.try_get("id")?,
-        matchers: serde_json::from_str(&m).unwrap_or_default(),
-        compiled: Compiled::of_stored(&m),
-        reason: r.try_get("reason")?,
-        created_by: r.try_get("created_by")?,
-        created_ms: r.try_get("created_ms")?,
-        ends_ms: r.try_get("ends_ms")?,
-        held: r.try_get("held")?,
-    })
+fn from_row(r: SilenceRow) -> Silence {
+    Silence {
+        id: r.id,
+        matchers: serde_json::from_str(&r.matchers).unwrap_or_default(),
+        compiled: Compiled::of_stored(&r.matchers),
+        reason: r.reason,
+        created_by: r.created_by,
+        created_ms: r.created_ms,
+        ends_ms: r.ends_ms,
+        held: r.held,
+    }
 }
 
 /// A new silence; with `until_resolved` it also ends once every alert it held has
@@ -291,80 +289,24 @@ pub async fn create(
     ends_ms: i64,
     until_resolved: bool,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO silences (matchers, reason, created_by, created_ms, ends_ms, until_resolved) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind({
-        let json = serde_json::to_string(matchers).unwrap_or_else(|_| "[]".into());
-        // Compiled once, now; intake finds it in the cache.
-        let _ = Compiled::of_stored(&json);
-        json
-    })
-    .bind(reason)
-    .bind(by)
-    .bind(now_ms)
-    .bind(ends_ms)
-    .bind(i64::from(until_resolved))
-    .fetch_one(store.pool())
-    .await?;
-    Ok(row.try_get("id")?)
+    let json = serde_json::to_string(matchers).unwrap_or_else(|_| "[]".into());
+    // Compiled once, now; intake finds it in the cache.
+    let _ = Compiled::of_stored(&json);
+    alerts::insert_silence(store, json, reason, by, now_ms, ends_ms, until_resolved).await
 }
 
 /// Silences in force now, the newest first.
 pub async fn active(store: &Store, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, matchers, reason, created_by, created_ms, ends_ms, held FROM silences \
-         WHERE ended_ms IS NULL AND ends_ms > $1 ORDER BY id DESC",
-    )
-    .bind(now_ms)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter().map(from_row).collect()
-}
-
-/// The ids of the silences in force, inside a transaction (the intake's): alerts
-/// are matched before it begins, and held only by a silence still in force here.
-pub async fn active_ids_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    now_ms: i64,
-) -> Result<std::collections::HashSet<i64>, StoreError> {
-    let rows = sqlx::query("SELECT id FROM silences WHERE ended_ms IS NULL AND ends_ms > $1")
-        .bind(now_ms)
-        .fetch_all(&mut **tx)
-        .await?;
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>("id").map_err(Into::into))
-        .collect()
+    Ok(alerts::active_silences(store, now_ms)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect())
 }
 
 /// Ends a silence early; false when there is no such active silence.
 pub async fn end(store: &Store, id: i64, by: &str, now_ms: i64) -> Result<bool, StoreError> {
-    Ok(sqlx::query(
-        "UPDATE silences SET ended_ms = $1, ended_by = $2 WHERE id = $3 AND ended_ms IS NULL \
-         AND ends_ms > $4",
-    )
-    .bind(now_ms)
-    .bind(by)
-    .bind(id)
-    .bind(now_ms)
-    .execute(store.pool())
-    .await?
-    .rows_affected()
-        > 0)
-}
-
-/// Silences that are over but whose held alerts were not given back yet.
-pub async fn finished_unreleased(store: &Store, now_ms: i64) -> Result<Vec<i64>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id FROM silences WHERE released = 0 AND (ended_ms IS NOT NULL OR ends_ms <= $1)",
-    )
-    .bind(now_ms)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter()
-        .map(|r| r.try_get::<i64, _>("id").map_err(Into::into))
-        .collect()
+    alerts::end_silence(store, id, by, now_ms).await
 }
 
 #[cfg(test)]

@@ -4,29 +4,11 @@
 //! Every change is verified, because an operator who is told "flag set" will act on
 //! it.
 
-use serde::{Deserialize, Serialize};
-
 use crate::docker::DockerClient;
 
 pub const DEFAULT_PATH: &str = "/app/MAINTENANCE";
 
-/// `[services.maintenance_flag]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlagConfig {
-    /// The file whose presence means "in maintenance" (default `/app/MAINTENANCE`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Instead of a file: the command (argv) that switches maintenance on...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on: Option<Vec<String>>,
-    /// ... and the one that switches it off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub off: Option<Vec<String>>,
-    /// Optional with `on`/`off`: exits 0 while maintenance is on, non-zero while off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check: Option<Vec<String>>,
-}
+pub use crate::settings::services::FlagConfig;
 
 impl FlagConfig {
     /// Problems with this service's flag settings, for the config check; `at` is

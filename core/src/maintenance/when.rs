@@ -18,7 +18,7 @@ pub fn parse_duration(s: &str, max: Duration) -> Result<Duration, String> {
             "`{t}` is negative: a window lasts a positive time, e.g. 30m or 2h."
         ));
     }
-    let d = crate::logs::parse_duration(&normalize_units(t))
+    let d = crate::timefmt::parse_duration(&normalize_units(t))
         .ok_or_else(|| format!("`{t}` is not a duration: write 30m, 2h or 1h30m."))?;
     if d.is_zero() {
         return Err("A window cannot last zero time: give e.g. 30m or 2h.".into());
@@ -71,7 +71,7 @@ pub fn parse_start(s: &str, now: DateTime<Utc>, tz: Tz) -> Result<DateTime<Utc>,
     }
     let lower = t.to_lowercase();
     if let Some(rest) = lower.strip_prefix("in ") {
-        let d = crate::logs::parse_duration(&normalize_units(rest))
+        let d = crate::timefmt::parse_duration(&normalize_units(rest))
             .ok_or_else(|| format!("`{t}`: write a relative time as `in 2h` or `in 90m`."))?;
         let d = ChronoDuration::from_std(d).map_err(|_| format!("`{t}` is too far away."))?;
         return now

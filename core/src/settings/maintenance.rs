@@ -68,7 +68,7 @@ impl Settings {
         });
         let mut leads = Vec::new();
         for l in &c.announce_before {
-            match crate::logs::parse_duration(l).filter(|d| !d.is_zero()) {
+            match crate::timefmt::parse_duration(l).filter(|d| !d.is_zero()) {
                 Some(d) => leads.push(d),
                 None => problems.push(format!(
                     "maintenance.announce_before: `{l}` is not a duration such as 48h or 1h"
@@ -77,7 +77,7 @@ impl Settings {
         }
         leads.sort_by(|a, b| b.cmp(a));
         leads.dedup();
-        let max = match crate::logs::parse_duration(&c.max_duration).filter(|d| !d.is_zero()) {
+        let max = match crate::timefmt::parse_duration(&c.max_duration).filter(|d| !d.is_zero()) {
             Some(d) => d,
             None => {
                 problems.push(format!(

@@ -31,24 +31,13 @@ use anyhow::Context as _;
 use klaxon_core::alerts::route::RouteConfig;
 use klaxon_core::incidents::Severity;
 use klaxon_fake_discord::OutputKind;
-use klaxon_tests::Tester;
+use klaxon_tests::{bench, Tester};
 use serde_json::json;
 
 const CHANNELS: [u64; 3] = [111, 333, 444];
 const GROUPS: usize = 20;
 const PER_POST: usize = 100;
 const TOKEN: &str = "bench-token";
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn payload(batch: usize, alerts: usize) -> serde_json::Value {
     let list: Vec<serde_json::Value> = (0..alerts)
@@ -209,7 +198,7 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
     let p99 =
         latencies[((latencies.len() as f64 * 0.99).ceil() as usize).clamp(1, latencies.len()) - 1];
     let throughput = total as f64 / intake_time.as_secs_f64();
-    let rss = peak_rss_kib();
+    let rss = bench::Memory::of_self().map(|m| m.hwm / 1024).unwrap_or(0);
     println!(
         "intake: {total} alerts in {posts} notifications over {seconds} s: {throughput:.0} alerts/s of intake time (target >= 5000), notification p99 {:.1} ms",
         p99.as_secs_f64() * 1000.0
@@ -294,22 +283,25 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
 }
 
 fn main() -> ExitCode {
-    let mut total = 10_000;
-    let mut seconds = 10;
-    let mut replicas = 0;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let v = args.next().and_then(|v| v.parse::<u64>().ok());
-        match (flag.as_str(), v) {
-            ("--alerts", Some(n)) => total = n.clamp(100, 100_000) as usize,
-            ("--seconds", Some(n)) => seconds = n.clamp(1, 120),
-            ("--replicas", Some(n)) => replicas = n.clamp(1, 5) as usize,
-            _ => {
-                eprintln!("usage: bench-alerts [--alerts N] [--seconds N] [--replicas N]");
-                return ExitCode::from(2);
-            }
+    const USAGE: &str = "usage: bench-alerts [--alerts N] [--seconds N] [--replicas N]";
+    let parsed = bench::Flags::from_env(USAGE, &["--alerts", "--seconds", "--replicas"], &[])
+        .and_then(|f| {
+            Ok((
+                f.number::<u64>("--alerts")?
+                    .map_or(10_000, |n| n.clamp(100, 100_000) as usize),
+                f.number::<u64>("--seconds")?
+                    .map_or(10, |n| n.clamp(1, 120)),
+                f.number::<u64>("--replicas")?
+                    .map_or(0, |n| n.clamp(1, 5) as usize),
+            ))
+        });
+    let (total, seconds, replicas) = match parsed {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
         }
-    }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

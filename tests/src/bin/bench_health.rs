@@ -31,6 +31,9 @@ use anyhow::{bail, Context as _};
 use futures::{FutureExt as _, StreamExt as _};
 use klaxon_core::permissions::Level;
 use klaxon_fake_discord::{FakeConfig, FakeDiscord, OutputKind, SlashInvocation, Violations};
+use klaxon_tests::bench::{
+    self, klaxon_binary, mb, met, ms_tenths as ms, summarize, toml_str, Memory, Summary,
+};
 use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::tester::{role_of, GUILD, OPS, READ_TIMEOUT};
 use klaxon_tests::{env, Tester};
@@ -60,67 +63,14 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        invocations: 200,
-        concurrency: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let slot = match flag.as_str() {
-            "--invocations" => &mut args.invocations,
-            "--concurrency" => &mut args.concurrency,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        };
-        *slot = it
-            .next()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n > 0)
-            .ok_or_else(|| format!("{flag} needs a positive number\n{USAGE}"))?;
-    }
-    Ok(args)
+    let f = bench::Flags::from_env(USAGE, &["--invocations", "--concurrency"], &[])?;
+    Ok(Args {
+        invocations: f.positive("--invocations")?.map_or(200, |n| n as usize),
+        concurrency: f.positive("--concurrency")?.map_or(20, |n| n as usize),
+    })
 }
 
 // ---------------------------------------------------------------- statistics
-
-/// Nearest-rank percentiles of one series.
-#[derive(Debug, Clone, Copy, Default)]
-struct Summary {
-    n: usize,
-    p50: Duration,
-    p90: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-/// Nearest rank: the smallest value with at least p % of the samples at or below it.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn summarize(mut values: Vec<Duration>) -> Summary {
-    values.sort_unstable();
-    Summary {
-        n: values.len(),
-        p50: percentile(&values, 50.0),
-        p90: percentile(&values, 90.0),
-        p99: percentile(&values, 99.0),
-        max: values.last().copied().unwrap_or_default(),
-    }
-}
-
-/// Milliseconds with one decimal, for the report and the JSON.
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-fn mb(bytes: u64) -> f64 {
-    (bytes as f64 / 10_000.0).round() / 100.0
-}
 
 /// One answered `/health`, timed by the fake's own clock.
 #[derive(Debug, Clone)]
@@ -292,14 +242,6 @@ impl LoadStats {
     }
 }
 
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
 /// Every violation counter, by name: the report shows which rule broke.
 fn violation_counts(v: &Violations) -> [(&'static str, u64); 9] {
     [
@@ -456,36 +398,9 @@ async fn scenario_http_only(args: Args) -> LoadStats {
 
 // ------------------------------------------------------ C: the real binary
 
-/// `VmRSS` (resident now) and `VmHWM` (peak resident) of a process, in bytes.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    rss: u64,
-    hwm: u64,
-}
-
-impl Memory {
-    fn of(pid: u32) -> anyhow::Result<Memory> {
-        let path = format!("/proc/{pid}/status");
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        // Lines look like `VmRSS:	   18236 kB`; /proc's kB are KiB.
-        let field = |key: &str| -> anyhow::Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kb| kb.parse::<u64>().ok())
-                .map(|kb| kb * 1024)
-                .with_context(|| format!("no {key} in {path}"))
-        };
-        Ok(Memory {
-            rss: field("VmRSS:")?,
-            hwm: field("VmHWM:")?,
-        })
-    }
-
-    fn json(&self) -> Value {
-        json!({ "vm_rss_mb": mb(self.rss), "vm_hwm_mb": mb(self.hwm) })
-    }
+/// A process's memory in the report.
+fn memory_json(m: &Memory) -> Value {
+    json!({ "vm_rss_mb": mb(m.rss), "vm_hwm_mb": mb(m.hwm) })
 }
 
 #[derive(Debug)]
@@ -558,36 +473,15 @@ impl RssStats {
             "binary_mb": mb(self.binary_bytes),
             "startup_ms": ms(self.startup),
             "settle_s": SETTLE.as_secs(),
-            "idle": self.idle.json(),
+            "idle": memory_json(&self.idle),
             "idle_rss_target_met": self.idle.rss < RSS_TARGET_BYTES,
-            "after_commands": self.after.json(),
+            "after_commands": memory_json(&self.after),
             "commands": self.commands.json(),
             "exit": self.exit,
             "shutdown_ms": self.shutdown.map(ms),
             "failures": self.failures(),
         })
     }
-}
-
-/// `klaxon`, built by `cargo build --release -p klaxon` next to this bench.
-fn klaxon_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the bench executable")?;
-    let dir = exe
-        .parent()
-        .context("the bench executable has no directory")?;
-    let binary = dir.join("klaxon");
-    if !binary.is_file() {
-        bail!(
-            "{} not found: build it first with `cargo build --release -p klaxon -p klaxon-tests`",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-/// A TOML string literal (JSON's escapes are valid TOML).
-fn toml_str(s: &str) -> String {
-    Value::from(s).to_string()
 }
 
 fn config_toml(api_url: &str, db_url: &str, docker_host: &str, endpoint: SocketAddr) -> String {
@@ -827,26 +721,6 @@ async fn scenario_binary(args: Args, docker_host: &str) -> anyhow::Result<RssSta
 
 // ------------------------------------------------------------------- main
 
-/// `target/bench/health.json`: the bench runs from `target/<profile>/`.
-fn json_path() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the bench executable")?;
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the bench executable is not in target/<profile>/")?;
-    Ok(target.join("bench").join("health.json"))
-}
-
-fn write_json(report: &Value) -> anyhow::Result<PathBuf> {
-    let path = json_path()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let text = serde_json::to_string_pretty(report).context("serializing the report")?;
-    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
 /// Logs go to stderr so stdout is only the report. The in-process bots' shutdown
 /// makes serenity warn "error awaiting close frame" (the fake drops the socket on
 /// the bot's close frame without echoing one), which is noise here;
@@ -922,7 +796,7 @@ async fn main() -> ExitCode {
         "failures": failures,
         "pass": failures.is_empty(),
     });
-    match write_json(&report) {
+    match bench::write_json("health", &report) {
         Ok(path) => println!("JSON: {}", path.display()),
         Err(e) => failures.push(format!("writing the JSON report: {e:#}")),
     }

@@ -25,6 +25,7 @@ use klaxon_core::incidents::db::{self, NewEntry, NewIncident};
 use klaxon_core::incidents::{postmortem, EntryKind, IncidentId, Severity, Who};
 use klaxon_core::permissions::Level;
 use klaxon_core::store::Store;
+use klaxon_tests::bench::{self, ms, percentile};
 use klaxon_tests::tester::INCIDENTS;
 use klaxon_tests::{env, Tester};
 use serde_json::json;
@@ -40,39 +41,18 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        entries: 10_000,
-        notes: 200,
-        concurrency: 20,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value; {USAGE}"))?;
-        let n: usize = value
-            .parse()
-            .map_err(|_| format!("{flag}: `{value}` is not a number; {USAGE}"))?;
-        match flag.as_str() {
-            "--entries" => a.entries = n.clamp(1, 200_000),
-            "--notes" => a.notes = n.clamp(1, 5_000),
-            "--concurrency" => a.concurrency = n.clamp(1, 100),
-            _ => return Err(format!("unknown flag {flag}; {USAGE}")),
-        }
-    }
-    Ok(a)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    let f = bench::Flags::from_env(USAGE, &["--entries", "--notes", "--concurrency"], &[])?;
+    Ok(Args {
+        entries: f
+            .number::<usize>("--entries")?
+            .map_or(10_000, |n| n.clamp(1, 200_000)),
+        notes: f
+            .number::<usize>("--notes")?
+            .map_or(200, |n| n.clamp(1, 5_000)),
+        concurrency: f
+            .number::<usize>("--concurrency")?
+            .map_or(20, |n| n.clamp(1, 100)),
+    })
 }
 
 /// A: an incident with `entries` timeline entries, then 20 post-mortems of it.

@@ -42,6 +42,9 @@ use anyhow::{bail, Context as _};
 use futures::StreamExt as _;
 use klaxon_core::permissions::Level;
 use klaxon_fake_discord::{FakeConfig, FakeDiscord, OutputKind, SlashInvocation};
+use klaxon_tests::bench::{
+    self, cpu_seconds, klaxon_binary, met, mib, secs, thousands, toml_str, Memory,
+};
 use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::tester::{role_of, GUILD, OPS};
 use klaxon_tests::{env, Tester};
@@ -87,105 +90,28 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        bytes: 1_100_000_000,
-        reps: 1,
-        concurrent: None,
-        max_reads: None,
+    let f = bench::Flags::from_env(
+        USAGE,
+        &[
+            "--bytes",
+            "--reps",
+            "--concurrent",
+            "--max-concurrent-reads",
+        ],
+        &[],
+    )?;
+    let args = Args {
+        bytes: f.number("--bytes")?.unwrap_or(1_100_000_000),
+        reps: f.positive("--reps")?.map_or(1, |n| n as usize),
+        concurrent: f.positive("--concurrent")?.map(|n| n as usize),
+        max_reads: f.positive("--max-concurrent-reads")?.map(|n| n as usize),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value =
-            || -> Result<u64, String> { Err(format!("{flag} needs a positive number\n{USAGE}")) };
-        match flag.as_str() {
-            "--bytes" => {
-                args.bytes = match it.next().and_then(|v| v.parse().ok()) {
-                    Some(n) => n,
-                    None => value()?,
-                }
-            }
-            "--reps" => {
-                args.reps = match it.next().and_then(|v| v.parse().ok()) {
-                    Some(n) if n > 0 => n,
-                    _ => value()? as usize,
-                }
-            }
-            "--concurrent" => {
-                args.concurrent = match it.next().and_then(|v| v.parse().ok()) {
-                    Some(n) if n > 0 => Some(n),
-                    _ => Some(value()? as usize),
-                }
-            }
-            "--max-concurrent-reads" => {
-                args.max_reads = match it.next().and_then(|v| v.parse().ok()) {
-                    Some(n) if n > 0 => Some(n),
-                    _ => Some(value()? as usize),
-                }
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
-    }
     if args.bytes == 0 && args.concurrent.is_none() {
         return Err(format!(
             "--bytes 0 without --concurrent: nothing to run\n{USAGE}"
         ));
     }
     Ok(args)
-}
-
-fn mib(bytes: u64) -> f64 {
-    (bytes as f64 / (1024.0 * 1024.0) * 10.0).round() / 10.0
-}
-
-fn secs(d: Duration) -> f64 {
-    (d.as_secs_f64() * 100.0).round() / 100.0
-}
-
-/// VmRSS / VmHWM of a process, in bytes.
-#[derive(Debug, Clone, Copy)]
-struct Memory {
-    rss: u64,
-    hwm: u64,
-}
-
-impl Memory {
-    fn of(pid: u32) -> anyhow::Result<Memory> {
-        let path = format!("/proc/{pid}/status");
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        let field = |key: &str| -> anyhow::Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kb| kb.parse::<u64>().ok())
-                .map(|kb| kb * 1024)
-                .with_context(|| format!("no {key} in {path}"))
-        };
-        Ok(Memory {
-            rss: field("VmRSS:")?,
-            hwm: field("VmHWM:")?,
-        })
-    }
-
-    /// Resets VmHWM to the current RSS (Linux: `echo 5 > /proc/PID/clear_refs`).
-    fn reset_peak(pid: u32) -> anyhow::Result<()> {
-        let path = format!("/proc/{pid}/clear_refs");
-        std::fs::write(&path, "5").with_context(|| format!("writing {path}"))
-    }
-}
-
-/// User + system CPU seconds of a process, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // The fields after the command name (which may contain spaces) start at ")".
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ")".
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 // ----------------------------------------------------------------- the log
@@ -253,25 +179,6 @@ async fn count(c: &Containers, name: &str) -> anyhow::Result<(u64, u64, u64)> {
 }
 
 // -------------------------------------------------------- the real binary
-
-fn klaxon_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the bench executable")?;
-    let binary = exe
-        .parent()
-        .context("the bench executable has no directory")?
-        .join("klaxon");
-    if !binary.is_file() {
-        bail!(
-            "{} not found: build it first with `cargo build --release -p klaxon -p klaxon-tests`",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-fn toml_str(s: &str) -> String {
-    Value::from(s).to_string()
-}
 
 fn config_toml(
     api_url: &str,
@@ -609,15 +516,6 @@ async fn run_scenario(
     Ok(r)
 }
 
-fn json_path() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the bench executable")?;
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the bench executable is not in target/<profile>/")?;
-    Ok(target.join("bench").join("logs.json"))
-}
-
 async fn bench(
     args: &Args,
     docker_host: &str,
@@ -744,24 +642,6 @@ async fn bench(
     }))
 }
 
-fn thousands(n: u64) -> String {
-    let digits: Vec<char> = n.to_string().chars().collect();
-    let groups: Vec<String> = digits
-        .rchunks(3)
-        .rev()
-        .map(|g| g.iter().collect())
-        .collect();
-    groups.join(",")
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let filter = std::env::var("KLAXON_TEST_LOG").unwrap_or_else(|_| "warn,serenity=error".into());
@@ -834,7 +714,7 @@ async fn main() -> ExitCode {
         "failures": failures,
         "pass": failures.is_empty(),
     });
-    if let Ok(path) = json_path() {
+    if let Ok(path) = bench::json_path("logs") {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }

@@ -31,7 +31,7 @@ use klaxon_core::deployments;
 use klaxon_core::permissions::Level;
 use klaxon_fake_discord::OutputKind;
 use klaxon_tests::docker::{Containers, Spec};
-use klaxon_tests::{env, Tester};
+use klaxon_tests::{bench, env, Tester};
 use serde_json::json;
 
 const TARGET_RATIO: f64 = 1.2;
@@ -43,29 +43,11 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        rounds: 5,
-        stop_timeout: 1,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = || format!("{flag} needs a number\n{USAGE}");
-        match flag.as_str() {
-            "--rounds" => {
-                args.rounds = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(value)?
-            }
-            "--stop-timeout" => {
-                args.stop_timeout = it.next().and_then(|v| v.parse().ok()).ok_or_else(value)?
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
-    }
-    Ok(args)
+    let f = bench::Flags::from_env(USAGE, &["--rounds", "--stop-timeout"], &[])?;
+    Ok(Args {
+        rounds: f.positive("--rounds")?.map_or(5, |n| n as usize),
+        stop_timeout: f.number("--stop-timeout")?.unwrap_or(1),
+    })
 }
 
 fn now_ms() -> i64 {

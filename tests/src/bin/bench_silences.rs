@@ -19,19 +19,10 @@ use std::time::{Duration, Instant};
 
 use klaxon::config::Secret;
 use klaxon_core::alerts::silence;
-use klaxon_tests::{Db, Tester};
+use klaxon_tests::{bench, Db, Tester};
 use serde_json::json;
 
 const TOKEN: &str = "bench-token";
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn round(t: &Tester, tag: &str, round: usize, alerts: usize) -> anyhow::Result<Duration> {
     let list: Vec<serde_json::Value> = (0..alerts)
@@ -78,10 +69,24 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<bool> {
-    let alerts = arg("--alerts", 2_000);
-    let silences = arg("--silences", 50);
-    let rounds = arg("--rounds", 5).max(1);
-    let db = if std::env::args().any(|a| a == "--postgres") {
+    const USAGE: &str =
+        "usage: bench-silences [--alerts N] [--silences N] [--rounds N] [--postgres]";
+    let flags = bench::Flags::from_env(
+        USAGE,
+        &["--alerts", "--silences", "--rounds"],
+        &["--postgres"],
+    )
+    .map_err(anyhow::Error::msg)?;
+    let number = |f: &str, default: usize| -> anyhow::Result<usize> {
+        Ok(flags
+            .number(f)
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or(default))
+    };
+    let alerts = number("--alerts", 2_000)?;
+    let silences = number("--silences", 50)?;
+    let rounds = number("--rounds", 5)?.max(1);
+    let db = if flags.is_set("--postgres") {
         Db::Postgres
     } else {
         Db::Sqlite

@@ -1,29 +1,22 @@
-//! The Docker engine, through bollard.
-//!
-//! Every call has a deadline: a hung engine must turn into a line in the reply,
-//! never a command that hangs past Discord's interaction window.
+//! Containers: what `/health` shows of one (inspect and a stats sample), commands
+//! run inside one (maintenance flags), and the operations `/rollback` and
+//! `/restart` are made of. Every call goes through the client's one deadline.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::{ContainerStatsResponse, HealthStatusEnum};
-use bollard::query_parameters::{InspectContainerOptions, StatsOptionsBuilder};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, EndpointSettings,
+    HealthStatusEnum, NetworkConnectRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions,
+    RenameContainerOptions, RestartContainerOptions, StatsOptionsBuilder, StopContainerOptions,
+};
 use bollard::Docker;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use tokio::sync::OnceCell;
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DockerError {
-    #[error("Docker is unreachable at {host}: {reason}")]
-    Unreachable { host: String, reason: String },
-    #[error("no container named `{0}`")]
-    NotFound(String),
-    #[error("Docker did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("Docker error: {0}")]
-    Api(String),
-}
+use super::{DockerClient, DockerError};
 
 /// What `/health` shows of one container.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,94 +56,7 @@ impl HealthState {
     }
 }
 
-/// A lazily negotiated connection: the engine may be down when Klaxon starts and
-/// come up later, so version negotiation happens on first use and is retried.
-#[derive(Clone)]
-pub struct DockerClient {
-    host: String,
-    timeout: Duration,
-    negotiated: Arc<OnceCell<Docker>>,
-}
-
-impl std::fmt::Debug for DockerClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DockerClient")
-            .field("host", &self.host)
-            .finish()
-    }
-}
-
 impl DockerClient {
-    /// `host` as in the config: `unix:///var/run/docker.sock`, or `tcp://` / `http://`.
-    pub fn new(host: &str, timeout: Duration) -> Self {
-        DockerClient {
-            host: host.to_string(),
-            timeout,
-            negotiated: Arc::new(OnceCell::new()),
-        }
-    }
-
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    fn unreachable(&self, reason: impl ToString) -> DockerError {
-        DockerError::Unreachable {
-            host: self.host.clone(),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// The bollard client, speaking the engine's API version.
-    pub async fn client(&self) -> Result<&Docker, DockerError> {
-        self.negotiated
-            .get_or_try_init(|| async {
-                let secs = self.timeout.as_secs().max(1);
-                let docker = if let Some(path) = self.host.strip_prefix("unix://") {
-                    Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
-                } else {
-                    let addr = self.host.replacen("tcp://", "http://", 1);
-                    Docker::connect_with_http(&addr, secs, bollard::API_DEFAULT_VERSION)
-                }
-                .map_err(|e| self.unreachable(e))?;
-                // bollard defaults to a newer API than many engines speak (1.53 vs
-                // Debian's 1.41); negotiate down to what the engine supports.
-                match tokio::time::timeout(self.timeout, docker.negotiate_version()).await {
-                    Ok(Ok(d)) => Ok(d),
-                    Ok(Err(e)) => Err(self.unreachable(e)),
-                    Err(_) => Err(DockerError::Timeout(self.timeout)),
-                }
-            })
-            .await
-    }
-
-    async fn deadline<T>(
-        &self,
-        fut: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
-        name: &str,
-    ) -> Result<T, DockerError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Err(_) => Err(DockerError::Timeout(self.timeout)),
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.classify(e, name)),
-        }
-    }
-
-    fn classify(&self, e: bollard::errors::Error, name: &str) -> DockerError {
-        use bollard::errors::Error as E;
-        match e {
-            E::DockerResponseServerError {
-                status_code: 404, ..
-            } => DockerError::NotFound(name.to_string()),
-            E::DockerResponseServerError { message, .. } => DockerError::Api(message),
-            E::HyperResponseError { .. }
-            | E::HyperLegacyError { .. }
-            | E::IOError { .. }
-            | E::SocketNotFoundError(_) => self.unreachable(e),
-            other => DockerError::Api(other.to_string()),
-        }
-    }
-
     /// Inspects a container and, when it runs, takes one stats sample for CPU and
     /// memory. The sample waits for the engine's second reading, which is what makes
     /// a CPU percentage possible at all: 1 to 2 s on Docker 20.10 (streaming the
@@ -158,9 +64,10 @@ impl DockerClient {
     pub async fn status(&self, name: &str) -> Result<ContainerStatus, DockerError> {
         let docker = self.client().await?;
         let info = self
-            .deadline(
-                docker.inspect_container(name, None::<InspectContainerOptions>),
+            .call(
                 name,
+                self.timeout,
+                docker.inspect_container(name, None::<InspectContainerOptions>),
             )
             .await?;
         let state = info.state.unwrap_or_default();
@@ -182,8 +89,14 @@ impl DockerClient {
             restart_count: info.restart_count.unwrap_or(0),
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
-            started_at: state.started_at.as_deref().and_then(parse_time),
-            finished_at: state.finished_at.as_deref().and_then(parse_time),
+            started_at: state
+                .started_at
+                .as_deref()
+                .and_then(crate::timefmt::parse_time),
+            finished_at: state
+                .finished_at
+                .as_deref()
+                .and_then(crate::timefmt::parse_time),
             cpu_percent: None,
             memory_percent: None,
             memory_bytes: None,
@@ -248,16 +161,149 @@ impl DockerClient {
                 output: crate::chat::truncate(output.trim(), 4_096),
             })
         };
-        self.deadline(run, container).await
+        self.call(container, self.timeout, run).await
     }
 }
 
-/// Docker's zero time (`0001-01-01T00:00:00Z`) means "never".
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-        .filter(|t| t.timestamp() > 0)
+/// The operations of `/rollback` and `/restart`, each within the client's request
+/// timeout (stop and restart also get the time the container has to stop).
+impl DockerClient {
+    /// A client whose own timeout leaves room for calls that wait on purpose
+    /// (stop, restart), which bollard would otherwise cut at docker.timeout_secs.
+    async fn patient(&self, extra: Duration) -> Result<Docker, DockerError> {
+        let mut d = self.client().await?.clone();
+        d.set_timeout(self.request_timeout() + extra);
+        Ok(d)
+    }
+
+    pub async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse, DockerError> {
+        let docker = self.client().await?;
+        self.call(
+            name,
+            self.request_timeout(),
+            docker.inspect_container(name, None::<InspectContainerOptions>),
+        )
+        .await
+    }
+
+    /// `None` when there is no such container.
+    pub async fn inspect_opt(
+        &self,
+        name: &str,
+    ) -> Result<Option<ContainerInspectResponse>, DockerError> {
+        match self.inspect(name).await {
+            Ok(i) => Ok(Some(i)),
+            Err(DockerError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn stop(&self, name: &str, secs: u64) -> Result<(), DockerError> {
+        let wait = Duration::from_secs(secs);
+        let opts = StopContainerOptions {
+            t: Some(secs.min(i32::MAX as u64) as i32),
+            ..Default::default()
+        };
+        let docker = self.patient(wait).await?;
+        self.call(
+            name,
+            self.request_timeout() + wait,
+            docker.stop_container(name, Some(opts)),
+        )
+        .await
+    }
+
+    pub async fn restart(&self, name: &str, secs: u64) -> Result<(), DockerError> {
+        let wait = Duration::from_secs(secs);
+        let opts = RestartContainerOptions {
+            t: Some(secs.min(i32::MAX as u64) as i32),
+            ..Default::default()
+        };
+        let docker = self.patient(wait).await?;
+        self.call(
+            name,
+            self.request_timeout() + wait,
+            docker.restart_container(name, Some(opts)),
+        )
+        .await
+    }
+
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), DockerError> {
+        let docker = self.client().await?;
+        let opts = RenameContainerOptions {
+            name: to.to_string(),
+        };
+        self.call(
+            from,
+            self.request_timeout(),
+            docker.rename_container(from, opts),
+        )
+        .await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), DockerError> {
+        let docker = self.client().await?;
+        self.call(
+            name,
+            self.request_timeout(),
+            docker.start_container(name, None),
+        )
+        .await
+    }
+
+    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<(), DockerError> {
+        let docker = self.client().await?;
+        let opts = CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        self.call(
+            name,
+            self.request_timeout(),
+            docker.create_container(Some(opts), body),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Removing a container that is gone already succeeds.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<(), DockerError> {
+        let docker = self.client().await?;
+        let opts = RemoveContainerOptions {
+            force,
+            ..Default::default()
+        };
+        match self
+            .call(
+                name,
+                self.request_timeout(),
+                docker.remove_container(name, Some(opts)),
+            )
+            .await
+        {
+            Err(DockerError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    pub async fn connect(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: EndpointSettings,
+    ) -> Result<(), DockerError> {
+        let docker = self.client().await?;
+        let req = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(endpoint),
+        };
+        self.call(
+            network,
+            self.request_timeout(),
+            docker.connect_network(network, req),
+        )
+        .await
+    }
 }
 
 /// CPU percent as `docker stats` shows it (100 % = one core fully busy), memory as

@@ -1,0 +1,247 @@
+//! [`App::builder`]: the one way to put an [`App`] together, for the bot, the
+//! command-line tools, the benches and the tests.
+//!
+//! Why a builder: `App` has two dozen fields, most of them runtime state (locks,
+//! flags, counters) nobody configures. A struct literal had to name every one of
+//! them, so only `bot` could build an `App`, and each new field broke every other
+//! place that tried. The builder starts from defaults that run without Discord,
+//! Docker or a config file (a chat sink that drops everything, the real clock, no
+//! services, each section's default settings); callers set what they have.
+//!
+//! It lives beside `app`, not in it: the defaults come from the domain modules
+//! (alert routes, maintenance settings, ...), and `app` imports only leaf modules.
+//! The store is taken by [`AppBuilder::build`] because it is the one part with no
+//! default: opening a database is async and can fail, so the caller does it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::alerts::route::{AlertsConfig, Router};
+use crate::app::App;
+use crate::chat::{ChatSink, NullSink};
+use crate::clock::Clock;
+use crate::docker::DockerClient;
+use crate::health::{ServiceConfig, Thresholds};
+use crate::incidents::IncidentsConfig;
+use crate::log_reads::ReadQueue;
+use crate::logs::LogsConfig;
+use crate::metrics::Metrics;
+use crate::permissions::{Policy, RoleMap};
+use crate::probe::Prober;
+use crate::rollout::RolloutConfig;
+use crate::store::Store;
+
+/// The Docker host and request timeout when none is given: the config's defaults.
+const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+const DEFAULT_DOCKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Collects the parts of an [`App`]; see [`App::builder`].
+#[must_use]
+pub struct AppBuilder {
+    docker: Option<DockerClient>,
+    prober: Option<Prober>,
+    services: Vec<ServiceConfig>,
+    thresholds: Thresholds,
+    logs: LogsConfig,
+    log_reads: Option<ReadQueue>,
+    rollout: RolloutConfig,
+    policy: Option<Policy>,
+    metrics: Option<Arc<Metrics>>,
+    chat: Option<Arc<dyn ChatSink>>,
+    audit_channel: Option<u64>,
+    incidents_channel: Option<u64>,
+    incidents: IncidentsConfig,
+    clock: Clock,
+    alerts: Option<Router>,
+    alerts_channel: Option<u64>,
+    maintenance: Option<crate::maintenance::Settings>,
+    discord_outage: Option<String>,
+}
+
+impl App {
+    /// An [`AppBuilder`] with every part at its default.
+    pub fn builder() -> AppBuilder {
+        AppBuilder {
+            docker: None,
+            prober: None,
+            services: Vec::new(),
+            thresholds: Thresholds::default(),
+            logs: LogsConfig::default(),
+            log_reads: None,
+            rollout: RolloutConfig::default(),
+            policy: None,
+            metrics: None,
+            chat: None,
+            audit_channel: None,
+            incidents_channel: None,
+            incidents: IncidentsConfig::default(),
+            clock: Clock::default(),
+            alerts: None,
+            alerts_channel: None,
+            maintenance: None,
+            discord_outage: None,
+        }
+    }
+}
+
+/// The routes of an empty `[alerts]` section.
+///
+/// # Panics
+/// Never: the default section passes every check of [`Router::new`] (a unit test
+/// below holds it to that), and it is compiled only when no router was given.
+fn default_router() -> Router {
+    Router::new(&AlertsConfig::default()).expect("the default [alerts] section is valid")
+}
+
+impl AppBuilder {
+    /// Default: the config's default host (`unix:///var/run/docker.sock`), 5 s.
+    pub fn docker(mut self, docker: DockerClient) -> Self {
+        self.docker = Some(docker);
+        self
+    }
+
+    pub fn prober(mut self, prober: Prober) -> Self {
+        self.prober = Some(prober);
+        self
+    }
+
+    /// Default: none.
+    pub fn services(mut self, services: Vec<ServiceConfig>) -> Self {
+        self.services = services;
+        self
+    }
+
+    pub fn thresholds(mut self, thresholds: Thresholds) -> Self {
+        self.thresholds = thresholds;
+        self
+    }
+
+    /// Also sizes the `/logs` read queue unless [`Self::log_reads`] sets it.
+    pub fn logs(mut self, logs: LogsConfig) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    pub fn log_reads(mut self, log_reads: ReadQueue) -> Self {
+        self.log_reads = Some(log_reads);
+        self
+    }
+
+    pub fn rollout(mut self, rollout: RolloutConfig) -> Self {
+        self.rollout = rollout;
+        self
+    }
+
+    /// Default: no roles and no command levels, so every command needs admin and
+    /// nobody has it.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Default: [`NullSink`], which drops every message.
+    pub fn chat(mut self, chat: Arc<dyn ChatSink>) -> Self {
+        self.chat = Some(chat);
+        self
+    }
+
+    pub fn audit_channel(mut self, channel: Option<u64>) -> Self {
+        self.audit_channel = channel;
+        self
+    }
+
+    pub fn incidents_channel(mut self, channel: Option<u64>) -> Self {
+        self.incidents_channel = channel;
+        self
+    }
+
+    pub fn incidents(mut self, incidents: IncidentsConfig) -> Self {
+        self.incidents = incidents;
+        self
+    }
+
+    /// Default: the real time. Tests pass a clock they keep, to move it forward.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Default: the routes of an empty `[alerts]` section.
+    pub fn alerts(mut self, router: Router) -> Self {
+        self.alerts = Some(router);
+        self
+    }
+
+    pub fn alerts_channel(mut self, channel: Option<u64>) -> Self {
+        self.alerts_channel = channel;
+        self
+    }
+
+    pub fn maintenance(mut self, settings: crate::maintenance::Settings) -> Self {
+        self.maintenance = Some(settings);
+        self
+    }
+
+    /// Discord did not answer at start-up: the cause, for `/readyz`.
+    pub fn discord_outage(mut self, cause: Option<String>) -> Self {
+        self.discord_outage = cause;
+        self
+    }
+
+    /// The application on `store`, with its runtime state fresh: no locks held,
+    /// not connected, not leading, nothing in flight.
+    pub fn build(self, store: Store) -> App {
+        let log_reads = self
+            .log_reads
+            .unwrap_or_else(|| ReadQueue::new(self.logs.max_concurrent_reads));
+        App {
+            store,
+            docker: self
+                .docker
+                .unwrap_or_else(|| DockerClient::new(DEFAULT_DOCKER_HOST, DEFAULT_DOCKER_TIMEOUT)),
+            prober: self.prober.unwrap_or_default(),
+            services: self.services,
+            thresholds: self.thresholds,
+            logs: self.logs,
+            log_reads,
+            follows: Default::default(),
+            rollout: self.rollout,
+            ops_locks: Default::default(),
+            policy: self
+                .policy
+                .unwrap_or_else(|| Policy::new(RoleMap::default(), [], &BTreeMap::new())),
+            metrics: self.metrics.unwrap_or_else(|| Arc::new(Metrics::new())),
+            chat: self.chat.unwrap_or_else(|| Arc::new(NullSink)),
+            audit_channel: self.audit_channel,
+            incidents_channel: self.incidents_channel,
+            incidents: self.incidents,
+            clock: self.clock,
+            alerts: self.alerts.unwrap_or_else(default_router),
+            alerts_channel: self.alerts_channel,
+            maintenance: self.maintenance.unwrap_or_default(),
+            maintenance_lock: Default::default(),
+            maintenance_wake: Default::default(),
+            chat_connected: Default::default(),
+            chat_unauthorized: Default::default(),
+            leader: Default::default(),
+            in_flight: Default::default(),
+            discord_outage: std::sync::Mutex::new(self.discord_outage),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_alerts_section_compiles() {
+        assert!(Router::new(&AlertsConfig::default()).is_ok());
+    }
+}

@@ -1,0 +1,110 @@
+//! The `to` choices of `/rollback`: images of the service's repository on the
+//! engine and in Klaxon's history, answered within Discord's autocomplete window.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::app::App;
+use crate::deployments;
+use crate::docker::images::repository;
+use crate::timefmt::human_duration;
+
+/// One autocomplete choice for `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageChoice {
+    pub reference: String,
+    pub label: String,
+}
+
+/// Images of the service's repository known to the engine and to Klaxon's history,
+/// newest first, each with its age; the running one left out.
+pub async fn image_choices(
+    app: &App,
+    service: &str,
+    partial: &str,
+    limit: usize,
+) -> Vec<ImageChoice> {
+    let Ok(svc) = app.service(service) else {
+        return Vec::new();
+    };
+    let Some(container) = svc.container.clone() else {
+        return Vec::new();
+    };
+    let history = deployments::recent(&app.store, &svc.name, 50)
+        .await
+        .unwrap_or_default();
+    let mut current_id = String::new();
+    let mut engine_images = Vec::new();
+    let engine = &app.docker;
+    if engine.ready().await.is_ok() {
+        if let Ok(info) = engine.inspect(&container).await {
+            current_id = info.image.clone().unwrap_or_default();
+            let configured = info
+                .config
+                .as_ref()
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default();
+            let repo = repository(&configured).to_string();
+            engine_images = engine.candidates(&repo).await.unwrap_or_default();
+        }
+    }
+    let now = Utc::now();
+    let age = |t: DateTime<Utc>| human_duration((now - t).to_std().unwrap_or_default());
+    let p = partial.trim().to_lowercase();
+    // (sort key, choice)
+    let mut out: Vec<(i64, ImageChoice)> = Vec::new();
+    let mut seen = HashSet::new();
+    for img in engine_images {
+        if img.id == current_id || !seen.insert(img.reference.clone()) {
+            continue;
+        }
+        let mut label = img.reference.clone();
+        if let Some(c) = img.created {
+            label.push_str(&format!(" · built {} ago", age(c)));
+        }
+        if history
+            .iter()
+            .any(|d| d.from_image_id == img.id || d.to_image_id == img.id)
+        {
+            label.push_str(" · deployed before");
+        }
+        let when = img.created.map(|c| c.timestamp_millis()).unwrap_or(0);
+        out.push((
+            when,
+            ImageChoice {
+                reference: img.reference,
+                label,
+            },
+        ));
+    }
+    for d in &history {
+        for (reference, id) in [
+            (&d.from_image, &d.from_image_id),
+            (&d.to_image, &d.to_image_id),
+        ] {
+            if *id == current_id || reference.is_empty() || !seen.insert(reference.clone()) {
+                continue;
+            }
+            let ran = DateTime::from_timestamp_millis(d.started_ms).unwrap_or(now);
+            out.push((
+                d.started_ms,
+                ImageChoice {
+                    reference: reference.clone(),
+                    label: format!("{reference} · ran {} ago · not on the engine", age(ran)),
+                },
+            ));
+        }
+    }
+    out.sort_by_key(|c| std::cmp::Reverse(c.0));
+    out.into_iter()
+        .map(|(_, c)| c)
+        // Discord refuses choices longer than 100 characters.
+        .filter(|c| c.reference.len() <= 100 && c.reference.to_lowercase().contains(&p))
+        .map(|c| ImageChoice {
+            label: crate::chat::truncate(&c.label, 100),
+            ..c
+        })
+        .take(limit)
+        .collect()
+}
