@@ -265,3 +265,87 @@ async fn online_checks_pass_line_by_line_then_name_each_failure() {
         "the cause is missing: {stdout}"
     );
 }
+
+/// A Docker socket this user may not open (EACCES): `klaxon run` names it once,
+/// with the fix, not as a "hyper legacy client" warning every retry, and `/readyz`
+/// says the engine is unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_docker_socket_is_named_once_and_shown_in_readyz() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fake = FakeDiscord::start(FakeConfig::default())
+        .await
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let sock = dir.path().join("denied.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let port = closed_port();
+    let config = dir.path().join("klaxon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[discord]\napi_url = \"{}\"\nguild_id = 123\n[database]\nurl = \"sqlite://k.db\"\n\
+             [docker]\nhost = \"unix://{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [roles]\nadmin = [{ADMIN_ROLE}]\n[alerts]\nprobe_interval_secs = 0\n\
+             [[services]]\nname = \"api\"\ncontainer = \"api\"\n",
+            fake.api_url(),
+            sock.display()
+        ),
+    )
+    .expect("config");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let log = dir.path().join("klaxon.log");
+    let root = std::fs::metadata("/proc/self").expect("proc").uid() == 0;
+    let mut cmd = if root {
+        let mut c = tokio::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(klaxon_binary());
+        c
+    } else {
+        tokio::process::Command::new(klaxon_binary())
+    };
+    let mut bot = cmd
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("DISCORD_TOKEN", &fake.config().token)
+        .env("KLAXON_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("klaxon run");
+    // Up, then long enough for several reconnect attempts (1, 2, 4 s apart).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+            break r.text().await.expect("body");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "klaxon did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let docker = ready["docker"].as_str().unwrap_or_default();
+    assert!(
+        docker.starts_with(&format!(
+            "Docker is unreachable at unix://{}: permission denied",
+            sock.display()
+        )) && docker.contains("--group-add"),
+        "{body}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let _ = bot.start_kill();
+    let _ = bot.wait().await;
+    let text = std::fs::read_to_string(&log).expect("log");
+    let warned = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("permission denied"))
+        .count();
+    assert_eq!(warned, 1, "{text}");
+    assert!(!text.contains("hyper legacy client"), "{text}");
+}
