@@ -272,3 +272,67 @@ fn alerts_test_reads_a_numeric_version_and_posts_nothing_for_unknown_resolved_al
     );
     assert!(stdout.contains("KlaxonTestAlert"), "{stdout}");
 }
+
+/// A Discord that refuses connections or hangs: start-up waits it out and says
+/// why in full, in the log and in `/readyz`.
+#[test]
+fn a_refused_or_hung_discord_is_explained_in_full() {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    for (api, expected) in [
+        (
+            format!("http://127.0.0.1:{hung_port}"),
+            "timed out after 1 s (discord.request_timeout_secs)".to_string(),
+        ),
+        (
+            format!("http://127.0.0.1:{closed_port}"),
+            "onnection refused".to_string(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = http.local_addr().unwrap().port();
+        drop(http);
+        let path = write(
+            dir.path(),
+            "klaxon.toml",
+            &format!(
+                "[discord]\napi_url = \"{api}\"\nguild_id = {GUILD}\nrequest_timeout_secs = 1\n\
+                 [database]\nurl = \"sqlite://k.db\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
+            ),
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_klaxon"))
+            .args(["run", "--config", &path])
+            .env("DISCORD_TOKEN", "t")
+            .env("KLAXON_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut last = String::new();
+        let found = loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n");
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                if body.contains(&expected) {
+                    break true;
+                }
+                last = body;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found, "{expected:?} not in /readyz: {last}");
+    }
+    drop(hung);
+}
