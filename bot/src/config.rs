@@ -402,6 +402,12 @@ impl Config {
         if let Some(file) = &config.discord.token_file {
             config.discord.token_file = Some(paths::against(&base, file));
         }
+        if let Some(file) = &config.health.ca_file {
+            config.health.ca_file = Some(paths::against(&base, file));
+        }
+        if let Err(e) = config.prober() {
+            errs.push(e);
+        }
         let token_file_unreadable = match config.resolve_token(&sources) {
             Ok(()) => false,
             Err(e) => {

@@ -9,6 +9,8 @@ const OPTIONAL: &str = r#"
 [discord]
 guild_id = 123
 token_file = "/run/secrets/discord_token"
+[health]
+ca_file = "/etc/ssl/internal-ca.pem"
 [channels]
 alerts = 1
 incidents = 2

@@ -67,6 +67,17 @@ fn placeholder_ids(c: &Config) -> Vec<String> {
 }
 
 impl Config {
+    /// The health prober, trusting `health.ca_file` besides the bundled roots.
+    pub fn prober(&self) -> Result<klaxon_core::probe::Prober, String> {
+        let Some(file) = &self.health.ca_file else {
+            return Ok(klaxon_core::probe::Prober::new());
+        };
+        let pem = std::fs::read(file)
+            .map_err(|e| format!("health.ca_file: cannot read {}: {e}", file.display()))?;
+        klaxon_core::probe::Prober::with_extra_ca(&pem)
+            .map_err(|e| format!("health.ca_file: {}: {e}", file.display()))
+    }
+
     /// Ids copied from the example that cannot be Discord snowflakes (refused by
     /// [`Config::load`] and [`Config::load_for_check`] when `api_url` is Discord's).
     pub fn placeholder_ids(&self) -> Vec<String> {

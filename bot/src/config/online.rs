@@ -449,7 +449,19 @@ pub fn docker_permission_hint(host: &str) -> String {
 
 async fn health_checks(config: &Config) -> Vec<Check> {
     let timeout = Duration::from_millis(config.health.probe_timeout_ms.max(1));
-    let http = match reqwest::Client::builder().timeout(timeout).build() {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    // The same extra CA as the probes (health.ca_file), checked when loading.
+    if let Some(pem) = config
+        .health
+        .ca_file
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+    {
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default() {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let http = match builder.build() {
         Ok(h) => h,
         Err(e) => return vec![fail("health_url", chain(&e))],
     };
