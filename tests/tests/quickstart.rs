@@ -55,9 +55,12 @@ fn quick_start_blocks() -> Vec<(String, String)> {
     blocks
 }
 
+/// `VAR=value` pairs set before a command.
+type Vars = Vec<(String, String)>;
+
 /// A README command line `[VAR=value ...] cargo run --release -- ARGS  # comment`:
 /// its variables and arguments.
-fn command(line: &str) -> Option<(Vec<(String, String)>, Vec<String>)> {
+fn command(line: &str) -> Option<(Vars, Vec<String>)> {
     let line = line.split(" #").next().unwrap_or(line);
     let (before, args) = line.split_once("cargo run --release -- ")?;
     let vars = before
