@@ -49,7 +49,9 @@ pub(crate) fn classify(
 /// named with its fix: bollard's own text ("Error in the hyper legacy client:
 /// client error (Connect)") hides it.
 pub(crate) fn unreachable(e: bollard::errors::Error, host: &str) -> DockerError {
-    let reason = if permission_denied(&e) {
+    let io_denied = matches!(&e, bollard::errors::Error::IOError { err }
+        if err.kind() == std::io::ErrorKind::PermissionDenied);
+    let reason = if io_denied || permission_denied(&e) {
         PERMISSION_DENIED.to_string()
     } else {
         e.to_string()
