@@ -31,7 +31,7 @@ trap 'rm -rf "$WORK"' EXIT
 root=$WORK/rootfs
 mkdir -p "$root"/{etc/klaxon,tmp,var/lib/klaxon,usr/local/bin,proc,sys,dev}
 chmod 1777 "$root/tmp"
-ldd "$BINARY" | awk '/=> \// { print $3 } /^\s*\/.*ld-linux/ { print $1 }' | sort -u | while read -r lib; do
+ldd "$BINARY" | awk '/=> \// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' | sort -u | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
 done

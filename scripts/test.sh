@@ -721,7 +721,9 @@ free_port() {
 }
 
 runtime_image_test() {
-    local t0 binary rdir fake_pid="" api port cid="" status uid size elapsed i
+    # cid and fake_pid are not local: the EXIT trap of this subshell reads them.
+    local t0 binary rdir api port status uid size elapsed i
+    cid="" fake_pid=""
     t0=$(now_ms)
     rdir=$DIR/runtime
     mkdir -p "$rdir"
@@ -741,12 +743,12 @@ runtime_image_test() {
     log "runtime image: $(tail -n 1 "$rdir/image.log") ($(secs_since "$t_build"))"
 
     cleanup_runtime() {
-        [ -z "$cid" ] || dk rm -f "$cid" >/dev/null 2>&1 || true
-        [ -z "$fake_pid" ] || { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; } || true
+        [ -z "${cid:-}" ] || dk rm -f "$cid" >/dev/null 2>&1 || true
+        [ -z "${fake_pid:-}" ] || { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; } || true
     }
     trap cleanup_runtime EXIT # this function runs in its own subshell
 
-    "$ROOT_DIR/target/debug/klaxon-fake-discord" --port 0 >"$rdir/fake.out" 2>"$rdir/fake.log" &
+    "$ROOT_DIR/target/debug/fake-discord" --port 0 >"$rdir/fake.out" 2>"$rdir/fake.log" &
     fake_pid=$!
     for i in $(seq 100); do
         api=$(head -n 1 "$rdir/fake.out" 2>/dev/null || true)
