@@ -694,6 +694,139 @@ READY=1
 log "environment ready: provisioning $T_PROV, dockerd $T_DOCKER, images $T_IMAGES, postgres $T_PG"
 
 # ---------------------------------------------------------------------------------------
+# 7. The runtime image (packaging/Dockerfile.runtime), run after a full `cargo test`
+#    (or with KLAXON_TEST_IMAGE=1): built offline from a release binary on the private
+#    engine, started against the fake Discord, and checked: it runs as uid 10001, its
+#    HEALTHCHECK (/healthz) turns healthy, its slash commands are registered, SIGTERM
+#    stops it with exit code 0 well within the 35 s stop timeout and without a WARN,
+#    and its size is printed. KLAXON_RUNTIME_BINARY=path skips the release build.
+
+# GET http://127.0.0.1:$1$2 over bash's /dev/tcp (no curl needed); prints the
+# status line and the body. $3: an Authorization header value.
+http_get() {
+    local port=$1 path=$2 hdr=""
+    [ -z "${3:-}" ] || hdr="Authorization: $3"$'\r\n'
+    exec 5<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n' "$path" "$hdr" >&5
+    timeout 10 cat <&5
+    exec 5<&-
+}
+
+free_port() {
+    local p
+    for p in $(seq 18600 18700); do
+        port_in_use "$p" || { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+runtime_image_test() {
+    # cid and fake_pid are not local: the EXIT trap of this subshell reads them.
+    local t0 binary rdir api port status uid size elapsed i
+    cid="" fake_pid=""
+    t0=$(now_ms)
+    rdir=$DIR/runtime
+    mkdir -p "$rdir"
+    binary=${KLAXON_RUNTIME_BINARY:-}
+    if [ -z "$binary" ]; then
+        log "runtime image: cargo build --release -p klaxon --locked ..."
+        cargo build --release -p klaxon --locked >"$rdir/release-build.log" 2>&1 ||
+            { tail -n 30 "$rdir/release-build.log" >&2; return 1; }
+        binary=$ROOT_DIR/target/release/klaxon
+    fi
+    cargo build -p klaxon-fake-discord --locked >"$rdir/fake-build.log" 2>&1 ||
+        { tail -n 30 "$rdir/fake-build.log" >&2; return 1; }
+    local t_build
+    t_build=$(now_ms)
+    DOCKER_HOST=$DOCKER_URL bash packaging/build-runtime-image.sh "$binary" klaxon-test/runtime:latest >"$rdir/image.log" 2>&1 ||
+        { cat "$rdir/image.log" >&2; return 1; }
+    log "runtime image: $(tail -n 1 "$rdir/image.log") ($(secs_since "$t_build"))"
+
+    cleanup_runtime() {
+        [ -z "${cid:-}" ] || dk rm -f "$cid" >/dev/null 2>&1 || true
+        [ -z "${fake_pid:-}" ] || { kill "$fake_pid" 2>/dev/null; wait "$fake_pid" 2>/dev/null; } || true
+    }
+    trap cleanup_runtime EXIT # this function runs in its own subshell
+
+    "$ROOT_DIR/target/debug/fake-discord" --port 0 >"$rdir/fake.out" 2>"$rdir/fake.log" &
+    fake_pid=$!
+    for i in $(seq 100); do
+        api=$(head -n 1 "$rdir/fake.out" 2>/dev/null || true)
+        [ -n "$api" ] && break
+        sleep 0.1
+    done
+    [ -n "$api" ] || { log "the fake Discord did not start"; cat "$rdir/fake.log" >&2; return 1; }
+    port=$(free_port) || { log "no free port"; return 1; }
+    mkdir -p "$rdir/etc"
+    cat >"$rdir/etc/klaxon.toml" <<TOML
+[discord]
+api_url = "$api"
+guild_id = 123
+[database]
+url = "sqlite:///var/lib/klaxon/klaxon.db"
+[http]
+listen = "127.0.0.1:$port"
+[channels]
+alerts = 111
+[roles]
+admin = [1004]
+[alerts]
+docker_events = false
+probe_interval_secs = 0
+[[services]]
+name = "self"
+health_url = "http://127.0.0.1:$port/healthz"
+TOML
+    chmod 755 "$rdir" "$rdir/etc"
+    chmod 644 "$rdir/etc/klaxon.toml"
+    cid=$(dk run -d --network host --health-interval 1s --health-start-period 1s \
+        -e DISCORD_TOKEN=fake-token -e KLAXON_LOG=info \
+        -v "$rdir/etc/klaxon.toml:/etc/klaxon/klaxon.toml:ro" klaxon-test/runtime:latest)
+
+    # Non-root: the container's process, seen from the host.
+    local pid
+    pid=$(dk inspect -f '{{.State.Pid}}' "$cid")
+    uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")
+    [ "$uid" = 10001 ] || { log "runtime image: runs as uid $uid, not 10001"; return 1; }
+    # The HEALTHCHECK (klaxon healthcheck → /healthz) turns healthy.
+    status=""
+    for i in $(seq 60); do
+        status=$(dk inspect -f '{{.State.Health.Status}}' "$cid")
+        [ "$status" = healthy ] && break
+        sleep 0.5
+    done
+    [ "$status" = healthy ] || { log "runtime image: health $status"; dk logs "$cid" >&2; return 1; }
+    local healthz
+    healthz=$(http_get "$port" /healthz || true)
+    [[ $healthz == "HTTP/1."?" 200 "* ]] || { log "runtime image: /healthz answered: $healthz"; return 1; }
+    # The slash commands are registered in the guild (the fake answers Discord's GET).
+    local commands=""
+    for i in $(seq 60); do
+        commands=$(http_get "${api##*:}" /api/v10/applications/2/guilds/123/commands "Bot fake-token" || true)
+        [[ $commands == *'"name":"health"'* ]] && break
+        sleep 0.5
+    done
+    [[ $commands == *'"name":"health"'* ]] ||
+        { log "runtime image: slash commands not registered"; dk logs "$cid" >&2; return 1; }
+    # SIGTERM: exit 0 within the stop timeout, no WARN on the way out.
+    local t_stop code
+    t_stop=$(now_ms)
+    dk stop -t 35 "$cid" >/dev/null
+    elapsed=$(($(now_ms) - t_stop))
+    code=$(dk inspect -f '{{.State.ExitCode}}' "$cid")
+    [ "$code" = 0 ] || { log "runtime image: exit code $code after SIGTERM"; dk logs "$cid" >&2; return 1; }
+    [ "$elapsed" -lt 35000 ] || { log "runtime image: stopping took ${elapsed} ms"; return 1; }
+    if dk logs "$cid" 2>&1 | grep -q ' WARN '; then
+        log "runtime image: a clean run logged warnings:"
+        dk logs "$cid" 2>&1 | grep ' WARN ' >&2
+        return 1
+    fi
+    size=$(dk image inspect -f '{{.Size}}' klaxon-test/runtime:latest)
+    log "runtime image: uid 10001, healthy, commands registered, SIGTERM -> exit 0 in ${elapsed} ms"
+    log "runtime image size: $size bytes ($(awk -v s="$size" 'BEGIN { printf "%.1f MB", s / 1000000 }')) ($(secs_since "$t0") in all)"
+}
+
+# ---------------------------------------------------------------------------------------
 # 6. Tests.
 if [ "$MODE" = env ]; then
     KEEP_ON_EXIT=1
@@ -725,4 +858,11 @@ rc=$?
 set -e
 CARGO_PID=""
 if [ "$rc" = 0 ]; then log "tests passed"; else log "tests failed (cargo exit code $rc)"; fi
+if [ "$rc" = 0 ] && { [ "$with_workspace" = 1 ] || [ "${KLAXON_TEST_IMAGE:-0}" = 1 ]; }; then
+    set +e
+    (set -e; trap - ERR; runtime_image_test)
+    rc=$?
+    set -e
+    if [ "$rc" = 0 ]; then log "runtime image test passed"; else log "runtime image test failed"; fi
+fi
 exit "$rc"

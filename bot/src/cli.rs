@@ -1,12 +1,19 @@
-//! `klaxon run | check-config | migrate`.
+//! `klaxon run | check-config | migrate | postmortem | alerts | healthcheck`.
+//!
+//! Fatal errors go through [`fatal`]: one `klaxon: …` line on a terminal, a JSON
+//! record with `--log-format json`, so a log pipeline sees why Klaxon stopped.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
+
+mod tools;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,12 +37,17 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the bot.
+    /// Run the bot. The Discord token comes from DISCORD_TOKEN or the file named by
+    /// discord.token_file, never from the config file.
     Run(ConfigArg),
-    /// Validate the config, print it resolved with secrets masked; exit 1 listing every problem.
-    CheckConfig(ConfigArg),
-    /// Apply database migrations and exit.
+    /// Validate the config, print it resolved with secrets masked; exit 1 listing every
+    /// problem. Needs no Discord token; --online also checks Discord, Docker and the
+    /// services' health URLs.
+    CheckConfig(CheckConfigArgs),
+    /// Apply database migrations and exit (needs no Discord token).
     Migrate(ConfigArg),
+    /// Exit 0 when the running Klaxon's /healthz answers (for a container HEALTHCHECK).
+    Healthcheck(ConfigArg),
     /// Write an incident's post-mortem (Markdown) from its timeline, to stdout or a file.
     Postmortem(PostmortemArgs),
     /// Alert tools.
@@ -48,6 +60,33 @@ pub enum AlertsCommand {
     /// Show which route a payload matches and the exact messages it would post
     /// (like `amtool config routes test`); sends nothing.
     Test(AlertsTestArgs),
+    /// Post a demo alert to the running Klaxon's Alertmanager intake (http.listen,
+    /// intake.alertmanager_token), through the same path Alertmanager uses.
+    SendTest(SendTestArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SendTestArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The Alertmanager webhook body to send (default: the demo alert of
+    /// docs/examples/alertmanager.json, with fresh times).
+    #[arg(long)]
+    pub payload: Option<PathBuf>,
+    /// Where Klaxon listens (default: http.listen from the config).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Also check the token, that the bot is in the guild, that every channel is
+    /// visible and writable, that every role exists, that the Docker engine answers,
+    /// and that every health_url answers; one line per check.
+    #[arg(long)]
+    pub online: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,22 +158,68 @@ pub fn log_filter(user: Option<&str>) -> String {
     filter
 }
 
+/// Set once `--log-format json` is in force: fatal errors become JSON records.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// A fatal (or final) error for the operator: `klaxon: …` on stderr, or an ERROR
+/// record in the JSON log.
+pub fn fatal(message: impl std::fmt::Display) {
+    let text = message.to_string();
+    let text = text.trim_end();
+    if JSON_LOGS.load(Ordering::Relaxed) {
+        tracing::error!(target: "klaxon", "{text}");
+    } else {
+        eprintln!("klaxon: {text}");
+    }
+}
+
+/// ANSI colours only for a terminal, and never with `NO_COLOR` set (no-color.org).
+pub fn colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// serenity warns "Received an error awaiting close frame" on every clean
+/// shutdown: after its own close frame the connection ends before Discord's echo.
+/// Nothing is wrong, and a WARN at every stop teaches operators to ignore WARNs;
+/// this one event (serenity 0.12.5, `checked_shutdown`, the `warn!` at line 254) is
+/// dropped.
+pub fn is_shutdown_noise(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() == tracing::Level::WARN
+        && meta.target() == "serenity::gateway::bridge::shard_runner"
+        && meta
+            .file()
+            .is_some_and(|f| f.ends_with("gateway/bridge/shard_runner.rs"))
+        && meta.line().is_some_and(|l| (250..=260).contains(&l))
+}
+
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     // KLAXON_LOG takes the usual RUST_LOG syntax.
     let user = std::env::var("KLAXON_LOG").ok();
     let filter = EnvFilter::try_new(log_filter(user.as_deref()))
         .unwrap_or_else(|_| EnvFilter::new(log_filter(None)));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    JSON_LOGS.store(format == LogFormat::Json, Ordering::Relaxed);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .boxed(),
     };
+    let quiet = tracing_subscriber::filter::filter_fn(|meta| !is_shutdown_noise(meta));
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(quiet))
+        .try_init();
 }
 
 pub fn main() -> ExitCode {
@@ -146,24 +231,31 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("klaxon: cannot start the async runtime: {e}");
+            fatal(format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     runtime.block_on(async {
         match cli.command {
-            Command::CheckConfig(a) => check_config(&a.config).await,
+            Command::CheckConfig(a) => check_config(&a.config.config, a.online).await,
             Command::Migrate(a) => migrate(&a.config).await,
+            Command::Healthcheck(a) => tools::healthcheck(&a.config).await,
             Command::Postmortem(a) => postmortem(&a).await,
             Command::Alerts(AlertsCommand::Test(a)) => alerts_test(&a),
+            Command::Alerts(AlertsCommand::SendTest(a)) => tools::send_test(&a).await,
             Command::Run(a) => match load(&a.config) {
-                Some(config) => match crate::run::run(config).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("klaxon: {e:#}");
-                        ExitCode::FAILURE
+                Some(config) => {
+                    for w in config.warnings() {
+                        tracing::warn!("{w}");
                     }
-                },
+                    match crate::run::run(config).await {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            fatal(tools::full_chain(&e));
+                            ExitCode::FAILURE
+                        }
+                    }
+                }
                 None => ExitCode::FAILURE,
             },
         }
@@ -174,15 +266,30 @@ fn load(path: &std::path::Path) -> Option<Config> {
     match Config::load(path) {
         Ok(c) => Some(c),
         Err(errs) => {
-            eprint!("klaxon: {}: {errs}", path.display());
+            fatal(format!("{}: {errs}", path.display()));
             None
         }
     }
 }
 
-async fn check_config(path: &std::path::Path) -> ExitCode {
-    let Some(config) = load(path) else {
-        return ExitCode::FAILURE;
+/// For tools that do not talk to Discord: no token needed.
+fn load_offline(path: &std::path::Path) -> Option<Config> {
+    match Config::load_offline(path) {
+        Ok(c) => Some(c),
+        Err(errs) => {
+            fatal(format!("{}: {errs}", path.display()));
+            None
+        }
+    }
+}
+
+async fn check_config(path: &std::path::Path, online: bool) -> ExitCode {
+    let config = match Config::load_for_check(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            fatal(format!("{}: {errs}", path.display()));
+            return ExitCode::FAILURE;
+        }
     };
     // A PostgreSQL URL is checked for reachability; a SQLite file is created on
     // first run, so only its directory must exist.
@@ -193,22 +300,47 @@ async fn check_config(path: &std::path::Path) -> ExitCode {
                     s.close().await;
                     None
                 }
-                Err(e) => Some(format!("database.url: {e}")),
+                Err(e) => Some(format!(
+                    "database.url: {}",
+                    crate::config::online::chain(&e)
+                )),
             }
         }
         Ok(klaxon_core::store::Backend::Sqlite) => sqlite_dir_problem(&config.database.url),
         Err(e) => Some(format!("database.url: {e}")),
     };
     println!("{}", config.to_masked_toml());
-    match db_problem {
-        Some(p) => {
-            eprintln!(
-                "klaxon: {}: the configuration has 1 problem(s):\n  - {p}",
-                path.display()
-            );
+    for w in config.warnings() {
+        eprintln!("klaxon: warning: {w}");
+    }
+    if config.discord.token.is_empty() {
+        eprintln!(
+            "klaxon: note: no Discord token set; `klaxon run` and `check-config --online` \
+             need DISCORD_TOKEN or discord.token_file"
+        );
+    }
+    let mut online_failed = false;
+    if online {
+        for check in crate::config::online::run(&config).await {
+            online_failed |= !check.ok;
+            println!("{check}");
+        }
+    }
+    let problems: Vec<String> = db_problem.into_iter().collect();
+    match problems.is_empty() {
+        false => {
+            let errs = crate::config::ConfigErrors(problems);
+            fatal(format!("{}: {errs}", path.display()));
             ExitCode::FAILURE
         }
-        None => {
+        true if online_failed => {
+            fatal(format!(
+                "{}: the file is valid, but the online checks above failed",
+                path.display()
+            ));
+            ExitCode::FAILURE
+        }
+        true => {
             eprintln!("klaxon: {}: configuration OK", path.display());
             ExitCode::SUCCESS
         }
@@ -236,31 +368,22 @@ fn sqlite_dir_problem(url: &str) -> Option<String> {
 }
 
 fn alerts_test(args: &AlertsTestArgs) -> ExitCode {
-    use klaxon_core::alerts::{deliver, parse};
+    use klaxon_core::alerts::{deliver, parse, AlertStatus};
     use klaxon_core::routing::Router;
-    let path = &args.config.config;
-    let config = match Config::load_offline(path) {
-        Ok(c) => c,
-        Err(errs) => {
-            eprint!("klaxon: {}: {errs}", path.display());
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = load_offline(&args.config.config) else {
+        return ExitCode::FAILURE;
     };
     let body = match std::fs::read(&args.payload) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("klaxon: cannot read {}: {e}", args.payload.display());
+            fatal(format!("cannot read {}: {e}", args.payload.display()));
             return ExitCode::FAILURE;
         }
     };
-    let source = args.source.clone().unwrap_or_else(|| {
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        match v.get("version").and_then(|v| v.as_str()) {
-            Some("4") => "alertmanager".into(),
-            Some("1") => "grafana".into(),
-            _ => "generic".into(),
-        }
-    });
+    let source = args
+        .source
+        .clone()
+        .unwrap_or_else(|| tools::source_of(&body).into());
     let parsed = match source.as_str() {
         "alertmanager" => parse::alertmanager(&body),
         "grafana" => parse::grafana(&body),
@@ -270,33 +393,47 @@ fn alerts_test(args: &AlertsTestArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             // What the intake would answer: 400 with this reason.
-            eprintln!("klaxon: the intake would refuse this {source} payload (400): {e}");
+            fatal(format!(
+                "the intake would refuse this {source} payload (400): {e}"
+            ));
             return ExitCode::FAILURE;
         }
     };
     let router = match Router::new(&config.alerts) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("klaxon: {}", e.join("; "));
+            fatal(e.join("; "));
             return ExitCode::FAILURE;
         }
     };
+    // A resolved alert only edits the message of the firing one it closes; one
+    // Klaxon never saw firing posts nothing (it is counted, as the intake does).
+    let (firing, resolved): (Vec<_>, Vec<_>) = alerts
+        .into_iter()
+        .partition(|a| a.status == AlertStatus::Firing);
     let now = chrono::Utc::now().timestamp_millis();
     let previews = deliver::preview(
         &router,
         config.channels.alerts,
         config.incidents.on_call_role,
-        &alerts,
+        &firing,
         now,
     );
     println!(
-        "{} {source} alert(s) in {} group(s)",
-        alerts.len(),
+        "{} {source} alert(s) firing in {} group(s)",
+        firing.len(),
         previews.len()
     );
+    if !resolved.is_empty() {
+        println!(
+            "{} resolved alert(s): each closes its firing alert's message; one Klaxon \
+             never saw firing posts nothing",
+            resolved.len()
+        );
+    }
     for p in previews {
         let route = match p.route {
-            Some(i) => format!("route #{i} ([[alerts.routes]] number {})", i + 1),
+            Some(i) => format!("route: [[alerts.routes]] number {} of the config", i + 1),
             None => "no route matched: the default (channels.alerts, severity label)".into(),
         };
         let channel = p.channel.map_or_else(
@@ -335,23 +472,29 @@ async fn postmortem(args: &PostmortemArgs) -> ExitCode {
     let id = match args.incident.parse::<klaxon_core::incidents::IncidentId>() {
         Ok(id) => id,
         Err(e) => {
-            eprintln!("klaxon: {e}");
+            fatal(e);
             return ExitCode::FAILURE;
         }
     };
     // Only the database is needed: no Discord token is asked for.
-    let path = &args.config.config;
-    let config = match Config::load_offline(path) {
-        Ok(c) => c,
-        Err(errs) => {
-            eprint!("klaxon: {}: {errs}", path.display());
+    let Some(config) = load_offline(&args.config.config) else {
+        return ExitCode::FAILURE;
+    };
+    // A read-only tool never creates a database: a missing file means a wrong
+    // --config or database.url, not an empty history.
+    if let Some(file) = klaxon_core::leader::sqlite_file(&config.database.url) {
+        if !file.exists() {
+            fatal(format!(
+                "database.url: no database at {} (nothing to read; is --config the right file?)",
+                file.display()
+            ));
             return ExitCode::FAILURE;
         }
-    };
+    }
     let store = match crate::run::open_store(&config).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("klaxon: {e:#}");
+            fatal(tools::full_chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -361,7 +504,7 @@ async fn postmortem(args: &PostmortemArgs) -> ExitCode {
     let markdown = match result {
         Ok((_, md)) => md,
         Err(e) => {
-            eprintln!("klaxon: {e}");
+            fatal(e);
             return ExitCode::FAILURE;
         }
     };
@@ -372,7 +515,7 @@ async fn postmortem(args: &PostmortemArgs) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("klaxon: cannot write {}: {e}", file.display());
+                fatal(format!("cannot write {}: {e}", file.display()));
                 ExitCode::FAILURE
             }
         },
@@ -384,7 +527,7 @@ async fn postmortem(args: &PostmortemArgs) -> ExitCode {
 }
 
 async fn migrate(path: &std::path::Path) -> ExitCode {
-    let Some(config) = load(path) else {
+    let Some(config) = load_offline(path) else {
         return ExitCode::FAILURE;
     };
     match crate::run::open_store(&config).await {
@@ -394,7 +537,7 @@ async fn migrate(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("klaxon: {e:#}");
+            fatal(tools::full_chain(&e));
             ExitCode::FAILURE
         }
     }

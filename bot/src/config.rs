@@ -15,9 +15,12 @@ use klaxon_core::permissions::{Level, RoleMap};
 use klaxon_core::settings::services::{ServiceConfig, Thresholds};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod checks;
 mod diagnose;
 #[cfg(test)]
 mod load_tests;
+pub mod online;
+mod paths;
 
 /// A secret: never printed, never logged, never serialized in clear.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -317,6 +320,19 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// What the caller needs of a config beyond its syntax.
+#[derive(Clone, Copy)]
+enum Need {
+    /// `klaxon run`: a token, and ids that can be Discord's.
+    Run,
+    /// `check-config`: ids that can be Discord's; the token is optional.
+    Check,
+    /// Tools that never reach Discord.
+    Offline,
+    /// The library (tests, embedders): a token.
+    Token,
+}
+
 /// Where the token may come from, for tests that must not touch the process env.
 pub struct Sources<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
@@ -324,19 +340,26 @@ pub struct Sources<'a> {
 
 impl Config {
     /// Loads, resolves the token and validates; every problem is listed.
+    /// What `klaxon run` uses: also refuses ids that cannot be Discord's.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let env = |k: &str| std::env::var(k).ok();
-        Self::load_with(path, Sources { env: &env })
+        Self::load_inner(path, Sources { env: &env }, std::env::vars(), Need::Run)
     }
 
-    /// For shell tools that only read the database (`klaxon postmortem`): the
-    /// Discord token is neither needed nor asked for.
+    /// What `klaxon check-config` uses: everything `run` refuses except a missing
+    /// token.
+    pub fn load_for_check(path: &Path) -> Result<Config, ConfigErrors> {
+        let env = |k: &str| std::env::var(k).ok();
+        Self::load_inner(path, Sources { env: &env }, std::env::vars(), Need::Check)
+    }
+
+    /// For tools that do not talk to Discord (`check-config`, `migrate`,
+    /// `klaxon postmortem`, `klaxon alerts test`): a missing token is no problem, as
+    /// `amtool check-config` needs no Alertmanager. A token that is set is still
+    /// resolved (and a `token_file` that cannot be read is still reported).
     pub fn load_offline(path: &Path) -> Result<Config, ConfigErrors> {
-        let env = |k: &str| match k {
-            "DISCORD_TOKEN" => Some("offline-tool-needs-no-token".to_string()),
-            other => std::env::var(other).ok(),
-        };
-        Self::load_with(path, Sources { env: &env })
+        let env = |k: &str| std::env::var(k).ok();
+        Self::load_inner(path, Sources { env: &env }, std::env::vars(), Need::Offline)
     }
 
     pub fn load_with(path: &Path, sources: Sources<'_>) -> Result<Config, ConfigErrors> {
@@ -350,6 +373,16 @@ impl Config {
         sources: Sources<'_>,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
+        Self::load_inner(path, sources, vars, Need::Token)
+    }
+
+    fn load_inner(
+        path: &Path,
+        sources: Sources<'_>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        need: Need,
+    ) -> Result<Config, ConfigErrors> {
+        let need_token = matches!(need, Need::Run | Need::Token);
         let text = read_file(path).map_err(|e| ConfigErrors(vec![e]))?;
         let env = diagnose::TextEnv::new(vars);
         let figment = Figment::new().merge(Toml::string(&text)).merge(&env);
@@ -363,6 +396,18 @@ impl Config {
         let Some(mut config) = config else {
             return Err(ConfigErrors(errs));
         };
+        // Relative files are the config file's neighbours (see `paths`).
+        let base = paths::base_dir(path);
+        config.database.url = paths::sqlite_url(&base, &config.database.url);
+        if let Some(file) = &config.discord.token_file {
+            config.discord.token_file = Some(paths::against(&base, file));
+        }
+        if let Some(file) = &config.health.ca_file {
+            config.health.ca_file = Some(paths::against(&base, file));
+        }
+        if let Err(e) = config.prober() {
+            errs.push(e);
+        }
         let token_file_unreadable = match config.resolve_token(&sources) {
             Ok(()) => false,
             Err(e) => {
@@ -375,9 +420,13 @@ impl Config {
             // and an unreadable token file was reported already.
             let already = |line: &String| {
                 reported.iter().any(|k| diagnose::covers(k, line))
-                    || (token_file_unreadable && line.starts_with("discord token: missing"))
+                    || ((token_file_unreadable || !need_token)
+                        && line.starts_with("discord token: missing"))
             };
             errs.extend(e.0.into_iter().filter(|line| !already(line)));
+        }
+        if matches!(need, Need::Run | Need::Check) {
+            errs.extend(config.placeholder_ids());
         }
         if errs.is_empty() {
             Ok(config)
@@ -388,7 +437,7 @@ impl Config {
 
     fn resolve_token(&mut self, sources: &Sources<'_>) -> Result<(), ConfigErrors> {
         if let Some(token) = (sources.env)("DISCORD_TOKEN").filter(|t| !t.trim().is_empty()) {
-            self.discord.token = Secret::new(token.trim());
+            self.discord.token = Secret::new(bare_token(&token));
             return Ok(());
         }
         if let Some(file) = &self.discord.token_file {
@@ -398,7 +447,7 @@ impl Config {
                     file.display()
                 )])
             })?;
-            self.discord.token = Secret::new(token.trim());
+            self.discord.token = Secret::new(bare_token(&token));
         }
         Ok(())
     }
@@ -549,6 +598,17 @@ impl Config {
     }
 }
 
+/// The token as Discord's `Authorization: Bot <token>` needs it: the Developer
+/// Portal shows it bare, but guides write `Bot abc`, which would be sent as
+/// `Bot Bot abc` and refused.
+fn bare_token(raw: &str) -> &str {
+    let t = raw.trim();
+    match t.get(..4) {
+        Some(p) if p.eq_ignore_ascii_case("bot ") => t[4..].trim_start(),
+        _ => t,
+    }
+}
+
 /// The file's text; a directory, a missing or unreadable file, or a TOML syntax
 /// error is one clear problem. A syntax error names line and column but does not
 /// quote the line, which may hold a secret.
@@ -616,13 +676,28 @@ health_url = "http://127.0.0.1:8080/health"
     fn defaults_and_token_from_env() {
         let c = load(GOOD, Some("abc")).unwrap();
         assert_eq!(c.discord.api_url, "https://discord.com");
-        assert_eq!(c.database.url, "sqlite://klaxon.db");
+        // The default SQLite file is the config file's neighbour.
+        assert!(
+            c.database.url.starts_with("sqlite:///"),
+            "{}",
+            c.database.url
+        );
+        assert!(c.database.url.ends_with("/klaxon.db"), "{}", c.database.url);
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8686");
         assert_eq!(c.discord.token.expose(), "abc");
         assert_eq!(format!("{:?}", c.discord.token), "Secret(****)");
         let printed = c.to_masked_toml();
         assert!(!printed.contains("abc"), "{printed}");
         assert!(printed.contains("token = \"****\""));
+    }
+
+    #[test]
+    fn a_bot_prefix_on_the_token_is_dropped() {
+        // Guides write `Bot abc`; Discord's header is `Bot <token>`, so the prefix
+        // would be sent twice and refused.
+        for raw in ["Bot abc", "bot abc", " Bot  abc\n", "abc"] {
+            assert_eq!(load(GOOD, Some(raw)).unwrap().discord.token.expose(), "abc");
+        }
     }
 
     #[test]

@@ -385,8 +385,15 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    // Said, not counted against readiness: without Docker, alerts are still taken.
+    let docker = match tokio::time::timeout(Duration::from_secs(2), app.docker.ping()).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "Docker is unreachable: no answer within 2 s".to_string(),
+    };
     let body = serde_json::json!({
         "role": if leader { "leader" } else { "follower" },
+        "docker": docker,
         "database": if db { "ok" } else { "unreachable" },
         "gateway": if !leader { "not needed (follower)" } else if gateway { "connected" } else { "disconnected" },
         "discord_token": if token { "ok" } else { "refused (401): alert delivery stopped" },

@@ -33,7 +33,41 @@ fn the_example_config_checks_clean_and_masks_the_token() {
         "sqlite://klaxon.db",
         &format!("sqlite://{}/k.db", dir.path().display()),
     );
+    // As shipped, its placeholder ids are refused, each with its key.
     let path = write(&dir, &text);
+    let (code, _, stderr) = klaxon(&["check-config", "--config", &path], None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("discord.guild_id: 123 cannot be a Discord id"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("channels.alerts: 111 cannot be a Discord id"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("roles.admin: 1004 cannot be a Discord id"),
+        "{stderr}"
+    );
+    // With real ids it checks clean.
+    let mut real = text.clone();
+    for (i, placeholder) in [
+        "123", "111", "222", "333", "1001", "1002", "1003", "1004", "1005", "900",
+    ]
+    .iter()
+    .enumerate()
+    {
+        real = real
+            .replace(
+                &format!("= {placeholder}\n"),
+                &format!("= 71234567890123{i:04}\n"),
+            )
+            .replace(
+                &format!("[{placeholder}]"),
+                &format!("[71234567890123{i:04}]"),
+            );
+    }
+    let path = write(&dir, &real);
     let (code, stdout, stderr) = klaxon(
         &["check-config", "--config", &path],
         Some("super-secret-token"),
@@ -42,7 +76,7 @@ fn the_example_config_checks_clean_and_masks_the_token() {
     assert!(stderr.contains("configuration OK"), "{stderr}");
     assert!(stdout.contains("token = \"****\""), "{stdout}");
     assert!(!stdout.contains("super-secret-token") && !stderr.contains("super-secret-token"));
-    assert!(stdout.contains("guild_id = 123"), "{stdout}");
+    assert!(stdout.contains("guild_id = 712345678901230000"), "{stdout}");
 }
 
 #[test]
@@ -62,12 +96,14 @@ health_url = "ftp://x"
     );
     let (code, _, stderr) = klaxon(&["check-config", "--config", &path], None);
     assert_eq!(code, 1);
+    // check-config needs no token (as amtool's check needs no Alertmanager).
     assert!(
         stderr.contains("the configuration has 3 problem(s)"),
         "{stderr}"
     );
+    assert!(!stderr.contains("discord token: missing"), "{stderr}");
     assert!(
-        stderr.contains("discord token: missing; set DISCORD_TOKEN or discord.token_file"),
+        stderr.contains("discord.guild_id: 123 cannot be a Discord id"),
         "{stderr}"
     );
     assert!(
@@ -83,7 +119,10 @@ health_url = "ftp://x"
 #[test]
 fn unknown_keys_and_a_missing_file_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(&dir, "[discord]\nguild_id = 1\n[servics]\nname = 'x'\n");
+    let path = write(
+        &dir,
+        "[discord]\nguild_id = 712345678901234567\n[servics]\nname = 'x'\n",
+    );
     let (code, _, stderr) = klaxon(&["check-config", "--config", &path], Some("t"));
     assert_eq!(code, 1);
     assert!(stderr.contains("servics: unknown key"), "{stderr}");
@@ -98,11 +137,11 @@ fn unknown_keys_and_a_missing_file_are_named() {
 #[test]
 fn environment_overrides_apply() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(&dir, "[discord]\nguild_id = 1\n");
+    let path = write(&dir, "[discord]\nguild_id = 712345678901234567\n");
     let out = Command::new(env!("CARGO_BIN_EXE_klaxon"))
         .args(["check-config", "--config", &path])
         .env("DISCORD_TOKEN", "t")
-        .env("KLAXON_DISCORD__GUILD_ID", "987")
+        .env("KLAXON_DISCORD__GUILD_ID", "987654321098765432")
         .env(
             "KLAXON_DATABASE__URL",
             format!("sqlite://{}/o.db", dir.path().display()),
@@ -115,7 +154,7 @@ fn environment_overrides_apply() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("guild_id = 987"), "{stdout}");
+    assert!(stdout.contains("guild_id = 987654321098765432"), "{stdout}");
     assert!(stdout.contains("/o.db"), "{stdout}");
 }
 
@@ -124,7 +163,7 @@ fn an_unreachable_postgres_fails_check_config_and_migrate() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         &dir,
-        "[discord]\nguild_id = 1\n[database]\nurl = \"postgres://k:pw@127.0.0.1:9/k\"\n",
+        "[discord]\nguild_id = 712345678901234567\n[database]\nurl = \"postgres://k:pw@127.0.0.1:9/k\"\n",
     );
     for cmd in ["check-config", "migrate"] {
         let (code, stdout, stderr) = klaxon(&[cmd, "--config", &path], Some("t"));
@@ -144,7 +183,7 @@ fn migrate_creates_the_sqlite_database() {
     let path = write(
         &dir,
         &format!(
-            "[discord]\nguild_id = 1\n[database]\nurl = \"sqlite://{}\"\n",
+            "[discord]\nguild_id = 712345678901234567\n[database]\nurl = \"sqlite://{}\"\n",
             db.display()
         ),
     );
@@ -250,11 +289,11 @@ page = true
     let (code, stdout, stderr) = klaxon(&["alerts", "test", &p, "--config", &path], None);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.starts_with("2 alertmanager alert(s) in 2 group(s)"),
+        stdout.starts_with("2 alertmanager alert(s) firing in 2 group(s)"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("route #0 ([[alerts.routes]] number 1)"),
+        stdout.contains("route: [[alerts.routes]] number 1 of the config"),
         "{stdout}"
     );
     assert!(
@@ -288,7 +327,7 @@ fn secrets_in_urls_are_masked_in_check_config() {
         &format!(
             r#"
 [discord]
-guild_id = 1
+guild_id = 712345678901234567
 [database]
 url = "sqlite://{}/k.db?password=sekrit1"
 [[services]]
@@ -315,7 +354,7 @@ health_url = "http://user:sekrit2@127.0.0.1:8080/health?token=sekrit3"
         &dir,
         r#"
 [discord]
-guild_id = 1
+guild_id = 712345678901234567
 [database]
 url = "mysql://k:sekrit4@db/k?password=sekrit5"
 [[services]]
@@ -345,7 +384,7 @@ fn numeric_and_boolean_secrets_from_the_environment_work_in_check_config() {
     let path = write(
         &dir,
         &format!(
-            "[discord]\nguild_id = 1\n[database]\nurl = \"sqlite://{}/k.db\"\n",
+            "[discord]\nguild_id = 712345678901234567\n[database]\nurl = \"sqlite://{}/k.db\"\n",
             dir.path().display()
         ),
     );
@@ -397,7 +436,7 @@ fn unreachable_postgres_names_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         &dir,
-        &format!("[discord]\nguild_id = 1\n[database]\nurl = \"postgres://k:sekrit@127.0.0.1:{port}/k\"\n"),
+        &format!("[discord]\nguild_id = 712345678901234567\n[database]\nurl = \"postgres://k:sekrit@127.0.0.1:{port}/k\"\n"),
     );
     for cmd in ["check-config", "migrate"] {
         let (code, stdout, stderr) = klaxon(&[cmd, "--config", &path], Some("t"));

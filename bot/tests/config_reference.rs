@@ -9,6 +9,8 @@ const OPTIONAL: &str = r#"
 [discord]
 guild_id = 123
 token_file = "/run/secrets/discord_token"
+[health]
+ca_file = "/etc/ssl/internal-ca.pem"
 [channels]
 alerts = 1
 incidents = 2
@@ -83,4 +85,138 @@ fn every_config_key_is_in_the_reference() {
         missing.is_empty(),
         "keys of the config structs missing from docs/configuration.md: {missing:?}"
     );
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(format!("{}/../{rel}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn all_keys() -> Vec<String> {
+    let config: Config = toml::from_str(OPTIONAL).expect("the sample parses");
+    let value = toml::Value::try_from(&config).expect("serialises");
+    let mut all = Vec::new();
+    keys("", &value, &mut all);
+    all
+}
+
+/// klaxon.example.toml "lists every key": each one appears as `key =`, set or
+/// commented out.
+#[test]
+fn the_example_config_lists_every_key() {
+    let example = read("klaxon.example.toml");
+    let missing: Vec<String> = all_keys()
+        .into_iter()
+        .filter(|path| {
+            let key = path.rsplit('.').next().unwrap_or_default();
+            // Tables show as [key] or [[key]].
+            !example.contains(&format!("{key} =")) && !example.contains(&format!("{key}]"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys missing from klaxon.example.toml: {missing:?}"
+    );
+}
+
+/// Each key of a top-level table is documented in that table's section of
+/// docs/configuration.md (`request_timeout_secs` once sat under `[database]`).
+#[test]
+fn each_key_is_documented_in_its_own_section() {
+    let doc = read("docs/configuration.md");
+    let section = |table: &str| -> Option<String> {
+        let head = format!("## `[{table}]`");
+        let start = doc.find(&head)?;
+        let rest = &doc[start + head.len()..];
+        let end = rest.find("\n## ").unwrap_or(rest.len());
+        Some(rest[..end].to_string())
+    };
+    for table in ["discord", "database", "docker", "http"] {
+        let text = section(table).unwrap_or_else(|| panic!("no section for [{table}]"));
+        for path in all_keys() {
+            let Some(key) = path.strip_prefix(&format!("{table}.")) else {
+                continue;
+            };
+            if key.contains('.') {
+                continue;
+            }
+            assert!(
+                text.contains(&format!("`{key}`")),
+                "`{key}` is not documented under [{table}] in docs/configuration.md"
+            );
+        }
+    }
+    let database = section("database").expect("[database]");
+    assert!(
+        !database.contains("request_timeout_secs"),
+        "request_timeout_secs is a [discord] key"
+    );
+}
+
+/// One name per secret: the intake tokens are set as KLAXON_INTAKE__<KEY>
+/// everywhere the docs and packaging mention them.
+#[test]
+fn intake_secrets_have_one_environment_name() {
+    for file in [
+        "README.md",
+        "docs/operator-guide.md",
+        "docs/configuration.md",
+        "packaging/docker-compose.yml",
+        "packaging/klaxon.service",
+        "packaging/README.md",
+    ] {
+        let text = read(file);
+        for other in [
+            "KLAXON_ALERTMANAGER_TOKEN",
+            "KLAXON_GRAFANA_TOKEN",
+            "KLAXON_GRAFANA_SIGNING_SECRET",
+            "KLAXON_GENERIC_TOKEN",
+        ] {
+            assert!(
+                !text.contains(other),
+                "{file} uses {other}: use KLAXON_INTAKE__…"
+            );
+        }
+    }
+}
+
+/// docs/architecture.md names every subcommand the binary has.
+#[test]
+fn the_architecture_names_every_cli_command() {
+    use clap::CommandFactory;
+    let doc = read("docs/architecture.md");
+    for sub in klaxon::cli::Cli::command().get_subcommands() {
+        let name = sub.get_name();
+        assert!(
+            doc.contains(&format!("`{name}")),
+            "docs/architecture.md does not name `{name}`"
+        );
+    }
+}
+
+/// The shutdown worst case is about 32 s (HTTP 5, commands 10, outbox 12, proxy 5):
+/// every stop timeout in the packaging allows 35 s.
+#[test]
+fn stop_timeouts_allow_the_whole_shutdown() {
+    assert!(read("packaging/klaxon.service").contains("\nTimeoutStopSec=35\n"));
+    assert!(read("packaging/docker-compose.yml").contains("stop_grace_period: 35s"));
+    for file in ["packaging/Dockerfile", "packaging/Dockerfile.runtime"] {
+        assert!(read(file).contains("--stop-timeout 35"), "{file}");
+    }
+    for (file, text) in [
+        ("packaging/klaxon.service", read("packaging/klaxon.service")),
+        (
+            "packaging/docker-compose.yml",
+            read("packaging/docker-compose.yml"),
+        ),
+    ] {
+        for short in [
+            "TimeoutStopSec=10",
+            "TimeoutStopSec=20",
+            "stop_grace_period: 10s",
+            "stop_grace_period: 20s",
+        ] {
+            assert!(!text.contains(short), "{file}: {short}");
+        }
+    }
 }

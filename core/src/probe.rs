@@ -24,6 +24,12 @@ pub struct Prober {
     client: reqwest::Client,
 }
 
+impl From<reqwest::Client> for Prober {
+    fn from(client: reqwest::Client) -> Self {
+        Prober { client }
+    }
+}
+
 impl Default for Prober {
     fn default() -> Self {
         Self::new()
@@ -32,7 +38,25 @@ impl Default for Prober {
 
 impl Prober {
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
+        Self::builder().build().unwrap_or_default().into()
+    }
+
+    /// As [`Prober::new`], also trusting the CA certificates of `pem` (one or more
+    /// PEM blocks) for HTTPS probes: services behind an internal CA.
+    pub fn with_extra_ca(pem: &[u8]) -> Result<Self, String> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err("no PEM certificate in it".into());
+        }
+        let builder = certs
+            .into_iter()
+            .fold(Self::builder(), |b, c| b.add_root_certificate(c));
+        builder.build().map(Into::into).map_err(|e| e.to_string())
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .user_agent(concat!(
                 "klaxon/",
                 env!("CARGO_PKG_VERSION"),
@@ -41,9 +65,6 @@ impl Prober {
             // A health endpoint that redirects is misconfigured; report what it said.
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(2)
-            .build()
-            .unwrap_or_default();
-        Prober { client }
     }
 
     /// One GET with a deadline covering connect, headers and body.

@@ -225,6 +225,11 @@ fn describe(kind: &Kind, key: &[String], env: &TextEnv) -> String {
         .unwrap_or_default();
     let secret = key.last().is_some_and(|k| is_secret_name(k));
     let what = match kind {
+        Kind::UnknownField(..) if shown == "discord.token" => {
+            "not read from the config (a file may be shared or committed); the token is \
+             read from DISCORD_TOKEN or discord.token_file"
+                .to_string()
+        }
         Kind::UnknownField(field, expected) => {
             format!("unknown key{}", did_you_mean(field, expected))
         }

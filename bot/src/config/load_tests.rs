@@ -24,6 +24,26 @@ fn load_path(p: &std::path::Path, vars: &[(&str, &str)]) -> Result<Config, Confi
     Config::load_from(p, Sources { env: &env }, vars)
 }
 
+#[test]
+fn an_extra_ca_file_is_read_next_to_the_config_and_must_be_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("klaxon.toml");
+    std::fs::write(&p, format!("{BASE}[health]\nca_file = \"ca.pem\"\n")).unwrap();
+    let errs = load_path(&p, &[]).unwrap_err().0;
+    let expected = format!(
+        "health.ca_file: cannot read {}",
+        dir.path().join("ca.pem").display()
+    );
+    assert!(errs.iter().any(|e| e.starts_with(&expected)), "{errs:?}");
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
+    let errs = load_path(&p, &[]).unwrap_err().0;
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("health.ca_file") && e.contains("PEM")),
+        "{errs:?}"
+    );
+}
+
 const THIRTY_DIGITS: &str = "123456789012345678901234567890";
 
 #[test]

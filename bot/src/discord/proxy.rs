@@ -27,6 +27,8 @@ const MAX_BODY: usize = 26 * 1024 * 1024;
 pub struct DiscordRest {
     client: reqwest::Client,
     upstream: String,
+    /// `discord.request_timeout_secs`, named when a request times out.
+    timeout: std::time::Duration,
     pub limiter: Limiter,
 }
 
@@ -44,6 +46,7 @@ impl DiscordRest {
         Ok(DiscordRest {
             client,
             upstream: upstream.trim_end_matches('/').to_string(),
+            timeout,
             limiter,
         })
     }
@@ -86,7 +89,19 @@ impl DiscordRest {
         headers.insert(http::header::AUTHORIZATION, format!("Bot {token}").parse()?);
         self.forward(http::Method::GET, path, headers, Bytes::new())
             .await
-            .map_err(|e| anyhow::anyhow!("GET {}{path} failed: {e}", self.upstream))
+            .map_err(|e| anyhow::anyhow!("GET {}{path} failed: {}", self.upstream, self.cause(&e)))
+    }
+
+    /// The whole cause (a DNS failure, a refused connection), not reqwest's first
+    /// words; a request that hung names the setting that bounds it.
+    fn cause(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            return format!(
+                "timed out after {} s (discord.request_timeout_secs)",
+                self.timeout.as_secs()
+            );
+        }
+        crate::config::online::chain(e)
     }
 
     /// `GET /gateway` then `GET /users/@me`: Discord (or the configured `api_url`)

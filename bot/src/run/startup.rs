@@ -17,7 +17,6 @@ use klaxon_core::docker::DockerClient;
 use klaxon_core::leader::{self, InstanceLock};
 use klaxon_core::metrics::Metrics;
 use klaxon_core::permissions::Policy;
-use klaxon_core::probe::Prober;
 use klaxon_core::store::lease::Lease;
 use klaxon_core::store::{redact_url, Backend, Store};
 use klaxon_core::App;
@@ -204,7 +203,7 @@ pub(super) fn build_app(
             &config.docker.host,
             Duration::from_secs(config.docker.timeout_secs),
         ))
-        .prober(Prober::new())
+        .prober(config.prober().map_err(anyhow::Error::msg)?)
         .services(config.services.clone())
         .thresholds(config.health.clone())
         .logs(config.logs.clone())

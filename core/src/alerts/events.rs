@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Alert, AlertStatus, Source};
 use crate::app::App;
@@ -146,9 +146,18 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
     let mut since: Option<i64> = None;
     let mut reconnecting = false;
     let mut last_nano: i64 = 0;
+    // The same failure is logged once (at WARN), its repeats at DEBUG: a socket
+    // this user may not open would otherwise fill the log every 30 s.
+    let mut last_failure = String::new();
     loop {
         if let Err(e) = app.docker.ready().await {
-            warn!(error = %e, "Docker events: engine unreachable; retrying");
+            let text = e.to_string();
+            if text != last_failure {
+                warn!(error = %e, "Docker events: engine unreachable; retrying");
+                last_failure = text;
+            } else {
+                debug!(error = %e, "Docker events: engine still unreachable");
+            }
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(pause) => {}
@@ -182,6 +191,7 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
         };
         tokio::pin!(stream);
         info!(containers = by_container.len(), "following Docker events");
+        last_failure.clear();
         loop {
             let next = tokio::select! {
                 _ = &mut stop => return,

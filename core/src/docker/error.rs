@@ -40,17 +40,71 @@ pub(crate) fn classify(
         E::HyperResponseError { .. }
         | E::HyperLegacyError { .. }
         | E::IOError { .. }
-        | E::SocketNotFoundError(_) => DockerError::Unreachable {
-            host: host.to_string(),
-            reason: e.to_string(),
-        },
+        | E::SocketNotFoundError(_) => unreachable(e, host),
         other => DockerError::Api(other.to_string()),
     }
+}
+
+/// The engine could not be reached. A socket this user may not open (EACCES) is
+/// named with its fix: bollard's own text ("Error in the hyper legacy client:
+/// client error (Connect)") hides it.
+pub(crate) fn unreachable(e: bollard::errors::Error, host: &str) -> DockerError {
+    let io_denied = matches!(&e, bollard::errors::Error::IOError { err }
+        if err.kind() == std::io::ErrorKind::PermissionDenied);
+    let reason = if io_denied || permission_denied(&e) {
+        PERMISSION_DENIED.to_string()
+    } else {
+        e.to_string()
+    };
+    DockerError::Unreachable {
+        host: host.to_string(),
+        reason,
+    }
+}
+
+/// The reason of a refused socket, with the fix.
+pub const PERMISSION_DENIED: &str = "permission denied: this user may not open the Docker \
+     socket; add it to the socket's group (the docker group: systemd \
+     SupplementaryGroups=docker, or docker run --group-add $(stat -c %g /var/run/docker.sock))";
+
+fn permission_denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_socket_is_named_with_its_fix() {
+        let e = bollard::errors::Error::IOError {
+            err: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        let text = classify(
+            e,
+            "api",
+            "unix:///var/run/docker.sock",
+            Duration::from_secs(5),
+        )
+        .to_string();
+        assert!(
+            text.starts_with(
+                "Docker is unreachable at unix:///var/run/docker.sock: permission denied"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("--group-add"), "{text}");
+    }
 
     #[test]
     fn one_mapping_for_every_caller() {

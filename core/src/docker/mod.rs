@@ -89,7 +89,7 @@ impl DockerClient {
                 // Debian's 1.41); negotiate down to what the engine supports.
                 match tokio::time::timeout(self.timeout, docker.negotiate_version()).await {
                     Ok(Ok(d)) => Ok(d),
-                    Ok(Err(e)) => Err(self.unreachable(e)),
+                    Ok(Err(e)) => Err(error::unreachable(e, &self.host)),
                     Err(_) => Err(DockerError::Timeout(self.timeout)),
                 }
             })
@@ -100,6 +100,14 @@ impl DockerClient {
     /// the engine answers at all.
     pub async fn ready(&self) -> Result<(), DockerError> {
         self.client().await.map(|_| ())
+    }
+
+    /// Whether the engine answers now (`/_ping`), for `/readyz`.
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        let docker = self.client().await?;
+        self.call("the engine", self.request_timeout(), docker.ping())
+            .await
+            .map(|_| ())
     }
 
     /// bollard's own per-request timeout (whole seconds, at least one), which is

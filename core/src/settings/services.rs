@@ -37,6 +37,10 @@ pub struct Thresholds {
     pub memory_percent: f64,
     /// CPU over this percent (100 = one core, as `docker stats`) marks it degraded.
     pub cpu_percent: f64,
+    /// A PEM file of CA certificates trusted for `health_url` probes besides the
+    /// bundled roots (services behind an internal CA). Relative to the config file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Thresholds {
@@ -46,6 +50,7 @@ impl Default for Thresholds {
             probe_timeout_ms: 10_000,
             memory_percent: 80.0,
             cpu_percent: 70.0,
+            ca_file: None,
         }
     }
 }

@@ -30,7 +30,10 @@ mod limits;
 mod model;
 mod ratelimit;
 mod rest;
+mod setup;
 mod state;
+
+pub use setup::BOT_ROLE_ID;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -352,6 +355,29 @@ pub struct FakeDiscord {
 }
 
 impl FakeDiscord {
+    /// Whether the bot was invited to the guild (default yes). Without it, every
+    /// guild route answers 403 `Missing Access`, as Discord does.
+    pub fn set_bot_in_guild(&self, yes: bool) {
+        self.inner.lock().setup.bot_in_guild = yes;
+    }
+
+    /// Roles that exist in the guild (besides @everyone, the bot's managed role and
+    /// the roles of members seen in interactions).
+    pub fn add_roles(&self, ids: &[u64]) {
+        self.inner.lock().setup.roles.extend_from_slice(ids);
+    }
+
+    /// The @everyone permission overwrite of a channel: Discord permission bits
+    /// allowed and denied. Denying View Channel (1 << 10) hides the channel from
+    /// the bot (403).
+    pub fn set_everyone_overwrite(&self, channel: u64, allow: u64, deny: u64) {
+        self.inner
+            .lock()
+            .setup
+            .everyone
+            .insert(channel, (allow, deny));
+    }
+
     /// Starts the fake on `127.0.0.1` with an ephemeral port.
     pub async fn start(cfg: FakeConfig) -> anyhow::Result<FakeDiscord> {
         Self::start_on_port(cfg, 0).await

@@ -693,7 +693,10 @@ fn route(
             state.react(channel, message, &emoji, m == "PUT")?;
             NoContent
         }
-        Route::Channel { channel } => Json(state.channel(channel)?.to_json()),
+        Route::Channel { channel } => {
+            let json = state.channel(channel)?.to_json();
+            Json(state.setup.channel(state.cfg.guild_id, channel, json)?)
+        }
         Route::Guild { guild } => Json(state.guild(guild)?),
         Route::GuildMember { guild, user } => Json(state.guild_member(guild, user)?),
         Route::GuildRoles { guild } => Json(state.guild_roles(guild)?),

@@ -93,6 +93,7 @@ pub(crate) struct State {
     pub violations: Violations,
     pub faults: Vec<FaultRule>,
     pub gateway: GatewayState,
+    pub setup: crate::setup::GuildSetup,
 }
 
 impl State {
@@ -140,6 +141,7 @@ impl State {
             violations: Violations::default(),
             faults: Vec::new(),
             gateway: GatewayState::default(),
+            setup: crate::setup::GuildSetup::default(),
         }
     }
 
@@ -912,26 +914,42 @@ impl State {
         if guild_id != self.cfg.guild_id {
             return Err(ApiError::unknown_guild());
         }
-        Ok(model::guild(&self.cfg, &self.member_roles()))
+        self.setup.member_check()?;
+        let mut guild = model::guild(&self.cfg, &self.member_roles());
+        guild["roles"] = self.guild_roles(guild_id)?;
+        Ok(guild)
     }
 
     pub fn guild_roles(&self, guild_id: u64) -> Result<Value, ApiError> {
         if guild_id != self.cfg.guild_id {
             return Err(ApiError::unknown_guild());
         }
-        Ok(Value::Array(model::roles(guild_id, &self.member_roles())))
+        self.setup.member_check()?;
+        let mut ids = self.member_roles();
+        ids.extend(
+            self.setup
+                .roles
+                .iter()
+                .filter(|r| **r != crate::setup::BOT_ROLE_ID),
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        let mut roles = model::roles(guild_id, &ids);
+        roles.push(self.setup.bot_role());
+        Ok(Value::Array(roles))
     }
 
     pub fn guild_member(&self, guild_id: u64, user_id: u64) -> Result<Value, ApiError> {
         if guild_id != self.cfg.guild_id {
             return Err(ApiError::unknown_guild());
         }
+        self.setup.member_check()?;
         if user_id == crate::BOT_USER_ID {
             let mut bot = model::member(
                 &Member {
                     user_id,
                     username: model::BOT_USERNAME.into(),
-                    roles: vec![],
+                    roles: vec![crate::setup::BOT_ROLE_ID],
                 },
                 SystemTime::UNIX_EPOCH,
             );
