@@ -386,10 +386,15 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     // Said, not counted against readiness: without Docker, alerts are still taken.
-    let docker = match tokio::time::timeout(Duration::from_secs(2), app.docker.ping()).await {
-        Ok(Ok(())) => "ok".to_string(),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "Docker is unreachable: no answer within 2 s".to_string(),
+    // A team whose services name no container does not use the engine at all.
+    let docker = if !app.services.iter().any(|s| s.container.is_some()) {
+        "not used (no [[services]] names a container)".to_string()
+    } else {
+        match tokio::time::timeout(Duration::from_secs(2), app.docker.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "Docker is unreachable: no answer within 2 s".to_string(),
+        }
     };
     let body = serde_json::json!({
         "role": if leader { "leader" } else { "follower" },

@@ -124,7 +124,8 @@ async fn healthz_readyz_and_metrics() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"role": "leader", "database": "ok", "gateway": "connected", "discord_token": "ok", "discord": "ok"})
+        serde_json::json!({"role": "leader", "database": "ok", "gateway": "connected", "discord_token": "ok", "discord": "ok",
+            "docker": "not used (no [[services]] names a container)"})
     );
 
     t.slash("health")
