@@ -30,6 +30,11 @@ pub struct AlertsConfig {
     /// full list attached as a text file.
     #[serde(default = "default_summarize")]
     pub summarize_over: usize,
+    /// Alert lines a group's message shows inline (after the common header); the
+    /// rest are counted ("… and 90 more") and listed in the attached file. Every
+    /// message stays within one phone screen whatever this says.
+    #[serde(default = "default_inline_max")]
+    pub inline_max: usize,
     /// First matching route wins; without a match, `channels.alerts` and the
     /// severity label decide.
     #[serde(default)]
@@ -63,6 +68,12 @@ fn default_group_by() -> Vec<String> {
 fn default_summarize() -> usize {
     100
 }
+fn default_inline_max() -> usize {
+    10
+}
+/// The most lines `inline_max` may ask for: with the title, the common header, the
+/// "and N more" line and the footer, a message stays one phone screen (~15 lines).
+pub const INLINE_MAX_LIMIT: usize = 10;
 fn default_repeat() -> u64 {
     4 * 3_600
 }
@@ -81,6 +92,7 @@ impl Default for AlertsConfig {
             group_interval_secs: default_group_interval(),
             repeat_interval_secs: default_repeat(),
             summarize_over: default_summarize(),
+            inline_max: default_inline_max(),
             routes: Vec::new(),
             probe_interval_secs: default_probe_interval(),
             probe_failures: default_probe_failures(),
@@ -104,9 +116,10 @@ pub struct RouteConfig {
     /// The severity its alerts get (default: from the `severity` label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
-    /// Whether its groups page the on-call role (`incidents.on_call_role`).
-    #[serde(default)]
-    pub page: bool,
+    /// Whether its groups page the on-call role (`incidents.on_call_role`). Unset:
+    /// P1 groups page, others do not; `false` opts a route's P1 groups out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<bool>,
 }
 
 /// Where one alert goes.
@@ -124,7 +137,14 @@ struct Compiled {
     re: Vec<(String, Regex)>,
     channel: Option<u64>,
     severity: Option<Severity>,
-    page: bool,
+    page: Option<bool>,
+}
+
+/// Whether a group pages the on-call role: what its route says, else whether it is
+/// a P1. (When escalation policies exist (issue #14, "On-call"), their first step
+/// takes the place of this default: the policy decides who is paged.)
+fn pages(route: Option<bool>, severity: Severity) -> bool {
+    route.unwrap_or(severity == Severity::P1)
 }
 
 /// The routes, compiled once at start-up.
@@ -189,6 +209,11 @@ impl Router {
         if config.summarize_over == 0 || config.summarize_over > 1_000 {
             errors.push("alerts.summarize_over: between 1 and 1000".into());
         }
+        if config.inline_max == 0 || config.inline_max > INLINE_MAX_LIMIT {
+            errors.push(format!(
+                "alerts.inline_max: between 1 and {INLINE_MAX_LIMIT} (one phone screen)"
+            ));
+        }
         if config.probe_failures == 0 {
             errors.push("alerts.probe_failures: at least 1".into());
         }
@@ -212,21 +237,23 @@ impl Router {
                 r.re.iter()
                     .all(|(k, x)| x.is_match(a.label(k).unwrap_or_default()));
             if exact && re {
+                let severity = r
+                    .severity
+                    .unwrap_or_else(|| severity_of_label(a.label("severity")));
                 return Routed {
                     route: Some(i),
                     channel: r.channel,
-                    severity: r
-                        .severity
-                        .unwrap_or_else(|| severity_of_label(a.label("severity"))),
-                    page: r.page,
+                    severity,
+                    page: pages(r.page, severity),
                 };
             }
         }
+        let severity = severity_of_label(a.label("severity"));
         Routed {
             route: None,
             channel: None,
-            severity: severity_of_label(a.label("severity")),
-            page: false,
+            severity,
+            page: pages(None, severity),
         }
     }
 
@@ -333,9 +360,9 @@ mod tests {
             ("severity", "critical"),
         ]));
         assert_eq!(
-            (c.route, c.severity),
-            (None, Severity::P1),
-            "anchored: api-gateway is not api"
+            (c.route, c.severity, c.page),
+            (None, Severity::P1, true),
+            "anchored: api-gateway is not api; a P1 pages without a route"
         );
         let (key, title) = r.group(
             &alert(&[("alertname", "HighLatency"), ("service", "api")]),
@@ -343,6 +370,42 @@ mod tests {
         );
         assert_eq!(key, "r1|alertname=HighLatency|service=api");
         assert_eq!(title, "HighLatency · api");
+    }
+
+    #[test]
+    fn a_p1_pages_unless_its_route_opts_out() {
+        let cfg: AlertsConfig = toml::from_str(
+            r#"
+            [[routes]]
+            match = { team = "quiet" }
+            page = false
+            [[routes]]
+            match = { team = "loud" }
+            page = true
+            [[routes]]
+            match = { team = "plain" }
+            "#,
+        )
+        .expect("parses");
+        let r = Router::new(&cfg).expect("compiles");
+        let page =
+            |team: &str, sev: &str| r.route(&alert(&[("team", team), ("severity", sev)])).page;
+        assert!(!page("quiet", "critical"), "page = false opts out");
+        assert!(page("loud", "warning"), "page = true pages any severity");
+        assert!(page("plain", "critical") && !page("plain", "warning"));
+        assert!(page("none", "critical") && !page("none", "error"));
+    }
+
+    #[test]
+    fn inline_max_is_one_phone_screen_at_most() {
+        for bad in [0, INLINE_MAX_LIMIT + 1] {
+            let cfg = AlertsConfig {
+                inline_max: bad,
+                ..Default::default()
+            };
+            let e = Router::new(&cfg).unwrap_err();
+            assert!(e[0].starts_with("alerts.inline_max:"), "{e:?}");
+        }
     }
 
     #[test]

@@ -228,7 +228,7 @@ async fn delivering(db: Db) -> Tester {
                     .into_iter()
                     .collect(),
                 severity: Some(Severity::P1),
-                page: true,
+                page: Some(true),
                 ..Default::default()
             });
         })

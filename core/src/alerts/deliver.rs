@@ -9,7 +9,7 @@
 
 use tracing::warn;
 
-use super::render::{self, buttons, line, render_group, Look};
+use super::render::{self, buttons, render_group, Item, Look, Sizes};
 use crate::app::App;
 use crate::chat::{self, ChatMessage};
 use crate::severity::Severity;
@@ -28,11 +28,16 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
     for g in outbox::due_groups(store, now_ms).await? {
         let id = g.id;
         let severity: Severity = g.severity.parse().unwrap_or(Severity::P3);
-        let mut lines = Vec::new();
-        for (alert, first_seen_ms, resolved_ms) in outbox::group_alerts(store, id).await? {
-            lines.push(line(&alert, first_seen_ms, resolved_ms));
-        }
-        let any_firing = lines.iter().any(|l| l.firing);
+        let items: Vec<Item> = outbox::group_alerts(store, id)
+            .await?
+            .into_iter()
+            .map(|(alert, first_ms, resolved_ms)| Item {
+                alert,
+                first_ms,
+                resolved_ms,
+            })
+            .collect();
+        let any_firing = items.iter().any(Item::firing);
         let service = group_service(store, id).await?;
         let logs = service
             .as_deref()
@@ -53,8 +58,8 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         let mut messages = render_group(
             &g.title,
             severity,
-            lines,
-            app.alerts.config.summarize_over,
+            &items,
+            Sizes::of(&app.alerts.config),
             &look,
         );
         // Messages the group had beyond what it needs now: say so, rather than
