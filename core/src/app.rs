@@ -35,6 +35,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,
     pub audit_channel: Option<u64>,
+    /// Operations whose audit message is open (edited step by step).
+    pub audit_operations: crate::audit::Operations,
     /// Where incidents get their threads and stakeholders read the notices.
     pub incidents_channel: Option<u64>,
     pub incidents: crate::settings::incidents::IncidentsConfig,

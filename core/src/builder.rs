@@ -243,6 +243,7 @@ impl AppBuilder {
             metrics: self.metrics.unwrap_or_else(|| Arc::new(Metrics::new())),
             chat: self.chat.unwrap_or_else(|| Arc::new(NullSink)),
             audit_channel: self.audit_channel,
+            audit_operations: Default::default(),
             incidents_channel: self.incidents_channel,
             incidents: self.incidents,
             clock: self.clock,
