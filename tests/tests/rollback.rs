@@ -13,7 +13,7 @@ use klaxon_core::store::deployments::{self, Status};
 use klaxon_tests::both_databases;
 use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::fake::{FaultRule, Member, MessageRecord, Output, OutputKind};
-use klaxon_tests::tester::{role_of, ALERTS};
+use klaxon_tests::tester::{role_of, ALERTS, AUDIT};
 use klaxon_tests::{env, Db, Reply, Tester};
 
 fn operator() -> Member {
@@ -859,6 +859,78 @@ async fn a_restart_of_klaxon_mid_rollback_is_reported_and_the_service_put_back()
     plan.assert_contains("Restart api?");
     let (_, cb) = click(&t, operator(), &plan.message, "cancel").await;
     assert_eq!(callback_type(&cb), 7);
+    t.finish().await;
+    c.cleanup().await;
+}
+
+/// #17: a `/rollback` is ONE message in the audit channel, edited step by step;
+/// the audit table keeps a row per step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_one_audit_message_edited_step_by_step() {
+    let mut c = Containers::new().await;
+    let name = c.run("api", Spec::new("v2").health("true")).await;
+    c.wait_health(&name, "healthy").await;
+    let t = Tester::builder()
+        .docker_host(c.host())
+        .service("api", Some(&name), None)
+        .audit_channel(AUDIT)
+        .rollback(|r| {
+            r.stop_timeout_secs = 1;
+            r.health_timeout_secs = 20;
+        })
+        .spawn()
+        .await;
+    let plan = ask(&t, "rollback", Some(&image("v1"))).await;
+    // The command's own line opens the operation's message.
+    let first = t.channel_message(AUDIT).await;
+    assert!(
+        first.content.contains("`/rollback service=api"),
+        "{}",
+        first.content
+    );
+    assert_eq!(first.content.lines().count(), 1, "{}", first.content);
+    let (id, _) = click(&t, operator(), &plan.message, "confirm").await;
+    until_final(&t, id).await;
+    // Every step is edited into that message; the last edit shows them all.
+    let mut edits = 0;
+    let last = loop {
+        let e = t.channel_edit(AUDIT).await;
+        assert_eq!(e.id, first.id, "edits of the one audit message");
+        assert!(e.content.chars().count() <= 2_000);
+        assert_eq!(
+            e.flags & 4096,
+            4096,
+            "the audit channel does not buzz phones"
+        );
+        edits += 1;
+        if e.content.contains("succeeded: done in") {
+            break e;
+        }
+    };
+    let text = &last.content;
+    let steps = [
+        "confirmed:",
+        "stopped:",
+        "kept:",
+        "started:",
+        "healthy:",
+        "removed:",
+        "succeeded:",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let found = text[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step} after the previous step in {text}"));
+        at += found;
+    }
+    assert_eq!(text.lines().count(), 1 + steps.len(), "{text}");
+    assert!(edits >= 1 && edits <= steps.len(), "{edits} edits");
+    // The table keeps one row per step, as before.
+    let rows = t.bot().app.store.recent_audit(100).await.expect("audit");
+    let rollback_rows = rows.iter().filter(|a| a.command == "rollback").count();
+    assert_eq!(rollback_rows, 1 + steps.len(), "{rows:#?}");
+    // finish() fails on any further (unread) audit message.
     t.finish().await;
     c.cleanup().await;
 }

@@ -128,7 +128,7 @@ fn pairs(labels: &[(String, String)]) -> String {
 }
 
 /// One row: `🔴 instance=i17 · since 12:44 UTC`, `✅ ~~instance=i3~~ · resolved
-/// 12:50 UTC`, `🔴 ×37 · since 12:44 UTC`.
+/// 12:50 UTC`, `🔴 ×37 firing · since 12:44 UTC` (identical alerts).
 fn row_text(r: &Row) -> String {
     let mut what = pairs(&r.labels);
     if let Some(s) = &r.summary {
@@ -142,24 +142,18 @@ fn row_text(r: &Row) -> String {
     } else {
         String::new()
     };
-    let text = if r.firing {
-        let mark = "🔴";
-        let what = if what.is_empty() {
-            String::new()
-        } else {
-            format!("{what} ")
-        };
-        format!("{mark} {count}{what}· since {}", hhmm(r.since_ms))
-    } else {
-        let what = if what.is_empty() {
-            String::new()
-        } else {
-            format!("~~{what}~~ ")
-        };
-        format!(
-            "✅ {count}{what}· resolved {}",
+    let text = match (r.firing, what.is_empty()) {
+        (true, true) => format!("🔴 {count}firing · since {}", hhmm(r.since_ms)),
+        (true, false) => format!("🔴 {count}{what} · since {}", hhmm(r.since_ms)),
+        (false, empty) => format!(
+            "✅ {count}{}resolved {}",
+            if empty {
+                String::new()
+            } else {
+                format!("~~{what}~~ · ")
+            },
             r.resolved_ms.map(hhmm).unwrap_or_default()
-        )
+        ),
     };
     cut(&text, ROW_CHARS)
 }

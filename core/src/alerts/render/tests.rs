@@ -160,7 +160,10 @@ fn a_hundred_identical_alerts_collapse_into_one_row() {
     let msgs = render_group("DiskFull · db", Severity::P2, &items, SIZES, &look(None));
     let shown = fits(&msgs);
     assert_eq!(shown.matches("🔴").count(), 1, "{shown}");
-    assert!(shown.contains("🔴 ×100 · since 12:53 UTC"), "{shown}");
+    assert!(
+        shown.contains("🔴 ×100 firing · since 12:53 UTC"),
+        "{shown}"
+    );
     assert!(
         shown.contains("instance=db-1"),
         "the shared instance in the header"
