@@ -358,7 +358,7 @@ both_databases!(
     alerts_are_grouped_and_edited_in_place_on_postgres
 );
 
-async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(db: Db) {
+async fn a_large_group_is_one_phone_sized_message_and_survives_a_5xx_on(db: Db) {
     let t = Tester::builder()
         .db(db)
         .intake(|i| i.generic_token = Secret::new(GENERIC_TOKEN))
@@ -415,9 +415,9 @@ async fn a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on(db: Db)
 }
 
 both_databases!(
-    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on,
-    a_large_group_is_split_at_discords_limits_and_survives_a_5xx,
-    a_large_group_is_split_at_discords_limits_and_survives_a_5xx_on_postgres
+    a_large_group_is_one_phone_sized_message_and_survives_a_5xx_on,
+    a_large_group_is_one_phone_sized_message_and_survives_a_5xx,
+    a_large_group_is_one_phone_sized_message_and_survives_a_5xx_on_postgres
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -756,14 +756,34 @@ async fn restart_waits_for_health() {
     let t = Tester::builder()
         .docker_host(c.host())
         .service("api", Some(&name), None)
+        .audit_channel(AUDIT)
         .rollback(|r| r.stop_timeout_secs = 1)
         .spawn()
         .await;
     let plan = ask(&t, "restart", None).await;
     plan.assert_contains("Restart api?")
         .assert_contains("Wait up to 60 s for health: Docker health check");
+    let audit = t.channel_message(AUDIT).await;
+    assert!(
+        audit.content.contains("`/restart service=api`"),
+        "{}",
+        audit.content
+    );
     let (id, _) = click(&t, operator(), &plan.message, "confirm").await;
     let done = until_final(&t, id).await;
+    // #17: the restart's steps are edited into its one audit message.
+    loop {
+        let e = t.channel_edit(AUDIT).await;
+        assert_eq!(e.id, audit.id, "{}", e.content);
+        if e.content.contains("succeeded: done in") {
+            assert!(
+                e.content.contains("↳ ✅ restarted: Restarted"),
+                "{}",
+                e.content
+            );
+            break;
+        }
+    }
     let text = done.text();
     assert!(text.contains("✅ api restarted"), "{text}");
     assert!(text.contains(&format!("✅ Restarted `{name}`")), "{text}");
