@@ -304,7 +304,10 @@ fn markdown_in_labels_and_annotations_is_shown_literally() {
 #[test]
 fn any_group_size_fits_one_phone_screen() {
     let long = "x".repeat(3_000);
-    for n in [1, 9, 10, 11, 500] {
+    for (n, status) in [1, 9, 10, 11, 500]
+        .into_iter()
+        .flat_map(|n| [(n, AlertStatus::Firing), (n, AlertStatus::Resolved)])
+    {
         let items: Vec<Item> = (0..n)
             .map(|i| {
                 item(
@@ -315,7 +318,7 @@ fn any_group_size_fits_one_phone_screen() {
                             ("instance", &format!("{long}{i}")),
                         ],
                         &[("summary", &format!("{i}{long}")), ("runbook", &long)],
-                        AlertStatus::Firing,
+                        status,
                     ),
                     T0 + i,
                 )
