@@ -296,6 +296,7 @@ impl Metrics {
             m.add(name, &[], 0.0);
         }
         m.set("klaxon_leader", &[], 0.0);
+        m.set("klaxon_leader_lease_age_seconds", &[], 0.0);
         m
     }
 
