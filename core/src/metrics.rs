@@ -256,7 +256,7 @@ pub struct Metrics {
     help: Mutex<HashMap<&'static str, &'static str>>,
     /// Ages shown as gauges: the name, and since when ([`Metrics::stamp`]).
     stamps: Mutex<HashMap<&'static str, Instant>>,
-    /// When the database-derived gauges were last refreshed (see `crate::observe`).
+    /// When the database-derived gauges were last refreshed (the `observe` module of the domain decides when).
     refreshed: Mutex<Option<Instant>>,
     /// The label sets [`Metrics::set_all`] has set, per gauge: bounded (channels).
     seen: Mutex<HashMap<&'static str, Vec<Labels>>>,

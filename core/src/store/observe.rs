@@ -2,7 +2,7 @@
 //! snapshots across aggregates (outbox, alerts, incidents), each one cheap
 //! aggregate query. Kept apart from the aggregates' own files so that what the
 //! monitoring reads is in one place and costs are easy to see; the caller
-//! (`crate::observe`) runs them at most once every few seconds, never per scrape.
+//! (the domain module `observe`) runs them at most once every few seconds, never per scrape.
 //!
 //! Portable SQL only: `COUNT(CASE ...)` rather than `SUM` (PostgreSQL's `SUM` of a
 //! BIGINT is NUMERIC, which the Any driver cannot read).
