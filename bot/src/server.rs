@@ -185,6 +185,11 @@ async fn receive_alerts(
                 "klaxon_alert_intake_total",
                 &[("source", &label), ("result", "timeout")],
             );
+            s.app.metrics.observe(
+                "klaxon_intake_request_duration_seconds",
+                &[("source", &label), ("status", "408")],
+                started.elapsed().as_secs_f64(),
+            );
             let mut r = error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
