@@ -678,7 +678,7 @@ mod tests {
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
-        assert!(age >= 0.02 && age < 5.0, "{line}");
+        assert!((0.02..5.0).contains(&age), "{line}");
         m.unstamp("klaxon_leader_lease_age_seconds");
         assert!(m.render().contains("klaxon_leader_lease_age_seconds 0.0\n"));
     }
