@@ -416,6 +416,8 @@ missing_packages() {
     fi
     busybox_ok || m+=(busybox-static)
     find_pg_bin >/dev/null || m+=(postgresql)
+    # promtool checks docs/monitoring/*.yml (tests/tests/monitoring.rs).
+    command -v promtool >/dev/null 2>&1 || m+=(prometheus)
     echo "${m[*]}"
 }
 

@@ -142,22 +142,21 @@ impl Connections {
         }
     }
 
-    /// For `/metrics`.
-    pub fn render(&self) -> String {
+    /// For `/metrics`: the connection gauges and counters, as they are now.
+    pub fn record(&self, m: &klaxon_core::metrics::Metrics) {
         let open = self.state().open.len();
-        format!(
-            "# HELP klaxon_http_connections_open HTTP connections held now.\n\
-             # TYPE klaxon_http_connections_open gauge\nklaxon_http_connections_open {open}\n\
-             # HELP klaxon_http_connections_max The cap on HTTP connections (http.max_connections, within the descriptor limit).\n\
-             # TYPE klaxon_http_connections_max gauge\nklaxon_http_connections_max {}\n\
-             # HELP klaxon_http_connections_evicted_total Idle or slow connections closed at the cap for a new one.\n\
-             # TYPE klaxon_http_connections_evicted_total counter\nklaxon_http_connections_evicted_total {}\n\
-             # HELP klaxon_http_connections_refused_total Connections refused (503) at the cap, every slot in a request.\n\
-             # TYPE klaxon_http_connections_refused_total counter\nklaxon_http_connections_refused_total {}\n",
-            self.max,
+        m.set("klaxon_http_connections_open", &[], open as f64);
+        m.set("klaxon_http_connections_max", &[], self.max as f64);
+        m.raise_to(
+            "klaxon_http_connections_evicted_total",
+            &[],
             self.evicted.load(Ordering::Relaxed),
+        );
+        m.raise_to(
+            "klaxon_http_connections_refused_total",
+            &[],
             self.refused.load(Ordering::Relaxed),
-        )
+        );
     }
 
     /// One warning a minute at most: a flood must not flood the log too.

@@ -169,6 +169,12 @@ async fn receive_alerts(
     req: Request,
 ) -> Response {
     let headers = req.headers().clone();
+    let started = std::time::Instant::now();
+    // The path is the sender's: only the three sources become a label value.
+    let label = match source.as_str() {
+        "alertmanager" | "grafana" | "generic" => source.clone(),
+        _ => "other".to_string(),
+    };
     // The body under a deadline too: hyper's header timeout ends with the head.
     let read = tokio::time::timeout(s.conns.read_timeout(), Bytes::from_request(req, &()));
     let body = match read.await {
@@ -177,7 +183,12 @@ async fn receive_alerts(
         Err(_) => {
             s.app.metrics.inc(
                 "klaxon_alert_intake_total",
-                &[("source", &source), ("result", "timeout")],
+                &[("source", &label), ("result", "timeout")],
+            );
+            s.app.metrics.observe(
+                "klaxon_intake_request_duration_seconds",
+                &[("source", &label), ("status", "408")],
+                started.elapsed().as_secs_f64(),
             );
             let mut r = error(
                 StatusCode::REQUEST_TIMEOUT,
@@ -195,9 +206,15 @@ async fn receive_alerts(
     };
     let id = request_id();
     let span = tracing::info_span!("intake", correlation_id = %id, source = %source);
+    let app = Arc::clone(&s.app);
     let mut r = receive(s, source, headers, body, &id)
         .instrument(span)
         .await;
+    app.metrics.observe(
+        "klaxon_intake_request_duration_seconds",
+        &[("source", &label), ("status", r.status().as_str())],
+        started.elapsed().as_secs_f64(),
+    );
     if let Ok(v) = header::HeaderValue::from_str(&id) {
         r.headers_mut().insert("x-request-id", v);
     }
@@ -297,6 +314,11 @@ async fn receive(
             );
             m.add(
                 "klaxon_alerts_received_total",
+                &[("source", &source)],
+                parsed.len() as f64,
+            );
+            m.observe(
+                "klaxon_intake_alerts_per_request",
                 &[("source", &source)],
                 parsed.len() as f64,
             );
@@ -416,14 +438,12 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
 }
 
 async fn metrics(State(Server { app, conns, .. }): State<Server>) -> impl IntoResponse {
-    let mut text = app.metrics.render();
-    text.push_str(&conns.render());
-    text.push_str(&format!(
-        "# HELP klaxon_leader 1 while this replica leads (gateway, schedulers, outbox).\n\
-         # TYPE klaxon_leader gauge\nklaxon_leader {}\n",
-        u8::from(app.leader.load(Ordering::Relaxed))
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    klaxon_core::observe::refresh(&app).await;
+    conns.record(&app.metrics);
+    (
+        [(header::CONTENT_TYPE, klaxon_core::metrics::CONTENT_TYPE)],
+        app.metrics.render(),
+    )
 }
 
 pub async fn spawn(

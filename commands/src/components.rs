@@ -222,6 +222,7 @@ async fn run<I: Routed>(ctx: &serenity::Context, app: &Data, i: &I) -> Result<()
             Ok(())
         }
         Gate::Allowed(by, roles, target) => {
+            let started = std::time::Instant::now();
             let answered = Answered::default();
             let done = handler(Allowed {
                 ctx,
@@ -236,6 +237,15 @@ async fn run<I: Routed>(ctx: &serenity::Context, app: &Data, i: &I) -> Result<()
             if let Err(e) = &done {
                 interaction::answer_failure(ctx, i, &answered, e).await;
             }
+            // By the button family (a fixed set), never the custom id.
+            app.metrics.observe(
+                "klaxon_command_duration_seconds",
+                &[
+                    ("command", &format!("button:{}", route.prefix)),
+                    ("outcome", if done.is_ok() { "ok" } else { "failed" }),
+                ],
+                started.elapsed().as_secs_f64(),
+            );
             done
         }
     }

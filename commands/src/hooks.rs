@@ -105,6 +105,11 @@ async fn finish(ctx: Context<'_>, outcome: Outcome, detail: String) {
         "klaxon_commands_total",
         &[("command", &command), ("outcome", outcome.as_str())],
     );
+    app.metrics.observe(
+        "klaxon_command_duration_seconds",
+        &[("command", &command), ("outcome", outcome.as_str())],
+        started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0),
+    );
     interaction::record(
         app,
         &by,

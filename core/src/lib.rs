@@ -23,6 +23,7 @@ pub mod logs;
 pub mod maintenance;
 pub mod metrics;
 pub mod mirror;
+pub mod observe;
 pub mod ops_locks;
 pub mod permissions;
 pub mod probe;

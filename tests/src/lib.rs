@@ -11,6 +11,7 @@ pub mod databases;
 pub mod docker;
 pub mod env;
 pub mod faults;
+pub mod scrape;
 pub mod tester;
 
 pub use klaxon_fake_discord as fake;

@@ -159,10 +159,12 @@ async fn healthz_readyz_and_metrics() {
         text.contains("klaxon_discord_requests_total{status=\"204\"}"),
         "{text}"
     );
+    // OpenMetrics names the family without `_total`; the sample keeps the name.
     assert!(
-        text.contains("# TYPE klaxon_limiter_waits_total counter"),
+        text.contains("# TYPE klaxon_limiter_waits counter\n"),
         "{text}"
     );
+    assert!(text.contains("\nklaxon_limiter_waits_total 0\n"), "{text}");
 
     // The gateway drops: /readyz says so, then the session resumes and commands work.
     t.fake.drop_gateway().await;

@@ -52,6 +52,38 @@ pub struct Route {
     pub global_exempt: bool,
 }
 
+/// The route family of a Discord API path, for `/metrics`: a small fixed set, so a
+/// label never carries an id or a token.
+pub fn route_family(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    let path = path
+        .strip_prefix("/api/v10")
+        .or_else(|| path.strip_prefix("/api"))
+        .unwrap_or(path);
+    let first = path.split('/').find(|s| !s.is_empty()).unwrap_or("");
+    match first {
+        // Interaction callbacks, and their follow-ups (webhook-token routes).
+        "interactions" | "webhooks" => "interactions",
+        _ if path.contains("/messages") => "messages",
+        "channels" => "channels",
+        "guilds" => "guilds",
+        "gateway" => "gateway",
+        _ => "other",
+    }
+}
+
+/// `2xx`, `4xx`, `5xx`...; 429 on its own (a rate limit is not a client error).
+pub fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        429 => "429",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
 impl Route {
     fn queue_key(&self) -> String {
         format!("{}|{}", self.template, self.major)
@@ -157,6 +189,9 @@ impl Limiter {
                 &[],
                 (slot - now).as_secs_f64(),
             );
+            let wait = (slot - now).as_secs_f64();
+            self.metrics
+                .observe("klaxon_limiter_wait_duration_seconds", &[], wait);
             tokio::time::sleep_until(slot).await;
         }
     }
@@ -186,6 +221,7 @@ impl Limiter {
         Fut: std::future::Future<Output = Result<Response, reqwest::Error>>,
     {
         let route = Route::classify(method, path);
+        let family = route_family(path);
         let queue = self.queue(&route);
         // One request per route and major at a time: the next one leaves only once
         // the previous response said how many remain. That is the conservative
@@ -199,17 +235,29 @@ impl Limiter {
                 debug!(route = %route.template, major = %route.major, "bucket exhausted, waiting for reset");
                 self.metrics.inc("klaxon_limiter_waits_total", &[]);
                 let now = Instant::now();
-                self.metrics.add(
-                    "klaxon_limiter_wait_seconds_total",
-                    &[],
-                    reset.saturating_duration_since(now).as_secs_f64(),
-                );
+                let wait = reset.saturating_duration_since(now).as_secs_f64();
+                self.metrics
+                    .add("klaxon_limiter_wait_seconds_total", &[], wait);
+                self.metrics
+                    .observe("klaxon_limiter_wait_duration_seconds", &[], wait);
                 tokio::time::sleep_until(reset).await;
             }
             if !route.global_exempt {
                 self.global_slot().await;
             }
-            let resp = match tokio::time::timeout(REQUEST_TIMEOUT, send()).await {
+            let sent = Instant::now();
+            let answer = tokio::time::timeout(REQUEST_TIMEOUT, send()).await;
+            let class = match &answer {
+                Ok(Ok(r)) => status_class(r.status),
+                Ok(Err(_)) => "error",
+                Err(_) => "timeout",
+            };
+            self.metrics.observe(
+                "klaxon_discord_request_duration_seconds",
+                &[("route", family), ("status_class", class)],
+                sent.elapsed().as_secs_f64(),
+            );
+            let resp = match answer {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
                     self.metrics
@@ -409,6 +457,26 @@ impl Route {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn route_families_are_a_small_fixed_set() {
+        use super::route_family as f;
+        assert_eq!(f("/api/v10/channels/1/messages"), "messages");
+        assert_eq!(f("/api/v10/channels/1/messages/2?x=1"), "messages");
+        assert_eq!(f("/api/v10/channels/1/threads"), "channels");
+        assert_eq!(f("/api/v10/guilds/1/members/2"), "guilds");
+        assert_eq!(f("/api/v10/interactions/1/tok/callback"), "interactions");
+        assert_eq!(
+            f("/api/v10/webhooks/1/tok/messages/@original"),
+            "interactions"
+        );
+        assert_eq!(f("/api/v10/gateway/bot"), "gateway");
+        assert_eq!(f("/api/v10/users/@me"), "other");
+        assert_eq!(super::status_class(http::StatusCode::FORBIDDEN), "4xx");
+        assert_eq!(
+            super::status_class(http::StatusCode::TOO_MANY_REQUESTS),
+            "429"
+        );
+    }
     use super::*;
 
     #[test]

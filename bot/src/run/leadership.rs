@@ -300,6 +300,7 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
 /// at once, because another replica may already be sending.
 pub(super) async fn stop_duties(app: &App, mut d: Duties, flush: bool) {
     app.leader.store(false, Ordering::SeqCst);
+    app.metrics.unstamp("klaxon_leader_lease_age_seconds");
     d.deliberate.store(true, Ordering::SeqCst);
     if !flush {
         // Not ours any more: nothing more may be sent from here, not even while the
@@ -357,6 +358,7 @@ async fn lease_loop(l: Arc<Leadership>, stop: impl std::future::Future<Output = 
             let lost = match renewed {
                 Ok(true) => {
                     last_renewed = asked;
+                    app.metrics.stamp("klaxon_leader_lease_age_seconds");
                     None
                 }
                 Ok(false) => Some("another replica holds the lease now".to_string()),
@@ -391,6 +393,7 @@ async fn lease_loop(l: Arc<Leadership>, stop: impl std::future::Future<Output = 
                     );
                     l.holding.store(true, Ordering::SeqCst);
                     last_renewed = Instant::now();
+                    app.metrics.stamp("klaxon_leader_lease_age_seconds");
                     let l2 = Arc::clone(&l);
                     starting = Some(Starting(tokio::spawn(
                         async move {

@@ -171,8 +171,11 @@ async fn deliver_channel(
                     let joined: Vec<String> = ids.iter().map(u64::to_string).collect();
                     joined_ids = Some(joined.join(","));
                 }
+                let first = created.is_some() && index == 0;
                 outbox::record_sent(store, id, group_id, joined_ids, now_ms).await?;
                 out.sent += 1;
+                crate::observe::delivered(app, "alert", r.created_ms, first.then_some(group_id))
+                    .await;
             }
             Err(ChatError::UnknownChannel) => {
                 // The channel is gone or hidden: park its messages and say so; the rest

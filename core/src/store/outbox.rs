@@ -236,6 +236,8 @@ pub struct Pending {
     pub body: String,
     pub attempts: i64,
     pub priority: i64,
+    /// When it was queued (the outbox delivery age starts here).
+    pub created_ms: i64,
 }
 
 /// A channel's next message: the most urgent, then the oldest.
@@ -245,7 +247,8 @@ pub async fn next_pending(
     now_ms: i64,
 ) -> Result<Option<Pending>, StoreError> {
     let row = sqlx::query(
-        "SELECT id, group_id, part, body, attempts, priority FROM outbox WHERE channel_id = $1 \
+        "SELECT id, group_id, part, body, attempts, priority, created_ms FROM outbox \
+         WHERE channel_id = $1 \
          AND state = 'pending' AND next_try_ms <= $2 ORDER BY priority, id LIMIT 1",
     )
     .bind(channel as i64)
@@ -260,6 +263,7 @@ pub async fn next_pending(
             attempts: r.try_get("attempts")?,
             priority: r.try_get("priority")?,
             body: r.try_get("body")?,
+            created_ms: r.try_get("created_ms")?,
         })
     })
     .transpose()

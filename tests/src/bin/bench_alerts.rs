@@ -21,7 +21,9 @@
 //! the minimum needed to show the final state of every group (one request per
 //! message of its last render); 429s; the P1's time from its POST to its message;
 //! the time from the last POST until every group's last render was delivered; the
-//! process's peak RSS (bot and fake together). Writes `target/bench/alerts.json`.
+//! process's peak RSS (bot and fake together); the number of series in `/metrics`
+//! after the burst (< 500) and its render time (< 5 ms). Writes
+//! `target/bench/alerts.json`.
 //! Exits 1 when the fake counted a broken Discord rule or an alert went missing.
 
 use std::process::ExitCode;
@@ -156,6 +158,22 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let drained = last_post.elapsed();
+    // Cardinality (issue #19): the scrape after the burst, and how long the
+    // registry takes to render it (the median of 21, after one refresh).
+    let scrape = klaxon_tests::scrape::Scrape::get(t.bot().http_addr).await?;
+    let mut renders: Vec<Duration> = (0..21)
+        .map(|_| {
+            let t0 = Instant::now();
+            let text = t.bot().app.metrics.render();
+            std::hint::black_box(text);
+            t0.elapsed()
+        })
+        .collect();
+    renders.sort_unstable();
+    let render = renders[renders.len() / 2];
+    let t0 = Instant::now();
+    let _ = klaxon_tests::scrape::Scrape::get(t.bot().http_addr).await?;
+    let scrape_ms = t0.elapsed().as_secs_f64() * 1000.0;
     // The P1's message.
     let mut p1_latency = None;
     let mut outputs = Vec::new();
@@ -214,7 +232,13 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
         drained.as_secs_f64(),
         rss as f64 / 1024.0
     );
+    println!(
+        "/metrics: {} series (target < 500); renders in {:.2} ms (median of 21, target < 5 ms); a cached scrape over HTTP {scrape_ms:.1} ms",
+        scrape.series(),
+        render.as_secs_f64() * 1000.0
+    );
     let report = json!({
+        "metrics_series": scrape.series(), "metrics_render_ms": render.as_secs_f64() * 1000.0,
         "alerts": total, "notifications": posts, "seconds": seconds,
         "intake_alerts_per_s": throughput, "notification_p99_ms": p99.as_secs_f64() * 1000.0,
         "discord_requests": made, "minimum_requests": minimum, "requests_429": too_many,
@@ -228,7 +252,11 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
         serde_json::to_string_pretty(&report)?,
     )
     .context("writing the report")?;
-    let mut ok = violations.total() == 0 && stored as usize == total + 1 && p1_latency.is_some();
+    let mut ok = violations.total() == 0
+        && stored as usize == total + 1
+        && p1_latency.is_some()
+        && scrape.series() < 500
+        && render < Duration::from_millis(5);
     drop(outputs);
     if !followers.is_empty() {
         // Failover: the leader dies, then a P1 comes in through a follower.
