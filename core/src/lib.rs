@@ -22,6 +22,7 @@ pub mod log_reads;
 pub mod logs;
 pub mod maintenance;
 pub mod metrics;
+pub mod oncall;
 pub mod mirror;
 pub mod ops_locks;
 pub mod permissions;

@@ -9,3 +9,4 @@ pub mod logs;
 pub mod maintenance;
 pub mod rollout;
 pub mod services;
+pub mod oncall;
