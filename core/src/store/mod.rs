@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod audit;
 pub mod deployments;
 pub mod lease;
+pub mod oncall;
 pub mod outbox;
 
 /// A write transaction, as [`Store::begin_write`] opens it.

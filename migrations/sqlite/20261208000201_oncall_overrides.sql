@@ -1,0 +1,17 @@
+-- On-call overrides: a member takes a schedule's shift for [starts_ms, ends_ms).
+-- The newest (highest id) wins where overrides overlap; a cancelled one stays for
+-- the record with cancelled_ms set.
+CREATE TABLE oncall_overrides (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    -- The configured schedule's name, as written in [[oncall.schedules]].
+    schedule        TEXT    NOT NULL,
+    member_id       BIGINT  NOT NULL,
+    starts_ms       BIGINT  NOT NULL,
+    ends_ms         BIGINT  NOT NULL,
+    created_by      TEXT    NOT NULL,
+    created_by_id   BIGINT  NOT NULL,
+    created_ms      BIGINT  NOT NULL,
+    cancelled_ms    BIGINT,
+    cancelled_by    TEXT
+);
+CREATE INDEX oncall_overrides_schedule ON oncall_overrides (schedule, ends_ms);
