@@ -44,6 +44,8 @@ pub struct App {
     pub alerts_channel: Option<u64>,
     /// `[maintenance]`: time zone, lead times, the longest window.
     pub maintenance: crate::settings::maintenance::Settings,
+    /// `[oncall]`: schedules, escalation policies and webhooks, validated.
+    pub oncall: crate::settings::oncall::OnCall,
     /// Windows change one at a time: the scheduler and the commands take turns.
     pub maintenance_lock: tokio::sync::Mutex<()>,
     /// Wakes the maintenance scheduler after a command changed a window: it posts

@@ -58,6 +58,7 @@ pub struct AppBuilder {
     alerts: Option<Router>,
     alerts_channel: Option<u64>,
     maintenance: Option<crate::settings::maintenance::Settings>,
+    oncall: crate::settings::oncall::OnCall,
     discord_outage: Option<String>,
     events: Bus<App>,
 }
@@ -83,6 +84,7 @@ impl App {
             alerts: None,
             alerts_channel: None,
             maintenance: None,
+            oncall: Default::default(),
             discord_outage: None,
             events: default_subscribers(),
         }
@@ -197,6 +199,11 @@ impl AppBuilder {
         self
     }
 
+    pub fn oncall(mut self, oncall: crate::settings::oncall::OnCall) -> Self {
+        self.oncall = oncall;
+        self
+    }
+
     pub fn maintenance(mut self, settings: crate::settings::maintenance::Settings) -> Self {
         self.maintenance = Some(settings);
         self
@@ -249,6 +256,7 @@ impl AppBuilder {
             alerts: self.alerts.unwrap_or_else(default_router),
             alerts_channel: self.alerts_channel,
             maintenance: self.maintenance.unwrap_or_default(),
+            oncall: self.oncall,
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
             chat_connected: Default::default(),

@@ -107,6 +107,9 @@ pub struct RouteConfig {
     /// Whether its groups page the on-call role (`incidents.on_call_role`).
     #[serde(default)]
     pub page: bool,
+    /// The `[[oncall.policies]]` its groups start when they first fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
 }
 
 /// Where one alert goes.

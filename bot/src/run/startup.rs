@@ -227,6 +227,11 @@ pub(super) fn build_app(
             klaxon_core::maintenance::Settings::new(&config.maintenance)
                 .map_err(|e| anyhow!("maintenance: {}", e.join("; ")))?,
         )
+        .oncall(
+            config
+                .oncall_settings()
+                .map_err(|e| anyhow!("oncall: {}", e.join("; ")))?,
+        )
         .discord_outage(outage)
         .build(store))
 }
