@@ -251,3 +251,86 @@ fn bad_schedules_and_unknown_policies_are_named() {
     assert!(e.contains("oncall.schedules[0].members"), "{e}");
     assert!(e.contains("alerts.routes[0].escalation: no escalation policy `tiers`"), "{e}");
 }
+
+/// The override rows on both databases: ended and cancelled ones drop out, the
+/// schedule is matched without regard to case, a second cancel changes nothing.
+async fn override_rows(db: Db) {
+    use klaxon_core::store::oncall::{self as rows, NewOverride};
+    let t = Tester::builder().db(db).spawn().await;
+    let store = &t.bot().app.store;
+    let new = |member, starts_ms, ends_ms| NewOverride {
+        schedule: "Primary",
+        member_id: member,
+        starts_ms,
+        ends_ms,
+        created_by: "op",
+        created_by_id: 1,
+        created_ms: 0,
+    };
+    let a = rows::insert(store, &new(CAROL, 1_000, 5_000)).await.expect("insert");
+    let b = rows::insert(store, &new(u64::MAX >> 1, 2_000, 9_000)).await.expect("insert");
+    let c = rows::insert(store, &new(7002, 0, 1_500)).await.expect("insert");
+    assert!(a < b && b < c, "ids grow: newest wins");
+    let ids = |v: Vec<rows::OverrideRow>| v.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(rows::active(store, "primary", 1_500).await.expect("active")), vec![a, b]);
+    assert_eq!(
+        rows::active(store, "PRIMARY", 0).await.expect("active")[1].member_id,
+        u64::MAX >> 1,
+        "a snowflake round-trips"
+    );
+    assert!(rows::cancel(store, a, "op", 3_000).await.expect("cancel"));
+    assert!(!rows::cancel(store, a, "op", 3_001).await.expect("cancel"));
+    assert_eq!(ids(rows::active(store, "primary", 0).await.expect("active")), vec![b, c]);
+    let got = rows::get(store, a).await.expect("get").expect("kept");
+    assert_eq!(got.cancelled_ms, Some(3_000));
+    assert!(rows::active(store, "secondary", 0).await.expect("active").is_empty());
+    t.finish().await;
+}
+
+both_databases!(override_rows, override_rows_on_sqlite, override_rows_on_postgres);
+
+/// The bot's chat sink over the real transport: a DM channel is opened once and
+/// takes posts; a member who closed DMs gives a recognizable 50007; roles are
+/// given and taken within Discord's permission and hierarchy rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_and_member_roles_through_the_transport() {
+    use klaxon_core::chat::ChatMessage;
+    let t = Tester::builder().spawn().await;
+    let chat = &t.bot().app.chat;
+    let guild = t.fake.config().guild_id;
+    for (id, name) in [(CAROL, "carol"), (7002, "dave")] {
+        t.fake.add_member(Member {
+            user_id: id,
+            username: name.into(),
+            roles: vec![],
+        });
+    }
+    let dm = chat.open_dm(CAROL).await.expect("DM channel");
+    assert_eq!(chat.open_dm(CAROL).await.expect("again"), dm);
+    chat.send(dm, ChatMessage::text("You are paged: Checkout down"))
+        .await
+        .expect("posted");
+    let got = t.channel_message(dm).await;
+    assert_eq!(got.text(), "You are paged: Checkout down");
+
+    t.fake.close_dms(7002);
+    let closed = chat.open_dm(7002).await.expect("DM channel");
+    let e = chat
+        .send(closed, ChatMessage::text("You are paged"))
+        .await
+        .expect_err("refused");
+    assert!(e.is_dm_closed(), "{e}");
+
+    assert!(chat.is_member(guild, CAROL).await.expect("lookup"));
+    assert!(!chat.is_member(guild, 7777).await.expect("lookup"));
+
+    // Without Manage Roles Discord refuses; with it, roles below the bot's move.
+    t.fake.add_roles(&[1]);
+    assert!(chat.add_role(guild, CAROL, 1, "on call").await.is_err());
+    t.fake.grant_manage_roles(100);
+    chat.add_role(guild, CAROL, 1, "on call").await.expect("given");
+    assert_eq!(t.fake.member_roles(CAROL), vec![1]);
+    chat.remove_role(guild, CAROL, 1, "shift over").await.expect("taken");
+    assert!(t.fake.member_roles(CAROL).is_empty());
+    t.finish().await;
+}
