@@ -160,8 +160,7 @@ async fn shifts(
         if days == 1 { "" } else { "s" },
         s.tz.name()
     );
-    let mut shown = 0;
-    for seg in &segs {
+    for (shown, seg) in segs.iter().enumerate() {
         let line = segment_line(seg, now_ms, s);
         // Discord's 2,000 characters: say how many more rather than cut a line.
         if chat::chars(&text) + chat::chars(&line) + 40 > chat::limits::CONTENT {
@@ -170,7 +169,6 @@ async fn shifts(
         }
         text.push('\n');
         text.push_str(&line);
-        shown += 1;
     }
     say(ctx, text, false).await
 }
@@ -235,7 +233,9 @@ async fn override_(
         duration_ms,
         by: who(ctx),
     };
-    let o = oncall::add_override(app, s, req).await.map_err(user_error)?;
+    let o = oncall::add_override(app, s, req)
+        .await
+        .map_err(user_error)?;
     say(ctx, override_done(&o, s, now_ms), false).await
 }
 
@@ -261,7 +261,9 @@ async fn cover(
         duration_ms,
         by: who(ctx),
     };
-    let o = oncall::add_override(app, s, req).await.map_err(user_error)?;
+    let o = oncall::add_override(app, s, req)
+        .await
+        .map_err(user_error)?;
     say(ctx, override_done(&o, s, now_ms), false).await
 }
 
@@ -277,11 +279,17 @@ async fn overrides(
     let app = ctx.data();
     let s = oncall::schedule(app, &schedule).map_err(user_error)?;
     let now_ms = app.clock.now_ms();
-    let rows = oncall::overrides(app, s, now_ms).await.map_err(user_error)?;
+    let rows = oncall::overrides(app, s, now_ms)
+        .await
+        .map_err(user_error)?;
     if rows.is_empty() {
         return say(ctx, format!("No overrides on **{}**.", s.name), true).await;
     }
-    let mut text = format!("✋ Overrides on **{}** ({}), newest wins:", s.name, s.tz.name());
+    let mut text = format!(
+        "✋ Overrides on **{}** ({}), newest wins:",
+        s.name,
+        s.tz.name()
+    );
     for (i, o) in rows.iter().enumerate().rev() {
         let line = format!(
             "\n• #{} {}: {} → {}, by {}",

@@ -340,14 +340,30 @@ impl ChatSink for RecordingChat {
     async fn add_role(&self, guild: u64, user: u64, role: u64, _: &str) -> Result<(), ChatError> {
         let mut s = self.state();
         s.roles.entry(user).or_default().insert(role);
-        s.log.push(Recorded::Role { guild, user, role, added: true });
+        s.log.push(Recorded::Role {
+            guild,
+            user,
+            role,
+            added: true,
+        });
         Ok(())
     }
 
-    async fn remove_role(&self, guild: u64, user: u64, role: u64, _: &str) -> Result<(), ChatError> {
+    async fn remove_role(
+        &self,
+        guild: u64,
+        user: u64,
+        role: u64,
+        _: &str,
+    ) -> Result<(), ChatError> {
         let mut s = self.state();
         s.roles.entry(user).or_default().remove(&role);
-        s.log.push(Recorded::Role { guild, user, role, added: false });
+        s.log.push(Recorded::Role {
+            guild,
+            user,
+            role,
+            added: false,
+        });
         Ok(())
     }
 }

@@ -50,7 +50,13 @@ async fn commands_overrides_and_errors(db: Db) {
     let on_call = rotation_now(&t);
 
     // Anyone may look: who, until when in the team's zone, and relative.
-    let now = t.slash("oncall now").as_level(Level::Viewer).send().await.reply().await;
+    let now = t
+        .slash("oncall now")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
     assert!(!now.ephemeral());
     now.assert_contains(&format!("📟 **primary**: <@{on_call}> until"))
         .assert_contains("Europe/Berlin")
@@ -83,7 +89,9 @@ async fn commands_overrides_and_errors(db: Db) {
         .reply()
         .await;
     assert!(!made.ephemeral());
-    made.assert_contains(&format!("✋ Override #1 on **primary**: <@{CAROL}> is on call"));
+    made.assert_contains(&format!(
+        "✋ Override #1 on **primary**: <@{CAROL}> is on call"
+    ));
 
     // A responder may not override, only cover.
     let refused = t
@@ -148,7 +156,9 @@ async fn commands_overrides_and_errors(db: Db) {
         .await
         .reply()
         .await;
-    covered.assert_contains(&format!("✋ Override #2 on **primary**: <@{RESPONDER}> is on call"));
+    covered.assert_contains(&format!(
+        "✋ Override #2 on **primary**: <@{RESPONDER}> is on call"
+    ));
     t.slash("oncall now")
         .opt("schedule", "primary")
         .as_level(Level::Viewer)
@@ -221,7 +231,10 @@ async fn commands_overrides_and_errors(db: Db) {
     let mut runs = 0;
     for _ in 0..50 {
         let audit = t.bot().app.store.recent_audit(100).await.expect("audit");
-        runs = audit.iter().filter(|a| a.command.starts_with("oncall")).count();
+        runs = audit
+            .iter()
+            .filter(|a| a.command.starts_with("oncall"))
+            .count();
         if runs >= 15 {
             break;
         }
@@ -245,11 +258,20 @@ fn bad_schedules_and_unknown_policies_are_named() {
     bad.members.clear();
     let mut c = klaxon_core::settings::oncall::OncallConfig::default();
     c.schedules.push(bad);
-    let refs = vec![("alerts.routes[0].escalation".to_string(), "tiers".to_string())];
+    let refs = vec![(
+        "alerts.routes[0].escalation".to_string(),
+        "tiers".to_string(),
+    )];
     let e = OnCall::new(&c, &refs).expect_err("refused").join("\n");
-    assert!(e.contains("oncall.schedules[0].timezone: `Europe/Atlantis`"), "{e}");
+    assert!(
+        e.contains("oncall.schedules[0].timezone: `Europe/Atlantis`"),
+        "{e}"
+    );
     assert!(e.contains("oncall.schedules[0].members"), "{e}");
-    assert!(e.contains("alerts.routes[0].escalation: no escalation policy `tiers`"), "{e}");
+    assert!(
+        e.contains("alerts.routes[0].escalation: no escalation policy `tiers`"),
+        "{e}"
+    );
 }
 
 /// The override rows on both databases: ended and cancelled ones drop out, the
@@ -267,12 +289,21 @@ async fn override_rows(db: Db) {
         created_by_id: 1,
         created_ms: 0,
     };
-    let a = rows::insert(store, &new(CAROL, 1_000, 5_000)).await.expect("insert");
-    let b = rows::insert(store, &new(u64::MAX >> 1, 2_000, 9_000)).await.expect("insert");
-    let c = rows::insert(store, &new(7002, 0, 1_500)).await.expect("insert");
+    let a = rows::insert(store, &new(CAROL, 1_000, 5_000))
+        .await
+        .expect("insert");
+    let b = rows::insert(store, &new(u64::MAX >> 1, 2_000, 9_000))
+        .await
+        .expect("insert");
+    let c = rows::insert(store, &new(7002, 0, 1_500))
+        .await
+        .expect("insert");
     assert!(a < b && b < c, "ids grow: newest wins");
     let ids = |v: Vec<rows::OverrideRow>| v.iter().map(|r| r.id).collect::<Vec<_>>();
-    assert_eq!(ids(rows::active(store, "primary", 1_500).await.expect("active")), vec![a, b]);
+    assert_eq!(
+        ids(rows::active(store, "primary", 1_500).await.expect("active")),
+        vec![a, b]
+    );
     assert_eq!(
         rows::active(store, "PRIMARY", 0).await.expect("active")[1].member_id,
         u64::MAX >> 1,
@@ -280,14 +311,24 @@ async fn override_rows(db: Db) {
     );
     assert!(rows::cancel(store, a, "op", 3_000).await.expect("cancel"));
     assert!(!rows::cancel(store, a, "op", 3_001).await.expect("cancel"));
-    assert_eq!(ids(rows::active(store, "primary", 0).await.expect("active")), vec![b, c]);
+    assert_eq!(
+        ids(rows::active(store, "primary", 0).await.expect("active")),
+        vec![b, c]
+    );
     let got = rows::get(store, a).await.expect("get").expect("kept");
     assert_eq!(got.cancelled_ms, Some(3_000));
-    assert!(rows::active(store, "secondary", 0).await.expect("active").is_empty());
+    assert!(rows::active(store, "secondary", 0)
+        .await
+        .expect("active")
+        .is_empty());
     t.finish().await;
 }
 
-both_databases!(override_rows, override_rows_on_sqlite, override_rows_on_postgres);
+both_databases!(
+    override_rows,
+    override_rows_on_sqlite,
+    override_rows_on_postgres
+);
 
 /// The bot's chat sink over the real transport: a DM channel is opened once and
 /// takes posts; a member who closed DMs gives a recognizable 50007; roles are
@@ -328,9 +369,13 @@ async fn direct_messages_and_member_roles_through_the_transport() {
     t.fake.add_roles(&[1]);
     assert!(chat.add_role(guild, CAROL, 1, "on call").await.is_err());
     t.fake.grant_manage_roles(100);
-    chat.add_role(guild, CAROL, 1, "on call").await.expect("given");
+    chat.add_role(guild, CAROL, 1, "on call")
+        .await
+        .expect("given");
     assert_eq!(t.fake.member_roles(CAROL), vec![1]);
-    chat.remove_role(guild, CAROL, 1, "shift over").await.expect("taken");
+    chat.remove_role(guild, CAROL, 1, "shift over")
+        .await
+        .expect("taken");
     assert!(t.fake.member_roles(CAROL).is_empty());
     t.finish().await;
 }

@@ -49,7 +49,12 @@ pub fn schedule<'a>(app: &'a App, name: &str) -> Result<&'a Schedule, OncallErro
         return invalid("No on-call schedules are configured (`[[oncall.schedules]]`).");
     }
     app.oncall.schedule(name).ok_or_else(|| {
-        let known: Vec<&str> = app.oncall.schedules.iter().map(|s| s.name.as_str()).collect();
+        let known: Vec<&str> = app
+            .oncall
+            .schedules
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         OncallError::Invalid(format!(
             "No on-call schedule `{}`. Known: {}.",
             crate::chat::neutralize(&crate::chat::truncate(name, 40)),
@@ -68,14 +73,22 @@ fn as_override(r: &OverrideRow) -> Override {
 }
 
 /// The schedule's overrides that matter from `from_ms` on.
-pub async fn overrides(app: &App, s: &Schedule, from_ms: i64) -> Result<Vec<OverrideRow>, OncallError> {
+pub async fn overrides(
+    app: &App,
+    s: &Schedule,
+    from_ms: i64,
+) -> Result<Vec<OverrideRow>, OncallError> {
     Ok(rows::active(&app.store, s.name.as_str(), from_ms).await?)
 }
 
 /// Who is on call on `s` now, and until when.
 pub async fn now(app: &App, s: &Schedule) -> Result<OnCallAt, OncallError> {
     let now = app.clock.now_ms();
-    let ovs: Vec<Override> = overrides(app, s, now).await?.iter().map(as_override).collect();
+    let ovs: Vec<Override> = overrides(app, s, now)
+        .await?
+        .iter()
+        .map(as_override)
+        .collect();
     Ok(resolve::resolve(s, &ovs, now))
 }
 
@@ -85,7 +98,11 @@ pub async fn shifts(app: &App, s: &Schedule, days: i64) -> Result<Vec<Segment>, 
         return invalid(format!("`days` must be from 1 to {MAX_DAYS}."));
     }
     let now = app.clock.now_ms();
-    let ovs: Vec<Override> = overrides(app, s, now).await?.iter().map(as_override).collect();
+    let ovs: Vec<Override> = overrides(app, s, now)
+        .await?
+        .iter()
+        .map(as_override)
+        .collect();
     Ok(resolve::segments(s, &ovs, now, now + days * 86_400_000))
 }
 
@@ -100,7 +117,11 @@ pub struct OverrideRequest {
 }
 
 /// Checks and stores an override; returns its row.
-pub async fn add_override(app: &App, s: &Schedule, req: OverrideRequest) -> Result<OverrideRow, OncallError> {
+pub async fn add_override(
+    app: &App,
+    s: &Schedule,
+    req: OverrideRequest,
+) -> Result<OverrideRow, OncallError> {
     let now = app.clock.now_ms();
     if req.duration_ms <= 0 || req.duration_ms > MAX_OVERRIDE_MS {
         return invalid("The duration must be more than 0 and at most 4 weeks (4w).");
@@ -138,7 +159,9 @@ pub async fn add_override(app: &App, s: &Schedule, req: OverrideRequest) -> Resu
     tracing::info!(schedule = %s.name, override_id = id, member = req.member, starts_ms, ends_ms = new.ends_ms, by = req.by.user_id, "on-call override");
     match rows::get(&app.store, id).await? {
         Some(r) => Ok(r),
-        None => Err(OncallError::Store(StoreError::Query(sqlx::Error::RowNotFound))),
+        None => Err(OncallError::Store(StoreError::Query(
+            sqlx::Error::RowNotFound,
+        ))),
     }
 }
 
@@ -155,6 +178,10 @@ pub async fn cancel_override(app: &App, id: i64, by: &Actor) -> Result<OverrideR
         return invalid(format!("Override #{id} has already ended."));
     }
     rows::cancel(&app.store, id, &by.name, now).await?;
-    tracing::info!(override_id = id, by = by.user_id, "on-call override cancelled");
+    tracing::info!(
+        override_id = id,
+        by = by.user_id,
+        "on-call override cancelled"
+    );
     Ok(row)
 }

@@ -66,7 +66,11 @@ pub struct Segment {
 
 fn offset_secs(tz: Tz, utc_secs: i64) -> i64 {
     match DateTime::<Utc>::from_timestamp(utc_secs, 0) {
-        Some(t) => i64::from(tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc()),
+        Some(t) => i64::from(
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        ),
         None => 0,
     }
 }
@@ -133,7 +137,9 @@ fn shift_and_next(s: &Schedule, at_ms: i64) -> (Option<i64>, i64) {
 fn member(s: &Schedule, k: Option<i64>) -> Option<u64> {
     let k = k?;
     let n = i64::try_from(s.members.len()).ok().filter(|n| *n > 0)?;
-    s.members.get(usize::try_from(k.rem_euclid(n)).ok()?).copied()
+    s.members
+        .get(usize::try_from(k.rem_euclid(n)).ok()?)
+        .copied()
 }
 
 /// The newest override covering `at_ms`. (Plain loops: this runs for every
@@ -148,7 +154,12 @@ fn newest(overrides: &[Override], at_ms: i64) -> Option<&Override> {
     best
 }
 
-fn answer(s: &Schedule, overrides: &[Override], at_ms: i64, k: Option<i64>) -> (Option<u64>, Source) {
+fn answer(
+    s: &Schedule,
+    overrides: &[Override],
+    at_ms: i64,
+    k: Option<i64>,
+) -> (Option<u64>, Source) {
     match newest(overrides, at_ms) {
         Some(o) => (Some(o.member), Source::Override(o.id)),
         None => match k {
@@ -188,7 +199,13 @@ struct Edges<'a> {
 impl<'a> Edges<'a> {
     fn new(s: &'a Schedule, overrides: &'a [Override], at_ms: i64) -> Self {
         let (k, next_handoff) = shift_and_next(s, at_ms);
-        Edges { s, overrides, at_ms, k, next_handoff }
+        Edges {
+            s,
+            overrides,
+            at_ms,
+            k,
+            next_handoff,
+        }
     }
 
     /// Moves to the next edge; returns whether it was a hand-off.
@@ -245,7 +262,11 @@ pub fn resolve(s: &Schedule, overrides: &[Override], at_ms: i64) -> OnCallAt {
             }
         }
     };
-    OnCallAt { member: who, source, until_ms }
+    OnCallAt {
+        member: who,
+        source,
+        until_ms,
+    }
 }
 
 /// The stretches of `[from_ms, to_ms)`, each with one member and one reason (a

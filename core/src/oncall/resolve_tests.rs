@@ -35,7 +35,12 @@ fn utc(s: &str) -> i64 {
 /// stay visible: Berlin 2027-03-28 01:00 UTC and 2027-10-31 01:00 UTC), one that gives
 /// the shift to its own member, one empty, and one before a late-starting rotation.
 fn overrides() -> Vec<Override> {
-    let o = |id, member, a: &str, b: &str| Override { id, member, start_ms: utc(a), end_ms: utc(b) };
+    let o = |id, member, a: &str, b: &str| Override {
+        id,
+        member,
+        start_ms: utc(a),
+        end_ms: utc(b),
+    };
     vec![
         o(1, 901, "2027-03-20 00:00", "2027-03-27 00:00"),
         o(2, 902, "2027-03-27 12:00", "2027-03-28 00:07"),
@@ -52,7 +57,12 @@ fn overrides() -> Vec<Override> {
 }
 
 /// `(member, override id, until)` at each minute of `[from, to)`.
-fn reference(s: &Schedule, ovs: &[Override], from: i64, to: i64) -> Vec<(Option<u64>, Option<i64>, Option<i64>)> {
+fn reference(
+    s: &Schedule,
+    ovs: &[Override],
+    from: i64,
+    to: i64,
+) -> Vec<(Option<u64>, Option<i64>, Option<i64>)> {
     let start_local = s.start.and_utc().timestamp() / 60;
     let shift = s.shift.minutes();
     // Walk from well before, so the highest wall-clock time seen is settled.
@@ -64,9 +74,13 @@ fn reference(s: &Schedule, ovs: &[Override], from: i64, to: i64) -> Vec<(Option<
     while t < walk_to {
         let utc_min = t / MIN;
         let off = i64::from(
-            s.tz.offset_from_utc_datetime(&DateTime::<Utc>::from_timestamp(utc_min * 60, 0).expect("t").naive_utc())
-                .fix()
-                .local_minus_utc(),
+            s.tz.offset_from_utc_datetime(
+                &DateTime::<Utc>::from_timestamp(utc_min * 60, 0)
+                    .expect("t")
+                    .naive_utc(),
+            )
+            .fix()
+            .local_minus_utc(),
         ) / 60;
         seen_max = seen_max.max(utc_min + off);
         let rotation = (seen_max >= start_local).then(|| {
@@ -117,7 +131,11 @@ fn compare(s: &Schedule) -> usize {
                     s.shift,
                     s.start,
                     crate::timefmt::date_time(t),
-                    (got.member, got_override, got.until_ms.map(crate::timefmt::date_time)),
+                    (
+                        got.member,
+                        got_override,
+                        got.until_ms.map(crate::timefmt::date_time)
+                    ),
                     (w.0, w.1, w.2.map(crate::timefmt::date_time)),
                 );
             }
@@ -148,8 +166,14 @@ fn a_year_minute_by_minute_matches_the_reference() {
         schedule(Australia::Sydney, "1w", "2026-12-06T02:30"),
     ];
     let differences: usize = std::thread::scope(|scope| {
-        let handles: Vec<_> = cases.iter().map(|s| scope.spawn(move || compare(s))).collect();
-        handles.into_iter().map(|h| h.join().expect("no panic")).sum()
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|s| scope.spawn(move || compare(s)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .sum()
     });
     assert_eq!(differences, 0);
 }
@@ -175,23 +199,53 @@ fn one_member_without_overrides_is_on_call_forever() {
     let at = resolve(&s, &[], utc("2027-02-01 00:00"));
     assert_eq!((at.member, at.until_ms), (Some(5), None));
     let before = resolve(&s, &[], utc("2026-12-31 12:00"));
-    assert_eq!((before.member, before.until_ms), (None, Some(utc("2027-01-01 00:00"))));
+    assert_eq!(
+        (before.member, before.until_ms),
+        (None, Some(utc("2027-01-01 00:00")))
+    );
 }
 
 #[test]
 fn segments_mark_overrides() {
     let s = schedule(chrono_tz::UTC, "1d", "2027-01-01T00:00");
-    let o = [Override { id: 4, member: 77, start_ms: utc("2027-01-02 12:00"), end_ms: utc("2027-01-03 06:00") }];
+    let o = [Override {
+        id: 4,
+        member: 77,
+        start_ms: utc("2027-01-02 12:00"),
+        end_ms: utc("2027-01-03 06:00"),
+    }];
     let got = segments(&s, &o, utc("2027-01-01 06:00"), utc("2027-01-04 00:00"));
-    let shown: Vec<_> = got.iter().map(|g| (g.member, g.source, crate::timefmt::date_time(g.from_ms))).collect();
+    let shown: Vec<_> = got
+        .iter()
+        .map(|g| (g.member, g.source, crate::timefmt::date_time(g.from_ms)))
+        .collect();
     assert_eq!(
         shown,
         vec![
-            (Some(1), Source::Rotation(0), "2027-01-01 06:00 UTC".to_string()),
-            (Some(2), Source::Rotation(1), "2027-01-02 00:00 UTC".to_string()),
-            (Some(77), Source::Override(4), "2027-01-02 12:00 UTC".to_string()),
-            (Some(3), Source::Rotation(2), "2027-01-03 06:00 UTC".to_string()),
+            (
+                Some(1),
+                Source::Rotation(0),
+                "2027-01-01 06:00 UTC".to_string()
+            ),
+            (
+                Some(2),
+                Source::Rotation(1),
+                "2027-01-02 00:00 UTC".to_string()
+            ),
+            (
+                Some(77),
+                Source::Override(4),
+                "2027-01-02 12:00 UTC".to_string()
+            ),
+            (
+                Some(3),
+                Source::Rotation(2),
+                "2027-01-03 06:00 UTC".to_string()
+            ),
         ]
     );
-    assert_eq!(got.last().map(|g| g.until_ms), Some(utc("2027-01-04 00:00")));
+    assert_eq!(
+        got.last().map(|g| g.until_ms),
+        Some(utc("2027-01-04 00:00"))
+    );
 }

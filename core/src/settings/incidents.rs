@@ -72,14 +72,19 @@ impl Severities {
     /// Where a policy is named (`incidents.severity.P1.escalation`) and the name, for
     /// `settings::oncall::OnCall::new` to check.
     pub fn escalation_refs(&self) -> Vec<(String, String)> {
-        [(Severity::P1, &self.p1), (Severity::P2, &self.p2), (Severity::P3, &self.p3), (Severity::P4, &self.p4)]
-            .into_iter()
-            .filter_map(|(s, c)| {
-                c.escalation
-                    .clone()
-                    .map(|e| (format!("incidents.severity.{s}.escalation"), e))
-            })
-            .collect()
+        [
+            (Severity::P1, &self.p1),
+            (Severity::P2, &self.p2),
+            (Severity::P3, &self.p3),
+            (Severity::P4, &self.p4),
+        ]
+        .into_iter()
+        .filter_map(|(s, c)| {
+            c.escalation
+                .clone()
+                .map(|e| (format!("incidents.severity.{s}.escalation"), e))
+        })
+        .collect()
     }
 
     pub fn get(&self, s: Severity) -> SeverityRule {

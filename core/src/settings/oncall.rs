@@ -97,8 +97,7 @@ impl Name {
     pub fn parse(s: &str) -> Option<Name> {
         let ok = !s.is_empty()
             && s.chars().count() <= MAX_NAME
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         ok.then(|| Name(s.to_string()))
     }
@@ -170,9 +169,9 @@ pub enum Target {
 impl Target {
     /// `schedule:primary`, `user:123`, `role:456`, `webhook:ntfy`.
     pub fn parse(s: &str) -> Result<Target, String> {
-        let (kind, rest) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}` is not kind:value (schedule:NAME, user:ID, role:ID, webhook:NAME)"))?;
+        let (kind, rest) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}` is not kind:value (schedule:NAME, user:ID, role:ID, webhook:NAME)")
+        })?;
         let id = || {
             rest.trim()
                 .parse::<u64>()
@@ -229,10 +228,15 @@ const MAX_REPEAT: u32 = 10;
 /// `2026-12-07T09:00`, `2026-12-07 09:00` (seconds allowed if zero).
 pub fn parse_local(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
-    ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .filter(|t| chrono::Timelike::second(t) == 0)
+    [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .filter(|t| chrono::Timelike::second(t) == 0)
 }
 
 impl OnCall {
@@ -299,14 +303,16 @@ impl OnCall {
     pub fn schedule_names_matching(&self, partial: &str, limit: usize) -> Vec<String> {
         let p = partial.trim().to_lowercase();
         let names = self.schedules.iter().map(|s| s.name.as_str());
-        let starts = names
-            .clone()
-            .filter(|n| n.to_lowercase().starts_with(&p));
+        let starts = names.clone().filter(|n| n.to_lowercase().starts_with(&p));
         let contains = names.filter(|n| {
             let l = n.to_lowercase();
             !l.starts_with(&p) && l.contains(&p)
         });
-        starts.chain(contains).take(limit).map(String::from).collect()
+        starts
+            .chain(contains)
+            .take(limit)
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -421,7 +427,12 @@ fn webhook(w: &WebhookConfig, key: &str, problems: &mut Vec<String>) -> Option<W
     })
 }
 
-fn policy(p: &PolicyConfig, key: &str, so_far: &OnCall, problems: &mut Vec<String>) -> Option<Policy> {
+fn policy(
+    p: &PolicyConfig,
+    key: &str,
+    so_far: &OnCall,
+    problems: &mut Vec<String>,
+) -> Option<Policy> {
     let before = problems.len();
     let n = name(&p.name, key, problems);
     if p.steps.is_empty() {
@@ -448,12 +459,11 @@ fn policy(p: &PolicyConfig, key: &str, so_far: &OnCall, problems: &mut Vec<Strin
             }
         };
         match &target {
-            Some(Target::Schedule(name)) if so_far.schedule(name.as_str()).is_none() => {
-                problems.push(format!(
+            Some(Target::Schedule(name)) if so_far.schedule(name.as_str()).is_none() => problems
+                .push(format!(
                     "{skey}.notify: no schedule `{name}` in [[oncall.schedules]] (known: {})",
                     known(so_far.schedules.iter().map(|s| &s.name))
-                ))
-            }
+                )),
             Some(Target::Webhook(name)) if so_far.webhook(name.as_str()).is_none() => problems
                 .push(format!(
                     "{skey}.notify: no webhook `{name}` in [[oncall.webhooks]] (known: {})",
@@ -526,15 +536,24 @@ steps = [
 
     #[test]
     fn a_good_section_parses_into_types() {
-        let refs = vec![("alerts.routes[0].escalation".to_string(), "RUNBOOK".to_string())];
+        let refs = vec![(
+            "alerts.routes[0].escalation".to_string(),
+            "RUNBOOK".to_string(),
+        )];
         let o = OnCall::new(&config(GOOD), &refs).expect("valid");
         let p = o.schedule("Primary").expect("case-insensitive");
         assert_eq!(p.tz, chrono_tz::Europe::Berlin);
         assert_eq!(p.shift.minutes(), 7 * 24 * 60);
-        assert_eq!(o.schedule("secondary").map(|s| s.shift.minutes()), Some(720));
+        assert_eq!(
+            o.schedule("secondary").map(|s| s.shift.minutes()),
+            Some(720)
+        );
         let pol = o.policy("runbook").expect("policy");
         assert_eq!(pol.steps.len(), 5);
-        assert_eq!(pol.steps[2].target, Target::Schedule(Name("secondary".into())));
+        assert_eq!(
+            pol.steps[2].target,
+            Target::Schedule(Name("secondary".into()))
+        );
         assert_eq!(pol.steps[3].target, Target::Role(900));
         assert_eq!(pol.steps[1].after, Duration::from_secs(300));
     }
@@ -571,10 +590,18 @@ steps = [
 ]
 "#;
         let refs = vec![
-            ("alerts.routes[2].escalation".to_string(), "missing".to_string()),
-            ("incidents.severity.P1.escalation".to_string(), "p".to_string()),
+            (
+                "alerts.routes[2].escalation".to_string(),
+                "missing".to_string(),
+            ),
+            (
+                "incidents.severity.P1.escalation".to_string(),
+                "p".to_string(),
+            ),
         ];
-        let e = OnCall::new(&config(bad), &refs).expect_err("invalid").join("\n");
+        let e = OnCall::new(&config(bad), &refs)
+            .expect_err("invalid")
+            .join("\n");
         for needle in [
             "oncall.schedules[0].timezone: `Mars/Olympus`",
             "oncall.schedules[0].members: must list at least one",
@@ -616,12 +643,22 @@ start = "2026-01-01T00:00"
 name = "x"
 steps = [{ after = "10m", notify = "user:1" }, { after = "5m", notify = "role:2" }]
 "#;
-        let e = OnCall::new(&config(c), &[]).expect_err("invalid").join("\n");
+        let e = OnCall::new(&config(c), &[])
+            .expect_err("invalid")
+            .join("\n");
         assert!(e.contains("oncall.schedules[1].shift: `90s`"), "{e}");
-        assert!(e.contains("oncall.policies[0].steps[1].after: `5m` overlaps"), "{e}");
+        assert!(
+            e.contains("oncall.policies[0].steps[1].after: `5m` overlaps"),
+            "{e}"
+        );
         let c2 = c.replace("90s", "2h");
-        let e = OnCall::new(&config(&c2), &[]).expect_err("invalid").join("\n");
-        assert!(e.contains("oncall.schedules[1].name: `A` is configured twice"), "{e}");
+        let e = OnCall::new(&config(&c2), &[])
+            .expect_err("invalid")
+            .join("\n");
+        assert!(
+            e.contains("oncall.schedules[1].name: `A` is configured twice"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -74,7 +74,11 @@ pub async fn insert(store: &Store, o: &NewOverride<'_>) -> Result<i64, StoreErro
 
 /// The schedule's overrides (not cancelled) that end after `after_ms`, oldest id
 /// first. The schedule is matched without regard to case, as config names are.
-pub async fn active(store: &Store, schedule: &str, after_ms: i64) -> Result<Vec<OverrideRow>, StoreError> {
+pub async fn active(
+    store: &Store,
+    schedule: &str,
+    after_ms: i64,
+) -> Result<Vec<OverrideRow>, StoreError> {
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM oncall_overrides WHERE LOWER(schedule) = LOWER($1) \
          AND ends_ms > $2 AND cancelled_ms IS NULL ORDER BY id"
@@ -89,13 +93,15 @@ pub async fn active(store: &Store, schedule: &str, after_ms: i64) -> Result<Vec<
 }
 
 pub async fn get(store: &Store, id: i64) -> Result<Option<OverrideRow>, StoreError> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM oncall_overrides WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM oncall_overrides WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(store.pool())
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// Cancels an override that is not cancelled yet; false if there was none.

@@ -20,12 +20,17 @@ fn bob() -> Member {
 async fn a_dm_channel_is_opened_once_and_takes_posts() {
     let bot = Bot::start(fast_config()).await;
     bot.fake.add_member(alice());
-    let (status, dm) = Bot::call(bot.post("/users/@me/channels", &json!({ "recipient_id": "42" }))).await;
+    let (status, dm) =
+        Bot::call(bot.post("/users/@me/channels", &json!({ "recipient_id": "42" }))).await;
     assert_eq!(status, 200);
     assert_eq!(dm["type"], 1);
     let id: u64 = dm["id"].as_str().and_then(|s| s.parse().ok()).expect("id");
-    let (_, again) = Bot::call(bot.post("/users/@me/channels", &json!({ "recipient_id": "42" }))).await;
-    assert_eq!(again["id"], dm["id"], "the same user gives the same channel");
+    let (_, again) =
+        Bot::call(bot.post("/users/@me/channels", &json!({ "recipient_id": "42" }))).await;
+    assert_eq!(
+        again["id"], dm["id"],
+        "the same user gives the same channel"
+    );
     let (status, m) = bot.say(id, json!({ "content": "You are paged" })).await;
     assert_eq!(status, 200, "{m}");
     assert_eq!(bot.fake.messages(id).len(), 1);
@@ -41,11 +46,15 @@ async fn a_member_who_closed_dms_or_a_stranger_answers_50007() {
     bot.fake.add_member(alice());
     bot.fake.close_dms(42);
     for user in ["42", "77"] {
-        let (_, dm) = Bot::call(bot.post("/users/@me/channels", &json!({ "recipient_id": user }))).await;
+        let (_, dm) =
+            Bot::call(bot.post("/users/@me/channels", &json!({ "recipient_id": user }))).await;
         let id: u64 = dm["id"].as_str().and_then(|s| s.parse().ok()).expect("id");
         let (status, body) = bot.say(id, json!({ "content": "You are paged" })).await;
         assert_eq!(status, 403);
-        assert_eq!(body, json!({ "code": 50007, "message": "Cannot send messages to this user" }));
+        assert_eq!(
+            body,
+            json!({ "code": 50007, "message": "Cannot send messages to this user" })
+        );
     }
 }
 
@@ -68,7 +77,11 @@ async fn member_roles_need_manage_roles_and_a_higher_bot_role() {
     assert_eq!(status, 204, "giving a held role again is fine");
     assert_eq!(bot.fake.member_roles(43), vec![700]);
     let (status, body) = Bot::call(bot.put(&path(43, 900), &json!({}))).await;
-    assert_eq!((status, body["code"].clone()), (403, json!(50013)), "not above the bot's role");
+    assert_eq!(
+        (status, body["code"].clone()),
+        (403, json!(50013)),
+        "not above the bot's role"
+    );
     let (status, body) = Bot::call(bot.put(&path(43, 555), &json!({}))).await;
     assert_eq!((status, body["code"].clone()), (404, json!(10011)));
     let (status, body) = Bot::call(bot.put(&path(99, 700), &json!({}))).await;
