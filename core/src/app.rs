@@ -34,6 +34,8 @@ pub struct App {
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,
+    /// The Discord server Klaxon serves (`discord.guild_id`), for member role moves.
+    pub guild_id: Option<u64>,
     pub audit_channel: Option<u64>,
     /// Where incidents get their threads and stakeholders read the notices.
     pub incidents_channel: Option<u64>,

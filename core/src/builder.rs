@@ -59,6 +59,7 @@ pub struct AppBuilder {
     alerts_channel: Option<u64>,
     maintenance: Option<crate::settings::maintenance::Settings>,
     oncall: crate::settings::oncall::OnCall,
+    guild_id: Option<u64>,
     discord_outage: Option<String>,
     events: Bus<App>,
 }
@@ -85,6 +86,7 @@ impl App {
             alerts_channel: None,
             maintenance: None,
             oncall: Default::default(),
+            guild_id: None,
             discord_outage: None,
             events: default_subscribers(),
         }
@@ -199,6 +201,11 @@ impl AppBuilder {
         self
     }
 
+    pub fn guild_id(mut self, guild: Option<u64>) -> Self {
+        self.guild_id = guild;
+        self
+    }
+
     pub fn oncall(mut self, oncall: crate::settings::oncall::OnCall) -> Self {
         self.oncall = oncall;
         self
@@ -257,6 +264,7 @@ impl AppBuilder {
             alerts_channel: self.alerts_channel,
             maintenance: self.maintenance.unwrap_or_default(),
             oncall: self.oncall,
+            guild_id: self.guild_id,
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
             chat_connected: Default::default(),

@@ -15,3 +15,18 @@ CREATE TABLE oncall_overrides (
     cancelled_by    TEXT
 );
 CREATE INDEX oncall_overrides_schedule ON oncall_overrides (schedule, ends_ms);
+
+-- Hand-offs the leader saw: one row each time a schedule's on-call member changed.
+-- The row is the durable marker that the hand-off is announced once and the
+-- sync_role moved once, across restarts and fail-overs.
+CREATE TABLE oncall_handoffs (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    schedule        TEXT    NOT NULL,
+    -- 0: nobody (before the rotation's start, or Klaxon's first look).
+    from_member     BIGINT  NOT NULL,
+    to_member       BIGINT  NOT NULL,
+    at_ms           BIGINT  NOT NULL,
+    announced_ms    BIGINT,
+    role_moved_ms   BIGINT
+);
+CREATE UNIQUE INDEX oncall_handoffs_once ON oncall_handoffs (schedule, at_ms);

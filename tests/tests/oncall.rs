@@ -379,3 +379,141 @@ async fn direct_messages_and_member_roles_through_the_transport() {
     assert!(t.fake.member_roles(CAROL).is_empty());
     t.finish().await;
 }
+
+/// Hand-offs with the controllable clock: the leader moves `sync_role` to whoever
+/// takes over within a tick (well inside 60 s) and announces each hand-off once,
+/// naming who hands over and who takes over, with the open incidents and firing
+/// alerts. Overrides count: a cover is a hand-off too.
+async fn handoffs_move_the_role_and_are_announced_once(db: Db) {
+    use klaxon_tests::tester::INCIDENTS;
+    const ROLE: u64 = 1;
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(3)).format("%Y-%m-%dT%H:00");
+    let t = Tester::builder()
+        .db(db)
+        .oncall(|o| {
+            o.schedules.push(ScheduleConfig {
+                name: "primary".into(),
+                timezone: "UTC".into(),
+                members: vec![CAROL, 7002],
+                shift: "1h".into(),
+                start: hour_ago.to_string(),
+                sync_role: Some(ROLE),
+                announce: Some(INCIDENTS),
+            })
+        })
+        .spawn()
+        .await;
+    // Klaxon's first look is a hand-off from nobody.
+    let first = rotation_now(&t);
+    let other = if first == CAROL { 7002 } else { CAROL };
+    let notice = t.channel_message(INCIDENTS).await;
+    let text = notice.text();
+    assert!(
+        text.contains(&format!(
+            "🔁 On-call hand-off, **primary**: nobody hands over to <@{first}>"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("No open incidents.") && text.contains("No alerts firing."),
+        "{text}"
+    );
+
+    for (id, name) in [(CAROL, "carol"), (7002, "dave")] {
+        t.fake.add_member(Member {
+            user_id: id,
+            username: name.into(),
+            roles: vec![],
+        });
+    }
+    t.fake.add_roles(&[ROLE]);
+    t.fake.grant_manage_roles(100);
+    let opened = t
+        .slash("incident open")
+        .opt("title", "Checkout down")
+        .opt("severity", 1)
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await;
+    opened.assert_contains("INC-1");
+    t.discard_unread().await;
+
+    // The clock passes the next hand-off: the role and the notice follow.
+    let app = &t.bot().app;
+    let s = app.oncall.schedule("primary").expect("configured");
+    let until = resolve::resolve(s, &[], app.clock.now_ms())
+        .until_ms
+        .expect("a hand-off ahead");
+    let started = std::time::Instant::now();
+    t.advance(std::time::Duration::from_millis(
+        (until - app.clock.now_ms() + 1_000) as u64,
+    ));
+    let notice = t.channel_message(INCIDENTS).await;
+    let text = notice.text();
+    assert!(
+        text.contains(&format!(
+            "**primary**: <@{first}> hands over to <@{other}> until <t:"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Open incidents (1):")
+            && text.contains("• INC-1 P")
+            && text.contains("Checkout down"),
+        "{text}"
+    );
+    let mut roles = Vec::new();
+    for _ in 0..100 {
+        roles = t.fake.member_roles(other);
+        if roles == vec![ROLE] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(roles, vec![ROLE], "the one taking over holds the role");
+    assert!(t.fake.member_roles(first).is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+
+    // A cover is a hand-off too; it moves the role back. Nothing is sent twice.
+    t.slash("oncall cover")
+        .opt("schedule", "primary")
+        .opt("duration", "10m")
+        .as_member(Member {
+            user_id: first,
+            username: "first".into(),
+            roles: vec![1002],
+        })
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("✋ Override #1");
+    let notice = t.channel_message(INCIDENTS).await;
+    assert!(
+        notice
+            .text()
+            .contains(&format!("<@{other}> hands over to <@{first}>")),
+        "{}",
+        notice.text()
+    );
+    // (The cover's interaction shows `first` with the responder role as well.)
+    for _ in 0..100 {
+        if t.fake.member_roles(first).contains(&ROLE) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(t.fake.member_roles(first).contains(&ROLE));
+    assert!(t.fake.member_roles(other).is_empty());
+    // Two more ticks: no second notice (finish fails on any unread message).
+    tokio::time::sleep(klaxon_core::oncall::handoff::TICK * 2).await;
+    t.finish().await;
+}
+
+both_databases!(
+    handoffs_move_the_role_and_are_announced_once,
+    handoffs_move_the_role_and_are_announced_once_on_sqlite,
+    handoffs_move_the_role_and_are_announced_once_on_postgres
+);

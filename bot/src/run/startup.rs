@@ -232,6 +232,7 @@ pub(super) fn build_app(
                 .oncall_settings()
                 .map_err(|e| anyhow!("oncall: {}", e.join("; ")))?,
         )
+        .guild_id(Some(config.discord.guild_id))
         .discord_outage(outage)
         .build(store))
 }

@@ -4,6 +4,7 @@
 //! A domain module: it takes `&App` as its context. The settings it reads are
 //! validated at start-up in `settings::oncall`.
 
+pub mod handoff;
 pub mod resolve;
 
 use crate::actor::Actor;

@@ -117,3 +117,102 @@ pub async fn cancel(store: &Store, id: i64, by: &str, now_ms: i64) -> Result<boo
     .await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// One hand-off the leader saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffRow {
+    pub id: i64,
+    pub schedule: String,
+    /// 0: nobody.
+    pub from_member: u64,
+    pub to_member: u64,
+    pub at_ms: i64,
+    pub announced_ms: Option<i64>,
+    pub role_moved_ms: Option<i64>,
+}
+
+const HANDOFF_COLUMNS: &str =
+    "id, schedule, from_member, to_member, at_ms, announced_ms, role_moved_ms";
+
+fn handoff_from_row(r: &sqlx::any::AnyRow) -> Result<HandoffRow, StoreError> {
+    Ok(HandoffRow {
+        id: r.try_get("id")?,
+        schedule: r.try_get("schedule")?,
+        from_member: id_of(r.try_get("from_member")?),
+        to_member: id_of(r.try_get("to_member")?),
+        at_ms: r.try_get("at_ms")?,
+        announced_ms: r.try_get("announced_ms")?,
+        role_moved_ms: r.try_get("role_moved_ms")?,
+    })
+}
+
+/// The schedule's latest hand-off.
+pub async fn last_handoff(store: &Store, schedule: &str) -> Result<Option<HandoffRow>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {HANDOFF_COLUMNS} FROM oncall_handoffs WHERE schedule = $1 ORDER BY id DESC LIMIT 1"
+    ))
+    .bind(schedule)
+    .fetch_optional(store.pool())
+    .await?
+    .as_ref()
+    .map(handoff_from_row)
+    .transpose()
+}
+
+/// Records a hand-off; `None` when this one is already recorded (the unique index
+/// on schedule and time keeps it once).
+pub async fn insert_handoff(
+    store: &Store,
+    schedule: &str,
+    from_member: u64,
+    to_member: u64,
+    at_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    // ON CONFLICT DO NOTHING is the same on SQLite and PostgreSQL.
+    let row = sqlx::query(
+        "INSERT INTO oncall_handoffs (schedule, from_member, to_member, at_ms) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(schedule)
+    .bind(from_member as i64)
+    .bind(to_member as i64)
+    .bind(at_ms)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| r.try_get("id")).transpose().map_err(Into::into)
+}
+
+/// Hand-offs whose announcement or role move is still to do, oldest first.
+pub async fn pending_handoffs(store: &Store) -> Result<Vec<HandoffRow>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {HANDOFF_COLUMNS} FROM oncall_handoffs \
+         WHERE announced_ms IS NULL OR role_moved_ms IS NULL ORDER BY id"
+    ))
+    .fetch_all(store.pool())
+    .await?
+    .iter()
+    .map(handoff_from_row)
+    .collect()
+}
+
+/// Marks the announcement (`announced`) or the role move done.
+pub async fn mark_handoff(
+    store: &Store,
+    id: i64,
+    announced: bool,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let column = if announced {
+        "announced_ms"
+    } else {
+        "role_moved_ms"
+    };
+    sqlx::query(&format!(
+        "UPDATE oncall_handoffs SET {column} = $1 WHERE id = $2 AND {column} IS NULL"
+    ))
+    .bind(now_ms)
+    .bind(id)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
