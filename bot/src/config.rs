@@ -124,6 +124,8 @@ pub struct Config {
     pub maintenance: klaxon_core::maintenance::MaintenanceConfig,
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    #[serde(default)]
+    pub oncall: klaxon_core::settings::oncall::OncallConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -510,6 +512,9 @@ impl Config {
         if let Err(e) = klaxon_core::maintenance::Settings::new(&self.maintenance) {
             errs.extend(e);
         }
+        if let Err(e) = self.oncall_settings() {
+            errs.extend(e);
+        }
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {
@@ -564,6 +569,17 @@ impl Config {
         } else {
             Err(ConfigErrors(errs))
         }
+    }
+
+    /// `[oncall]` validated, with the policies named by alert routes and severities.
+    pub fn oncall_settings(&self) -> Result<klaxon_core::settings::oncall::OnCall, Vec<String>> {
+        let mut refs = self.incidents.severity.escalation_refs();
+        for (i, r) in self.alerts.routes.iter().enumerate() {
+            if let Some(e) = &r.escalation {
+                refs.push((format!("alerts.routes[{i}].escalation"), e.clone()));
+            }
+        }
+        klaxon_core::settings::oncall::OnCall::new(&self.oncall, &refs)
     }
 
     /// The resolved config as TOML, secrets masked: what `check-config` prints.

@@ -29,6 +29,25 @@ match_re = { service = "api|web" }
 channel = 6
 severity = "P1"
 page = true
+escalation = "runbook"
+[incidents.severity.P2]
+escalation = "runbook"
+[[oncall.schedules]]
+name = "primary"
+timezone = "UTC"
+members = [1]
+shift = "1d"
+start = "2026-12-07T09:00"
+sync_role = 7
+announce = 8
+[[oncall.policies]]
+name = "runbook"
+repeat = 1
+steps = [{ after = "0m", notify = "schedule:primary" }]
+[[oncall.webhooks]]
+name = "ntfy"
+url = "https://ntfy.example/x"
+body = "{title}"
 [[services]]
 name = "api"
 container = "api"

@@ -20,6 +20,7 @@ pub mod incident;
 pub mod interaction;
 pub mod logs;
 pub mod maintenance;
+pub mod oncall;
 pub mod render;
 pub mod rollback;
 
@@ -76,7 +77,23 @@ pub fn all() -> Vec<Command> {
         leveled(incident::add_to_timeline(), Level::Responder),
         leveled(alerts_family(), Level::Viewer),
         leveled(maintenance::maintenance(), Level::Operator),
+        leveled(oncall_family(), Level::Viewer),
     ]
+}
+
+/// `/oncall`: anyone may look; covering is for responders, overriding for
+/// operators.
+fn oncall_family() -> Command {
+    let mut cmd = oncall::oncall();
+    for sub in &mut cmd.subcommands {
+        let level = match &*sub.name {
+            "cover" => Level::Responder,
+            "override" | "override-cancel" => Level::Operator,
+            _ => continue,
+        };
+        sub.custom_data = Box::new(MinLevel(level));
+    }
+    cmd
 }
 
 /// `/alerts`: anyone may look; silencing is for responders.

@@ -34,6 +34,8 @@ pub struct App {
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
     pub chat: Arc<dyn ChatSink>,
+    /// The Discord server Klaxon serves (`discord.guild_id`), for member role moves.
+    pub guild_id: Option<u64>,
     pub audit_channel: Option<u64>,
     /// Operations whose audit message is open (edited step by step).
     pub audit_operations: crate::audit::Operations,
@@ -46,6 +48,8 @@ pub struct App {
     pub alerts_channel: Option<u64>,
     /// `[maintenance]`: time zone, lead times, the longest window.
     pub maintenance: crate::settings::maintenance::Settings,
+    /// `[oncall]`: schedules, escalation policies and webhooks, validated.
+    pub oncall: crate::settings::oncall::OnCall,
     /// Windows change one at a time: the scheduler and the commands take turns.
     pub maintenance_lock: tokio::sync::Mutex<()>,
     /// Wakes the maintenance scheduler after a command changed a window: it posts

@@ -58,6 +58,8 @@ pub struct AppBuilder {
     alerts: Option<Router>,
     alerts_channel: Option<u64>,
     maintenance: Option<crate::settings::maintenance::Settings>,
+    oncall: crate::settings::oncall::OnCall,
+    guild_id: Option<u64>,
     discord_outage: Option<String>,
     events: Bus<App>,
 }
@@ -83,6 +85,8 @@ impl App {
             alerts: None,
             alerts_channel: None,
             maintenance: None,
+            oncall: Default::default(),
+            guild_id: None,
             discord_outage: None,
             events: default_subscribers(),
         }
@@ -197,6 +201,16 @@ impl AppBuilder {
         self
     }
 
+    pub fn guild_id(mut self, guild: Option<u64>) -> Self {
+        self.guild_id = guild;
+        self
+    }
+
+    pub fn oncall(mut self, oncall: crate::settings::oncall::OnCall) -> Self {
+        self.oncall = oncall;
+        self
+    }
+
     pub fn maintenance(mut self, settings: crate::settings::maintenance::Settings) -> Self {
         self.maintenance = Some(settings);
         self
@@ -250,6 +264,8 @@ impl AppBuilder {
             alerts: self.alerts.unwrap_or_else(default_router),
             alerts_channel: self.alerts_channel,
             maintenance: self.maintenance.unwrap_or_default(),
+            oncall: self.oncall,
+            guild_id: self.guild_id,
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
             chat_connected: Default::default(),

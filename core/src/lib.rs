@@ -24,6 +24,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod mirror;
 pub mod observe;
+pub mod oncall;
 pub mod ops_locks;
 pub mod permissions;
 pub mod probe;

@@ -120,6 +120,9 @@ pub struct RouteConfig {
     /// P1 groups page, others do not; `false` opts a route's P1 groups out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<bool>,
+    /// The `[[oncall.policies]]` its groups start when they first fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
 }
 
 /// Where one alert goes.

@@ -69,6 +69,13 @@ pub enum Recorded {
         name: String,
         category: Option<u64>,
     },
+    /// A role given (`added`) to or taken from a member.
+    Role {
+        guild: u64,
+        user: u64,
+        role: u64,
+        added: bool,
+    },
 }
 
 /// How the next send or edit fails.
@@ -89,6 +96,14 @@ struct State {
     /// with a nonce answers with the first message's id.
     nonces: HashMap<String, u64>,
     posted: HashMap<(u64, u64), PostedMessage>,
+    /// Direct-message channels, by user.
+    dms: HashMap<u64, u64>,
+    /// Users who closed their DMs: a post into their DM channel is refused (50007).
+    dms_closed: std::collections::HashSet<u64>,
+    /// Users who are not members of the guild (everyone else is).
+    strangers: std::collections::HashSet<u64>,
+    /// Roles each member holds, as given by `add_role`.
+    roles: HashMap<u64, std::collections::BTreeSet<u64>>,
 }
 
 /// A [`ChatSink`] that keeps everything it is asked to do, for a test to read.
@@ -190,6 +205,26 @@ impl RecordingChat {
     }
 
     /// A message someone posted, for [`ChatSink::fetch`] to return.
+    /// The user refuses direct messages: posts into their DM channel fail with
+    /// Discord's 50007.
+    pub fn close_dms(&self, user: u64) {
+        self.state().dms_closed.insert(user);
+    }
+
+    /// The user is not a member of the guild.
+    pub fn not_a_member(&self, user: u64) {
+        self.state().strangers.insert(user);
+    }
+
+    /// The roles a member holds (given by `add_role`, not yet removed).
+    pub fn roles_of(&self, user: u64) -> Vec<u64> {
+        self.state()
+            .roles
+            .get(&user)
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     pub fn post_by_member(&self, message: PostedMessage) {
         self.state()
             .posted
@@ -204,6 +239,16 @@ impl ChatSink for RecordingChat {
         let failure = s.failures.pop_front();
         if let Some(Failure::Before(e)) = failure {
             return Err(e);
+        }
+        let closed_dm = s
+            .dms
+            .iter()
+            .any(|(user, dm)| *dm == channel_id && s.dms_closed.contains(user));
+        if closed_dm {
+            return Err(ChatError::Rejected(format!(
+                "{} Cannot send messages to this user",
+                chat::DM_CLOSED
+            )));
         }
         if let Some(id) = message.nonce.as_ref().and_then(|n| s.nonces.get(n)) {
             return Ok(*id);
@@ -277,6 +322,49 @@ impl ChatSink for RecordingChat {
             .get(&(channel_id, message_id))
             .cloned()
             .ok_or(ChatError::UnknownChannel)
+    }
+
+    async fn open_dm(&self, user_id: u64) -> Result<u64, ChatError> {
+        if let Some(id) = self.state().dms.get(&user_id) {
+            return Ok(*id);
+        }
+        let id = self.next();
+        self.state().dms.insert(user_id, id);
+        Ok(id)
+    }
+
+    async fn is_member(&self, _guild_id: u64, user_id: u64) -> Result<bool, ChatError> {
+        Ok(!self.state().strangers.contains(&user_id))
+    }
+
+    async fn add_role(&self, guild: u64, user: u64, role: u64, _: &str) -> Result<(), ChatError> {
+        let mut s = self.state();
+        s.roles.entry(user).or_default().insert(role);
+        s.log.push(Recorded::Role {
+            guild,
+            user,
+            role,
+            added: true,
+        });
+        Ok(())
+    }
+
+    async fn remove_role(
+        &self,
+        guild: u64,
+        user: u64,
+        role: u64,
+        _: &str,
+    ) -> Result<(), ChatError> {
+        let mut s = self.state();
+        s.roles.entry(user).or_default().remove(&role);
+        s.log.push(Recorded::Role {
+            guild,
+            user,
+            role,
+            added: false,
+        });
+        Ok(())
     }
 }
 

@@ -209,6 +209,14 @@ impl TesterBuilder {
         f(&mut self.config.alerts);
         self
     }
+    /// `[oncall]`: schedules, escalation policies, webhooks.
+    pub fn oncall(
+        mut self,
+        f: impl FnOnce(&mut klaxon_core::settings::oncall::OncallConfig),
+    ) -> Self {
+        f(&mut self.config.oncall);
+        self
+    }
     /// `[maintenance]`: time zone, lead times, longest window.
     pub fn maintenance(
         mut self,

@@ -146,12 +146,84 @@ impl ChatSink for DiscordChat {
             .map_err(classify)?;
         Ok(klaxon_commands::discord::posted(&m))
     }
+
+    async fn open_dm(&self, user_id: u64) -> Result<u64, ChatError> {
+        UserId::new(user_id)
+            .create_dm_channel(&self.http)
+            .await
+            .map(|c| c.id.get())
+            .map_err(classify)
+    }
+
+    async fn is_member(&self, guild_id: u64, user_id: u64) -> Result<bool, ChatError> {
+        match self
+            .http
+            .get_member(GuildId::new(guild_id), UserId::new(user_id))
+            .await
+        {
+            Ok(_) => Ok(true),
+            // 404 Unknown Member (10007) or Unknown User (10013).
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn add_role(
+        &self,
+        guild_id: u64,
+        user_id: u64,
+        role_id: u64,
+        reason: &str,
+    ) -> Result<(), ChatError> {
+        self.http
+            .add_member_role(
+                GuildId::new(guild_id),
+                UserId::new(user_id),
+                RoleId::new(role_id),
+                Some(reason),
+            )
+            .await
+            .map_err(classify)
+    }
+
+    async fn remove_role(
+        &self,
+        guild_id: u64,
+        user_id: u64,
+        role_id: u64,
+        reason: &str,
+    ) -> Result<(), ChatError> {
+        self.http
+            .remove_member_role(
+                GuildId::new(guild_id),
+                UserId::new(user_id),
+                RoleId::new(role_id),
+                Some(reason),
+            )
+            .await
+            .map_err(classify)
+    }
+}
+
+fn status_of(e: &serenity::Error) -> Option<u16> {
+    match e {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r)) => {
+            Some(r.status_code.as_u16())
+        }
+        _ => None,
+    }
 }
 
 fn classify(e: serenity::Error) -> ChatError {
     match &e {
         serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r)) => {
             match r.status_code.as_u16() {
+                // A DM refused: kept recognizable (`ChatError::is_dm_closed`).
+                403 if r.error.code == 50007 => ChatError::Rejected(format!(
+                    "{} {}",
+                    klaxon_core::chat::DM_CLOSED,
+                    r.error.message
+                )),
                 404 => ChatError::UnknownChannel,
                 401 => ChatError::Unauthorized,
                 400..=499 => ChatError::Rejected(format!("{} {}", r.status_code, r.error.message)),

@@ -227,6 +227,12 @@ pub(super) fn build_app(
             klaxon_core::maintenance::Settings::new(&config.maintenance)
                 .map_err(|e| anyhow!("maintenance: {}", e.join("; ")))?,
         )
+        .oncall(
+            config
+                .oncall_settings()
+                .map_err(|e| anyhow!("oncall: {}", e.join("; ")))?,
+        )
+        .guild_id(Some(config.discord.guild_id))
         .discord_outage(outage)
         .build(store))
 }

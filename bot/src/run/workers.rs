@@ -36,6 +36,9 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
             maintenance_worker(Arc::clone(app), stopped(stop.clone()))
                 .instrument(info_span!("maintenance")),
         ),
+        tokio::spawn(
+            oncall_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("oncall")),
+        ),
     ];
     let events_app = Arc::clone(app);
     let events_stop = stopped(stop.clone());
@@ -153,6 +156,31 @@ async fn reminder_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
             Ok(0) => {}
             Ok(n) => info!(sent = n, "incident reminders sent"),
             Err(e) => warn!(error = %e, "incident reminders failed; retrying next tick"),
+        }
+    }
+}
+
+/// Announces on-call hand-offs and moves each schedule's `sync_role`, from the
+/// database's hand-off rows, so a new leader finishes what the last one started.
+async fn oncall_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    if !app
+        .oncall
+        .schedules
+        .iter()
+        .any(|s| s.sync_role.is_some() || s.announce.is_some())
+    {
+        return stop.await;
+    }
+    loop {
+        match klaxon_core::oncall::handoff::tick(&app).await {
+            Ok(0) => {}
+            Ok(n) => info!(steps = n, "on-call hand-off steps done"),
+            Err(e) => warn!(error = %e, "on-call hand-offs failed; retrying next tick"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(klaxon_core::oncall::handoff::TICK) => {}
         }
     }
 }

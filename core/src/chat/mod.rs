@@ -161,6 +161,19 @@ pub enum ChatError {
     Unavailable(String),
 }
 
+/// What a refused direct message starts with: Discord's code 50007, "Cannot send
+/// messages to this user" (the member closed DMs or shares no server with Klaxon).
+/// Kept inside [`ChatError::Rejected`] so existing matches stay as they are.
+pub const DM_CLOSED: &str = "50007";
+
+impl ChatError {
+    /// Whether Discord refused a direct message because the member does not take
+    /// them (code 50007): nothing tells in advance, and a retry would fail the same.
+    pub fn is_dm_closed(&self) -> bool {
+        matches!(self, ChatError::Rejected(why) if why.starts_with(DM_CLOSED))
+    }
+}
+
 /// Where Klaxon's messages go. Implemented over Discord by the bot.
 #[async_trait]
 pub trait ChatSink: Send + Sync {
@@ -190,6 +203,32 @@ pub trait ChatSink: Send + Sync {
     /// A message someone posted: its text, author and attachments, for the
     /// incident timeline.
     async fn fetch(&self, channel_id: u64, message_id: u64) -> Result<PostedMessage, ChatError>;
+
+    /// Opens (or finds: the same user gives the same channel) the direct-message
+    /// channel with a user and returns its id; post into it with [`ChatSink::send`].
+    async fn open_dm(&self, user_id: u64) -> Result<u64, ChatError>;
+
+    /// Whether the user is a member of the guild (`false`, not an error, when not).
+    async fn is_member(&self, guild_id: u64, user_id: u64) -> Result<bool, ChatError>;
+
+    /// Gives a member a role (on-call `sync_role`); `reason` goes to the server's
+    /// audit log.
+    async fn add_role(
+        &self,
+        guild_id: u64,
+        user_id: u64,
+        role_id: u64,
+        reason: &str,
+    ) -> Result<(), ChatError>;
+
+    /// Takes a role from a member.
+    async fn remove_role(
+        &self,
+        guild_id: u64,
+        user_id: u64,
+        role_id: u64,
+        reason: &str,
+    ) -> Result<(), ChatError>;
 }
 
 /// A file of text attached to a message.
@@ -231,6 +270,18 @@ impl ChatSink for NullSink {
     }
     async fn fetch(&self, _: u64, _: u64) -> Result<PostedMessage, ChatError> {
         Err(ChatError::UnknownChannel)
+    }
+    async fn open_dm(&self, _: u64) -> Result<u64, ChatError> {
+        Ok(0)
+    }
+    async fn is_member(&self, _: u64, _: u64) -> Result<bool, ChatError> {
+        Ok(true)
+    }
+    async fn add_role(&self, _: u64, _: u64, _: u64, _: &str) -> Result<(), ChatError> {
+        Ok(())
+    }
+    async fn remove_role(&self, _: u64, _: u64, _: u64, _: &str) -> Result<(), ChatError> {
+        Ok(())
     }
 }
 

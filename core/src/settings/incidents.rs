@@ -34,6 +34,9 @@ pub struct SeverityConfig {
     pub update_minutes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<bool>,
+    /// The `[[oncall.policies]]` an incident of this severity starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -66,6 +69,24 @@ fn default_rule(s: Severity) -> SeverityRule {
 }
 
 impl Severities {
+    /// Where a policy is named (`incidents.severity.P1.escalation`) and the name, for
+    /// `settings::oncall::OnCall::new` to check.
+    pub fn escalation_refs(&self) -> Vec<(String, String)> {
+        [
+            (Severity::P1, &self.p1),
+            (Severity::P2, &self.p2),
+            (Severity::P3, &self.p3),
+            (Severity::P4, &self.p4),
+        ]
+        .into_iter()
+        .filter_map(|(s, c)| {
+            c.escalation
+                .clone()
+                .map(|e| (format!("incidents.severity.{s}.escalation"), e))
+        })
+        .collect()
+    }
+
     pub fn get(&self, s: Severity) -> SeverityRule {
         let c = match s {
             Severity::P1 => &self.p1,

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod deployments;
 pub mod lease;
 pub mod observe;
+pub mod oncall;
 pub mod outbox;
 
 /// A write transaction, as [`Store::begin_write`] opens it.

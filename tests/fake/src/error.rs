@@ -62,6 +62,23 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, 10007, "Unknown Member")
     }
 
+    pub fn unknown_role() -> Self {
+        Self::new(StatusCode::NOT_FOUND, 10011, "Unknown Role")
+    }
+
+    pub fn missing_permissions() -> Self {
+        Self::new(StatusCode::FORBIDDEN, 50013, "Missing Permissions")
+    }
+
+    /// A DM to a user who closed DMs or shares no server with the bot.
+    pub fn cannot_message_user() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            50007,
+            "Cannot send messages to this user",
+        )
+    }
+
     pub fn unknown_message() -> Self {
         Self::new(StatusCode::NOT_FOUND, 10008, "Unknown Message")
     }

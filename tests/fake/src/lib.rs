@@ -361,6 +361,39 @@ impl FakeDiscord {
         self.inner.lock().setup.bot_in_guild = yes;
     }
 
+    /// A member of the guild who has not used a command yet (GET member finds them;
+    /// DMs reach them).
+    pub fn add_member(&self, member: Member) {
+        self.inner
+            .lock()
+            .members
+            .insert(member.user_id, (member, std::time::SystemTime::now()));
+    }
+
+    /// The roles a member holds now (after the bot gave or took some).
+    pub fn member_roles(&self, user_id: u64) -> Vec<u64> {
+        self.inner
+            .lock()
+            .members
+            .get(&user_id)
+            .map(|(m, _)| m.roles.clone())
+            .unwrap_or_default()
+    }
+
+    /// The user turned off DMs from server members: the bot's DMs to them answer
+    /// 403 50007 "Cannot send messages to this user".
+    pub fn close_dms(&self, user_id: u64) {
+        self.inner.lock().setup.dms_closed.insert(user_id);
+    }
+
+    /// Gives the bot's role Manage Roles and puts it at `position`: it may then give
+    /// and take roles below that position (roles count up from 1 in id order).
+    pub fn grant_manage_roles(&self, position: u64) {
+        let mut s = self.inner.lock();
+        s.setup.manage_roles = true;
+        s.setup.bot_role_position = position;
+    }
+
     /// Roles that exist in the guild (besides @everyone, the bot's managed role and
     /// the roles of members seen in interactions).
     pub fn add_roles(&self, ids: &[u64]) {

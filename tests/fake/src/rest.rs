@@ -98,6 +98,11 @@ enum Route {
     GuildRoles {
         guild: u64,
     },
+    GuildMemberRole {
+        guild: u64,
+        user: u64,
+        role: u64,
+    },
     GuildChannels {
         guild: u64,
     },
@@ -287,6 +292,15 @@ fn match_route(method: &Method, path: &str) -> Option<Matched> {
                 user: snowflake(u)?,
             },
             "/guilds/{guild_id}/members/{user_id}",
+            g.to_string(),
+        ),
+        ("PUT" | "DELETE", ["guilds", g, "members", u, "roles", r]) => plain(
+            Route::GuildMemberRole {
+                guild: snowflake(g)?,
+                user: snowflake(u)?,
+                role: snowflake(r)?,
+            },
+            "/guilds/{guild_id}/members/{user_id}/roles/{role_id}",
             g.to_string(),
         ),
         ("GET", ["guilds", g, "roles"]) => plain(
@@ -700,6 +714,10 @@ fn route(
         Route::Guild { guild } => Json(state.guild(guild)?),
         Route::GuildMember { guild, user } => Json(state.guild_member(guild, user)?),
         Route::GuildRoles { guild } => Json(state.guild_roles(guild)?),
+        Route::GuildMemberRole { guild, user, role } => {
+            state.set_member_role(guild, user, role, m == "PUT")?;
+            NoContent
+        }
         Route::GuildChannels { guild } => Json(state.create_guild_channel(guild, &incoming.json)?),
     })
 }

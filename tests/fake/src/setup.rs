@@ -16,9 +16,17 @@ use crate::model;
 pub const BOT_ROLE_ID: u64 = 3;
 
 const VIEW_CHANNEL: u64 = 1 << 10;
+pub(crate) const MANAGE_ROLES: u64 = 1 << 28;
 
 pub(crate) struct GuildSetup {
     pub bot_in_guild: bool,
+    /// Whether the bot's role carries Manage Roles (`1 << 28`); not by default, as
+    /// an invite without it.
+    pub manage_roles: bool,
+    /// The bot's role position: it may give only roles below it.
+    pub bot_role_position: u64,
+    /// Users who turned off DMs from server members: a DM to them is 50007.
+    pub dms_closed: std::collections::HashSet<u64>,
     /// Roles that exist in the guild whether or not a member has them.
     pub roles: Vec<u64>,
     /// Per channel: `(allow, deny)` of the @everyone overwrite.
@@ -29,6 +37,9 @@ impl Default for GuildSetup {
     fn default() -> Self {
         GuildSetup {
             bot_in_guild: true,
+            manage_roles: false,
+            bot_role_position: 1,
+            dms_closed: Default::default(),
             roles: Vec::new(),
             everyone: HashMap::new(),
         }
@@ -47,7 +58,13 @@ impl GuildSetup {
 
     /// The bot's managed role.
     pub fn bot_role(&self) -> Value {
-        let mut r = model::role(BOT_ROLE_ID, model::BOT_USERNAME, model::BOT_PERMISSIONS, 1);
+        let permissions = model::BOT_PERMISSIONS | if self.manage_roles { MANAGE_ROLES } else { 0 };
+        let mut r = model::role(
+            BOT_ROLE_ID,
+            model::BOT_USERNAME,
+            permissions,
+            self.bot_role_position,
+        );
         r["managed"] = json!(true);
         r["tags"] = json!({ "bot_id": crate::BOT_USER_ID.to_string() });
         r

@@ -476,7 +476,12 @@ impl State {
         incoming: Incoming,
     ) -> Result<Value, ApiError> {
         let route = format!("POST /channels/{channel_id}/messages");
-        self.channel(channel_id)?;
+        if let Some((user, _)) = &self.channel(channel_id)?.recipient {
+            // A DM: refused when the user closed DMs or shares no server with the bot.
+            if self.setup.dms_closed.contains(user) || !self.members.contains_key(user) {
+                return Err(ApiError::cannot_message_user());
+            }
+        }
         validate_new_message(&incoming, &route)?;
         if let Some(reference) = incoming
             .json
@@ -961,6 +966,52 @@ impl State {
             .get(&user_id)
             .ok_or_else(ApiError::unknown_member)?;
         Ok(model::member(member, *joined))
+    }
+
+    /// `PUT` / `DELETE /guilds/{g}/members/{u}/roles/{r}`: as Discord, the bot
+    /// needs Manage Roles and a role above the one it gives or takes (else 50013);
+    /// an unknown member is 10007, an unknown role 10011. Idempotent.
+    pub fn set_member_role(
+        &mut self,
+        guild_id: u64,
+        user_id: u64,
+        role_id: u64,
+        add: bool,
+    ) -> Result<(), ApiError> {
+        if guild_id != self.cfg.guild_id {
+            return Err(ApiError::unknown_guild());
+        }
+        self.setup.member_check()?;
+        if !self.members.contains_key(&user_id) {
+            return Err(ApiError::unknown_member());
+        }
+        let roles = self.guild_roles(guild_id)?;
+        let position = roles
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["id"].as_str() == Some(role_id.to_string().as_str()))
+            .find_map(|r| r["position"].as_u64());
+        let Some(position) = position else {
+            return Err(ApiError::unknown_role());
+        };
+        if !self.setup.manage_roles
+            || role_id == crate::setup::BOT_ROLE_ID
+            || role_id == guild_id
+            || position >= self.setup.bot_role_position
+        {
+            return Err(ApiError::missing_permissions());
+        }
+        if let Some((member, _)) = self.members.get_mut(&user_id) {
+            if add {
+                if !member.roles.contains(&role_id) {
+                    member.roles.push(role_id);
+                }
+            } else {
+                member.roles.retain(|r| *r != role_id);
+            }
+        }
+        Ok(())
     }
 
     /// Stored attachment bytes for the CDN-like download route.
