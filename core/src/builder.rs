@@ -59,6 +59,7 @@ pub struct AppBuilder {
     alerts_channel: Option<u64>,
     maintenance: Option<crate::settings::maintenance::Settings>,
     discord_outage: Option<String>,
+    nonce_window: Option<std::time::Duration>,
     events: Bus<App>,
 }
 
@@ -84,6 +85,7 @@ impl App {
             alerts_channel: None,
             maintenance: None,
             discord_outage: None,
+            nonce_window: None,
             events: default_subscribers(),
         }
     }
@@ -218,6 +220,13 @@ impl AppBuilder {
         self
     }
 
+    /// How long Discord is trusted to remember a nonce (default
+    /// [`crate::delivery::NONCE_WINDOW`]).
+    pub fn nonce_window(mut self, window: std::time::Duration) -> Self {
+        self.nonce_window = Some(window);
+        self
+    }
+
     /// The application on `store`, with its runtime state fresh: no locks held,
     /// not connected, not leading, nothing in flight.
     pub fn build(self, store: Store) -> App {
@@ -251,6 +260,8 @@ impl AppBuilder {
             maintenance: self.maintenance.unwrap_or_default(),
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
+            posts_wake: Default::default(),
+            nonce_window: self.nonce_window.unwrap_or(crate::delivery::NONCE_WINDOW),
             chat_connected: Default::default(),
             chat_unauthorized: Default::default(),
             leader: Default::default(),

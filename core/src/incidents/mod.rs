@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod postmortem;
 pub mod remind;
+pub mod room;
 pub mod render;
 
 pub use crate::store::incidents::{Action, Entry, EntryKind, Incident, NewEntry};

@@ -23,6 +23,7 @@ pub mod audit;
 pub mod deployments;
 pub mod lease;
 pub mod outbox;
+pub mod posts;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
