@@ -347,6 +347,13 @@ impl World {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+
+    /// Runs the posts worker once, as the leader's would after a wake: what Klaxon
+    /// posts on its own initiative goes through the posts outbox, so a test reads
+    /// the chat after this.
+    pub async fn deliver(&self) -> anyhow::Result<crate::delivery::Delivered> {
+        Ok(crate::delivery::deliver_due(&self.app).await?)
+    }
 }
 
 /// A world with the default app: the channels above, no services.
