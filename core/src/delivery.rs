@@ -134,7 +134,14 @@ async fn deliver_one(app: &App, p: &Pending, out: &mut Delivered) -> Result<Step
     let mut message: ChatMessage = match serde_json::from_str(&p.body) {
         Ok(m) => m,
         Err(e) => {
-            db::close(&app.store, p.id, "parked", &format!("unreadable body: {e}"), now).await?;
+            db::close(
+                &app.store,
+                p.id,
+                "parked",
+                &format!("unreadable body: {e}"),
+                now,
+            )
+            .await?;
             out.parked += 1;
             return Ok(Step::Done);
         }

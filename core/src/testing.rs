@@ -189,6 +189,13 @@ impl RecordingChat {
         self.state().failures.push_back(failure);
     }
 
+    /// Discord's nonce window passes: the nonces of earlier creates are forgotten,
+    /// so a create sent again with one posts a second message (as Discord does after
+    /// "a few minutes").
+    pub fn forget_nonces(&self) {
+        self.state().nonces.clear();
+    }
+
     /// A message someone posted, for [`ChatSink::fetch`] to return.
     pub fn post_by_member(&self, message: PostedMessage) {
         self.state()
@@ -246,6 +253,9 @@ impl ChatSink for RecordingChat {
     }
 
     async fn create_thread(&self, channel_id: u64, name: &str) -> Result<u64, ChatError> {
+        if let Some(Failure::Before(e)) = self.state().failures.pop_front() {
+            return Err(e);
+        }
         let id = self.next();
         self.state().log.push(Recorded::Thread {
             channel: channel_id,
@@ -261,6 +271,9 @@ impl ChatSink for RecordingChat {
         name: &str,
         category: Option<u64>,
     ) -> Result<u64, ChatError> {
+        if let Some(Failure::Before(e)) = self.state().failures.pop_front() {
+            return Err(e);
+        }
         let id = self.next();
         self.state().log.push(Recorded::Channel {
             guild: guild_id,
@@ -277,6 +290,38 @@ impl ChatSink for RecordingChat {
             .get(&(channel_id, message_id))
             .cloned()
             .ok_or(ChatError::UnknownChannel)
+    }
+
+    /// What Klaxon created in the channel, newest first, as Discord lists it: the
+    /// content as shown and the embeds' titles, no nonce.
+    async fn recent_own(
+        &self,
+        channel_id: u64,
+        limit: u8,
+    ) -> Result<Vec<PostedMessage>, ChatError> {
+        let s = self.state();
+        Ok(s.log
+            .iter()
+            .rev()
+            .filter_map(|r| match r {
+                Recorded::Send {
+                    channel,
+                    id,
+                    message,
+                } if *channel == channel_id => Some(PostedMessage {
+                    id: *id,
+                    channel_id,
+                    content: chat::truncate(
+                        &chat::discord::content(message),
+                        chat::limits::CONTENT,
+                    ),
+                    embed_titles: message.embeds.iter().map(|e| e.title.clone()).collect(),
+                    ..Default::default()
+                }),
+                _ => None,
+            })
+            .take(usize::from(limit))
+            .collect())
     }
 }
 

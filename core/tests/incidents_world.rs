@@ -409,7 +409,11 @@ fn a_reminder_discord_refuses_for_a_while_arrives_once_later() {
             assert!(w.chat.sent().is_empty());
             w.advance(Duration::from_secs(10));
         }
-        assert_eq!(incidents::remind(&w.app).await?, 0, "not paged twice meanwhile");
+        assert_eq!(
+            incidents::remind(&w.app).await?,
+            0,
+            "not paged twice meanwhile"
+        );
         assert_eq!(w.deliver().await?.sent, 1);
         assert_eq!(w.chat.sent_to(INCIDENTS_CHANNEL).len(), 1);
         assert_eq!(w.deliver().await?.sent, 0);

@@ -190,7 +190,12 @@ pub(super) async fn post(
     let Some(to) = to else {
         return false;
     };
-    match posts::post_with(app, Post::new(kind, to, message, incident_subject(incident))).await {
+    match posts::post_with(
+        app,
+        Post::new(kind, to, message, incident_subject(incident)),
+    )
+    .await
+    {
         Ok(_) => true,
         Err(e) => {
             warn!(error = %e, incident = %incident, kind = kind.as_str(), "incident message not stored");

@@ -17,8 +17,8 @@ pub mod lifecycle;
 pub mod model;
 pub mod postmortem;
 pub mod remind;
-pub mod room;
 pub mod render;
+pub mod room;
 
 pub use crate::store::incidents::{Action, Entry, EntryKind, Incident, NewEntry};
 

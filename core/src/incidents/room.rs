@@ -26,7 +26,9 @@ pub async fn create_room(app: &App, incident: &Incident) -> Result<u64, ChatErro
         }
         _ => {
             let Some(parent) = app.incidents_channel else {
-                return Err(ChatError::Rejected("no incidents channel configured".into()));
+                return Err(ChatError::Rejected(
+                    "no incidents channel configured".into(),
+                ));
             };
             let name = format!("{} {}", incident.id, incident.title);
             app.chat.create_thread(parent, &name).await
@@ -49,10 +51,7 @@ pub async fn record_room(app: &App, id: IncidentId, room: u64) -> Result<(), Sto
 
 /// The incident's room, created now when it has none. The outer error is the
 /// database's; the inner one Discord's (the caller retries or parks the post).
-pub async fn ensure_room(
-    app: &App,
-    id: IncidentId,
-) -> Result<Result<u64, ChatError>, StoreError> {
+pub async fn ensure_room(app: &App, id: IncidentId) -> Result<Result<u64, ChatError>, StoreError> {
     let Some(incident) = db::get(&app.store, id).await? else {
         return Ok(Err(ChatError::Rejected(format!("no incident {id}"))));
     };

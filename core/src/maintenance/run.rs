@@ -408,7 +408,8 @@ async fn announce(app: &App, id: i64, what: &str, msg: ChatMessage) -> Result<()
     let Some(channel) = app.incidents_channel else {
         return Ok(());
     };
-    let p = Post::new(Kind::Maintenance, To::Channel(channel), msg, subject(id)).keyed(nonce(id, what));
+    let p =
+        Post::new(Kind::Maintenance, To::Channel(channel), msg, subject(id)).keyed(nonce(id, what));
     posts::post_with(app, p).await.map(|_| ())
 }
 
@@ -417,7 +418,12 @@ async fn warn_ops(app: &App, id: i64, text: String) {
     let Some(channel) = app.alerts_channel.or(app.incidents_channel) else {
         return;
     };
-    let p = Post::new(Kind::Ops, To::Channel(channel), ChatMessage::text(text), subject(id));
+    let p = Post::new(
+        Kind::Ops,
+        To::Channel(channel),
+        ChatMessage::text(text),
+        subject(id),
+    );
     if let Err(e) = posts::post_with(app, p).await {
         warn!(error = %e, "maintenance warning not stored");
     }

@@ -8,9 +8,9 @@ use tracing::{error, info, warn};
 use crate::app::App;
 use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{ChatMessage, Embed};
-use crate::posts::{self, Kind, Post, To};
 use crate::docker::models::ContainerInspectResponse;
 use crate::docker::{DockerClient, DockerError};
+use crate::posts::{self, Kind, Post, To};
 use crate::store::deployments::{self, Deployment, Status};
 
 use super::spec::{container_name, is_running, state_text};

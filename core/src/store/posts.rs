@@ -90,9 +90,7 @@ pub async fn due_heads(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Pen
                 id: r.try_get("id")?,
                 kind: r.try_get("kind")?,
                 subject: r.try_get("subject")?,
-                channel_id: r
-                    .try_get::<Option<i64>, _>("channel_id")?
-                    .map(|c| c as u64),
+                channel_id: r.try_get::<Option<i64>, _>("channel_id")?.map(|c| c as u64),
                 body: r.try_get("body")?,
                 key: r.try_get("nonce")?,
                 edit: r.try_get::<i64, _>("edit")? != 0,
@@ -143,7 +141,8 @@ pub async fn created_message(
     .await?;
     row.map(|r| {
         Ok((
-            r.try_get::<Option<i64>, _>("channel_id")?.unwrap_or_default() as u64,
+            r.try_get::<Option<i64>, _>("channel_id")?
+                .unwrap_or_default() as u64,
             r.try_get::<i64, _>("message_id")? as u64,
         ))
     })
