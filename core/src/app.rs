@@ -64,6 +64,10 @@ pub struct App {
     /// This replica leads: it holds the gateway session, runs the schedulers and
     /// delivers the outbox (followers only take alerts over HTTP).
     pub leader: AtomicBool,
+    /// This replica holds the leader lease (or needs none) and is taking up the
+    /// leader's work, but its gateway session is not up yet: `/readyz` says
+    /// `leader (connecting)` and answers 503 until it is.
+    pub leader_connecting: AtomicBool,
     /// Commands, buttons and modals being handled now: a graceful shutdown waits
     /// for them before it closes the Discord transport and the database.
     pub in_flight: std::sync::atomic::AtomicUsize,

@@ -265,6 +265,7 @@ impl AppBuilder {
             chat_connected: Default::default(),
             chat_unauthorized: Default::default(),
             leader: Default::default(),
+            leader_connecting: Default::default(),
             in_flight: Default::default(),
             discord_outage: std::sync::Mutex::new(self.discord_outage),
             events: self.events,
