@@ -49,12 +49,12 @@ pub struct App {
     /// Wakes the maintenance scheduler after a command changed a window: it posts
     /// the announcements, so replies never wait on the channel's rate limit.
     pub maintenance_wake: tokio::sync::Notify,
-    /// Wakes the posts worker (`crate::delivery`) when a post is stored, so a
+    /// Wakes the posts worker (`delivery`) when a post is stored, so a
     /// healthy post goes out at once rather than at the next tick.
     pub posts_wake: tokio::sync::Notify,
     /// How long Discord is trusted to remember a create's nonce (`enforce_nonce`):
     /// a post first tried longer ago than this is looked for in the channel before
-    /// it is sent again (see `crate::delivery`).
+    /// it is sent again (see `delivery`).
     pub nonce_window: std::time::Duration,
     /// Whether the chat gateway session is up, for `/readyz`.
     pub chat_connected: AtomicBool,

@@ -2,7 +2,7 @@
 //! member asking (incident cards, stakeholder notices and pages, reminders,
 //! maintenance announcements, the rollout-recovery notice; digests and on-call pages
 //! when they exist) is stored here first and delivered by the leader's worker
-//! ([`crate::delivery`]), retried with back-off and created with `enforce_nonce`.
+//! (the `delivery` module), retried with back-off and created with `enforce_nonce`.
 //! A Discord 5xx or a timeout at the moment of the change delays a post; it never
 //! loses it. Alert groups have their own outbox (`alerts::deliver`), and replies to
 //! interactions stay direct (Discord's 3-second deadline rules them).

@@ -193,7 +193,7 @@ pub trait ChatSink: Send + Sync {
 
     /// The latest messages of a channel that Klaxon itself posted, newest first, at
     /// most `limit` (up to 100). Discord does not give a message's nonce back here,
-    /// so a caller matches on what it can rely on (see `crate::delivery`).
+    /// so a caller matches on what it can rely on (see the posts worker, `delivery`).
     async fn recent_own(
         &self,
         _channel_id: u64,

@@ -1,6 +1,7 @@
 //! The incident lifecycle: open, acknowledge, status updates, severity, roles,
 //! notes, actions, resolution, and captured chat messages. Each change is one
-//! database transaction with its timeline entry; the card and the notices follow.
+//! database transaction with its timeline entry; the card and the notices follow
+//! through the posts outbox ([`crate::posts`]), delivered by the leader's worker.
 
 use tracing::info;
 use tracing::warn;

@@ -1,5 +1,5 @@
 //! An incident's room (its thread, or its channel with `room = "channel"`) and its
-//! card's message id, for the posts worker (`crate::delivery`).
+//! card's message id, for the posts worker (the `delivery` module).
 //!
 //! Opening creates the room directly (the reply links to it); when Discord is down
 //! at that moment the incident opens anyway, without a room, and the worker creates

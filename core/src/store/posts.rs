@@ -1,7 +1,7 @@
 //! The SQL of the posts outbox (everything Klaxon posts on its own initiative that is
 //! not an alert group: incident cards, notices, pages, reminders, maintenance
 //! announcements). What goes in a post and when it is delivered is decided in
-//! `crate::posts` and `crate::delivery`; this file only stores and reads rows.
+//! the `posts` and `delivery` modules; this file only stores and reads rows.
 //!
 //! Portable SQL only: every statement serves SQLite and PostgreSQL alike.
 
