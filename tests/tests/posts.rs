@@ -18,7 +18,10 @@ const ON_CALL: u64 = 1005;
 const OUTAGE: Duration = Duration::from_secs(60);
 
 fn count(messages: &[MessageRecord], marker: &str) -> usize {
-    messages.iter().filter(|m| m.text().contains(marker)).count()
+    messages
+        .iter()
+        .filter(|m| m.text().contains(marker))
+        .count()
 }
 
 async fn incident(t: &Tester, n: i64) -> incidents::Incident {
@@ -105,12 +108,7 @@ async fn discord_down_for_a_minute(db: Db) {
     // 16 minutes on: both incidents are re-paged (reminders), the window starts.
     t.advance(Duration::from_secs(16 * 60));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let during = t
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.status == 503)
-        .count();
+    let during = t.fake.requests().iter().filter(|r| r.status == 503).count();
     assert!(during >= 1, "Discord was asked during the outage");
 
     // After the outage: everything arrives, once.
@@ -128,13 +126,17 @@ async fn discord_down_for_a_minute(db: Db) {
         let thread2 = incident(&t, 2).await.channel_id;
         let card2 = thread2.map_or(0, |c| count(&t.fake.messages(c), "INC-2 · Checkout down"));
         let update = count(&t.fake.messages(thread1), "Bad index on search");
-        if expected.iter().all(|(_, m)| count(&incidents_msgs, m) >= 1) && card2 >= 1 && update >= 1 {
+        if expected.iter().all(|(_, m)| count(&incidents_msgs, m) >= 1) && card2 >= 1 && update >= 1
+        {
             break thread2.expect("thread");
         }
         assert!(
             Instant::now() < deadline,
             "not everything arrived 30 s after the outage: {:#?}",
-            incidents_msgs.iter().map(MessageRecord::text).collect::<Vec<_>>()
+            incidents_msgs
+                .iter()
+                .map(MessageRecord::text)
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -145,7 +147,11 @@ async fn discord_down_for_a_minute(db: Db) {
     for (_, marker) in expected {
         assert_eq!(count(&incidents_msgs, marker), 1, "{marker} exactly once");
     }
-    assert_eq!(count(&t.fake.messages(thread2), "INC-2 · Checkout down"), 1, "one card");
+    assert_eq!(
+        count(&t.fake.messages(thread2), "INC-2 · Checkout down"),
+        1,
+        "one card"
+    );
     assert_eq!(count(&t.fake.messages(thread1), "Bad index on search"), 1);
     // Order within a subject: INC-2's card before its notice; INC-1's update notice
     // before its page and the page before its reminder.
@@ -220,11 +226,10 @@ async fn a_notice_whose_answer_was_lost_is_found_after_the_nonce_window() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let notices = count(&t.fake.messages(INCIDENTS), "**[P3 INCIDENT] Queue stuck**");
     assert_eq!(notices, 1, "posted once, though Discord forgot the nonce");
-    let listed = t
-        .fake
-        .requests()
-        .iter()
-        .any(|r| r.method == "GET" && r.path.contains(&format!("/channels/{INCIDENTS}/messages")));
+    let listed =
+        t.fake.requests().iter().any(|r| {
+            r.method == "GET" && r.path.contains(&format!("/channels/{INCIDENTS}/messages"))
+        });
     assert!(listed, "the channel was searched");
     t.discard_unread().await;
     t.finish().await;

@@ -18,7 +18,6 @@ use crate::{
     Violations, APP_ID,
 };
 
-
 /// A file part of a multipart request.
 #[derive(Clone, Debug)]
 pub(crate) struct Upload {

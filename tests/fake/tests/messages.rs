@@ -220,13 +220,17 @@ async fn a_nonce_is_forgotten_after_the_window_and_not_listed() {
     let body = json!({ "content": "notice", "nonce": "n-2", "enforce_nonce": true });
     let (_, first) = bot.say(CHANNEL, body.clone()).await;
     assert_eq!(first["nonce"], "n-2");
-    let (status, listed) = Bot::call(bot.get(&format!("/channels/{CHANNEL}/messages?limit=10"))).await;
+    let (status, listed) =
+        Bot::call(bot.get(&format!("/channels/{CHANNEL}/messages?limit=10"))).await;
     assert_eq!(status, 200);
     assert_eq!(listed[0]["id"], first["id"]);
     assert!(listed[0].get("nonce").is_none(), "{listed}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (_, again) = bot.say(CHANNEL, body).await;
-    assert_ne!(again["id"], first["id"], "after the window the nonce is forgotten");
+    assert_ne!(
+        again["id"], first["id"],
+        "after the window the nonce is forgotten"
+    );
     assert_eq!(bot.fake.messages(CHANNEL).len(), 2);
     bot.fake.discard_outputs();
 }
