@@ -186,20 +186,22 @@ both_databases!(
     every_kind_of_post_arrives_once_after_a_minute_of_503_on_postgres
 );
 
-/// After Discord's nonce window (the fake's is set to 1 s here), a notice whose
-/// create was made but whose answer was lost (Discord hung past Klaxon's timeout) is
-/// looked for in the channel before it is sent again, and not posted twice.
+/// After Discord's nonce window (the fake's is set to 300 ms here), a notice whose
+/// create was made but whose answer was lost (Discord hung past Klaxon's 2 s
+/// timeout, and created it at 2.6 s, before the retry at about 3 s) is looked for in
+/// the channel before it is sent again, and not posted twice. Without the look the
+/// retry posts a second notice (checked by hand by switching the look off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notice_whose_answer_was_lost_is_found_after_the_nonce_window() {
     let t = Tester::builder()
         .request_timeout(2)
-        .fake(|f| f.nonce_window = Duration::from_secs(1))
+        .fake(|f| f.nonce_window = Duration::from_millis(300))
         .spawn()
         .await;
     let began = Instant::now();
     t.fake.inject(FaultRule::Hang {
         path_contains: format!("/channels/{INCIDENTS}/messages"),
-        until: began + Duration::from_secs(5),
+        until: began + Duration::from_millis(2_600),
     });
     t.slash("incident open")
         .opt("title", "Queue stuck")
