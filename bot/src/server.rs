@@ -398,8 +398,10 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         Ok(Ok(()))
     );
     let leader = app.leader.load(Ordering::Relaxed);
+    // Holding the lease, the gateway not up yet: not a follower, and not ready.
+    let connecting = !leader && app.leader_connecting.load(Ordering::Relaxed);
     // A follower has no gateway session by design: ready when it can store alerts.
-    let gateway = !leader || app.chat_connected.load(Ordering::Relaxed);
+    let gateway = !connecting && (!leader || app.chat_connected.load(Ordering::Relaxed));
     let token = !app.chat_unauthorized.load(Ordering::Relaxed);
     // Discord did not answer at start-up: alerts are stored, nothing is posted yet.
     let outage = app
@@ -419,10 +421,10 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         }
     };
     let body = serde_json::json!({
-        "role": if leader { "leader" } else { "follower" },
+        "role": if leader { "leader" } else if connecting { "leader (connecting)" } else { "follower" },
         "docker": docker,
         "database": if db { "ok" } else { "unreachable" },
-        "gateway": if !leader { "not needed (follower)" } else if gateway { "connected" } else { "disconnected" },
+        "gateway": if connecting { "connecting" } else if !leader { "not needed (follower)" } else if gateway { "connected" } else { "disconnected" },
         "discord_token": if token { "ok" } else { "refused (401): alert delivery stopped" },
         "discord": match &outage {
             None => "ok".to_string(),

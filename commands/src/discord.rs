@@ -35,5 +35,10 @@ pub fn posted(m: &serenity::Message) -> PostedMessage {
         at_ms: m.timestamp.unix_timestamp() * 1000
             + i64::from(chrono::Timelike::nanosecond(&*m.timestamp) / 1_000_000),
         attachment_urls: m.attachments.iter().map(|a| a.url.clone()).collect(),
+        embed_titles: m
+            .embeds
+            .iter()
+            .map(|e| e.title.clone().unwrap_or_default())
+            .collect(),
     }
 }

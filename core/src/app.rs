@@ -55,6 +55,13 @@ pub struct App {
     /// Wakes the maintenance scheduler after a command changed a window: it posts
     /// the announcements, so replies never wait on the channel's rate limit.
     pub maintenance_wake: tokio::sync::Notify,
+    /// Wakes the posts worker (`delivery`) when a post is stored, so a
+    /// healthy post goes out at once rather than at the next tick.
+    pub posts_wake: tokio::sync::Notify,
+    /// How long Discord is trusted to remember a create's nonce (`enforce_nonce`):
+    /// a post first tried longer ago than this is looked for in the channel before
+    /// it is sent again (see `delivery`).
+    pub nonce_window: std::time::Duration,
     /// Whether the chat gateway session is up, for `/readyz`.
     pub chat_connected: AtomicBool,
     /// Discord answered 401: the token is no longer valid. Alert delivery stops
@@ -63,6 +70,10 @@ pub struct App {
     /// This replica leads: it holds the gateway session, runs the schedulers and
     /// delivers the outbox (followers only take alerts over HTTP).
     pub leader: AtomicBool,
+    /// This replica holds the leader lease (or needs none) and is taking up the
+    /// leader's work, but its gateway session is not up yet: `/readyz` says
+    /// `leader (connecting)` and answers 503 until it is.
+    pub leader_connecting: AtomicBool,
     /// Commands, buttons and modals being handled now: a graceful shutdown waits
     /// for them before it closes the Discord transport and the database.
     pub in_flight: std::sync::atomic::AtomicUsize,

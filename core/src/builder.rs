@@ -61,6 +61,7 @@ pub struct AppBuilder {
     oncall: crate::settings::oncall::OnCall,
     guild_id: Option<u64>,
     discord_outage: Option<String>,
+    nonce_window: Option<std::time::Duration>,
     events: Bus<App>,
 }
 
@@ -88,6 +89,7 @@ impl App {
             oncall: Default::default(),
             guild_id: None,
             discord_outage: None,
+            nonce_window: None,
             events: default_subscribers(),
         }
     }
@@ -232,6 +234,13 @@ impl AppBuilder {
         self
     }
 
+    /// How long Discord is trusted to remember a nonce (default
+    /// [`crate::delivery::NONCE_WINDOW`]).
+    pub fn nonce_window(mut self, window: std::time::Duration) -> Self {
+        self.nonce_window = Some(window);
+        self
+    }
+
     /// The application on `store`, with its runtime state fresh: no locks held,
     /// not connected, not leading, nothing in flight.
     pub fn build(self, store: Store) -> App {
@@ -268,9 +277,12 @@ impl AppBuilder {
             guild_id: self.guild_id,
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
+            posts_wake: Default::default(),
+            nonce_window: self.nonce_window.unwrap_or(crate::delivery::NONCE_WINDOW),
             chat_connected: Default::default(),
             chat_unauthorized: Default::default(),
             leader: Default::default(),
+            leader_connecting: Default::default(),
             in_flight: Default::default(),
             discord_outage: std::sync::Mutex::new(self.discord_outage),
             events: self.events,

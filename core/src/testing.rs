@@ -204,6 +204,13 @@ impl RecordingChat {
         self.state().failures.push_back(failure);
     }
 
+    /// Discord's nonce window passes: the nonces of earlier creates are forgotten,
+    /// so a create sent again with one posts a second message (as Discord does after
+    /// "a few minutes").
+    pub fn forget_nonces(&self) {
+        self.state().nonces.clear();
+    }
+
     /// A message someone posted, for [`ChatSink::fetch`] to return.
     /// The user refuses direct messages: posts into their DM channel fail with
     /// Discord's 50007.
@@ -291,6 +298,9 @@ impl ChatSink for RecordingChat {
     }
 
     async fn create_thread(&self, channel_id: u64, name: &str) -> Result<u64, ChatError> {
+        if let Some(Failure::Before(e)) = self.state().failures.pop_front() {
+            return Err(e);
+        }
         let id = self.next();
         self.state().log.push(Recorded::Thread {
             channel: channel_id,
@@ -306,6 +316,9 @@ impl ChatSink for RecordingChat {
         name: &str,
         category: Option<u64>,
     ) -> Result<u64, ChatError> {
+        if let Some(Failure::Before(e)) = self.state().failures.pop_front() {
+            return Err(e);
+        }
         let id = self.next();
         self.state().log.push(Recorded::Channel {
             guild: guild_id,
@@ -365,6 +378,38 @@ impl ChatSink for RecordingChat {
             added: false,
         });
         Ok(())
+    }
+
+    /// What Klaxon created in the channel, newest first, as Discord lists it: the
+    /// content as shown and the embeds' titles, no nonce.
+    async fn recent_own(
+        &self,
+        channel_id: u64,
+        limit: u8,
+    ) -> Result<Vec<PostedMessage>, ChatError> {
+        let s = self.state();
+        Ok(s.log
+            .iter()
+            .rev()
+            .filter_map(|r| match r {
+                Recorded::Send {
+                    channel,
+                    id,
+                    message,
+                } if *channel == channel_id => Some(PostedMessage {
+                    id: *id,
+                    channel_id,
+                    content: chat::truncate(
+                        &chat::discord::content(message),
+                        chat::limits::CONTENT,
+                    ),
+                    embed_titles: message.embeds.iter().map(|e| e.title.clone()).collect(),
+                    ..Default::default()
+                }),
+                _ => None,
+            })
+            .take(usize::from(limit))
+            .collect())
     }
 }
 
@@ -434,6 +479,13 @@ impl World {
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Runs the posts worker once, as the leader's would after a wake: what Klaxon
+    /// posts on its own initiative goes through the posts outbox, so a test reads
+    /// the chat after this.
+    pub async fn deliver(&self) -> anyhow::Result<crate::delivery::Delivered> {
+        Ok(crate::delivery::deliver_due(&self.app).await?)
     }
 }
 

@@ -57,7 +57,10 @@ async fn open(w: &World, title: &str, severity: Severity) -> anyhow::Result<inci
     )
     .await?;
     assert!(opened.warnings.is_empty(), "{:?}", opened.warnings);
-    Ok(opened.incident)
+    // The card and the notice go through the posts outbox: the worker delivers them
+    // (and records the card's id on the incident).
+    w.deliver().await?;
+    Ok(incidents::get(&w.app, opened.incident.id).await?)
 }
 
 async fn kinds(w: &World, i: &incidents::Incident) -> anyhow::Result<Vec<EntryKind>> {
@@ -175,6 +178,7 @@ fn the_first_acknowledgement_wins_and_stops_the_pages() {
         let acked = incidents::ack(&w.app, i.id, &bob()).await?;
         assert_eq!(acked.acked_by.as_deref(), Some("bob"));
         assert_eq!(acked.next_page_ms, None);
+        w.deliver().await?;
         let err = incidents::ack(&w.app, i.id, &alice())
             .await
             .expect_err("second");
@@ -193,6 +197,7 @@ fn the_first_acknowledgement_wins_and_stops_the_pages() {
         w.chat.clear();
         // P1 still owes status updates, but no re-page once acknowledged.
         incidents::remind(&w.app).await?;
+        w.deliver().await?;
         assert!(w.chat.sent_to(INCIDENTS_CHANNEL).is_empty());
         Ok(())
     });
@@ -214,6 +219,7 @@ fn a_status_update_reaches_the_thread_the_stakeholders_and_the_timeline() {
         )
         .await?;
         assert_eq!(after.status, Status::Identified);
+        w.deliver().await?;
         let in_thread = w.chat.sent_to(thread);
         assert_eq!(
             in_thread.len(),
@@ -245,6 +251,7 @@ fn an_update_posted_in_the_thread_is_not_repeated_there() {
         let thread = i.channel_id.expect("thread");
         w.chat.clear();
         incidents::set_status(&w.app, i.id, Status::Monitoring, "Fix out", &bob(), thread).await?;
+        w.deliver().await?;
         assert!(w.chat.sent_to(thread).is_empty());
         assert_eq!(w.chat.sent_to(INCIDENTS_CHANNEL).len(), 1);
         Ok(())
@@ -265,6 +272,7 @@ fn notes_and_actions_land_on_the_timeline_quietly() {
             .await
             .expect_err("already done");
         assert_eq!(err.to_string(), "INC-1 has no open action #1.");
+        w.deliver().await?;
         assert!(w.chat.sent().is_empty(), "a note posts nothing");
         let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
         assert!(timeline
@@ -297,6 +305,7 @@ fn resolving_tells_the_stakeholders_and_closes_the_incident() {
         .await?;
         assert_eq!(r.status, Status::Resolved);
         assert_eq!(r.root_cause, "A bad migration");
+        w.deliver().await?;
         let notice = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert!(
             shown(notice).starts_with("**[RESOLVED] Checkout down**"),
@@ -333,6 +342,7 @@ fn an_unacknowledged_p1_is_paged_again_at_its_target() {
         assert_eq!(incidents::remind(&w.app).await?, 0, "not yet");
         w.advance(Duration::from_secs(61));
         assert_eq!(incidents::remind(&w.app).await?, 1);
+        w.deliver().await?;
         let page = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert!(
             shown(page).starts_with(&format!(
@@ -362,6 +372,7 @@ fn a_commander_who_owes_an_update_is_reminded_in_the_thread() {
         w.chat.clear();
         w.advance(Duration::from_secs(31 * 60));
         assert_eq!(incidents::remind(&w.app).await?, 1);
+        w.deliver().await?;
         let thread = i.channel_id.expect("thread");
         let nudge = &w.chat.sent_to(thread)[0];
         assert!(
@@ -379,25 +390,33 @@ fn a_commander_who_owes_an_update_is_reminded_in_the_thread() {
     });
 }
 
+/// Issue #18: a reminder Discord does not take at once is kept and delivered when it
+/// answers again, exactly once, and the timeline has it from the start.
 #[test]
-fn a_reminder_that_could_not_be_posted_is_tried_again_a_minute_later() {
+fn a_reminder_discord_refuses_for_a_while_arrives_once_later() {
     run_test_with(paging, |w| async move {
         let i = open(&w, "Checkout down", Severity::P1).await?;
         w.advance(Duration::from_secs(15 * 60 + 1));
         w.chat.clear();
-        w.chat
-            .fail_next(Failure::Before(ChatError::Unavailable("503".into())));
-        assert_eq!(incidents::remind(&w.app).await?, 0);
-        assert!(w.chat.sent().is_empty());
-        assert!(
-            !kinds(&w, &i).await?.contains(&EntryKind::Reminder),
-            "only what was sent"
+        for _ in 0..3 {
+            w.chat
+                .fail_next(Failure::Before(ChatError::Unavailable("503".into())));
+        }
+        assert_eq!(incidents::remind(&w.app).await?, 1, "claimed and stored");
+        assert!(kinds(&w, &i).await?.contains(&EntryKind::Reminder));
+        for _ in 0..3 {
+            assert_eq!(w.deliver().await?.retrying, 1);
+            assert!(w.chat.sent().is_empty());
+            w.advance(Duration::from_secs(10));
+        }
+        assert_eq!(
+            incidents::remind(&w.app).await?,
+            0,
+            "not paged twice meanwhile"
         );
-        w.advance(Duration::from_secs(30));
-        assert_eq!(incidents::remind(&w.app).await?, 0, "not before the minute");
-        w.advance(Duration::from_secs(31));
-        assert_eq!(incidents::remind(&w.app).await?, 1);
+        assert_eq!(w.deliver().await?.sent, 1);
         assert_eq!(w.chat.sent_to(INCIDENTS_CHANNEL).len(), 1);
+        assert_eq!(w.deliver().await?.sent, 0);
         Ok(())
     });
 }
@@ -409,6 +428,7 @@ fn a_higher_severity_pages_now() {
         w.chat.clear();
         let raised = incidents::set_severity(&w.app, i.id, Severity::P1, &bob()).await?;
         assert_eq!(raised.severity, Severity::P1);
+        w.deliver().await?;
         let page = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert_eq!(page.page, Some(ON_CALL));
         let (_, timeline) = incidents::timeline(&w.app, i.id).await?;
@@ -553,6 +573,7 @@ fn an_untrusted_title_shows_literally_and_pings_nobody() {
         .await?
         .incident;
         assert_eq!(i.title, "@everyone [x](http://evil)", "stored as typed");
+        w.deliver().await?;
         let n = &w.chat.sent_to(INCIDENTS_CHANNEL)[0];
         assert!(!shown(n).contains("@everyone"), "{}", shown(n));
         assert!(!shown(n).contains("](http"), "{}", shown(n));

@@ -51,6 +51,7 @@ fn a_window_is_announced_reminded_started_and_ended_by_the_clock() {
             "the command's reply never waits on the channel"
         );
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let t = told(&w);
         assert_eq!(t.len(), 1, "{t:?}");
         assert!(
@@ -61,10 +62,12 @@ fn a_window_is_announced_reminded_started_and_ended_by_the_clock() {
         assert!(t[0].contains("Upgrade to 16.2") && t[0].ends_with("maintenance #1"));
 
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         assert_eq!(told(&w).len(), 1, "nothing else due yet");
 
         w.advance(2 * HOUR + Duration::from_secs(1));
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let t = told(&w);
         assert_eq!(t.len(), 2, "{t:?}");
         assert!(
@@ -75,6 +78,7 @@ fn a_window_is_announced_reminded_started_and_ended_by_the_clock() {
 
         w.advance(HOUR);
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let t = told(&w);
         assert_eq!(t.len(), 3, "{t:?}");
         assert!(
@@ -89,6 +93,7 @@ fn a_window_is_announced_reminded_started_and_ended_by_the_clock() {
 
         w.advance(2 * HOUR);
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let t = told(&w);
         assert_eq!(t.len(), 4, "{t:?}");
         assert!(
@@ -101,6 +106,7 @@ fn a_window_is_announced_reminded_started_and_ended_by_the_clock() {
         assert!(maintenance::health_notes(&w.app).await.is_empty());
 
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         assert_eq!(told(&w).len(), 4, "each step once");
         Ok(())
     });
@@ -112,6 +118,7 @@ fn a_window_starting_now_is_announced_by_its_start() {
         let done = maintenance::create(&w.app, window(&w, "api", Duration::ZERO, HOUR)).await?;
         assert_eq!(done.window.state, WindowState::Active);
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let t = told(&w);
         assert_eq!(t.len(), 1, "{t:?}");
         assert!(
@@ -164,8 +171,10 @@ fn a_cancelled_window_is_announced_as_cancelled_and_never_starts() {
     run_test_with(services, |w| async move {
         maintenance::create(&w.app, window(&w, "db", 3 * HOUR, HOUR)).await?;
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         maintenance::cancel(&w.app, 1, &carol()).await?;
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let t = told(&w);
         assert!(
             t.last()
@@ -175,6 +184,7 @@ fn a_cancelled_window_is_announced_as_cancelled_and_never_starts() {
         let before = t.len();
         w.advance(4 * HOUR);
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         assert_eq!(told(&w).len(), before, "no start, no end");
         let c = maintenance::get(&w.app.store, 1).await?.expect("window");
         assert_eq!(c.state, WindowState::Cancelled);
@@ -215,6 +225,7 @@ fn alerts_are_held_during_the_window_and_summarised_at_its_end() {
         let done = maintenance::end(&w.app, None, &carol()).await?;
         assert_eq!(done.window.state, WindowState::Ended);
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let summary = w
             .chat
             .shown_to(ALERTS_CHANNEL)
@@ -243,6 +254,7 @@ fn an_end_missed_while_klaxon_was_down_is_announced_late() {
         maintenance::create(&w.app, window(&w, "db", Duration::ZERO, HOUR)).await?;
         w.advance(HOUR + Duration::from_secs(600));
         maintenance::tick(&w.app).await?;
+        w.deliver().await?;
         let t = told(&w);
         let end = t.last().expect("end notice");
         assert!(

@@ -631,7 +631,9 @@ async fn reminders(db: Db) {
     );
 
     // 16 minutes later, still nobody acknowledged: the on-call role is paged again.
-    // Discord fails the first try; the page is not lost but tried again a minute on.
+    // Discord fails the first try; the page is not lost: the posts worker tries it
+    // again after a second's back-off (issue #18: the page is in the timeline from
+    // the moment it is stored).
     t.fake.inject(FaultRule::Status {
         path_contains: format!("/channels/{INCIDENTS}/messages"),
         status: 500,
@@ -651,14 +653,6 @@ async fn reminders(db: Db) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        !timeline(&t, 1)
-            .await
-            .iter()
-            .any(|e| e.kind == EntryKind::Reminder),
-        "a page that was not sent is not in the timeline"
-    );
-    t.bot().app.clock.advance(Duration::from_secs(61));
     let page = t.channel_message(INCIDENTS).await;
     let p = page.text();
     assert!(

@@ -103,6 +103,57 @@ async fn replicas_on_postgres_share_the_work_and_take_over_when_the_leader_dies(
     t.finish().await;
 }
 
+/// Issue #18: a replica that took the lease but has no gateway session yet (Discord's
+/// `GET /gateway` fails as it takes over) is neither a follower nor ready: `/readyz`
+/// says `leader (connecting)` with 503 until the session is up, then `leader`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_holds_the_lease_but_is_still_connecting_says_so_in_readyz() {
+    let mut t = Tester::builder()
+        .db(Db::Postgres)
+        .intake(|i| i.generic_token = Secret::new(TOKEN))
+        .spawn()
+        .await;
+    let follower = klaxon::start(t.config.clone())
+        .await
+        .expect("a second replica starts as a follower");
+    assert_eq!(readyz(follower.http_addr).await.1["role"], "follower");
+    let killed = Instant::now();
+    t.fake.inject(klaxon_tests::fake::FaultRule::Outage {
+        path_contains: "/api/v10/gateway".into(),
+        status: 503,
+        until: killed + Duration::from_secs(30),
+    });
+    t.bot.take().expect("leader").kill().await;
+    let deadline = killed + Duration::from_secs(25);
+    loop {
+        let (status, body) = readyz(follower.http_addr).await;
+        if body["role"] == "leader (connecting)" {
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["gateway"], "connecting", "{body}");
+            break;
+        }
+        assert_eq!(body["role"], "follower", "{body}");
+        assert!(Instant::now() < deadline, "never took the lease: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = killed + Duration::from_secs(60);
+    loop {
+        let (status, body) = readyz(follower.http_addr).await;
+        if body["role"] == "leader" {
+            assert_eq!(status, 200, "{body}");
+            break;
+        }
+        assert_eq!(body["role"], "leader (connecting)", "{body}");
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "never connected: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(follower.is_leader());
+    t.bot = Some(follower);
+    t.discard_unread().await;
+    t.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_on_the_same_sqlite_file_is_refused() {
     let t = Tester::builder().spawn().await;

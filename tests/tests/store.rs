@@ -109,3 +109,127 @@ async fn unreachable_postgres_is_a_clear_error() {
     assert!(text.starts_with("cannot open the database"), "{text}");
     assert!(!text.contains("secret"), "{text}");
 }
+
+/// Issue #18: the posts outbox's SQL on both databases: a key stores a post once,
+/// only the first pending post of a subject is due, newer edits are seen, and the
+/// message a create made is found for its edits.
+#[tokio::test]
+async fn posts_keep_order_per_subject_on_both_databases() {
+    use klaxon_core::store::posts::{self, NewPost};
+    for db in Db::BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(db, &dir).await;
+        let new =
+            |kind: &'static str, subject: &'static str, key: Option<&str>, edit: bool| NewPost {
+                kind,
+                subject,
+                channel_id: if subject == "room" { None } else { Some(222) },
+                body: "{}".into(),
+                key: key.map(String::from),
+                edit,
+            };
+        let mut tx = store.begin_write().await.unwrap();
+        let card = posts::insert(
+            &mut tx,
+            &new("incident.card", "incident INC-1", None, false),
+            1_000,
+        )
+        .await
+        .unwrap()
+        .expect("stored");
+        let notice = posts::insert(
+            &mut tx,
+            &new("incident.notice", "incident INC-1", Some("n1"), false),
+            1_000,
+        )
+        .await
+        .unwrap()
+        .expect("stored");
+        assert_eq!(
+            posts::insert(
+                &mut tx,
+                &new("incident.notice", "incident INC-1", Some("n1"), false),
+                1_000
+            )
+            .await
+            .unwrap(),
+            None,
+            "{db:?}: a key stores once"
+        );
+        let edit1 = posts::insert(
+            &mut tx,
+            &new("incident.card", "incident INC-1", None, true),
+            1_000,
+        )
+        .await
+        .unwrap()
+        .expect("stored");
+        posts::insert(
+            &mut tx,
+            &new("incident.card", "incident INC-1", None, true),
+            1_000,
+        )
+        .await
+        .unwrap()
+        .expect("stored");
+        let other = posts::insert(
+            &mut tx,
+            &new("maintenance", "maintenance 1", None, false),
+            1_000,
+        )
+        .await
+        .unwrap()
+        .expect("stored");
+        tx.commit().await.unwrap();
+
+        let heads: Vec<i64> = posts::due_heads(&store, 1_000, 50)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(heads, vec![card, other], "{db:?}: one head per subject");
+        assert_eq!(posts::due_heads(&store, 999, 50).await.unwrap().len(), 0);
+        posts::retry_later(&store, card, 5_000, "503")
+            .await
+            .unwrap();
+        let heads: Vec<i64> = posts::due_heads(&store, 2_000, 50)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(
+            heads,
+            vec![other],
+            "{db:?}: the subject waits for its retrying head"
+        );
+        assert_eq!(posts::next_due_ms(&store).await.unwrap(), Some(1_000));
+        posts::record_sent(&store, card, 333, Some(9_000_000_000_000_000_001), 5_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            posts::created_message(&store, "incident.card", "incident INC-1")
+                .await
+                .unwrap(),
+            Some((333, 9_000_000_000_000_000_001)),
+            "{db:?}: 64-bit ids survive"
+        );
+        posts::record_sent(&store, notice, 222, Some(7), 5_000)
+            .await
+            .unwrap();
+        let head = posts::due_heads(&store, 5_000, 50).await.unwrap();
+        assert_eq!(head[0].id, edit1);
+        assert!(head[0].edit && head[0].attempts == 0);
+        assert!(
+            posts::has_newer_edit(&store, &head[0]).await.unwrap(),
+            "{db:?}"
+        );
+        posts::close(&store, edit1, "superseded", "", 5_000)
+            .await
+            .unwrap();
+        assert_eq!(posts::count(&store, "sent").await.unwrap(), 2);
+        assert_eq!(posts::count(&store, "superseded").await.unwrap(), 1);
+        store.close().await;
+    }
+}

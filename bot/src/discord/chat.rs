@@ -203,6 +203,28 @@ impl ChatSink for DiscordChat {
             .await
             .map_err(classify)
     }
+
+    async fn recent_own(
+        &self,
+        channel_id: u64,
+        limit: u8,
+    ) -> Result<Vec<PostedMessage>, ChatError> {
+        // Rare (a create retried after Discord's nonce window): one more request for
+        // who Klaxon is costs nothing worth caching.
+        let me = self.http.get_current_user().await.map_err(classify)?.id;
+        let got = ChannelId::new(channel_id)
+            .messages(
+                &self.http,
+                serenity::GetMessages::new().limit(limit.min(100)),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(got
+            .iter()
+            .filter(|m| m.author.id == me)
+            .map(klaxon_commands::discord::posted)
+            .collect())
+    }
 }
 
 fn status_of(e: &serenity::Error) -> Option<u16> {

@@ -157,6 +157,15 @@ async fn become_leader(l: &Arc<Leadership>) -> anyhow::Result<()> {
     let app = &l.app;
     let config = &l.config;
     let (stop, stop_rx) = watch::channel(false);
+    // Until the gateway is up (or this fails), `/readyz` says `leader (connecting)`.
+    struct Connecting<'a>(&'a App);
+    impl Drop for Connecting<'_> {
+        fn drop(&mut self) {
+            self.0.leader_connecting.store(false, Ordering::SeqCst);
+        }
+    }
+    app.leader_connecting.store(true, Ordering::SeqCst);
+    let _connecting = Connecting(app);
 
     // A leader taking over during a Discord outage waits it out (holding the lease)
     // instead of failing and handing the lease around.

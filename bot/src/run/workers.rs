@@ -1,5 +1,5 @@
 //! The leader's background work: health probes, alert grouping and delivery (the
-//! outbox), maintenance windows, incident reminders and Docker events.
+//! outbox), delivery of the other posts (`klaxon_core::delivery`), maintenance windows, incident reminders and Docker events.
 //!
 //! Each worker reads everything it works from out of the database, so a new leader
 //! (after a restart or a take-over) carries on where the last one stopped. Each one
@@ -24,6 +24,9 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
     let mut workers = vec![
         tokio::spawn(
             alert_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("alerts")),
+        ),
+        tokio::spawn(
+            posts_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("posts")),
         ),
         tokio::spawn(
             probe_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("probes")),
@@ -53,6 +56,31 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
         .instrument(info_span!("docker_events")),
     ));
     workers
+}
+
+/// Delivers the posts outbox (incident cards, notices, pages, reminders, maintenance
+/// announcements): at once when a post is stored (`posts_wake`), else when the next
+/// retry is due. At shutdown, what is due goes out for a bounded time; the rest is
+/// the next leader's.
+async fn posts_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = klaxon_core::delivery::deliver_due(&app).await {
+            warn!(error = %e, "post delivery failed; retrying");
+        }
+        let wait = klaxon_core::delivery::next_pass_in(&app, Duration::from_secs(5)).await;
+        tokio::select! {
+            _ = &mut stop => {
+                let flush = klaxon_core::delivery::deliver_due(&app);
+                if tokio::time::timeout(FLUSH_ON_SHUTDOWN, flush).await.is_err() {
+                    warn!("posts did not drain within {}s; the rest is sent after the restart", FLUSH_ON_SHUTDOWN.as_secs());
+                }
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = app.posts_wake.notified() => {}
+        }
+    }
 }
 
 /// Probes every service's health_url on `[alerts] probe_interval_secs`.

@@ -12,6 +12,7 @@ use tracing::warn;
 use super::render::{self, buttons, render_group, Item, Look, Sizes};
 use crate::app::App;
 use crate::chat::{self, ChatMessage};
+use crate::posts::{self, Kind, Post, To};
 use crate::severity::Severity;
 use crate::store::outbox::{self, Part};
 use crate::store::StoreError;
@@ -132,10 +133,19 @@ pub async fn repeat_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
             .then_some(app.incidents.on_call_role)
             .flatten();
         let m = render::repeat_message(id, &g.title, firing, now_ms - g.created_ms, severity, ping);
+        // Through the posts outbox: claimed above, so stored once, and delivered
+        // even if Discord fails right now.
         let channel = g.channel_id as u64;
-        match app.chat.send(channel, m).await {
+        let post = Post::new(
+            Kind::AlertRepeat,
+            To::Channel(channel),
+            m,
+            format!("alert group {id}"),
+        )
+        .keyed(format!("kr{id}t{now_ms}"));
+        match posts::post_with(app, post).await {
             Ok(_) => sent += 1,
-            Err(e) => warn!(error = %e, group = id, "repeat notification not sent"),
+            Err(e) => warn!(error = %e, group = id, "repeat notification not stored"),
         }
     }
     Ok(sent)

@@ -229,6 +229,17 @@ pub trait ChatSink: Send + Sync {
         role_id: u64,
         reason: &str,
     ) -> Result<(), ChatError>;
+
+    /// The latest messages of a channel that Klaxon itself posted, newest first, at
+    /// most `limit` (up to 100). Discord does not give a message's nonce back here,
+    /// so a caller matches on what it can rely on (see the posts worker, `delivery`).
+    async fn recent_own(
+        &self,
+        _channel_id: u64,
+        _limit: u8,
+    ) -> Result<Vec<PostedMessage>, ChatError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A file of text attached to a message.
@@ -249,6 +260,8 @@ pub struct PostedMessage {
     /// Milliseconds since the epoch, UTC.
     pub at_ms: i64,
     pub attachment_urls: Vec<String>,
+    /// The titles of its embeds, in order.
+    pub embed_titles: Vec<String>,
 }
 
 /// A sink that drops everything: for command-line tools and tests that do not chat.

@@ -1,6 +1,7 @@
 //! The incident lifecycle: open, acknowledge, status updates, severity, roles,
 //! notes, actions, resolution, and captured chat messages. Each change is one
-//! database transaction with its timeline entry; the card and the notices follow.
+//! database transaction with its timeline entry; the card and the notices follow
+//! through the posts outbox ([`crate::posts`]), delivered by the leader's worker.
 
 use tracing::info;
 use tracing::warn;
@@ -17,7 +18,6 @@ use super::model::Status;
 use super::model::MAX_TEXT;
 use super::model::MAX_TITLE;
 use super::render::card;
-use super::render::channel_name;
 use super::render::notice;
 use super::IncidentError;
 use crate::actor::Actor;
@@ -31,6 +31,8 @@ use crate::timefmt::duration_text;
 use crate::app::App;
 use crate::chat;
 use crate::chat::ChatMessage;
+use crate::posts::{self, incident_subject, Kind, Post, To};
+use crate::store::StoreError;
 
 /// What `/incident open` asks for.
 #[derive(Debug, Clone)]
@@ -117,45 +119,21 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
     info!(incident = %incident.id, severity = %incident.severity, "incident opened");
     let mut warnings = Vec::new();
 
-    let room = match (app.incidents.room, req.guild_id) {
-        (Room::Channel, Some(guild)) => {
-            let name = channel_name(incident.id, &incident.title);
-            app.chat
-                .create_channel(guild, &name, app.incidents.category_id)
-                .await
-        }
-        _ => {
-            let name = format!("{} {}", incident.id, incident.title);
-            app.chat.create_thread(parent, &name).await
-        }
-    };
-    match room {
+    // The room is created now, so the reply can link to it; the card and the
+    // notice go through the posts outbox (stored here, delivered by the worker, in
+    // this order). Without a room (Discord down) the incident opens anyway and the
+    // worker creates the room before the card (see `room`).
+    match super::room::create_room(app, &incident).await {
         Ok(thread) => {
-            let card = app.chat.send(thread, card(app, &incident)).await;
-            let card_id = match card {
-                Ok(id) => Some(id as i64),
-                Err(e) => {
-                    warn!(incident = %incident.id, error = %e, "incident card not posted");
-                    warnings
-                        .push("the incident card could not be posted (see Klaxon's logs)".into());
-                    None
-                }
-            };
-            let change = db::Change {
-                set: "channel_id = $2, card_message_id = $3",
-                binds: vec![Some(thread as i64).into(), card_id.into()],
-                entry: None,
-                allow_resolved: true,
-                only_unacked: false,
-            };
-            if let Some(i) = db::change(&app.store, incident.id, change).await? {
+            super::room::record_room(app, incident.id, thread).await?;
+            if let Some(i) = db::get(&app.store, incident.id).await? {
                 incident = i;
             }
         }
         Err(e) => {
-            warn!(incident = %incident.id, error = %e, "incident room not created");
+            warn!(incident = %incident.id, error = %e, "incident room not created; the posts worker retries");
             warnings.push(format!(
-                "the incident's {} could not be created (see Klaxon's logs)",
+                "the incident's {} could not be created yet; Klaxon keeps trying and posts the card there (see Klaxon's logs)",
                 match app.incidents.room {
                     Room::Thread => "thread",
                     Room::Channel => "channel",
@@ -163,42 +141,65 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
             ));
         }
     }
-    if let Err(e) = app.chat.send(parent, notice(app, &incident, None)).await {
-        warn!(incident = %incident.id, error = %e, "stakeholder notice not posted");
-        warnings.push("the stakeholder notice could not be posted (see Klaxon's logs)".into());
-    }
+    let subject = incident_subject(incident.id);
+    let card = Post::new(Kind::IncidentCard, To::Room, card(app, &incident), &subject);
+    let notice = Post::new(
+        Kind::IncidentNotice,
+        To::Channel(parent),
+        notice(app, &incident, None),
+        &subject,
+    );
+    let now = app.clock.now_ms();
+    let mut tx = app.store.begin_write().await?;
+    posts::store_in(&mut tx, &card, now).await?;
+    posts::store_in(&mut tx, &notice, now).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    posts::wake(app);
     Ok(Opened { incident, warnings })
 }
 
-/// Refreshes the card after a change; a failure is logged, not fatal. The card is
-/// rendered from the database as it is now, so that of two changes at once the later
-/// edit never shows the older state.
+/// Refreshes the card after a change (an edit post: only the newest pending one
+/// goes out). The card is rendered from the database as it is now, so that of two
+/// changes at once the later edit never shows the older state. A failure to store
+/// it is logged, not fatal: the change is made.
 async fn refresh_card(app: &App, changed: &Incident) {
     let i = match db::get(&app.store, changed.id).await {
         Ok(Some(i)) => i,
         _ => changed.clone(),
     };
-    if let (Some(ch), Some(msg)) = (i.channel_id, i.card_message_id) {
-        if let Err(e) = app.chat.edit(ch, msg, card(app, &i)).await {
-            warn!(incident = %i.id, error = %e, "incident card not updated");
-        }
+    let edit = Post::new(
+        Kind::IncidentCard,
+        To::Room,
+        card(app, &i),
+        incident_subject(i.id),
+    )
+    .as_edit();
+    if let Err(e) = posts::post_with(app, edit).await {
+        warn!(incident = %i.id, error = %e, "incident card update not stored");
     }
 }
 
-/// Posts, logging a failure; true when it was posted.
+/// Posts through the posts outbox (stored, then delivered by the worker, after the
+/// incident's earlier posts), logging a failure to store it; true when stored.
 pub(super) async fn post(
     app: &App,
-    channel: Option<u64>,
+    incident: IncidentId,
+    kind: Kind,
+    to: Option<To>,
     message: ChatMessage,
-    what: &str,
 ) -> bool {
-    let Some(ch) = channel else {
+    let Some(to) = to else {
         return false;
     };
-    match app.chat.send(ch, message).await {
+    match posts::post_with(
+        app,
+        Post::new(kind, to, message, incident_subject(incident)),
+    )
+    .await
+    {
         Ok(_) => true,
         Err(e) => {
-            warn!(error = %e, channel = ch, what, "incident message not posted");
+            warn!(error = %e, incident = %incident, kind = kind.as_str(), "incident message not stored");
             false
         }
     }
@@ -296,13 +297,21 @@ pub async fn set_status(
             chat::neutralize(&by.name),
             chat::neutralize(&message)
         );
-        post(app, i.channel_id, ChatMessage::text(text), "thread update").await;
+        post(
+            app,
+            i.id,
+            Kind::IncidentUpdate,
+            Some(To::Room),
+            ChatMessage::text(text),
+        )
+        .await;
     }
     post(
         app,
-        app.incidents_channel,
+        i.id,
+        Kind::IncidentNotice,
+        app.incidents_channel.map(To::Channel),
         notice(app, &i, Some(&message)),
-        "stakeholder update",
     )
     .await;
     Ok(i)
@@ -359,9 +368,10 @@ pub async fn set_severity(
     if raised_page && i.acked_ms.is_none() {
         post(
             app,
-            app.incidents_channel,
+            i.id,
+            Kind::Page,
+            app.incidents_channel.map(To::Channel),
             notice(app, &i, None),
-            "severity page",
         )
         .await;
     }
@@ -552,9 +562,10 @@ pub async fn resolve(
     refresh_card(app, &i).await;
     post(
         app,
-        app.incidents_channel,
+        i.id,
+        Kind::IncidentNotice,
+        app.incidents_channel.map(To::Channel),
         notice(app, &i, None),
-        "resolved notice",
     )
     .await;
     Ok(i)

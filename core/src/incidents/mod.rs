@@ -2,12 +2,16 @@
 //! actions, resolution; the incident's thread, the stakeholder notices, reminders
 //! from the database, and the timeline every step writes.
 //!
-//! What goes to chat goes through [`ChatSink`](crate::chat::ChatSink). A chat post
-//! that fails never undoes the change in the database: the record is the truth, and
-//! the failure is logged and said in the reply.
+//! What Klaxon posts about an incident (the card, the stakeholder notices and pages,
+//! the reminders) goes through the posts outbox ([`crate::posts`]): stored after the
+//! change, delivered by the leader's worker in order, retried until Discord takes
+//! it. Discord failing never undoes the change in the database: the record is the
+//! truth. Only the room (thread or channel) is created directly at open, so the reply
+//! can link to it; if that fails the worker creates it later ([`room`]).
 //!
 //! One thing per file: [`lifecycle`] (the changes members make), [`render`] (card,
-//! notice, channel name), [`remind`] (the reminder worker), [`feed`] (what other
+//! notice, channel name), [`remind`] (the reminder worker), [`room`] (the room and
+//! the card's id, for the posts worker), [`feed`] (what other
 //! areas add: command runs, alerts), [`postmortem`]; the vocabulary in [`model`]
 //! and the SQL in [`crate::store::incidents`]. Here: the errors,
 //! text helpers and the reads every file shares.
@@ -18,6 +22,7 @@ pub mod model;
 pub mod postmortem;
 pub mod remind;
 pub mod render;
+pub mod room;
 
 pub use crate::store::incidents::{Action, Entry, EntryKind, Incident, NewEntry};
 

@@ -15,17 +15,14 @@ use crate::chat;
 use crate::chat::ChatMessage;
 use crate::chat::Span;
 use crate::chat::Text;
+use crate::posts::{Kind, To};
 use crate::store::StoreError;
-
-/// A reminder whose message could not be posted is tried again this soon, instead
-/// of a whole ack target later.
-const REMINDER_RETRY_MS: i64 = 60_000;
 
 /// One pass of the reminder worker: re-page unacknowledged incidents and nudge
 /// commanders who owe an update. Safe on several replicas at once: each reminder is
-/// claimed in the database (its due time moved on) before it is sent. A message that
-/// cannot be posted gives the reminder back, due again in a minute, and the timeline
-/// records only what was really sent.
+/// claimed in the database (its due time moved on) before it is stored. The message
+/// goes through the posts outbox (after the incident's earlier posts, retried until
+/// Discord takes it), so a reminder is never lost to a Discord outage.
 pub async fn remind(app: &App) -> Result<usize, StoreError> {
     let now = app.clock.now_ms();
     let mut sent = 0;
@@ -47,7 +44,7 @@ pub async fn remind(app: &App) -> Result<usize, StoreError> {
             } else {
                 nudge(app, &i, now)
             };
-            if post(app, channel, message, "reminder").await {
+            if post(app, i.id, Kind::Reminder, channel, message).await {
                 db::add_entry(
                     &app.store,
                     i.id,
@@ -56,8 +53,8 @@ pub async fn remind(app: &App) -> Result<usize, StoreError> {
                 .await?;
                 sent += 1;
             } else if let Some(next) = next {
-                db::move_reminder(&app.store, i.id, page, next, Some(now + REMINDER_RETRY_MS))
-                    .await?;
+                // Not stored (the database failed): the reminder is due again.
+                db::move_reminder(&app.store, i.id, page, next, Some(was)).await?;
             }
         }
     }
@@ -65,7 +62,7 @@ pub async fn remind(app: &App) -> Result<usize, StoreError> {
 }
 
 /// The re-page for an unacknowledged incident: where, what, and its timeline line.
-fn repage(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
+fn repage(app: &App, i: &Incident, now: i64) -> (Option<To>, ChatMessage, String) {
     let sev = app.severity_config(i.severity);
     let after = duration_text(now - i.opened_ms);
     let mut content = Text::from(format!(
@@ -86,11 +83,11 @@ fn repage(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, Strin
         Some(_) => format!("Not acknowledged after {after}: on-call paged again"),
         None => format!("Not acknowledged after {after}: reminder posted"),
     };
-    (app.incidents_channel, message, entry)
+    (app.incidents_channel.map(To::Channel), message, entry)
 }
 
 /// The nudge to a commander who owes a status update.
-fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String) {
+fn nudge(app: &App, i: &Incident, now: i64) -> (Option<To>, ChatMessage, String) {
     let since = duration_text(now - i.last_update_ms);
     let message = ChatMessage {
         content: Text::from("⏰ ").with(Span::User(i.commander.user_id)).with(format!(
@@ -101,7 +98,10 @@ fn nudge(app: &App, i: &Incident, now: i64) -> (Option<u64>, ChatMessage, String
         ..Default::default()
     };
     (
-        i.channel_id.or(app.incidents_channel),
+        match i.channel_id {
+            Some(_) => Some(To::Room),
+            None => app.incidents_channel.map(To::Channel),
+        },
         message,
         format!("No status update for {since}: commander reminded"),
     )

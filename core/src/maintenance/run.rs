@@ -2,8 +2,10 @@
 //! posts, flag switches, database writes, audit rows and incident timeline lines),
 //! and the scheduler's [`tick`] that runs it for every window with something due.
 //!
-//! A step that does not go as planned (a post Discord refused, a window that
-//! changed under the step) makes the executor plan again from the next stage with
+//! Posts go through the posts outbox ([`crate::posts`]): stored here, keyed by
+//! their nonce (a step run again after a crash stores nothing twice), delivered by
+//! the leader's worker in the order stored. A step that does not go as planned (a
+//! post not stored, a window that changed under the step) makes the executor plan again from the next stage with
 //! the window as it is; a failed step is tried again [`RETRY_MS`] later.
 
 use tracing::{info, warn};
@@ -15,6 +17,7 @@ use crate::actor::Actor;
 use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{self, ChatMessage};
 use crate::events::{Event, MaintenanceKind, MaintenanceStep};
+use crate::posts::{self, Kind, Post, To};
 use crate::store::maintenance as store;
 use crate::store::StoreError;
 use crate::App;
@@ -55,7 +58,9 @@ pub async fn tick(app: &App) -> Result<usize, StoreError> {
 /// How a step went.
 enum Went {
     AsPlanned,
-    /// A chat post failed: no more posts this pass, and the window is tried again.
+    /// A post could not be stored: no more posts this pass, and the window is
+    /// tried again. (Delivery is the posts worker's: a Discord outage delays the
+    /// post, it does not stop the window.)
     ChatFailed,
     /// The window was no longer in the state the step changes: nothing changed.
     Unchanged,
@@ -185,6 +190,7 @@ async fn perform(
                 // Nobody typed a command to read the failure in its reply.
                 warn_ops(
                     app,
+                    w.id,
                     format!(
                         "⚠️ Maintenance #{} started, but the maintenance flag is not set: {}",
                         w.id,
@@ -215,6 +221,7 @@ async fn perform(
             if retry && ok {
                 warn_ops(
                     app,
+                    w.id,
                     format!(
                         "✅ The maintenance flag of #{} is cleared now: {}",
                         w.id,
@@ -252,14 +259,8 @@ async fn perform(
             } else {
                 Vec::new()
             };
-            match summarize_and_release(app, w, &warnings, now).await {
-                Ok(()) => w.summary_posted = true,
-                Err(Failure::Store(e)) => return Err(e.into()),
-                Err(Failure::Chat(e)) => {
-                    warn!(error = %e, window = w.id, "held alerts' summary not posted");
-                    return Ok(Went::ChatFailed);
-                }
-            }
+            summarize_and_release(app, w, &warnings, now).await?;
+            w.summary_posted = true;
         }
     }
     Ok(Went::AsPlanned)
@@ -299,30 +300,20 @@ async fn switch_all(app: &App, w: &Window, on: bool) -> (bool, Vec<String>) {
     )
 }
 
-enum Failure {
-    Store(StoreError),
-    Chat(chat::ChatError),
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Store(e)
-    }
-}
-
-/// Posts what the window held back to the alerts channel, then gives the alerts
-/// back: those still firing join their groups and are posted; those that resolved
-/// update any message that showed them firing. The post carries a nonce, so a crash
-/// between the post and the release does not show it twice.
+/// Stores the post of what the window held back (alerts channel), and gives the
+/// alerts back: those still firing join their groups and are posted; those that
+/// resolved update any message that showed them firing. The post, the release and
+/// the mark commit together.
 async fn summarize_and_release(
     app: &App,
     w: &Window,
     warnings: &[String],
     now: i64,
-) -> Result<(), Failure> {
+) -> Result<(), StoreError> {
     let key = w.held_key();
     let rows = store::held_alerts(&app.store, &key).await?;
     let channel = app.alerts_channel.or(app.incidents_channel);
+    let mut summary = None;
     if let (Some(channel), true) = (channel, !rows.is_empty() || !warnings.is_empty()) {
         let mut lines = Vec::new();
         let firing = rows.iter().filter(|r| r.status == "firing").count();
@@ -378,13 +369,24 @@ async fn summarize_and_release(
             silent: firing == 0 && warnings.is_empty(),
             ..ChatMessage::text(text)
         };
-        app.chat.send(channel, msg).await.map_err(Failure::Chat)?;
+        summary = Some(Post::new(
+            Kind::Maintenance,
+            To::Channel(channel),
+            msg,
+            subject(w.id),
+        ));
     }
+    // The summary is stored with the release and the mark, in one transaction: a
+    // crash leaves all three undone or all three done.
     let mut tx = app.store.begin_write().await?;
     crate::alerts::intake::release_held(&mut tx, &app.alerts, app.alerts_channel, &key, now)
         .await?;
+    if let Some(p) = &summary {
+        posts::store_in(&mut tx, p, now).await?;
+    }
     store::summary_posted(&mut tx, w.id).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    tx.commit().await?;
+    posts::wake(app);
     Ok(())
 }
 
@@ -394,25 +396,36 @@ fn nonce(id: i64, what: &str) -> String {
     chat::truncate(&format!("m{id}-{what}"), 25)
 }
 
-/// A notice for stakeholders in the incidents channel (no channel: nothing to do).
-async fn announce(app: &App, id: i64, what: &str, msg: ChatMessage) -> Result<(), chat::ChatError> {
+/// The subject of a window's posts: they go out in the order they were stored.
+fn subject(id: i64) -> String {
+    format!("maintenance {id}")
+}
+
+/// A notice for stakeholders in the incidents channel (no channel: nothing to do),
+/// through the posts outbox. Keyed by its nonce: a step run again after a crash
+/// stores it once.
+async fn announce(app: &App, id: i64, what: &str, msg: ChatMessage) -> Result<(), StoreError> {
     let Some(channel) = app.incidents_channel else {
         return Ok(());
     };
-    let msg = ChatMessage {
-        nonce: Some(nonce(id, what)),
-        ..msg
-    };
-    app.chat.send(channel, msg).await.map(|_| ())
+    let p =
+        Post::new(Kind::Maintenance, To::Channel(channel), msg, subject(id)).keyed(nonce(id, what));
+    posts::post_with(app, p).await.map(|_| ())
 }
 
-/// A warning for the engineers (alerts channel), best effort.
-async fn warn_ops(app: &App, text: String) {
+/// A warning for the engineers (alerts channel), through the posts outbox.
+async fn warn_ops(app: &App, id: i64, text: String) {
     let Some(channel) = app.alerts_channel.or(app.incidents_channel) else {
         return;
     };
-    if let Err(e) = app.chat.send(channel, ChatMessage::text(text)).await {
-        warn!(error = %e, "maintenance warning not posted");
+    let p = Post::new(
+        Kind::Ops,
+        To::Channel(channel),
+        ChatMessage::text(text),
+        subject(id),
+    );
+    if let Err(e) = posts::post_with(app, p).await {
+        warn!(error = %e, "maintenance warning not stored");
     }
 }
 

@@ -10,6 +10,7 @@ use crate::audit::{AuditEntry, Outcome};
 use crate::chat::{ChatMessage, Embed};
 use crate::docker::models::ContainerInspectResponse;
 use crate::docker::{DockerClient, DockerError};
+use crate::posts::{self, Kind, Post, To};
 use crate::store::deployments::{self, Deployment, Status};
 
 use super::spec::{container_name, is_running, state_text};
@@ -118,8 +119,17 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
                 .fit()],
                 ..Default::default()
             };
-            if let Err(e) = app.chat.send(channel, message).await {
-                warn!(error = %e, channel, "recovery report not posted");
+            // Through the posts outbox: Discord may well be what is down after the
+            // restart; keyed, so recovering again after a crash stores it once.
+            let post = Post::new(
+                Kind::Recovery,
+                To::Channel(channel),
+                message,
+                format!("deployment {}", row.id),
+            )
+            .keyed(format!("kd{}", row.id));
+            if let Err(e) = posts::post_with(app, post).await {
+                warn!(error = %e, channel, "recovery report not stored");
             }
         }
         out.push(recovery);

@@ -68,6 +68,9 @@ pub struct FakeConfig {
     /// Time from dispatching INTERACTION_CREATE to the latest accepted callback.
     pub interaction_deadline: Duration,
     pub heartbeat_interval: Duration,
+    /// How long `enforce_nonce` remembers a nonce: Discord says "a few minutes"; a
+    /// test of what happens after the window sets it short.
+    pub nonce_window: Duration,
 }
 
 impl Default for FakeConfig {
@@ -82,6 +85,7 @@ impl Default for FakeConfig {
             global_window: Duration::from_secs(1),
             interaction_deadline: Duration::from_secs(3),
             heartbeat_interval: Duration::from_millis(41_250),
+            nonce_window: Duration::from_secs(5 * 60),
         }
     }
 }

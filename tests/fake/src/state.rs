@@ -2,7 +2,7 @@
 //! log, requests and violations. All of it sits behind one lock in [`crate::Shared`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -17,9 +17,6 @@ use crate::{
     Attachment, FakeConfig, FaultRule, Member, MessageRecord, Output, OutputKind, RequestRecord,
     Violations, APP_ID,
 };
-
-/// How long `enforce_nonce` remembers a nonce ("a few minutes" per Discord).
-const NONCE_TTL: Duration = Duration::from_secs(5 * 60);
 
 /// A file part of a multipart request.
 #[derive(Clone, Debug)]
@@ -499,7 +496,9 @@ impl State {
             _ => None,
         };
         if let Some(key) = &nonce_key {
-            self.nonces.retain(|_, (_, at)| at.elapsed() < NONCE_TTL);
+            // Forgotten after the window ("a few minutes" per Discord).
+            let window = self.cfg.nonce_window;
+            self.nonces.retain(|_, (_, at)| at.elapsed() < window);
             if let Some((original, _)) = self.nonces.get(key) {
                 // A retry: Discord answers with the message the nonce already created.
                 if let Some(m) = self.messages.get(original) {
@@ -646,8 +645,18 @@ impl State {
             visible.rev().take(limit).collect()
         };
         page.sort_by_key(|m| std::cmp::Reverse(m.record.id));
+        // Discord gives a message's nonce back only in the create's answer (and the
+        // gateway's MESSAGE_CREATE), never when messages are listed.
         Ok(Value::Array(
-            page.into_iter().map(|m| self.message_json(m)).collect(),
+            page.into_iter()
+                .map(|m| {
+                    let mut v = self.message_json(m);
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("nonce");
+                    }
+                    v
+                })
+                .collect(),
         ))
     }
 

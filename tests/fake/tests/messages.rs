@@ -208,6 +208,33 @@ async fn enforce_nonce_returns_the_original_message() {
     assert_eq!(bot.fake.messages(CHANNEL)[0].nonce.as_deref(), Some("n-1"));
 }
 
+/// Discord forgets a nonce after its window (a few minutes), and never lists it back:
+/// only the create's answer carries it.
+#[tokio::test]
+async fn a_nonce_is_forgotten_after_the_window_and_not_listed() {
+    let bot = Bot::start(FakeConfig {
+        nonce_window: Duration::from_millis(300),
+        ..fast_config()
+    })
+    .await;
+    let body = json!({ "content": "notice", "nonce": "n-2", "enforce_nonce": true });
+    let (_, first) = bot.say(CHANNEL, body.clone()).await;
+    assert_eq!(first["nonce"], "n-2");
+    let (status, listed) =
+        Bot::call(bot.get(&format!("/channels/{CHANNEL}/messages?limit=10"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed[0]["id"], first["id"]);
+    assert!(listed[0].get("nonce").is_none(), "{listed}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, again) = bot.say(CHANNEL, body).await;
+    assert_ne!(
+        again["id"], first["id"],
+        "after the window the nonce is forgotten"
+    );
+    assert_eq!(bot.fake.messages(CHANNEL).len(), 2);
+    bot.fake.discard_outputs();
+}
+
 fn multipart(payload: serde_json::Value, files: Vec<(&str, Vec<u8>)>) -> reqwest::multipart::Form {
     let mut form = reqwest::multipart::Form::new().text("payload_json", payload.to_string());
     for (i, (name, data)) in files.into_iter().enumerate() {
