@@ -181,6 +181,7 @@ async fn deliver_one(app: &App, p: &Pending, out: &mut Delivered) -> Result<Step
         return match app.chat.edit(at, message_id, message).await {
             Ok(()) => {
                 db::record_sent(&app.store, p.id, at, None, now).await?;
+                crate::observe::delivered(app, "post", p.created_ms, None).await;
                 out.sent += 1;
                 Ok(Step::Done)
             }
@@ -236,6 +237,7 @@ async fn created(
     now: i64,
 ) -> Result<(), StoreError> {
     db::record_sent(&app.store, p.id, channel, Some(message), now).await?;
+    crate::observe::delivered(app, "post", p.created_ms, None).await;
     if let (true, Some(id)) = (is_card, incident) {
         room::record_card(app, id, message).await?;
     }

@@ -50,7 +50,7 @@ pub enum Kind {
     AlertRepeat,
     /// A digest (not yet written).
     Digest,
-    /// An on-call page (not yet written).
+    /// An on-call hand-off notice (and, later, on-call pages).
     OnCall,
 }
 

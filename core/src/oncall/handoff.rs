@@ -5,7 +5,7 @@
 //!
 //! The row is the durable marker: it is written once per change (a unique index on
 //! schedule and time), each step is marked done on the row, and the announcement
-//! carries a nonce made from the row's id, so a restart or a fail-over between the
+//! goes through the posts outbox keyed (and nonced) by the row's id, so a restart or a fail-over between the
 //! post and the mark never shows a second notice.
 
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::app::App;
 use crate::chat::{self, ChatError, ChatMessage, Span, Text};
+use crate::posts::{self, Kind, Post, To};
 use crate::settings::oncall::Schedule;
 use crate::store::oncall::{self as rows, HandoffRow};
 
@@ -132,7 +133,6 @@ pub async fn message(app: &App, s: &Schedule, h: &HandoffRow) -> Result<ChatMess
     if h.to_member != 0 {
         m.ping_users = vec![h.to_member];
     }
-    m.nonce = Some(format!("oncall-handoff-{}", h.id));
     Ok(m)
 }
 
@@ -144,7 +144,20 @@ async fn announce(app: &App, s: &Schedule, h: &HandoffRow) -> Result<(), ChatErr
         Ok(m) => m,
         Err(e) => return Err(ChatError::Unavailable(format!("reading the database: {e}"))),
     };
-    app.chat.send(channel, m).await.map(|_| ())
+    // Through the posts outbox (issue #18): stored once under the hand-off's key
+    // (also its nonce), delivered by the worker with back-off, so a Discord outage
+    // at the hand-off delays the notice instead of losing it.
+    let post = Post::new(
+        Kind::OnCall,
+        To::Channel(channel),
+        m,
+        format!("oncall {}", s.name),
+    )
+    .keyed(format!("oncall-handoff-{}", h.id));
+    posts::post_with(app, post)
+        .await
+        .map(|_| ())
+        .map_err(|e| ChatError::Unavailable(format!("storing the notice: {e}")))
 }
 
 async fn move_role(app: &App, s: &Schedule, h: &HandoffRow) -> Result<(), ChatError> {

@@ -14,8 +14,8 @@ use super::{Store, StoreError};
 /// Rows of one kind waiting for one channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backlog {
-    /// What the rows carry: `alert` today. An outbox of another kind (incident
-    /// or maintenance posts) adds its rows here with its own kind.
+    /// What the rows carry: `alert` (the alert outbox) or `post` (the posts
+    /// outbox: incident, maintenance and on-call posts).
     pub kind: &'static str,
     pub channel: u64,
     pub pending: i64,
@@ -30,7 +30,8 @@ pub async fn outbox_backlog(store: &Store) -> Result<Vec<Backlog>, StoreError> {
     )
     .fetch_all(store.pool())
     .await?;
-    rows.iter()
+    let mut out = rows
+        .iter()
         .map(|r| {
             Ok(Backlog {
                 kind: "alert",
@@ -39,7 +40,26 @@ pub async fn outbox_backlog(store: &Store) -> Result<Vec<Backlog>, StoreError> {
                 oldest_created_ms: r.try_get("oldest")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // The posts outbox (incident, maintenance, on-call posts): one kind, channel 0
+    // for posts into an incident's room (a thread per incident would make the
+    // label set grow without bound).
+    let posts = sqlx::query(
+        "SELECT COALESCE(channel_id, 0) AS channel_id, COUNT(*) AS n, \
+         MIN(created_ms) AS oldest FROM posts WHERE state = 'pending' \
+         GROUP BY COALESCE(channel_id, 0)",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    for r in &posts {
+        out.push(Backlog {
+            kind: "post",
+            channel: r.try_get::<i64, _>("channel_id")? as u64,
+            pending: r.try_get("n")?,
+            oldest_created_ms: r.try_get("oldest")?,
+        });
+    }
+    Ok(out)
 }
 
 /// Firing alerts: posted, held by a silence, held by a maintenance window.
