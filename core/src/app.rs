@@ -44,6 +44,8 @@ pub struct App {
     pub alerts_channel: Option<u64>,
     /// `[maintenance]`: time zone, lead times, the longest window.
     pub maintenance: crate::settings::maintenance::Settings,
+    /// `[retention]`: how long old rows are kept (see [`crate::retention`]).
+    pub retention: crate::settings::retention::RetentionConfig,
     /// Windows change one at a time: the scheduler and the commands take turns.
     pub maintenance_lock: tokio::sync::Mutex<()>,
     /// Wakes the maintenance scheduler after a command changed a window: it posts

@@ -58,6 +58,7 @@ pub struct AppBuilder {
     alerts: Option<Router>,
     alerts_channel: Option<u64>,
     maintenance: Option<crate::settings::maintenance::Settings>,
+    retention: crate::settings::retention::RetentionConfig,
     discord_outage: Option<String>,
     events: Bus<App>,
 }
@@ -83,6 +84,7 @@ impl App {
             alerts: None,
             alerts_channel: None,
             maintenance: None,
+            retention: Default::default(),
             discord_outage: None,
             events: default_subscribers(),
         }
@@ -202,6 +204,12 @@ impl AppBuilder {
         self
     }
 
+    /// Default: `[retention]`'s defaults (incidents kept forever).
+    pub fn retention(mut self, retention: crate::settings::retention::RetentionConfig) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// One more reader of the domain events, heard after the default ones (the
     /// incident timeline, the audit mirror).
     pub fn subscribe<F>(mut self, name: &'static str, subscriber: F) -> Self
@@ -249,6 +257,7 @@ impl AppBuilder {
             alerts: self.alerts.unwrap_or_else(default_router),
             alerts_channel: self.alerts_channel,
             maintenance: self.maintenance.unwrap_or_default(),
+            retention: self.retention,
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
             chat_connected: Default::default(),

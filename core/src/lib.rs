@@ -26,6 +26,7 @@ pub mod mirror;
 pub mod ops_locks;
 pub mod permissions;
 pub mod probe;
+pub mod retention;
 pub mod rollout;
 pub mod routing;
 pub mod secret;

@@ -7,5 +7,6 @@
 pub mod incidents;
 pub mod logs;
 pub mod maintenance;
+pub mod retention;
 pub mod rollout;
 pub mod services;

@@ -23,6 +23,8 @@ pub mod audit;
 pub mod deployments;
 pub mod lease;
 pub mod outbox;
+pub mod retention;
+pub mod stats;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -154,6 +156,11 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
+                        // Freed pages go back to the file system when the pruner
+                        // asks (store::retention). It only takes effect before the
+                        // first table exists: a new file gets it here, an older one
+                        // by one VACUUM at start-up (ensure_incremental_vacuum).
+                        conn.execute("PRAGMA auto_vacuum = INCREMENTAL").await?;
                         // WAL lets readers run beside the writer; NORMAL is durable
                         // across process crashes in WAL mode and much faster than FULL.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
