@@ -227,6 +227,7 @@ pub(super) fn build_app(
             klaxon_core::maintenance::Settings::new(&config.maintenance)
                 .map_err(|e| anyhow!("maintenance: {}", e.join("; ")))?,
         )
+        .retention(config.retention.clone())
         .discord_outage(outage)
         .build(store))
 }
