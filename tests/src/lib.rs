@@ -12,6 +12,7 @@ pub mod docker;
 pub mod env;
 pub mod faults;
 pub mod tester;
+pub mod year;
 
 pub use klaxon_fake_discord as fake;
 pub use tester::{Db, Reply, Tester, TesterBuilder};

@@ -24,6 +24,7 @@ pub mod deployments;
 pub mod lease;
 pub mod outbox;
 pub mod retention;
+pub mod seed;
 pub mod stats;
 
 /// A write transaction, as [`Store::begin_write`] opens it.

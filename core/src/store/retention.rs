@@ -222,7 +222,8 @@ pub async fn delete_batch(
 }
 
 /// SQLite: `PRAGMA auto_vacuum` of the open database (0 none, 1 full, 2
-/// incremental); `None` on PostgreSQL.
+/// incremental); `None` on PostgreSQL. A connection reads the file's mode at its
+/// next transaction: right after another connection's VACUUM it may still say 0.
 pub async fn auto_vacuum_mode(store: &Store) -> Result<Option<i64>, StoreError> {
     if store.backend() != Backend::Sqlite {
         return Ok(None);
