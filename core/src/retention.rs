@@ -26,15 +26,15 @@ use crate::store::{Store, StoreError};
 /// How often the leader prunes (and once shortly after it starts leading).
 pub const EVERY: Duration = Duration::from_secs(3_600);
 /// The lock time a batch aims at.
-pub const TARGET_HOLD: Duration = Duration::from_millis(15);
+pub const TARGET_HOLD: Duration = Duration::from_millis(10);
 /// The lock time no batch may exceed; [`Pacer`] shrinks hard when one comes near.
 pub const MAX_HOLD: Duration = Duration::from_millis(50);
 const MIN_BATCH: i64 = 10;
 const MAX_BATCH: i64 = 5_000;
-const FIRST_BATCH: i64 = 200;
+const FIRST_BATCH: i64 = 50;
 const MIN_PAGES: i64 = 16;
 const MAX_PAGES: i64 = 4_096;
-const FIRST_PAGES: i64 = 256;
+const FIRST_PAGES: i64 = 64;
 /// The shortest pause between two batches.
 const MIN_PAUSE: Duration = Duration::from_millis(5);
 
@@ -216,11 +216,13 @@ mod tests {
     #[test]
     fn batches_shrink_when_slow_and_grow_when_fast() {
         // Near the ceiling: at least halved.
-        assert!(next_size(1_000, Duration::from_millis(40), 10, 5_000) <= 375);
+        assert!(next_size(1_000, Duration::from_millis(40), 10, 5_000) <= 250);
         // Over the target: proportionally smaller.
-        assert_eq!(next_size(1_000, Duration::from_millis(20), 10, 5_000), 750);
+        assert_eq!(next_size(1_000, Duration::from_millis(20), 10, 5_000), 500);
         // Well under: grows by half.
         assert_eq!(next_size(1_000, Duration::from_millis(2), 10, 5_000), 1_501);
+        // Near the target: kept.
+        assert_eq!(next_size(1_000, Duration::from_millis(8), 10, 5_000), 1_000);
         // Bounds hold.
         assert_eq!(next_size(10, Duration::from_secs(1), 10, 5_000), 10);
         assert_eq!(next_size(5_000, Duration::ZERO, 10, 5_000), 5_000);

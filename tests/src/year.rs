@@ -104,8 +104,18 @@ async fn counts(store: &Store) -> anyhow::Result<BTreeMap<&'static str, i64>> {
     Ok(out)
 }
 
-/// Fills a fresh, migrated database with the history over the span starting at
-/// `clock`'s now, moves `clock` past it, prunes with `settings`, and counts.
+/// A filled database, before pruning.
+#[derive(Debug)]
+pub struct Filled {
+    /// The end of the simulated span: the pruner's "now".
+    pub now_ms: i64,
+    pub filling: Duration,
+    pub before: BTreeMap<&'static str, i64>,
+    /// Rows each table must keep under the settings given to [`fill`].
+    pub expected: BTreeMap<&'static str, i64>,
+}
+
+/// Fills a fresh, migrated database and prunes it: [`fill`] then [`prune`].
 pub async fn simulate(
     store: &Store,
     clock: &Clock,
@@ -113,6 +123,54 @@ pub async fn simulate(
     settings: &RetentionConfig,
     pacer: &mut Pacer,
 ) -> anyhow::Result<Outcome> {
+    let filled = fill(store, clock, size, settings).await?;
+    prune(store, filled, settings, pacer).await
+}
+
+/// Moves `clock` to the end of the span and runs the real pruner once, counting
+/// the rows before and after.
+pub async fn prune(
+    store: &Store,
+    filled: Filled,
+    settings: &RetentionConfig,
+    pacer: &mut Pacer,
+) -> anyhow::Result<Outcome> {
+    let pruned = Instant::now();
+    let report = klaxon_core::retention::prune(store, settings, filled.now_ms, pacer).await?;
+    let pruning = pruned.elapsed();
+    let after = counts(store).await?;
+    let tables = TABLES
+        .iter()
+        .map(|t| {
+            (
+                *t,
+                (
+                    filled.before.get(t).copied().unwrap_or(0),
+                    after.get(t).copied().unwrap_or(0),
+                    filled.expected.get(t).copied().unwrap_or(0),
+                ),
+            )
+        })
+        .collect();
+    Ok(Outcome {
+        tables,
+        report,
+        pruning,
+        filling: filled.filling,
+        longest_batch: pacer.longest,
+        steps: pacer.steps,
+    })
+}
+
+/// Fills a fresh, migrated database with the history over the span starting at
+/// `clock`'s now, and moves `clock` past it; what must be left is computed for
+/// `settings`.
+pub async fn fill(
+    store: &Store,
+    clock: &Clock,
+    size: Size,
+    settings: &RetentionConfig,
+) -> anyhow::Result<Filled> {
     let t0 = clock.now_ms();
     let span = SPAN_DAYS * DAY_MS;
     let now = t0 + span;
@@ -533,29 +591,10 @@ pub async fn simulate(
 
     let before = counts(store).await?;
     clock.advance(Duration::from_millis(span as u64));
-    let pruned = Instant::now();
-    let report = klaxon_core::retention::prune(store, settings, now, pacer).await?;
-    let pruning = pruned.elapsed();
-    let after = counts(store).await?;
-    let tables = TABLES
-        .iter()
-        .map(|t| {
-            (
-                *t,
-                (
-                    before.get(t).copied().unwrap_or(0),
-                    after.get(t).copied().unwrap_or(0),
-                    expect.counts.get(t).copied().unwrap_or(0),
-                ),
-            )
-        })
-        .collect();
-    Ok(Outcome {
-        tables,
-        report,
-        pruning,
+    Ok(Filled {
+        now_ms: now,
         filling,
-        longest_batch: pacer.longest,
-        steps: pacer.steps,
+        before,
+        expected: expect.counts,
     })
 }
