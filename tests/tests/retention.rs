@@ -57,13 +57,18 @@ async fn a_year_pruned(db: Db) {
         alerts: 20_000,
         incidents: 500,
         audit: 5_000,
+        pending: true,
     };
     let file = dir.path().join("klaxon.db");
     let out = simulate(&store, &clock, size, &settings, &mut pacer)
         .await
         .unwrap_or_else(|e| panic!("{db:?}: {e:#}"));
     let mismatches = out.mismatches();
-    assert!(mismatches.is_empty(), "{db:?}: {mismatches:?}\n{:#?}", out.tables);
+    assert!(
+        mismatches.is_empty(),
+        "{db:?}: {mismatches:?}\n{:#?}",
+        out.tables
+    );
     let (before, after, _) = out.tables["alerts"];
     assert!(after < before / 3, "{db:?}: alerts {before} -> {after}");
     assert_eq!(
@@ -113,13 +118,18 @@ async fn incidents_go_when_configured(db: Db) {
             alerts: 1_000,
             incidents: 400,
             audit: 100,
+            pending: true,
         },
         &settings,
         &mut Pacer::default(),
     )
     .await
     .unwrap_or_else(|e| panic!("{db:?}: {e:#}"));
-    assert!(out.mismatches().is_empty(), "{db:?}: {:?}", out.mismatches());
+    assert!(
+        out.mismatches().is_empty(),
+        "{db:?}: {:?}",
+        out.mismatches()
+    );
     let (before, after, _) = out.tables["incidents"];
     assert!(after < before && after >= 8, "{db:?}: {before} -> {after}");
     store.close().await;
@@ -140,12 +150,10 @@ async fn an_older_sqlite_file_is_switched_to_incremental_vacuum() {
     // A file as an older Klaxon left it: tables made without auto-vacuum.
     {
         use sqlx::{Connection, Executor};
-        let mut conn = sqlx::SqliteConnection::connect(&format!(
-            "sqlite://{}?mode=rwc",
-            file.display()
-        ))
-        .await
-        .unwrap();
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+                .await
+                .unwrap();
         conn.execute("CREATE TABLE kept (x BIGINT); INSERT INTO kept VALUES (1), (2);")
             .await
             .unwrap();
@@ -236,7 +244,10 @@ async fn db_stats_lists_every_table(db: Db) {
         .ok()
         .and_then(|u| u.password().map(String::from))
     {
-        assert!(!stdout.contains(&password), "{db:?}: password shown: {stdout}");
+        assert!(
+            !stdout.contains(&password),
+            "{db:?}: password shown: {stdout}"
+        );
     }
     if db == Db::Sqlite {
         assert!(stdout.contains("(free pages)"), "{stdout}");

@@ -28,7 +28,10 @@ pub async fn stats(path: &Path) -> ExitCode {
     let store = match Store::connect(url).await {
         Ok(s) => s,
         Err(e) => {
-            fatal(format!("database.url: cannot open {}: {e}", redact_url(url)));
+            fatal(format!(
+                "database.url: cannot open {}: {e}",
+                redact_url(url)
+            ));
             return ExitCode::FAILURE;
         }
     };

@@ -97,85 +97,73 @@ pub async fn delete_batch(
     let mut tx = store.begin_write().await?;
     let started = Instant::now();
     let deleted = match target {
-        Target::Outbox => {
-            sqlx::query(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+        Target::Outbox => sqlx::query(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
                  WHERE sent_ms < $1 AND state IN ('sent', 'superseded') \
                  ORDER BY sent_ms LIMIT $2)",
-            )
-            .bind(cutoff_ms)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        }
-        Target::Alerts => {
-            sqlx::query(
-                "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        Target::Alerts => sqlx::query(
+            "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
                  WHERE resolved_ms < $1 AND status = 'resolved' \
                  ORDER BY resolved_ms LIMIT $2)",
-            )
-            .bind(cutoff_ms)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        }
-        Target::AlertGroups => {
-            sqlx::query(
-                "DELETE FROM alert_groups WHERE id IN (SELECT g.id FROM alert_groups g \
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        Target::AlertGroups => sqlx::query(
+            "DELETE FROM alert_groups WHERE id IN (SELECT g.id FROM alert_groups g \
                  WHERE g.updated_ms < $1 AND g.status = 'resolved' AND g.due_ms IS NULL \
                  AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.group_id = g.id) \
                  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.group_id = g.id) \
                  ORDER BY g.updated_ms LIMIT $2)",
-            )
-            .bind(cutoff_ms)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        }
-        Target::Silences => {
-            sqlx::query(
-                "DELETE FROM silences WHERE id IN (SELECT s.id FROM silences s \
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        Target::Silences => sqlx::query(
+            "DELETE FROM silences WHERE id IN (SELECT s.id FROM silences s \
                  WHERE s.ends_ms < $1 AND (s.ended_ms IS NULL OR s.ended_ms < $1) \
                  AND NOT EXISTS (SELECT 1 FROM alerts a \
                      WHERE a.held_by = 'silence:' || CAST(s.id AS TEXT)) \
                  ORDER BY s.ends_ms LIMIT $2)",
-            )
-            .bind(cutoff_ms)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        }
-        Target::MaintenanceWindows => {
-            sqlx::query(
-                "DELETE FROM maintenance_windows WHERE id IN (SELECT w.id \
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        Target::MaintenanceWindows => sqlx::query(
+            "DELETE FROM maintenance_windows WHERE id IN (SELECT w.id \
                  FROM maintenance_windows w \
                  WHERE w.ends_ms < $1 AND w.state IN ('ended', 'cancelled') \
                  AND (w.ended_ms IS NULL OR w.ended_ms < $1) \
                  AND NOT EXISTS (SELECT 1 FROM alerts a \
                      WHERE a.held_by = 'maintenance:' || CAST(w.id AS TEXT)) \
                  ORDER BY w.ends_ms LIMIT $2)",
-            )
-            .bind(cutoff_ms)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        }
-        Target::Audit => {
-            sqlx::query(
-                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        Target::Audit => sqlx::query(
+            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log \
                  WHERE at_ms < $1 ORDER BY at_ms LIMIT $2)",
-            )
-            .bind(cutoff_ms)
-            .bind(limit)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-        }
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
         Target::Deployments => {
             // The same oldest ids twice in one transaction: their steps, then them.
             const PICK: &str = "SELECT id FROM deployments WHERE finished_ms < $1 \

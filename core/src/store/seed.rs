@@ -43,8 +43,9 @@ impl From<Option<i64>> for Value {
     }
 }
 
-/// At most this many bound values per statement (SQLite allows 32766).
-const MAX_PARAMS: usize = 30_000;
+/// At most this many bound values per statement (SQLite allows 32766): small
+/// enough that one statement stays well under sqlx's slow-statement warning.
+const MAX_PARAMS: usize = 4_000;
 
 /// Inserts `rows` (each one value per column, in order) into `table`, as few
 /// multi-row `INSERT`s as the parameter limit allows, one transaction per

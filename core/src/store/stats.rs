@@ -61,7 +61,10 @@ pub async fn collect(store: &Store) -> Result<DbStats, StoreError> {
         if let Ok(rows) = pages {
             let mut sizes = std::collections::HashMap::new();
             for r in rows {
-                sizes.insert(r.try_get::<String, _>("tbl")?, r.try_get::<i64, _>("bytes")?);
+                sizes.insert(
+                    r.try_get::<String, _>("tbl")?,
+                    r.try_get::<i64, _>("bytes")?,
+                );
             }
             sqlite_sizes = Some(sizes);
         }
@@ -145,7 +148,10 @@ pub fn render(stats: &DbStats) -> String {
     let mut out = format!("{:<width$}  {:>12}  {:>12}\n", "table", "rows", "size");
     for t in &stats.tables {
         let size = t.bytes.map(human_bytes).unwrap_or_else(|| "n/a".into());
-        out.push_str(&format!("{:<width$}  {:>12}  {:>12}\n", t.name, t.rows, size));
+        out.push_str(&format!(
+            "{:<width$}  {:>12}  {:>12}\n",
+            t.name, t.rows, size
+        ));
     }
     out.push_str(&format!(
         "{:<width$}  {:>12}  {:>12}\n",

@@ -46,8 +46,12 @@ async fn run(size: Size, postgres: bool) -> anyhow::Result<bool> {
     let sizer = FileSize {
         file: (!postgres).then(|| file.clone()),
     };
-    let filled = year::fill(&store, &clock, size, &settings).await?;
+    let filled = year::fill(&store, clock.now_ms(), size, &settings).await?;
     let before_bytes = sizer.bytes(&store).await?;
+    // The moved clock: the pruner runs at the end of the simulated span.
+    clock.advance(std::time::Duration::from_millis(
+        (filled.now_ms - clock.now_ms()).max(0) as u64,
+    ));
     let outcome = year::prune(&store, filled, &settings, &mut pacer).await?;
     let after_bytes = sizer.bytes(&store).await?;
 
@@ -131,17 +135,22 @@ impl FileSize {
 fn main() -> ExitCode {
     const USAGE: &str =
         "usage: bench-retention [--alerts 1000000] [--incidents 5000] [--audit 100000] [--postgres]";
-    let parsed = bench::Flags::from_env(USAGE, &["--alerts", "--incidents", "--audit"], &["--postgres"])
-        .and_then(|f| {
-            Ok((
-                Size {
-                    alerts: f.positive("--alerts")?.map_or(1_000_000, |n| n as usize),
-                    incidents: f.positive("--incidents")?.map_or(5_000, |n| n as usize),
-                    audit: f.positive("--audit")?.map_or(100_000, |n| n as usize),
-                },
-                f.is_set("--postgres"),
-            ))
-        });
+    let parsed = bench::Flags::from_env(
+        USAGE,
+        &["--alerts", "--incidents", "--audit"],
+        &["--postgres"],
+    )
+    .and_then(|f| {
+        Ok((
+            Size {
+                alerts: f.positive("--alerts")?.map_or(1_000_000, |n| n as usize),
+                incidents: f.positive("--incidents")?.map_or(5_000, |n| n as usize),
+                audit: f.positive("--audit")?.map_or(100_000, |n| n as usize),
+                pending: true,
+            },
+            f.is_set("--postgres"),
+        ))
+    });
     let (size, postgres) = match parsed {
         Ok(a) => a,
         Err(e) => {
