@@ -1,5 +1,5 @@
 //! Settings of the `retention` area: `[retention]` in the config, how long old rows
-//! are kept before the leader's pruner ([`crate::retention`]) deletes them.
+//! are kept before the leader's pruner (`retention.rs` at the crate root) deletes them.
 //!
 //! Why these defaults: a resolved alert is of little use after a quarter (90 days);
 //! a delivered outbox row only serves retries and "same text, no request" checks,

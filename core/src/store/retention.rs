@@ -6,7 +6,7 @@
 //! here is one short write transaction deleting at most `limit` rows, chosen oldest
 //! first through an index on the rule's time column (migration `…0101_retention`),
 //! so its cost is the rows it deletes. The pacing (batch size, pauses) is the
-//! pruner's ([`crate::retention`]).
+//! pruner's (`retention.rs` at the crate root).
 //!
 //! What is prunable ([`Target`]), portable SQL for both databases:
 //! - delivered (`sent`) and `superseded` outbox rows, by `sent_ms`; pending and
