@@ -29,6 +29,8 @@ match_re = { service = "api|web" }
 channel = 6
 severity = "P1"
 page = true
+[retention]
+incidents_days = 1095
 [[services]]
 name = "api"
 container = "api"
