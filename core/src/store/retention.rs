@@ -23,6 +23,12 @@
 //! - resolved incidents with their timelines and actions, only when
 //!   `incidents_days` is set.
 //!
+//! Each batch must find its rows through the time column's index, never through
+//! an index on the state column (which would scan every row of that state, a
+//! million alerts, per batch: SQLite picks an equality index over a range one).
+//! So a state test is written `state || '' = …` and a NULL test `x + 0 IS NULL`:
+//! the same result on both databases, but not usable as an index key.
+//!
 //! Adding a table (such as a second outbox): one more [`Target`] variant, its
 //! `DELETE … WHERE id IN (SELECT id … ORDER BY <time> LIMIT $2)` in
 //! [`delete_batch`], an index on the time column, and its place in
@@ -99,7 +105,7 @@ pub async fn delete_batch(
     let deleted = match target {
         Target::Outbox => sqlx::query(
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
-                 WHERE sent_ms < $1 AND state IN ('sent', 'superseded') \
+                 WHERE sent_ms < $1 AND state || '' IN ('sent', 'superseded') \
                  ORDER BY sent_ms LIMIT $2)",
         )
         .bind(cutoff_ms)
@@ -109,7 +115,7 @@ pub async fn delete_batch(
         .rows_affected(),
         Target::Alerts => sqlx::query(
             "DELETE FROM alerts WHERE id IN (SELECT id FROM alerts \
-                 WHERE resolved_ms < $1 AND status = 'resolved' \
+                 WHERE resolved_ms < $1 AND status || '' = 'resolved' \
                  ORDER BY resolved_ms LIMIT $2)",
         )
         .bind(cutoff_ms)
@@ -119,7 +125,7 @@ pub async fn delete_batch(
         .rows_affected(),
         Target::AlertGroups => sqlx::query(
             "DELETE FROM alert_groups WHERE id IN (SELECT g.id FROM alert_groups g \
-                 WHERE g.updated_ms < $1 AND g.status = 'resolved' AND g.due_ms IS NULL \
+                 WHERE g.updated_ms < $1 AND g.status = 'resolved' AND g.due_ms + 0 IS NULL \
                  AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.group_id = g.id) \
                  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.group_id = g.id) \
                  ORDER BY g.updated_ms LIMIT $2)",
@@ -144,7 +150,7 @@ pub async fn delete_batch(
         Target::MaintenanceWindows => sqlx::query(
             "DELETE FROM maintenance_windows WHERE id IN (SELECT w.id \
                  FROM maintenance_windows w \
-                 WHERE w.ends_ms < $1 AND w.state IN ('ended', 'cancelled') \
+                 WHERE w.ends_ms < $1 AND w.state || '' IN ('ended', 'cancelled') \
                  AND (w.ended_ms IS NULL OR w.ended_ms < $1) \
                  AND NOT EXISTS (SELECT 1 FROM alerts a \
                      WHERE a.held_by = 'maintenance:' || CAST(w.id AS TEXT)) \
@@ -184,7 +190,7 @@ pub async fn delete_batch(
         }
         Target::Incidents => {
             const PICK: &str = "SELECT id FROM incidents WHERE resolved_ms < $1 \
-                 AND status = 'resolved' ORDER BY resolved_ms, id LIMIT $2";
+                 AND status || '' = 'resolved' ORDER BY resolved_ms, id LIMIT $2";
             for child in ["incident_timeline", "incident_actions"] {
                 sqlx::query(&format!(
                     "DELETE FROM {child} WHERE incident_id IN ({PICK})"
