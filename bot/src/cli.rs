@@ -1,4 +1,4 @@
-//! `klaxon run | check-config | migrate | postmortem | alerts | healthcheck`.
+//! `klaxon run | check-config | migrate | postmortem | alerts | db | healthcheck`.
 //!
 //! Fatal errors go through [`fatal`]: one `klaxon: …` line on a terminal, a JSON
 //! record with `--log-format json`, so a log pipeline sees why Klaxon stopped.
@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
 
+mod db;
 mod tools;
 
 #[derive(Parser, Debug)]
@@ -53,6 +54,16 @@ pub enum Command {
     /// Alert tools.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Database tools.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Print the rows and size of every table (indexes included) and the total;
+    /// read-only, needs no Discord token.
+    Stats(ConfigArg),
 }
 
 #[derive(Subcommand, Debug)]
@@ -243,6 +254,7 @@ pub fn main() -> ExitCode {
             Command::Postmortem(a) => postmortem(&a).await,
             Command::Alerts(AlertsCommand::Test(a)) => alerts_test(&a),
             Command::Alerts(AlertsCommand::SendTest(a)) => tools::send_test(&a).await,
+            Command::Db(DbCommand::Stats(a)) => db::stats(&a.config).await,
             Command::Run(a) => match load(&a.config) {
                 Some(config) => {
                     for w in config.warnings() {

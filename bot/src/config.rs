@@ -123,6 +123,8 @@ pub struct Config {
     #[serde(default)]
     pub maintenance: klaxon_core::maintenance::MaintenanceConfig,
     #[serde(default)]
+    pub retention: klaxon_core::settings::retention::RetentionConfig,
+    #[serde(default)]
     pub services: Vec<ServiceConfig>,
     #[serde(default)]
     pub oncall: klaxon_core::settings::oncall::OncallConfig,
@@ -506,6 +508,7 @@ impl Config {
         errs.extend(self.logs.validate());
         errs.extend(self.incidents.problems());
         errs.extend(self.intake.problems());
+        errs.extend(self.retention.problems());
         if let Err(e) = klaxon_core::routing::Router::new(&self.alerts) {
             errs.extend(e);
         }

@@ -48,6 +48,8 @@ steps = [{ after = "0m", notify = "schedule:primary" }]
 name = "ntfy"
 url = "https://ntfy.example/x"
 body = "{title}"
+[retention]
+incidents_days = 1095
 [[services]]
 name = "api"
 container = "api"

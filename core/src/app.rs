@@ -50,6 +50,8 @@ pub struct App {
     pub maintenance: crate::settings::maintenance::Settings,
     /// `[oncall]`: schedules, escalation policies and webhooks, validated.
     pub oncall: crate::settings::oncall::OnCall,
+    /// `[retention]`: how long old rows are kept (see [`crate::retention`]).
+    pub retention: crate::settings::retention::RetentionConfig,
     /// Windows change one at a time: the scheduler and the commands take turns.
     pub maintenance_lock: tokio::sync::Mutex<()>,
     /// Wakes the maintenance scheduler after a command changed a window: it posts

@@ -60,6 +60,7 @@ pub struct AppBuilder {
     maintenance: Option<crate::settings::maintenance::Settings>,
     oncall: crate::settings::oncall::OnCall,
     guild_id: Option<u64>,
+    retention: crate::settings::retention::RetentionConfig,
     discord_outage: Option<String>,
     nonce_window: Option<std::time::Duration>,
     events: Bus<App>,
@@ -88,6 +89,7 @@ impl App {
             maintenance: None,
             oncall: Default::default(),
             guild_id: None,
+            retention: Default::default(),
             discord_outage: None,
             nonce_window: None,
             events: default_subscribers(),
@@ -218,6 +220,12 @@ impl AppBuilder {
         self
     }
 
+    /// Default: `[retention]`'s defaults (incidents kept forever).
+    pub fn retention(mut self, retention: crate::settings::retention::RetentionConfig) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// One more reader of the domain events, heard after the default ones (the
     /// incident timeline, the audit mirror).
     pub fn subscribe<F>(mut self, name: &'static str, subscriber: F) -> Self
@@ -275,6 +283,7 @@ impl AppBuilder {
             maintenance: self.maintenance.unwrap_or_default(),
             oncall: self.oncall,
             guild_id: self.guild_id,
+            retention: self.retention,
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
             posts_wake: Default::default(),

@@ -30,6 +30,7 @@ pub mod ops_locks;
 pub mod permissions;
 pub mod posts;
 pub mod probe;
+pub mod retention;
 pub mod rollout;
 pub mod routing;
 pub mod secret;

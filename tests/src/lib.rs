@@ -13,6 +13,7 @@ pub mod env;
 pub mod faults;
 pub mod scrape;
 pub mod tester;
+pub mod year;
 
 pub use klaxon_fake_discord as fake;
 pub use tester::{Db, Reply, Tester, TesterBuilder};

@@ -249,6 +249,14 @@ impl TesterBuilder {
         f(&mut self.config.intake);
         self
     }
+    /// `[retention]` of the bot's config.
+    pub fn retention(
+        mut self,
+        f: impl FnOnce(&mut klaxon_core::settings::retention::RetentionConfig),
+    ) -> Self {
+        f(&mut self.config.retention);
+        self
+    }
     pub fn permission(mut self, command: &str, level: Level) -> Self {
         self.config.permissions.insert(command.into(), level);
         self

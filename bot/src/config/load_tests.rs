@@ -244,3 +244,39 @@ fn configured_token_with_whitespace_is_refused_at_start_up() {
     let c = load_env(BASE, &[("KLAXON_INTAKE__GENERIC_TOKEN", "  ")]).unwrap();
     assert!(c.intake.generic_token.is_empty());
 }
+
+/// `[retention]`: 0 or negative days are refused naming the key (also from the
+/// environment); the resolved section is what check-config prints.
+#[test]
+fn retention_days_are_checked_and_shown() {
+    let errs = load_env(
+        &format!("{BASE}[retention]\nalerts_days = 0\naudit_days = -5\n"),
+        &[("KLAXON_RETENTION__OUTBOX_DAYS", "-1")],
+    )
+    .unwrap_err()
+    .0;
+    for key in ["alerts_days", "audit_days", "outbox_days"] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("retention.{key}: must be between 1 and"))),
+            "{key}: {errs:?}"
+        );
+    }
+    let c = load_env(BASE, &[]).unwrap();
+    let shown = c.to_masked_toml();
+    assert!(shown.contains("[retention]"), "{shown}");
+    for line in [
+        "alerts_days = 90",
+        "outbox_days = 7",
+        "audit_days = 365",
+        "deployments_days = 365",
+    ] {
+        assert!(shown.contains(line), "{line}: {shown}");
+    }
+    assert!(
+        !shown.contains("incidents_days"),
+        "unset: kept forever\n{shown}"
+    );
+    let c = load_env(&format!("{BASE}[retention]\nincidents_days = 730\n"), &[]).unwrap();
+    assert_eq!(c.retention.incidents_days, Some(730));
+}

@@ -54,6 +54,19 @@ pub(super) async fn start(config: Config, clock: Clock) -> anyhow::Result<Bot> {
     };
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&config).await?;
+    // A SQLite file from before [retention] cannot give freed pages back until one
+    // VACUUM switches it to incremental auto-vacuum: done once, here, before
+    // anything else uses the database.
+    let started = std::time::Instant::now();
+    if klaxon_core::store::retention::ensure_incremental_vacuum(&store)
+        .await
+        .context("database.url: switching the SQLite file to incremental auto-vacuum")?
+    {
+        info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            "switched the SQLite file to incremental auto-vacuum (one VACUUM)"
+        );
+    }
     info!(backend = ?store.backend(), "database ready");
 
     let (stop, stop_rx) = watch::channel(false);
@@ -233,6 +246,7 @@ pub(super) fn build_app(
                 .map_err(|e| anyhow!("oncall: {}", e.join("; ")))?,
         )
         .guild_id(Some(config.discord.guild_id))
+        .retention(config.retention.clone())
         .discord_outage(outage)
         .build(store))
 }

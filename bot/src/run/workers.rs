@@ -1,5 +1,7 @@
 //! The leader's background work: health probes, alert grouping and delivery (the
-//! outbox), delivery of the other posts (`klaxon_core::delivery`), maintenance windows, incident reminders and Docker events.
+//! outbox), delivery of the other posts (`klaxon_core::delivery`), maintenance windows,
+//! incident reminders, on-call hand-offs, Docker events and pruning of old rows
+//! (`[retention]`).
 //!
 //! Each worker reads everything it works from out of the database, so a new leader
 //! (after a restart or a take-over) carries on where the last one stopped. Each one
@@ -41,6 +43,10 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
         ),
         tokio::spawn(
             oncall_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("oncall")),
+        ),
+        tokio::spawn(
+            retention_worker(Arc::clone(app), stopped(stop.clone()))
+                .instrument(info_span!("retention")),
         ),
     ];
     let events_app = Arc::clone(app);
@@ -209,6 +215,35 @@ async fn oncall_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(klaxon_core::oncall::handoff::TICK) => {}
+        }
+    }
+}
+
+/// The first pruning run waits this long after becoming leader: start-up's own
+/// work (catching up on the outbox, maintenance) goes first.
+const FIRST_PRUNE_AFTER: Duration = Duration::from_secs(60);
+
+/// Deletes rows older than `[retention]` allows: once shortly after becoming
+/// leader, then every [`klaxon_core::retention::EVERY`]. A run is paced so that
+/// alert intake keeps its turn at the database (see [`klaxon_core::retention`]);
+/// stepping down stops it between two batches or inside one (rolled back).
+async fn retention_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut wait = FIRST_PRUNE_AFTER;
+    let mut pacer = klaxon_core::retention::Pacer::default();
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = klaxon_core::retention::EVERY;
+        let now = app.clock.now_ms();
+        let run = klaxon_core::retention::prune(&app.store, &app.retention, now, &mut pacer);
+        tokio::select! {
+            _ = &mut stop => return,
+            result = run => if let Err(e) = result {
+                warn!(error = %e, "pruning old rows failed; trying again next hour");
+            },
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod incidents;
 pub mod logs;
 pub mod maintenance;
 pub mod oncall;
+pub mod retention;
 pub mod rollout;
 pub mod services;

@@ -26,6 +26,9 @@ pub mod observe;
 pub mod oncall;
 pub mod outbox;
 pub mod posts;
+pub mod retention;
+pub mod seed;
+pub mod stats;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -157,6 +160,11 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
+                        // Freed pages go back to the file system when the pruner
+                        // asks (store::retention). It only takes effect before the
+                        // first table exists: a new file gets it here, an older one
+                        // by one VACUUM at start-up (ensure_incremental_vacuum).
+                        conn.execute("PRAGMA auto_vacuum = INCREMENTAL").await?;
                         // WAL lets readers run beside the writer; NORMAL is durable
                         // across process crashes in WAL mode and much faster than FULL.
                         conn.execute("PRAGMA journal_mode = WAL").await?;

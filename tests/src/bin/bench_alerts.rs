@@ -2,8 +2,16 @@
 //! Discord's real limits.
 //!
 //! ```text
-//! cargo run --release -p klaxon-tests --bin bench-alerts -- [--alerts 10000] [--seconds 10] [--replicas N]
+//! cargo run --release -p klaxon-tests --bin bench-alerts -- [--alerts 10000] [--seconds 10] [--replicas N] [--prune-history N]
 //! ```
+//!
+//! `--prune-history N` (#18: intake while old rows are pruned): before the burst the
+//! database gets a history of N alerts (with N/10 audit rows and N/200 incidents)
+//! over the last 400 days (`klaxon_tests::year`); halfway through the burst the real
+//! pruner starts on it with the default `[retention]` (the bot's own pruner is set to
+//! keep everything, so it stays out of the way). Reported besides: intake p99 of the
+//! notifications sent before pruning (idle) and of those sent while it ran, and
+//! their ratio (target <= 2x).
 //!
 //! `--replicas N` runs on PostgreSQL (`KLAXON_TEST_PG_URL`) with N replicas on one
 //! database: the notifications go round-robin to every replica's intake, the leader
@@ -61,7 +69,7 @@ fn payload(batch: usize, alerts: usize) -> serde_json::Value {
            "externalURL": "http://am", "truncatedAlerts": 0, "alerts": list})
 }
 
-async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool> {
+async fn run(total: usize, seconds: u64, replicas: usize, history: usize) -> anyhow::Result<bool> {
     let db = if replicas == 0 {
         klaxon_tests::Db::Sqlite
     } else {
@@ -70,6 +78,15 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
     let mut t = Tester::builder()
         .db(db)
         .intake(|i| i.alertmanager_token = klaxon::config::Secret::new(TOKEN))
+        .retention(|r| {
+            if history > 0 {
+                // The bench runs the pruner itself, at the moment it chooses.
+                r.alerts_days = 36_500;
+                r.outbox_days = 36_500;
+                r.audit_days = 36_500;
+                r.deployments_days = 36_500;
+            }
+        })
         .alerts(|a| {
             a.group_interval_secs = 10;
             for (i, ch) in CHANNELS.iter().enumerate() {
@@ -105,6 +122,35 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
         .collect();
     let url = urls[0].clone();
     let client = reqwest::Client::new();
+    if history > 0 {
+        let store = &t.bot().app.store;
+        let span = klaxon_tests::year::SPAN_DAYS * klaxon_core::settings::retention::DAY_MS;
+        let size = klaxon_tests::year::Size {
+            alerts: history,
+            incidents: history / 200,
+            audit: history / 10,
+            pending: false,
+        };
+        let filled = klaxon_tests::year::fill(
+            store,
+            chrono::Utc::now().timestamp_millis() - span,
+            size,
+            &Default::default(),
+        )
+        .await?;
+        println!(
+            "history: {history} alerts, {} audit rows, {} incidents over 400 days, written in {:.1} s",
+            history / 10,
+            history / 200,
+            filled.filling.as_secs_f64()
+        );
+    }
+    let burst_start_ms = chrono::Utc::now().timestamp_millis();
+    // 0: not started, 1: running, 2: done.
+    let pruning = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let mut pruner = None;
+    let mut idle = Vec::new();
+    let mut during = Vec::new();
     let posts = total.div_ceil(PER_POST);
     let gap = Duration::from_secs_f64(seconds as f64 / posts as f64);
     let mut latencies = Vec::with_capacity(posts);
@@ -115,6 +161,25 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
         tokio::time::sleep_until(due.into()).await;
         let n = PER_POST.min(total - b * PER_POST);
         let body = serde_json::to_vec(&payload(b, n))?;
+        if history > 0 && b == posts / 2 {
+            let store = t.bot().app.store.clone();
+            let flag = std::sync::Arc::clone(&pruning);
+            flag.store(1, std::sync::atomic::Ordering::SeqCst);
+            pruner = Some(tokio::spawn(async move {
+                let mut pacer = klaxon_core::retention::Pacer::default();
+                let started = Instant::now();
+                let r = klaxon_core::retention::prune(
+                    &store,
+                    &Default::default(),
+                    chrono::Utc::now().timestamp_millis(),
+                    &mut pacer,
+                )
+                .await;
+                flag.store(2, std::sync::atomic::Ordering::SeqCst);
+                (r, pacer, started.elapsed())
+            }));
+        }
+        let state = pruning.load(std::sync::atomic::Ordering::SeqCst);
         let t0 = Instant::now();
         let r = client
             .post(&urls[b % urls.len()])
@@ -124,6 +189,11 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
             .await?;
         anyhow::ensure!(r.status().is_success(), "intake answered {}", r.status());
         latencies.push(t0.elapsed());
+        match (state, pruning.load(std::sync::atomic::Ordering::SeqCst)) {
+            (0, _) => idle.push(t0.elapsed()),
+            (1, 1) => during.push(t0.elapsed()),
+            _ => {}
+        }
         if b == posts / 2 {
             let p1 = json!({"version": "4", "status": "firing", "receiver": "k", "groupKey": "p1",
                 "alerts": [{"status": "firing", "labels": {"alertname": "CheckoutDown", "service": "checkout"},
@@ -203,11 +273,13 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
     // The minimum: one request per message of each group's final render.
     let minimum: i64 = sqlx::query_scalar(
         "SELECT COALESCE(SUM(LENGTH(message_ids) - LENGTH(REPLACE(message_ids, ',', '')) + 1), 0) \
-         FROM alert_groups WHERE message_ids <> ''",
+         FROM alert_groups WHERE message_ids <> '' AND created_ms >= $1",
     )
+    .bind(burst_start_ms)
     .fetch_one(t.bot().app.store.pool())
     .await?;
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts")
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE first_seen_ms >= $1")
+        .bind(burst_start_ms)
         .fetch_one(t.bot().app.store.pool())
         .await?;
     let violations = t.fake.violations();
@@ -257,6 +329,31 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
         && p1_latency.is_some()
         && scrape.series() < 500
         && render < Duration::from_millis(5);
+    if let Some(task) = pruner {
+        let (result, pacer, took) = task.await?;
+        let report = result?;
+        idle.sort_unstable();
+        during.sort_unstable();
+        let p_idle = bench::percentile(&idle, 99.0);
+        let p_during = bench::percentile(&during, 99.0);
+        let ratio = p_during.as_secs_f64() / p_idle.as_secs_f64().max(1e-6);
+        let met = during.len() >= 10 && ratio <= 2.0;
+        println!(
+            "pruning during the burst: {} rows deleted in {:.1} s, longest lock {:.1} ms; intake p99 idle {:.1} ms ({} notifications), during pruning {:.1} ms ({} notifications): {ratio:.2}x (target <= 2x) {}",
+            report.total(),
+            took.as_secs_f64(),
+            bench::ms_tenths(pacer.longest),
+            bench::ms_tenths(p_idle),
+            idle.len(),
+            bench::ms_tenths(p_during),
+            during.len(),
+            bench::met(met)
+        );
+        if during.len() < 10 {
+            println!("(pruning ended before 10 notifications were sent: raise --prune-history or --seconds)");
+        }
+        ok &= met;
+    }
     drop(outputs);
     if !followers.is_empty() {
         // Failover: the leader dies, then a P1 comes in through a follower.
@@ -311,19 +408,26 @@ async fn run(total: usize, seconds: u64, replicas: usize) -> anyhow::Result<bool
 }
 
 fn main() -> ExitCode {
-    const USAGE: &str = "usage: bench-alerts [--alerts N] [--seconds N] [--replicas N]";
-    let parsed = bench::Flags::from_env(USAGE, &["--alerts", "--seconds", "--replicas"], &[])
-        .and_then(|f| {
-            Ok((
-                f.number::<u64>("--alerts")?
-                    .map_or(10_000, |n| n.clamp(100, 100_000) as usize),
-                f.number::<u64>("--seconds")?
-                    .map_or(10, |n| n.clamp(1, 120)),
-                f.number::<u64>("--replicas")?
-                    .map_or(0, |n| n.clamp(1, 5) as usize),
-            ))
-        });
-    let (total, seconds, replicas) = match parsed {
+    const USAGE: &str =
+        "usage: bench-alerts [--alerts N] [--seconds N] [--replicas N] [--prune-history N]";
+    let parsed = bench::Flags::from_env(
+        USAGE,
+        &["--alerts", "--seconds", "--replicas", "--prune-history"],
+        &[],
+    )
+    .and_then(|f| {
+        Ok((
+            f.number::<u64>("--alerts")?
+                .map_or(10_000, |n| n.clamp(100, 100_000) as usize),
+            f.number::<u64>("--seconds")?
+                .map_or(10, |n| n.clamp(1, 120)),
+            f.number::<u64>("--replicas")?
+                .map_or(0, |n| n.clamp(1, 5) as usize),
+            f.number::<u64>("--prune-history")?
+                .map_or(0, |n| n.min(2_000_000) as usize),
+        ))
+    });
+    let (total, seconds, replicas, history) = match parsed {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");
@@ -341,7 +445,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(total, seconds, replicas)) {
+    match rt.block_on(run(total, seconds, replicas, history)) {
         Ok(true) => {
             println!("PASS");
             ExitCode::SUCCESS
