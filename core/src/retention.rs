@@ -30,10 +30,10 @@ pub const TARGET_HOLD: Duration = Duration::from_millis(10);
 /// The lock time no batch may exceed; [`Pacer`] shrinks hard when one comes near.
 pub const MAX_HOLD: Duration = Duration::from_millis(50);
 const MIN_BATCH: i64 = 10;
-const MAX_BATCH: i64 = 5_000;
+const MAX_BATCH: i64 = 2_000;
 const FIRST_BATCH: i64 = 50;
 const MIN_PAGES: i64 = 16;
-const MAX_PAGES: i64 = 4_096;
+const MAX_PAGES: i64 = 1_024;
 const FIRST_PAGES: i64 = 64;
 /// The shortest pause between two batches.
 const MIN_PAUSE: Duration = Duration::from_millis(5);
@@ -125,7 +125,7 @@ pub fn cutoffs(settings: &RetentionConfig, now_ms: i64) -> Vec<(Target, i64)> {
         .iter()
         .filter_map(|&t| {
             let days = match t {
-                Target::Outbox => Some(settings.outbox_days),
+                Target::Outbox | Target::Posts => Some(settings.outbox_days),
                 Target::Alerts
                 | Target::AlertGroups
                 | Target::Silences

@@ -85,10 +85,11 @@ impl Expect {
     }
 }
 
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "alerts",
     "alert_groups",
     "outbox",
+    "posts",
     "silences",
     "maintenance_windows",
     "audit_log",
@@ -333,6 +334,51 @@ pub async fn fill(
                 "body",
                 "nonce",
                 "priority",
+                "created_ms",
+                "next_try_ms",
+                "state",
+                "sent_ms",
+            ],
+            chunk,
+        )
+        .await?;
+    }
+    drop(rows);
+
+    // The posts outbox: one notice per group's time, closed as sent (some parked or
+    // superseded), a few still pending: closed ones older than outbox_days go.
+    let mut rows = Vec::new();
+    for g in 0..groups {
+        let sent = group_updated[g];
+        let (state, sent_ms) = match g % 50 {
+            7 if size.pending => ("pending", None),
+            11 => ("parked", Some(sent)),
+            13 => ("superseded", Some(sent)),
+            _ => ("sent", Some(sent)),
+        };
+        expect.keep("posts", sent_ms.is_none_or(|s| s >= cut_outbox));
+        rows.push(vec![
+            Value::from("incident.notice"),
+            Value::from(format!("incident INC-{g}")),
+            Value::Int(111),
+            Value::from(r#"{"content":"[RESOLVED] INC"}"#),
+            Value::from(format!("p{g}")),
+            Value::Int(sent - 1_000),
+            Value::Int(sent - 1_000),
+            Value::from(state),
+            Value::from(sent_ms),
+        ]);
+    }
+    for chunk in rows.chunks(CHUNK) {
+        seed::insert(
+            store,
+            "posts",
+            &[
+                "kind",
+                "subject",
+                "channel_id",
+                "body",
+                "nonce",
                 "created_ms",
                 "next_try_ms",
                 "state",

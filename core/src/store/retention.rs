@@ -9,6 +9,7 @@
 //! pruner's (`retention.rs` at the crate root).
 //!
 //! What is prunable ([`Target`]), portable SQL for both databases:
+//! - closed rows of the posts outbox (`sent`, `superseded`, `parked`), by `sent_ms`;
 //! - delivered (`sent`) and `superseded` outbox rows, by `sent_ms`; pending and
 //!   parked rows are never deleted;
 //! - resolved alerts, by `resolved_ms`; firing alerts never;
@@ -44,6 +45,8 @@ use super::{Backend, Store, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     Outbox,
+    /// The posts outbox (incident, maintenance, on-call posts): closed rows only.
+    Posts,
     Alerts,
     AlertGroups,
     Silences,
@@ -56,8 +59,9 @@ pub enum Target {
 impl Target {
     /// In pruning order: the outbox before the groups its rows keep, the alerts
     /// before the groups, silences and windows they keep.
-    pub const ALL: [Target; 8] = [
+    pub const ALL: [Target; 9] = [
         Target::Outbox,
+        Target::Posts,
         Target::Alerts,
         Target::AlertGroups,
         Target::Silences,
@@ -71,6 +75,7 @@ impl Target {
     pub fn table(self) -> &'static str {
         match self {
             Target::Outbox => "outbox",
+            Target::Posts => "posts",
             Target::Alerts => "alerts",
             Target::AlertGroups => "alert_groups",
             Target::Silences => "silences",
@@ -106,6 +111,19 @@ pub async fn delete_batch(
         Target::Outbox => sqlx::query(
             "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
                  WHERE sent_ms < $1 AND state || '' IN ('sent', 'superseded') \
+                 ORDER BY sent_ms LIMIT $2)",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        // Closed posts (sent, superseded, parked: `sent_ms` is when they were
+        // closed); pending ones are kept whatever their age. The incident card is
+        // edited through the id stored on the incident, not through its post row.
+        Target::Posts => sqlx::query(
+            "DELETE FROM posts WHERE id IN (SELECT id FROM posts \
+                 WHERE sent_ms < $1 AND state || '' IN ('sent', 'superseded', 'parked') \
                  ORDER BY sent_ms LIMIT $2)",
         )
         .bind(cutoff_ms)
