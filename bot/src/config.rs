@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 mod checks;
 mod diagnose;
+pub mod heartbeats;
 #[cfg(test)]
 mod load_tests;
 pub mod online;
@@ -124,6 +125,9 @@ pub struct Config {
     pub maintenance: klaxon_core::maintenance::MaintenanceConfig,
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// `[[heartbeats]]`: dead-man's switches for cron jobs.
+    #[serde(default)]
+    pub heartbeats: Vec<heartbeats::HeartbeatConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -408,6 +412,7 @@ impl Config {
         if let Err(e) = config.prober() {
             errs.push(e);
         }
+        heartbeats::resolve_tokens(&mut config.heartbeats, sources.env);
         let token_file_unreadable = match config.resolve_token(&sources) {
             Ok(()) => false,
             Err(e) => {
@@ -504,6 +509,7 @@ impl Config {
         errs.extend(self.logs.validate());
         errs.extend(self.incidents.problems());
         errs.extend(self.intake.problems());
+        errs.extend(heartbeats::problems(&self.heartbeats, &self.services));
         if let Err(e) = klaxon_core::routing::Router::new(&self.alerts) {
             errs.extend(e);
         }
