@@ -186,3 +186,79 @@ async fn health_lists_heartbeats_with_their_last_run() {
     assert!(!text.contains(TOKEN));
     t.finish().await;
 }
+
+/// The deadline rules straight on the store of each database, on a controllable
+/// clock, without the bot: on time, missed once, resolved, failed, a restart's
+/// grace period and a deadline a restart never shortens.
+async fn deadline_rules(db: Db) {
+    use klaxon_core::alerts::heartbeats as hb;
+    use klaxon_core::settings::heartbeats::{Heartbeat, Token};
+    use klaxon_core::store::heartbeats::BeatState;
+    use klaxon_core::store::Store;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = match db {
+        Db::Sqlite => klaxon_tests::env::sqlite_url(dir.path()),
+        Db::Postgres => klaxon_tests::env::fresh_pg_database().await,
+    };
+    let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("{db:?}: {e}"));
+    store.migrate().await.unwrap_or_else(|e| panic!("{db:?}: {e}"));
+    let clock = klaxon_core::clock::Clock::default();
+    let app = klaxon_core::App::builder()
+        .clock(clock.clone())
+        .heartbeats(vec![Heartbeat {
+            name: "db-backup".into(),
+            period: PERIOD,
+            grace: GRACE,
+            service: None,
+            token: Token::new(TOKEN),
+        }])
+        .build(store);
+    let beat = app.heartbeats[0].clone();
+    let state = || async { hb::statuses(&app).await.expect("statuses")[0].clone() };
+    let firing = || async {
+        klaxon_core::store::alerts::firing(&app.store)
+            .await
+            .expect("firing")
+            .into_iter()
+            .map(|a| a.name)
+            .collect::<Vec<_>>()
+    };
+    let check = || async { hb::check(&app).await.expect("check") };
+
+    hb::start(&app).await.expect("start");
+    hb::ran(&app, &beat).await.expect("ran");
+    clock.advance(PERIOD + GRACE - Duration::from_secs(1));
+    assert_eq!(check().await, 0, "{db:?}: on time");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(check().await, 1, "{db:?}: missed");
+    assert_eq!(check().await, 0, "{db:?}: raised once");
+    assert_eq!(firing().await, ["HeartbeatMissed"]);
+    assert_eq!(state().await.state, BeatState::Missed);
+    hb::ran(&app, &beat).await.expect("ran");
+    assert!(firing().await.is_empty(), "{db:?}: a ping resolves it");
+
+    hb::failed(&app, &beat).await.expect("failed");
+    assert_eq!(firing().await, ["HeartbeatFailed"]);
+    hb::ran(&app, &beat).await.expect("ran");
+    assert!(firing().await.is_empty());
+
+    // A restart shortly after a run keeps the run's deadline.
+    clock.advance(Duration::from_secs(60));
+    hb::start(&app).await.expect("restart");
+    clock.advance(PERIOD + GRACE - Duration::from_secs(61));
+    assert_eq!(check().await, 0, "{db:?}: the deadline was not shortened");
+    // Down past the deadline: one grace period after the start-up, then it fires.
+    clock.advance(Duration::from_secs(3_600));
+    hb::start(&app).await.expect("restart");
+    assert_eq!(check().await, 0, "{db:?}: no false alarm after a restart");
+    clock.advance(GRACE);
+    assert_eq!(check().await, 1, "{db:?}: fires after the grace");
+    app.store.close().await;
+}
+
+both_databases!(
+    deadline_rules,
+    heartbeat_deadline_rules_on_sqlite,
+    heartbeat_deadline_rules_on_postgres,
+);
