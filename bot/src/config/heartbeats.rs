@@ -189,4 +189,45 @@ mod tests {
         assert_eq!(core[0].period, std::time::Duration::from_secs(86_400));
         assert_eq!(core[0].grace, std::time::Duration::from_secs(3_600));
     }
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<super::super::Config, super::super::ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("klaxon.toml");
+        std::fs::write(&p, format!("[discord]\nguild_id = 123\n{text}")).unwrap();
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |k: &str| {
+            if k == "DISCORD_TOKEN" {
+                return Some("t".to_string());
+            }
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        super::super::Config::load_from(&p, super::super::Sources { env: &lookup }, std::iter::empty())
+    }
+
+    #[test]
+    fn check_config_names_the_key_and_masks_the_token() {
+        let errs = load(
+            "[[heartbeats]]\nname = \"db-backup\"\nperiod = \"24h\"\nservice = \"db\"\ntoken = \"abc123\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .0
+        .join("\n");
+        assert!(errs.contains("heartbeats[0].service: no service `db` is configured"), "{errs}");
+        assert!(!errs.contains("abc123"), "{errs}");
+        let c = load(
+            "[[services]]\nname = \"db\"\nhealth_url = \"http://127.0.0.1:1/\"\n\
+             [[heartbeats]]\nname = \"db-backup\"\nperiod = \"24h\"\nservice = \"DB\"\n",
+            &[("KLAXON_HEARTBEAT_DB_BACKUP_TOKEN", "from-env-123")],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = c.to_masked_toml();
+        assert!(shown.contains("token = \"****\""), "{shown}");
+        assert!(!shown.contains("from-env-123"), "{shown}");
+        assert!(!format!("{c:?}").contains("from-env-123"));
+        let core = to_core(&c.heartbeats, &c.services);
+        assert_eq!(core[0].service.as_deref(), Some("db"));
+        assert_eq!(core[0].grace, std::time::Duration::from_secs(3_600), "1h by default");
+    }
 }
