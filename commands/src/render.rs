@@ -166,7 +166,9 @@ fn bytes(b: u64) -> String {
 
 /// The heartbeats block of `/health`: one line per heartbeat, problems first, with
 /// its last run as a relative time (each reader's own "3 hours ago").
-pub fn heartbeats(list: &[klaxon_core::alerts::heartbeats::Status]) -> Option<klaxon_core::chat::Field> {
+pub fn heartbeats(
+    list: &[klaxon_core::alerts::heartbeats::Status],
+) -> Option<klaxon_core::chat::Field> {
     use klaxon_core::chat::{discord, Span, Text};
     use klaxon_core::store::heartbeats::BeatState;
     if list.is_empty() {

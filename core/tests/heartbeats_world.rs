@@ -109,7 +109,11 @@ fn a_restart_gives_one_grace_period_and_forgets_no_deadline() {
         // Klaxon is down for two days: the deadline passes meanwhile.
         w.advance(48 * HOUR);
         heartbeats::start(&w.app).await?; // the restart
-        assert_eq!(heartbeats::check(&w.app).await?, 0, "no false alarm at start-up");
+        assert_eq!(
+            heartbeats::check(&w.app).await?,
+            0,
+            "no false alarm at start-up"
+        );
         w.advance(HOUR - Duration::from_secs(1));
         assert_eq!(heartbeats::check(&w.app).await?, 0);
         w.advance(Duration::from_secs(1));

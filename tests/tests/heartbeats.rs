@@ -81,18 +81,27 @@ async fn on_time_late_and_failed(db: Db) {
     t.advance(Duration::from_secs(31));
     let missed = t.channel_message(ALERTS).await;
     assert!(
-        missed.text().contains("FIRING · HeartbeatMissed · db-backup"),
+        missed
+            .text()
+            .contains("FIRING · HeartbeatMissed · db-backup"),
         "{}",
         missed.text()
     );
-    assert!(missed.text().contains("did not run within 10m 0s + 5m 0s grace"), "{}", missed.text());
+    assert!(
+        missed
+            .text()
+            .contains("did not run within 10m 0s + 5m 0s grace"),
+        "{}",
+        missed.text()
+    );
     // The next ping resolves it, in the same message.
     let (status, _) = ping(&t, "GET", "db-backup", Some(TOKEN)).await;
     assert_eq!(status, 200);
     let back = t.channel_edit(ALERTS).await;
     assert_eq!(back.id, missed.id);
     assert!(
-        back.text().contains("✅ RESOLVED · HeartbeatMissed · db-backup"),
+        back.text()
+            .contains("✅ RESOLVED · HeartbeatMissed · db-backup"),
         "{}",
         back.text()
     );
@@ -102,17 +111,24 @@ async fn on_time_late_and_failed(db: Db) {
     assert_eq!(status, 200);
     let failed = t.channel_message(ALERTS).await;
     assert!(
-        failed.text().contains("FIRING · HeartbeatFailed · db-backup"),
+        failed
+            .text()
+            .contains("FIRING · HeartbeatFailed · db-backup"),
         "{}",
         failed.text()
     );
-    assert!(failed.text().contains("reported a failed run"), "{}", failed.text());
+    assert!(
+        failed.text().contains("reported a failed run"),
+        "{}",
+        failed.text()
+    );
     let (status, _) = ping(&t, "POST", "db-backup", Some(TOKEN)).await;
     assert_eq!(status, 200);
     let ok = t.channel_edit(ALERTS).await;
     assert_eq!(ok.id, failed.id);
     assert!(
-        ok.text().contains("✅ RESOLVED · HeartbeatFailed · db-backup"),
+        ok.text()
+            .contains("✅ RESOLVED · HeartbeatFailed · db-backup"),
         "{}",
         ok.text()
     );
@@ -139,14 +155,20 @@ async fn across_a_restart(db: Db) {
     t.advance(Duration::from_secs(10));
     let missed = t.channel_message(ALERTS).await;
     assert!(
-        missed.text().contains("FIRING · HeartbeatMissed · db-backup"),
+        missed
+            .text()
+            .contains("FIRING · HeartbeatMissed · db-backup"),
         "{}",
         missed.text()
     );
     let (status, _) = ping(&t, "POST", "db-backup", Some(TOKEN)).await;
     assert_eq!(status, 200);
     let back = t.channel_edit(ALERTS).await;
-    assert!(back.text().contains("RESOLVED · HeartbeatMissed"), "{}", back.text());
+    assert!(
+        back.text().contains("RESOLVED · HeartbeatMissed"),
+        "{}",
+        back.text()
+    );
     t.finish().await;
 }
 
@@ -201,8 +223,13 @@ async fn deadline_rules(db: Db) {
         Db::Sqlite => klaxon_tests::env::sqlite_url(dir.path()),
         Db::Postgres => klaxon_tests::env::fresh_pg_database().await,
     };
-    let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("{db:?}: {e}"));
-    store.migrate().await.unwrap_or_else(|e| panic!("{db:?}: {e}"));
+    let store = Store::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{db:?}: {e}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("{db:?}: {e}"));
     let clock = klaxon_core::clock::Clock::default();
     let app = klaxon_core::App::builder()
         .clock(clock.clone())

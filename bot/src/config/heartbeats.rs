@@ -100,11 +100,18 @@ pub fn problems(list: &[HeartbeatConfig], services: &[ServiceConfig]) -> Vec<Str
         duration(&format!("{key}.period"), &hb.period, &mut errs);
         duration(&format!("{key}.grace"), &hb.grace, &mut errs);
         if let Some(service) = &hb.service {
-            if !services.iter().any(|s| s.name.eq_ignore_ascii_case(service.trim())) {
+            if !services
+                .iter()
+                .any(|s| s.name.eq_ignore_ascii_case(service.trim()))
+            {
                 let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
                 errs.push(format!(
                     "{key}.service: no service `{service}` is configured (known: {})",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ));
             }
         }
@@ -146,7 +153,13 @@ pub fn to_core(list: &[HeartbeatConfig], services: &[ServiceConfig]) -> Vec<Hear
 mod tests {
     use super::*;
 
-    fn hb(name: &str, period: &str, grace: &str, service: Option<&str>, token: &str) -> HeartbeatConfig {
+    fn hb(
+        name: &str,
+        period: &str,
+        grace: &str,
+        service: Option<&str>,
+        token: &str,
+    ) -> HeartbeatConfig {
         HeartbeatConfig {
             name: name.into(),
             period: period.into(),
@@ -165,13 +178,36 @@ mod tests {
             hb("a b", "1h", "1m", None, "t t"),
         ];
         let errs = problems(&list, &[]).join("\n");
-        assert!(errs.contains("heartbeats[1].name: `db-backup` is configured twice"), "{errs}");
-        assert!(errs.contains("heartbeats[1].period: must be longer than 0"), "{errs}");
-        assert!(errs.contains("heartbeats[2].grace: `soon` is not a duration"), "{errs}");
-        assert!(errs.contains("heartbeats[2].service: no service `nope`"), "{errs}");
-        assert!(errs.contains("heartbeats[2].token: missing; set it here or in KLAXON_HEARTBEAT_X_TOKEN"), "{errs}");
-        assert!(errs.contains("heartbeats[3].name: `a b` may hold only"), "{errs}");
-        assert!(errs.contains("heartbeats[3].token: contains whitespace"), "{errs}");
+        assert!(
+            errs.contains("heartbeats[1].name: `db-backup` is configured twice"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("heartbeats[1].period: must be longer than 0"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("heartbeats[2].grace: `soon` is not a duration"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("heartbeats[2].service: no service `nope`"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains(
+                "heartbeats[2].token: missing; set it here or in KLAXON_HEARTBEAT_X_TOKEN"
+            ),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("heartbeats[3].name: `a b` may hold only"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("heartbeats[3].token: contains whitespace"),
+            "{errs}"
+        );
         assert!(!errs.contains("heartbeats[0]"), "{errs}");
         assert!(!errs.contains("t t"), "a token is never shown: {errs}");
     }
@@ -190,19 +226,28 @@ mod tests {
         assert_eq!(core[0].grace, std::time::Duration::from_secs(3_600));
     }
 
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<super::super::Config, super::super::ConfigErrors> {
+    fn load(
+        text: &str,
+        env: &[(&str, &str)],
+    ) -> Result<super::super::Config, super::super::ConfigErrors> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("klaxon.toml");
         std::fs::write(&p, format!("[discord]\nguild_id = 123\n{text}")).unwrap();
-        let env: Vec<(String, String)> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let lookup = move |k: &str| {
             if k == "DISCORD_TOKEN" {
                 return Some("t".to_string());
             }
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         };
-        super::super::Config::load_from(&p, super::super::Sources { env: &lookup }, std::iter::empty())
+        super::super::Config::load_from(
+            &p,
+            super::super::Sources { env: &lookup },
+            std::iter::empty(),
+        )
     }
 
     #[test]
@@ -214,7 +259,10 @@ mod tests {
         .unwrap_err()
         .0
         .join("\n");
-        assert!(errs.contains("heartbeats[0].service: no service `db` is configured"), "{errs}");
+        assert!(
+            errs.contains("heartbeats[0].service: no service `db` is configured"),
+            "{errs}"
+        );
         assert!(!errs.contains("abc123"), "{errs}");
         let c = load(
             "[[services]]\nname = \"db\"\nhealth_url = \"http://127.0.0.1:1/\"\n\
@@ -228,6 +276,10 @@ mod tests {
         assert!(!format!("{c:?}").contains("from-env-123"));
         let core = to_core(&c.heartbeats, &c.services);
         assert_eq!(core[0].service.as_deref(), Some("db"));
-        assert_eq!(core[0].grace, std::time::Duration::from_secs(3_600), "1h by default");
+        assert_eq!(
+            core[0].grace,
+            std::time::Duration::from_secs(3_600),
+            "1h by default"
+        );
     }
 }

@@ -42,7 +42,8 @@ async fn raise(app: &App, alerts: &[Alert]) -> Result<(), StoreError> {
         return Ok(());
     }
     let now = app.clock.now_ms();
-    let done = super::intake::ingest(&app.store, &app.alerts, app.alerts_channel, alerts, now).await?;
+    let done =
+        super::intake::ingest(&app.store, &app.alerts, app.alerts_channel, alerts, now).await?;
     let changed = AlertChange::picked(alerts, &done.changed);
     app.publish(Event::AlertsChanged(changed)).await;
     Ok(())
@@ -58,9 +59,17 @@ pub fn find<'a>(app: &'a App, name: &str) -> Option<&'a Heartbeat> {
 pub async fn start(app: &App) -> Result<(), StoreError> {
     let now = app.clock.now_ms();
     for hb in &app.heartbeats {
-        let deadline = now.saturating_add(hb.period_ms()).saturating_add(hb.grace_ms());
-        rows::start(&app.store, &hb.name, deadline, now.saturating_add(hb.grace_ms()), now)
-            .await?;
+        let deadline = now
+            .saturating_add(hb.period_ms())
+            .saturating_add(hb.grace_ms());
+        rows::start(
+            &app.store,
+            &hb.name,
+            deadline,
+            now.saturating_add(hb.grace_ms()),
+            now,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -69,7 +78,9 @@ pub async fn start(app: &App) -> Result<(), StoreError> {
 /// resolves.
 pub async fn ran(app: &App, hb: &Heartbeat) -> Result<i64, StoreError> {
     let now = app.clock.now_ms();
-    let deadline = now.saturating_add(hb.period_ms()).saturating_add(hb.grace_ms());
+    let deadline = now
+        .saturating_add(hb.period_ms())
+        .saturating_add(hb.grace_ms());
     let before = rows::ran(&app.store, &hb.name, now, deadline).await?;
     let resolve = match before {
         BeatState::Ok => vec![],
@@ -95,7 +106,9 @@ pub async fn ran(app: &App, hb: &Heartbeat) -> Result<i64, StoreError> {
 pub async fn failed(app: &App, hb: &Heartbeat) -> Result<(), StoreError> {
     let now = app.clock.now_ms();
     let before = rows::get(&app.store, &hb.name).await?.map(|r| r.state);
-    let deadline = now.saturating_add(hb.period_ms()).saturating_add(hb.grace_ms());
+    let deadline = now
+        .saturating_add(hb.period_ms())
+        .saturating_add(hb.grace_ms());
     rows::failed(&app.store, &hb.name, now, deadline).await?;
     let mut out = vec![alert(
         hb,
