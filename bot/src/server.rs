@@ -367,7 +367,7 @@ fn heartbeat_of<'a>(
     app: &'a App,
     name: &str,
     headers: &HeaderMap,
-) -> Result<&'a klaxon_core::settings::heartbeats::Heartbeat, Response> {
+) -> Result<&'a klaxon_core::settings::heartbeats::Heartbeat, Refused> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -375,12 +375,7 @@ fn heartbeat_of<'a>(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim());
     let Some(token) = token else {
-        let mut r = error(StatusCode::UNAUTHORIZED, "missing bearer token");
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return Err(r);
+        return Err(Refused::NoToken);
     };
     let found = alerts::heartbeats::find(app, name);
     // Compared even for an unknown name, so the time taken tells nothing either.
@@ -388,10 +383,32 @@ fn heartbeat_of<'a>(
     let ok = found.map_or(&dummy, |h| &h.token).matches(token);
     match found {
         Some(hb) if ok => Ok(hb),
-        _ => Err(error(
-            StatusCode::NOT_FOUND,
-            "no such heartbeat, or a wrong bearer token",
-        )),
+        _ => Err(Refused::Wrong),
+    }
+}
+
+/// Why a heartbeat ping was refused (see [`heartbeat_of`]).
+enum Refused {
+    NoToken,
+    Wrong,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::NoToken => {
+                let mut r = error(StatusCode::UNAUTHORIZED, "missing bearer token");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
+            Refused::Wrong => error(
+                StatusCode::NOT_FOUND,
+                "no such heartbeat, or a wrong bearer token",
+            ),
+        }
     }
 }
 
@@ -403,7 +420,7 @@ async fn heartbeat_ran(
 ) -> Response {
     let hb = match heartbeat_of(&s.app, &name, &headers) {
         Ok(hb) => hb,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let span = tracing::info_span!("heartbeat", heartbeat = %hb.name);
     let ran = tokio::time::timeout(STORE_WITHIN, alerts::heartbeats::ran(&s.app, hb));
@@ -432,7 +449,7 @@ async fn heartbeat_failed(
 ) -> Response {
     let hb = match heartbeat_of(&s.app, &name, &headers) {
         Ok(hb) => hb,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let span = tracing::info_span!("heartbeat", heartbeat = %hb.name);
     let failed = tokio::time::timeout(STORE_WITHIN, alerts::heartbeats::failed(&s.app, hb));
