@@ -223,3 +223,38 @@ pub fn heartbeats(
         inline: false,
     })
 }
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use klaxon_core::alerts::heartbeats::Status;
+    use klaxon_core::store::heartbeats::BeatState;
+
+    fn status(name: &str, state: BeatState) -> Status {
+        Status {
+            name: name.into(),
+            service: None,
+            state,
+            last_ok_ms: Some(1_700_000_000_000),
+            last_fail_ms: Some(1_700_000_100_000),
+            deadline_ms: None,
+        }
+    }
+
+    #[test]
+    fn heartbeats_show_problems_first_and_fit_one_field() {
+        let mut list: Vec<Status> = (0..200)
+            .map(|i| status(&format!("job-{i}"), BeatState::Ok))
+            .collect();
+        list.push(status("db-backup", BeatState::Missed));
+        let Some(f) = super::heartbeats(&list) else {
+            panic!("a field");
+        };
+        assert_eq!(f.name, "Heartbeats — 1 of 201 late or failed");
+        assert!(f
+            .value
+            .starts_with("🔴 `db-backup` — missed · last run <t:1700000000:R>"));
+        assert!(f.value.contains("… and "), "{}", f.value);
+        assert!(klaxon_core::chat::chars(&f.value) <= klaxon_core::chat::limits::FIELD_VALUE);
+        assert!(super::heartbeats(&[]).is_none());
+    }
+}
