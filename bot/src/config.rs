@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 mod checks;
 mod diagnose;
+pub mod heartbeats;
 #[cfg(test)]
 mod load_tests;
 pub mod online;
@@ -128,6 +129,9 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     #[serde(default)]
     pub oncall: klaxon_core::settings::oncall::OncallConfig,
+    /// `[[heartbeats]]`: dead-man's switches for cron jobs.
+    #[serde(default)]
+    pub heartbeats: Vec<heartbeats::HeartbeatConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -412,6 +416,7 @@ impl Config {
         if let Err(e) = config.prober() {
             errs.push(e);
         }
+        heartbeats::resolve_tokens(&mut config.heartbeats, sources.env);
         let token_file_unreadable = match config.resolve_token(&sources) {
             Ok(()) => false,
             Err(e) => {
@@ -509,6 +514,7 @@ impl Config {
         errs.extend(self.incidents.problems());
         errs.extend(self.intake.problems());
         errs.extend(self.retention.problems());
+        errs.extend(heartbeats::problems(&self.heartbeats, &self.services));
         if let Err(e) = klaxon_core::routing::Router::new(&self.alerts) {
             errs.extend(e);
         }

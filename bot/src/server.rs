@@ -1,5 +1,6 @@
-//! Klaxon's own HTTP server: `/healthz`, `/readyz`, `/metrics`, and alert intake
-//! (`POST /alerts/{alertmanager,grafana,generic}`).
+//! Klaxon's own HTTP server: `/healthz`, `/readyz`, `/metrics`, alert intake
+//! (`POST /alerts/{alertmanager,grafana,generic}`) and heartbeat pings
+//! (`GET|POST /heartbeat/NAME[/fail]`, taken on every replica).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -50,6 +51,11 @@ fn router(app: Arc<App>, intake: IntakeConfig, conns: Arc<Connections>) -> Route
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/heartbeat/{name}", get(heartbeat_ran).post(heartbeat_ran))
+        .route(
+            "/heartbeat/{name}/fail",
+            get(heartbeat_failed).post(heartbeat_failed),
+        )
         .route(
             "/alerts/{source}",
             post(receive_alerts).layer(DefaultBodyLimit::max(MAX_ALERT_BODY)),
@@ -373,6 +379,116 @@ async fn receive(
             );
             unavailable("the database did not answer in time")
         }
+    }
+}
+
+/// The configured heartbeat `name`, when the request carries its token. Without an
+/// `Authorization` header the answer is 401; with a wrong token or an unknown name
+/// it is 404, the same for both, so the answer never tells which names exist.
+fn heartbeat_of<'a>(
+    app: &'a App,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<&'a klaxon_core::settings::heartbeats::Heartbeat, Refused> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    let Some(token) = token else {
+        return Err(Refused::NoToken);
+    };
+    let found = alerts::heartbeats::find(app, name);
+    // Compared even for an unknown name, so the time taken tells nothing either.
+    let dummy = klaxon_core::settings::heartbeats::Token::default();
+    let ok = found.map_or(&dummy, |h| &h.token).matches(token);
+    match found {
+        Some(hb) if ok => Ok(hb),
+        _ => Err(Refused::Wrong),
+    }
+}
+
+/// Why a heartbeat ping was refused (see [`heartbeat_of`]).
+enum Refused {
+    NoToken,
+    Wrong,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::NoToken => {
+                let mut r = error(StatusCode::UNAUTHORIZED, "missing bearer token");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
+            Refused::Wrong => error(
+                StatusCode::NOT_FOUND,
+                "no such heartbeat, or a wrong bearer token",
+            ),
+        }
+    }
+}
+
+/// `GET|POST /heartbeat/{name}`: a successful run of the job.
+async fn heartbeat_ran(
+    State(s): State<Server>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let hb = match heartbeat_of(&s.app, &name, &headers) {
+        Ok(hb) => hb,
+        Err(r) => return r.into_response(),
+    };
+    let span = tracing::info_span!("heartbeat", heartbeat = %hb.name);
+    let ran = tokio::time::timeout(STORE_WITHIN, alerts::heartbeats::ran(&s.app, hb));
+    match ran.instrument(span).await {
+        Ok(Ok(deadline_ms)) => {
+            info!(heartbeat = %hb.name, "heartbeat: run recorded");
+            (
+                StatusCode::OK,
+                Json(serde_json::json!({ "heartbeat": hb.name, "next_deadline_ms": deadline_ms })),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            warn!(heartbeat = %hb.name, error = %e, "heartbeat not stored");
+            unavailable("the database did not take the write")
+        }
+        Err(_) => unavailable("the database did not answer in time"),
+    }
+}
+
+/// `GET|POST /heartbeat/{name}/fail`: the job failed; `HeartbeatFailed` fires now.
+async fn heartbeat_failed(
+    State(s): State<Server>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let hb = match heartbeat_of(&s.app, &name, &headers) {
+        Ok(hb) => hb,
+        Err(r) => return r.into_response(),
+    };
+    let span = tracing::info_span!("heartbeat", heartbeat = %hb.name);
+    let failed = tokio::time::timeout(STORE_WITHIN, alerts::heartbeats::failed(&s.app, hb));
+    match failed.instrument(span).await {
+        Ok(Ok(())) => {
+            warn!(heartbeat = %hb.name, "heartbeat: failed run reported");
+            (
+                StatusCode::OK,
+                Json(serde_json::json!({ "heartbeat": hb.name, "failed": true })),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            warn!(heartbeat = %hb.name, error = %e, "heartbeat failure not stored");
+            unavailable("the database did not take the write")
+        }
+        Err(_) => unavailable("the database did not answer in time"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `/health [service]`.
+//! `/health [service]`: the services, then the heartbeats (all, or the service's).
 
 use poise::CreateReply;
 
@@ -25,7 +25,32 @@ pub async fn health(
         .health(service.as_deref())
         .await
         .map_err(UserError::from)?;
-    ctx.send(CreateReply::default().embed(crate::discord::embed(&render::health(&report))))
+    let mut embed = render::health(&report);
+    // Heartbeats: all of them, or those of the one service asked for.
+    let beats = match klaxon_core::alerts::heartbeats::statuses(app).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "heartbeats not read for /health");
+            Vec::new()
+        }
+    };
+    let beats: Vec<_> = beats
+        .into_iter()
+        .filter(|h| {
+            service.as_deref().is_none_or(|want| {
+                h.service
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(want.trim()))
+            })
+        })
+        .collect();
+    if let Some(field) = render::heartbeats(&beats) {
+        if embed.fields.len() >= klaxon_core::chat::limits::EMBED_FIELDS {
+            embed.fields.pop();
+        }
+        embed.fields.push(field);
+    }
+    ctx.send(CreateReply::default().embed(crate::discord::embed(&embed)))
         .await?;
     Ok(())
 }

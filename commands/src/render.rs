@@ -163,3 +163,98 @@ fn bytes(b: u64) -> String {
         format!("{mib:.0} MiB")
     }
 }
+
+/// The heartbeats block of `/health`: one line per heartbeat, problems first, with
+/// its last run as a relative time (each reader's own "3 hours ago").
+pub fn heartbeats(
+    list: &[klaxon_core::alerts::heartbeats::Status],
+) -> Option<klaxon_core::chat::Field> {
+    use klaxon_core::chat::{discord, Span, Text};
+    use klaxon_core::store::heartbeats::BeatState;
+    if list.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<_> = list.iter().collect();
+    sorted.sort_by_key(|h| h.state == BeatState::Ok);
+    let lines: Vec<String> = sorted
+        .iter()
+        .map(|h| {
+            let (emoji, word) = match h.state {
+                BeatState::Ok if h.last_ok_ms.is_none() => ("⏳", "waiting for a first run"),
+                BeatState::Ok => ("🟢", "on time"),
+                BeatState::Missed => ("🔴", "missed"),
+                BeatState::Failed => ("🔴", "failed"),
+            };
+            let mut t = Text::new().with(format!("{emoji} `{}` — {word}", h.name));
+            if let Some(ms) = h.last_ok_ms {
+                t.push(" · last run ");
+                t.push(Span::RelativeTime(ms));
+            }
+            if h.state == BeatState::Failed {
+                if let Some(ms) = h.last_fail_ms {
+                    t.push(" · failed ");
+                    t.push(Span::RelativeTime(ms));
+                }
+            }
+            discord::text(&t)
+        })
+        .collect();
+    let bad = list.iter().filter(|h| h.state != BeatState::Ok).count();
+    let name = match bad {
+        0 => format!("Heartbeats — all {} on time", list.len()),
+        n => format!("Heartbeats — {n} of {} late or failed", list.len()),
+    };
+    let mut value = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if klaxon_core::chat::chars(&value) + klaxon_core::chat::chars(l) + 20
+            > klaxon_core::chat::limits::FIELD_VALUE
+        {
+            value.push_str(&format!("\n… and {} more", lines.len() - i));
+            break;
+        }
+        if !value.is_empty() {
+            value.push('\n');
+        }
+        value.push_str(l);
+    }
+    Some(klaxon_core::chat::Field {
+        name,
+        value,
+        inline: false,
+    })
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use klaxon_core::alerts::heartbeats::Status;
+    use klaxon_core::store::heartbeats::BeatState;
+
+    fn status(name: &str, state: BeatState) -> Status {
+        Status {
+            name: name.into(),
+            service: None,
+            state,
+            last_ok_ms: Some(1_700_000_000_000),
+            last_fail_ms: Some(1_700_000_100_000),
+            deadline_ms: None,
+        }
+    }
+
+    #[test]
+    fn heartbeats_show_problems_first_and_fit_one_field() {
+        let mut list: Vec<Status> = (0..200)
+            .map(|i| status(&format!("job-{i}"), BeatState::Ok))
+            .collect();
+        list.push(status("db-backup", BeatState::Missed));
+        let Some(f) = super::heartbeats(&list) else {
+            panic!("a field");
+        };
+        assert_eq!(f.name, "Heartbeats — 1 of 201 late or failed");
+        assert!(f
+            .value
+            .starts_with("🔴 `db-backup` — missed · last run <t:1700000000:R>"));
+        assert!(f.value.contains("… and "), "{}", f.value);
+        assert!(klaxon_core::chat::chars(&f.value) <= klaxon_core::chat::limits::FIELD_VALUE);
+        assert!(super::heartbeats(&[]).is_none());
+    }
+}

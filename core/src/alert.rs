@@ -16,6 +16,7 @@ pub enum Source {
     Generic,
     Probe,
     Docker,
+    Heartbeat,
 }
 
 impl Source {
@@ -26,6 +27,7 @@ impl Source {
             Source::Generic => "generic",
             Source::Probe => "probe",
             Source::Docker => "docker",
+            Source::Heartbeat => "heartbeat",
         }
     }
 }

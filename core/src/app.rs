@@ -22,6 +22,8 @@ pub struct App {
     pub prober: Prober,
     pub services: Vec<ServiceConfig>,
     pub thresholds: Thresholds,
+    /// `[[heartbeats]]`: dead-man's switches cron jobs ping (see `alerts::heartbeats`).
+    pub heartbeats: Vec<crate::settings::heartbeats::Heartbeat>,
     pub logs: crate::settings::logs::LogsConfig,
     /// `/logs` reads take turns: at most `[logs] max_concurrent_reads` at once.
     pub log_reads: crate::log_reads::ReadQueue,

@@ -45,6 +45,7 @@ pub struct AppBuilder {
     prober: Option<Prober>,
     services: Vec<ServiceConfig>,
     thresholds: Thresholds,
+    heartbeats: Vec<crate::settings::heartbeats::Heartbeat>,
     logs: LogsConfig,
     log_reads: Option<ReadQueue>,
     rollout: RolloutConfig,
@@ -74,6 +75,7 @@ impl App {
             prober: None,
             services: Vec::new(),
             thresholds: Thresholds::default(),
+            heartbeats: Vec::new(),
             logs: LogsConfig::default(),
             log_reads: None,
             rollout: RolloutConfig::default(),
@@ -131,6 +133,12 @@ impl AppBuilder {
     /// Default: none.
     pub fn services(mut self, services: Vec<ServiceConfig>) -> Self {
         self.services = services;
+        self
+    }
+
+    /// `[[heartbeats]]`, validated by the config loader.
+    pub fn heartbeats(mut self, heartbeats: Vec<crate::settings::heartbeats::Heartbeat>) -> Self {
+        self.heartbeats = heartbeats;
         self
     }
 
@@ -263,6 +271,7 @@ impl AppBuilder {
             prober: self.prober.unwrap_or_default(),
             services: self.services,
             thresholds: self.thresholds,
+            heartbeats: self.heartbeats,
             logs: self.logs,
             log_reads,
             follows: Default::default(),

@@ -257,6 +257,27 @@ impl TesterBuilder {
         f(&mut self.config.retention);
         self
     }
+
+    /// A `[[heartbeats]]` entry (durations as the config writes them: `10m`).
+    pub fn heartbeat(
+        mut self,
+        name: &str,
+        period: &str,
+        grace: &str,
+        service: Option<&str>,
+        token: &str,
+    ) -> Self {
+        self.config
+            .heartbeats
+            .push(klaxon::config::heartbeats::HeartbeatConfig {
+                name: name.into(),
+                period: period.into(),
+                grace: grace.into(),
+                service: service.map(String::from),
+                token: Secret::new(token),
+            });
+        self
+    }
     pub fn permission(mut self, command: &str, level: Level) -> Self {
         self.config.permissions.insert(command.into(), level);
         self

@@ -349,3 +349,60 @@ async fn a_refused_docker_socket_is_named_once_and_shown_in_readyz() {
     assert_eq!(warned, 1, "{text}");
     assert!(!text.contains("hyper legacy client"), "{text}");
 }
+
+/// `check-config` names each bad `[[heartbeats]]` key, and masks a heartbeat's
+/// token whether it comes from the file or from `KLAXON_HEARTBEAT_<NAME>_TOKEN`.
+#[test]
+fn heartbeats_are_checked_by_key_and_their_tokens_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("klaxon.toml");
+    let base = format!(
+        "[discord]\nguild_id = 987654321098765432\n[database]\nurl = \"{}\"\n\
+         [[services]]\nname = \"db\"\nhealth_url = \"http://127.0.0.1:9/health\"\n",
+        env::sqlite_url(dir.path())
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{base}[[heartbeats]]\nname = \"db-backup\"\nperiod = \"0s\"\nservice = \"nope\"\n\
+             [[heartbeats]]\nname = \"db-backup\"\nperiod = \"1d\"\ngrace = \"soon\"\ntoken = \"file-sekrit\"\n"
+        ),
+    )
+    .expect("config");
+    let (code, out, err) = check(&path, None, false);
+    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
+    for line in [
+        "heartbeats[0].period: must be longer than 0",
+        "heartbeats[0].service: no service `nope` is configured",
+        "heartbeats[0].token: missing; set it here or in KLAXON_HEARTBEAT_DB_BACKUP_TOKEN",
+        "heartbeats[1].name: `db-backup` is configured twice",
+        "heartbeats[1].grace: `soon` is not a duration",
+    ] {
+        assert!(all.contains(line), "missing `{line}` in:\n{all}");
+    }
+    assert!(!all.contains("file-sekrit"), "{all}");
+
+    std::fs::write(
+        &path,
+        format!("{base}[[heartbeats]]\nname = \"db-backup\"\nperiod = \"24h\"\nservice = \"db\"\n"),
+    )
+    .expect("config");
+    let out = Command::new(klaxon_binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("DISCORD_TOKEN")
+        .env("KLAXON_LOG", "error")
+        .env("KLAXON_HEARTBEAT_DB_BACKUP_TOKEN", "env-sekrit")
+        .output()
+        .expect("run klaxon");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("[[heartbeats]]"), "{all}");
+    assert!(all.contains("token = \"****\""), "{all}");
+    assert!(!all.contains("env-sekrit"), "{all}");
+}

@@ -219,6 +219,10 @@ pub(super) fn build_app(
         .prober(config.prober().map_err(anyhow::Error::msg)?)
         .services(config.services.clone())
         .thresholds(config.health.clone())
+        .heartbeats(crate::config::heartbeats::to_core(
+            &config.heartbeats,
+            &config.services,
+        ))
         .logs(config.logs.clone())
         .log_reads(klaxon_core::log_reads::ReadQueue::new(
             config.logs.max_concurrent_reads,

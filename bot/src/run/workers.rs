@@ -1,7 +1,7 @@
 //! The leader's background work: health probes, alert grouping and delivery (the
 //! outbox), delivery of the other posts (`klaxon_core::delivery`), maintenance windows,
-//! incident reminders, on-call hand-offs, Docker events and pruning of old rows
-//! (`[retention]`).
+//! incident reminders, on-call hand-offs, missed heartbeats, Docker events and
+//! pruning of old rows (`[retention]`).
 //!
 //! Each worker reads everything it works from out of the database, so a new leader
 //! (after a restart or a take-over) carries on where the last one stopped. Each one
@@ -47,6 +47,10 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
         tokio::spawn(
             retention_worker(Arc::clone(app), stopped(stop.clone()))
                 .instrument(info_span!("retention")),
+        ),
+        tokio::spawn(
+            heartbeat_worker(Arc::clone(app), stopped(stop.clone()))
+                .instrument(info_span!("heartbeats")),
         ),
     ];
     let events_app = Arc::clone(app);
@@ -104,6 +108,41 @@ async fn probe_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
         }
         if let Err(e) = klaxon_core::alerts::probes::round(&app, &mut state).await {
             warn!(error = %e, "probe results not stored; probing again next round");
+        }
+    }
+}
+
+/// How often the leader looks for missed heartbeats: well inside the promised 60 s.
+const HEARTBEAT_TICK: Duration = Duration::from_secs(1);
+
+/// Raises `HeartbeatMissed` for heartbeats past their deadline. At start (of this
+/// leader) every waiting heartbeat gets one grace period first: Klaxon's own
+/// downtime is no missed run.
+async fn heartbeat_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    if app.heartbeats.is_empty() {
+        return stop.await;
+    }
+    use klaxon_core::alerts::heartbeats;
+    loop {
+        match heartbeats::start(&app).await {
+            Ok(()) => break,
+            Err(e) => warn!(error = %e, "heartbeat deadlines not read; retrying"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(HEARTBEAT_TICK) => {}
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(HEARTBEAT_TICK) => {}
+        }
+        match heartbeats::check(&app).await {
+            Ok(0) => {}
+            Ok(n) => info!(missed = n, "heartbeats missed"),
+            Err(e) => warn!(error = %e, "heartbeat check failed; retrying next tick"),
         }
     }
 }

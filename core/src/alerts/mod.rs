@@ -13,6 +13,7 @@
 pub mod deliver;
 pub mod events;
 pub mod groups;
+pub mod heartbeats;
 pub mod intake;
 pub mod parse;
 pub mod probes;

@@ -21,6 +21,7 @@ use sqlx::{AnyPool, Executor};
 pub mod alerts;
 pub mod audit;
 pub mod deployments;
+pub mod heartbeats;
 pub mod lease;
 pub mod observe;
 pub mod oncall;
