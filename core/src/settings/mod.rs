@@ -10,3 +10,4 @@ pub mod maintenance;
 pub mod oncall;
 pub mod rollout;
 pub mod services;
+pub mod status_page;

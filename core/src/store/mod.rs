@@ -25,6 +25,7 @@ pub mod lease;
 pub mod observe;
 pub mod oncall;
 pub mod outbox;
+pub mod status;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
