@@ -3,13 +3,17 @@
 
 use std::fmt::Write as _;
 
-use super::model::{CompState, PublicIncident, Snapshot};
+use super::model::{PublicIncident, Snapshot};
 use crate::timefmt::date_time;
 
 /// Resolved incidents listed in the history (the page must stay under 50 KB).
-const HISTORY_SHOWN: usize = 30;
+const HISTORY_SHOWN: usize = 20;
 /// Updates shown per incident on the front page (all are on its own page).
-const UPDATES_SHOWN: usize = 8;
+const UPDATES_SHOWN: usize = 3;
+/// Characters of one update on the front page (in full on the incident's page).
+const UPDATE_CHARS: usize = 280;
+/// Open incidents shown with their updates; the others by title only.
+const OPEN_IN_FULL: usize = 5;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -85,7 +89,7 @@ fn incident(out: &mut String, i: &PublicIncident, all: bool) {
             "<li><b>{}</b> <span class=\"d\">{}</span><br>{}</li>",
             esc(&u.status),
             esc(&date_time(u.at_ms)),
-            esc(&u.text)
+            esc(&if all { u.text.clone() } else { crate::chat::truncate(&u.text, UPDATE_CHARS) })
         );
     }
     out.push_str("</ul></div>");
@@ -106,8 +110,18 @@ pub fn page(s: &Snapshot) -> String {
     );
     if !s.open.is_empty() {
         out.push_str("<h2>Open incidents</h2>");
-        for i in &s.open {
-            incident(&mut out, i, false);
+        for (k, i) in s.open.iter().enumerate() {
+            if k < OPEN_IN_FULL {
+                incident(&mut out, i, false);
+            } else {
+                let _ = write!(
+                    out,
+                    "<div class=\"box\"><a href=\"/incidents/{id}\">{title}</a> <span class=\"d\">{id} · {st}</span></div>",
+                    id = esc(&i.id),
+                    title = esc(&i.title),
+                    st = esc(&i.status)
+                );
+            }
         }
     }
     if !s.maintenance.is_empty() {
@@ -140,18 +154,23 @@ pub fn page(s: &Snapshot) -> String {
         }
         if !c.days.is_empty() {
             out.push_str("<div class=\"bar\">");
-            for d in &c.days {
-                if d.state == CompState::Operational {
-                    out.push_str("<i class=\"s-operational\"></i>");
-                } else {
-                    let _ = write!(
-                        out,
-                        "<i class=\"s-{}\" title=\"{} {}\"></i>",
-                        d.state.as_str(),
-                        esc(&d.date),
-                        d.state.as_str()
-                    );
-                }
+            // Runs of days in one state share a segment: a 90-day bar is a few
+            // elements, not 90, so many components stay within the size budget.
+            let mut k = 0;
+            while k < c.days.len() {
+                let d = &c.days[k];
+                let run = c.days[k..].iter().take_while(|x| x.state == d.state).count();
+                let last = &c.days[k + run - 1];
+                let _ = write!(
+                    out,
+                    "<i class=\"s-{}\" style=\"flex:{run}\" title=\"{}{}{}: {}\"></i>",
+                    d.state.as_str(),
+                    esc(&d.date),
+                    if run > 1 { " to " } else { "" },
+                    if run > 1 { esc(&last.date) } else { String::new() },
+                    d.state.as_str()
+                );
+                k += run;
             }
             let _ = write!(out, "</div><div class=\"d\">{} days</div>", c.days.len());
         }

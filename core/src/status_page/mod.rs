@@ -74,3 +74,6 @@ pub fn on_event<'a>(app: &'a App, e: &'a Event) -> Handling<'a> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests;
