@@ -126,6 +126,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     #[serde(default)]
     pub oncall: klaxon_core::settings::oncall::OncallConfig,
+    #[serde(default)]
+    pub status_page: klaxon_core::settings::status_page::StatusPageConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -515,6 +517,8 @@ impl Config {
         if let Err(e) = self.oncall_settings() {
             errs.extend(e);
         }
+        let names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+        errs.extend(self.status_page.problems(&names));
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {
