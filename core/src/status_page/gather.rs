@@ -62,10 +62,22 @@ fn day_of(ms: i64) -> i64 {
 
 /// The public updates of one incident: what its stakeholder notices said.
 fn updates(i: &Incident, timeline: &[Entry]) -> Vec<PublicUpdate> {
-    let opening = [&i.impact, &i.summary]
+    // The resolve summary, from `Resolved after 5m: the summary` as
+    // `incidents::resolve` writes it; it also replaces the incident's summary.
+    let resolved_summary = timeline
+        .iter()
+        .rfind(|e| e.kind == EntryKind::Resolved && !e.deleted)
+        .and_then(|e| e.text.strip_prefix("Resolved after "))
+        .and_then(|r| r.split_once(": "))
+        .map(|(_, summary)| summary.to_string());
+    let summary_at_open = match &resolved_summary {
+        Some(r) if *r == i.summary => "",
+        _ => i.summary.as_str(),
+    };
+    let opening = [i.impact.as_str(), summary_at_open]
         .into_iter()
         .find(|t| !t.trim().is_empty())
-        .cloned()
+        .map(String::from)
         .unwrap_or_else(|| "We are investigating.".into());
     let mut out = vec![PublicUpdate {
         at_ms: i.opened_ms,
@@ -91,15 +103,17 @@ fn updates(i: &Incident, timeline: &[Entry]) -> Vec<PublicUpdate> {
         });
     }
     if let Some(r) = i.resolved_ms {
-        let text = if i.resolution.trim().is_empty() {
-            "This incident has been resolved.".to_string()
-        } else {
-            i.resolution.clone()
-        };
+        let mut lines: Vec<String> = resolved_summary.into_iter().collect();
+        if !i.resolution.trim().is_empty() {
+            lines.push(format!("Resolution: {}", i.resolution.trim()));
+        }
+        if lines.is_empty() {
+            lines.push("This incident has been resolved.".into());
+        }
         out.push(PublicUpdate {
             at_ms: r,
             status: "Resolved".into(),
-            text,
+            text: lines.join("\n"),
         });
     }
     out
