@@ -109,10 +109,19 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
@@ -139,6 +148,10 @@ async fn incident(State(p): State<Arc<Published>>, Path(id): Path<String>) -> Re
         .and_then(|id| rendered.incidents.get(&id.to_string()));
     match page {
         Some(html) => respond(StatusCode::OK, HTML, html.clone()),
-        None => respond(StatusCode::NOT_FOUND, TEXT, "no such public incident\n".into()),
+        None => respond(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "no such public incident\n".into(),
+        ),
     }
 }

@@ -77,7 +77,11 @@ pub fn screenshot(url: &str, width: u32, height: u32, name: &str) -> PathBuf {
         url,
     );
     let meta = std::fs::metadata(&file).expect("chromium wrote the screenshot");
-    assert!(meta.len() > 1_000, "an empty screenshot: {}", file.display());
+    assert!(
+        meta.len() > 1_000,
+        "an empty screenshot: {}",
+        file.display()
+    );
     println!("screenshot {width}x{height}: {}", file.display());
     file
 }

@@ -16,7 +16,12 @@ fn choice(name: &str) -> i64 {
 }
 
 /// Polls `GET /` until `pred` holds; how long it took from `since`.
-async fn page_until(base: &str, since: Instant, what: &str, pred: impl Fn(&str) -> bool) -> Duration {
+async fn page_until(
+    base: &str,
+    since: Instant,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> Duration {
     let client = reqwest::Client::new();
     loop {
         let body = client
@@ -39,14 +44,26 @@ async fn page_until(base: &str, since: Instant, what: &str, pred: impl Fn(&str) 
 }
 
 fn component(dom: &str, state: &str) -> bool {
-    dom.contains(&format!("data-component=\"Checkout API\" data-state=\"{state}\""))
+    dom.contains(&format!(
+        "data-component=\"Checkout API\" data-state=\"{state}\""
+    ))
 }
 
 /// The browser's DOM and the two screenshots of one step.
 fn look(base: &str, step: &str) -> String {
     let dom = browser::dump_dom(&format!("{base}/"));
-    browser::screenshot(&format!("{base}/"), 390, 844, &format!("status-page-{step}-390x844.png"));
-    browser::screenshot(&format!("{base}/"), 1280, 800, &format!("status-page-{step}-1280x800.png"));
+    browser::screenshot(
+        &format!("{base}/"),
+        390,
+        844,
+        &format!("status-page-{step}-390x844.png"),
+    );
+    browser::screenshot(
+        &format!("{base}/"),
+        1280,
+        800,
+        &format!("status-page-{step}-1280x800.png"),
+    );
     dom
 }
 
@@ -54,7 +71,9 @@ fn look(base: &str, step: &str) -> String {
 /// component's state comes from the incident.
 async fn healthy_endpoint() -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut c, _)) = l.accept().await {
@@ -62,7 +81,9 @@ async fn healthy_endpoint() -> String {
                 let mut buf = [0u8; 2048];
                 let _ = c.read(&mut buf).await;
                 let _ = c
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
                     .await;
             });
         }
@@ -115,7 +136,10 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
     assert!(component(&dom, "outage"), "{dom}");
     assert!(dom.contains("Major outage"));
     assert!(dom.contains("Checkout fails for every customer"));
-    assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt; checkout down"), "{dom}");
+    assert!(
+        dom.contains("&lt;script&gt;alert(1)&lt;/script&gt; checkout down"),
+        "{dom}"
+    );
     assert!(!dom.contains("<script>"), "the title stays text");
     let one = browser::dump_dom(&format!("{base}/incidents/INC-1"));
     assert!(one.contains("Checkout fails for every customer"), "{one}");
@@ -132,7 +156,10 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
         .await
         .assert_contains("INC-1 is **Identified**");
     let since = Instant::now();
-    let took = page_until(&base, since, "the update", |b| b.contains("A bad release; rolling back")).await;
+    let took = page_until(&base, since, "the update", |b| {
+        b.contains("A bad release; rolling back")
+    })
+    .await;
     println!("update shown on the page after {took:?}");
     let dom = look(&base, "2-update");
     assert!(component(&dom, "outage"), "{dom}");
@@ -149,12 +176,18 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
         .reply()
         .await;
     let since = Instant::now();
-    let took = page_until(&base, since, "the resolution", |b| component(b, "operational")).await;
+    let took = page_until(&base, since, "the resolution", |b| {
+        component(b, "operational")
+    })
+    .await;
     println!("resolution shown on the page after {took:?}");
     let dom = look(&base, "3-resolved");
     assert!(component(&dom, "operational"), "{dom}");
     assert!(dom.contains("All systems operational"), "{dom}");
-    assert!(dom.contains("Past incidents") && dom.contains("INC-1"), "{dom}");
+    assert!(
+        dom.contains("Past incidents") && dom.contains("INC-1"),
+        "{dom}"
+    );
     let one = browser::dump_dom(&format!("{base}/incidents/INC-1"));
     for words in [
         "A bad release; rolling back",
@@ -166,22 +199,39 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
 
     // The feed, the JSON, the headers.
     let client = reqwest::Client::new();
-    let r = client.get(format!("{base}/feed.atom")).send().await.expect("feed");
-    assert_eq!(r.headers()["content-type"], "application/atom+xml; charset=utf-8");
+    let r = client
+        .get(format!("{base}/feed.atom"))
+        .send()
+        .await
+        .expect("feed");
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
     let feed = r.text().await.expect("feed body");
     let root = browser::well_formed(&feed).unwrap_or_else(|e| panic!("{e}: {feed}"));
     assert_eq!(root, "feed xmlns=\"http://www.w3.org/2005/Atom\"");
     assert!(feed.contains("<entry>") && feed.contains("A bad release; rolling back"));
-    let r = client.get(format!("{base}/status.json")).send().await.expect("json");
+    let r = client
+        .get(format!("{base}/status.json"))
+        .send()
+        .await
+        .expect("json");
     assert_eq!(r.headers()["content-type"], "application/json");
     let v: serde_json::Value = r.json().await.expect("status.json parses");
     assert_eq!(v["overall"], "operational");
     assert_eq!(v["components"][0]["name"], "Checkout API");
     let r = client.get(format!("{base}/")).send().await.expect("page");
     let h = r.headers();
-    assert_eq!(h["content-security-policy"], "default-src 'none'; style-src 'unsafe-inline'; img-src data:");
+    assert_eq!(
+        h["content-security-policy"],
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert!(h["cache-control"].to_str().unwrap_or_default().contains("max-age="));
+    assert!(h["cache-control"]
+        .to_str()
+        .unwrap_or_default()
+        .contains("max-age="));
     assert_eq!(h["content-type"], "text/html; charset=utf-8");
     let size = r.bytes().await.expect("page").len();
     assert!(size < 50 * 1024, "{size} bytes");

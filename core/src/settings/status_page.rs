@@ -87,9 +87,10 @@ impl StatusPageConfig {
                 self.show_maintenance_before
             ));
         }
-        if !self.base_url.is_empty()
-            && !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://"))
-        {
+        let url_ok = self.base_url.is_empty()
+            || self.base_url.starts_with("https://")
+            || self.base_url.starts_with("http://");
+        if !url_ok {
             errs.push("status_page.base_url: must be an http(s) URL".into());
         }
         let mut seen = std::collections::BTreeSet::new();

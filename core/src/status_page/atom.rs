@@ -74,7 +74,12 @@ pub fn feed(s: &Snapshot) -> String {
             rfc3339(u.at_ms)
         );
         if !base.is_empty() {
-            let _ = write!(out, "<link href=\"{}/incidents/{}\"/>", esc(base), esc(&i.id));
+            let _ = write!(
+                out,
+                "<link href=\"{}/incidents/{}\"/>",
+                esc(base),
+                esc(&i.id)
+            );
         }
         let _ = write!(
             out,

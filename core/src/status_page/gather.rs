@@ -8,7 +8,9 @@
 
 use chrono::{TimeZone, Utc};
 
-use super::model::{CompState, Component, Day, PublicIncident, PublicUpdate, PublicWindow, Snapshot};
+use super::model::{
+    CompState, Component, Day, PublicIncident, PublicUpdate, PublicWindow, Snapshot,
+};
 use crate::app::App;
 use crate::health::State;
 use crate::settings::status_page::StatusPageConfig;
@@ -29,7 +31,8 @@ pub async fn snapshot(app: &App, cfg: &StatusPageConfig) -> Result<Snapshot, Sto
         Ok(r) => r.services.into_iter().map(|s| (s.name, s.state)).collect(),
         Err(_) => Vec::new(),
     };
-    let incidents = crate::store::status::incidents_since(&app.store, since, INCIDENTS_READ).await?;
+    let incidents =
+        crate::store::status::incidents_since(&app.store, since, INCIDENTS_READ).await?;
     let mut with_updates = Vec::with_capacity(incidents.len());
     for i in incidents {
         let timeline = crate::store::incidents::timeline(&app.store, i.id).await?;
@@ -86,7 +89,10 @@ fn updates(i: &Incident, timeline: &[Entry]) -> Vec<PublicUpdate> {
     }];
     // `Status Identified: the message`, as `incidents::set_status` writes it; the
     // message is the notice's `Update:` line.
-    for e in timeline.iter().filter(|e| e.kind == EntryKind::Status && !e.deleted) {
+    for e in timeline
+        .iter()
+        .filter(|e| e.kind == EntryKind::Status && !e.deleted)
+    {
         let Some(rest) = e.text.strip_prefix("Status ") else {
             continue;
         };
@@ -128,7 +134,9 @@ pub fn build(
     windows: &[Window],
 ) -> Snapshot {
     let comps_of = |service: Option<&str>| -> Vec<String> {
-        let Some(svc) = service else { return Vec::new() };
+        let Some(svc) = service else {
+            return Vec::new();
+        };
         cfg.components
             .iter()
             .filter(|c| c.services.iter().any(|s| s.eq_ignore_ascii_case(svc)))
@@ -187,11 +195,16 @@ pub fn build(
                 .map(|(_, s)| from_health(*s))
                 .max()
                 .unwrap_or(CompState::Operational);
-            for (i, _) in incidents.iter().filter(|(i, _)| i.is_open() && mine(&i.service)) {
+            for (i, _) in incidents
+                .iter()
+                .filter(|(i, _)| i.is_open() && mine(&i.service))
+            {
                 state = state.max(from_severity(i.severity));
             }
             if state == CompState::Operational
-                && maintenance.iter().any(|w| w.active && w.components.contains(&c.name))
+                && maintenance
+                    .iter()
+                    .any(|w| w.active && w.components.contains(&c.name))
             {
                 state = CompState::Maintenance;
             }
@@ -202,8 +215,7 @@ pub fn build(
                         .iter()
                         .filter(|(i, _)| mine(&i.service))
                         .filter(|(i, _)| {
-                            day_of(i.opened_ms) <= d
-                                && i.resolved_ms.map_or(true, |r| day_of(r) >= d)
+                            day_of(i.opened_ms) <= d && i.resolved_ms.is_none_or(|r| day_of(r) >= d)
                         })
                         .map(|(i, _)| from_severity(i.severity))
                         .max()

@@ -89,7 +89,11 @@ fn incident(out: &mut String, i: &PublicIncident, all: bool) {
             "<li><b>{}</b> <span class=\"d\">{}</span><br>{}</li>",
             esc(&u.status),
             esc(&date_time(u.at_ms)),
-            esc(&if all { u.text.clone() } else { crate::chat::truncate(&u.text, UPDATE_CHARS) })
+            esc(&if all {
+                u.text.clone()
+            } else {
+                crate::chat::truncate(&u.text, UPDATE_CHARS)
+            })
         );
     }
     out.push_str("</ul></div>");
@@ -159,7 +163,10 @@ pub fn page(s: &Snapshot) -> String {
             let mut k = 0;
             while k < c.days.len() {
                 let d = &c.days[k];
-                let run = c.days[k..].iter().take_while(|x| x.state == d.state).count();
+                let run = c.days[k..]
+                    .iter()
+                    .take_while(|x| x.state == d.state)
+                    .count();
                 let last = &c.days[k + run - 1];
                 let _ = write!(
                     out,
@@ -167,7 +174,11 @@ pub fn page(s: &Snapshot) -> String {
                     d.state.as_str(),
                     esc(&d.date),
                     if run > 1 { " to " } else { "" },
-                    if run > 1 { esc(&last.date) } else { String::new() },
+                    if run > 1 {
+                        esc(&last.date)
+                    } else {
+                        String::new()
+                    },
                     d.state.as_str()
                 );
                 k += run;

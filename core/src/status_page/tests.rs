@@ -23,8 +23,16 @@ fn cfg(components: usize) -> StatusPageConfig {
         base_url: "https://status.example.com".into(),
         components: (0..components)
             .map(|k| ComponentConfig {
-                name: if k == 0 { "API".into() } else { format!("Component {k}") },
-                services: vec![if k == 0 { "api".into() } else { format!("svc{k}") }],
+                name: if k == 0 {
+                    "API".into()
+                } else {
+                    format!("Component {k}")
+                },
+                services: vec![if k == 0 {
+                    "api".into()
+                } else {
+                    format!("svc{k}")
+                }],
                 description: format!("What component {k} does"),
             })
             .collect(),
@@ -46,7 +54,11 @@ fn incident(n: i64, title: &str, service: &str, opened: i64, resolved: Option<i6
         id: IncidentId(n),
         title: title.into(),
         severity: Severity::P1,
-        status: if resolved.is_some() { Status::Resolved } else { Status::Investigating },
+        status: if resolved.is_some() {
+            Status::Resolved
+        } else {
+            Status::Investigating
+        },
         service: Some(service.into()),
         summary: format!("Alert {LABEL} fired; see {CONTAINER}"),
         guild_id: Some(1),
@@ -63,7 +75,11 @@ fn incident(n: i64, title: &str, service: &str, opened: i64, resolved: Option<i6
         next_page_ms: None,
         next_update_ms: None,
         root_cause: LOG_LINE.into(),
-        resolution: if resolved.is_some() { "Fixed the config.".into() } else { String::new() },
+        resolution: if resolved.is_some() {
+            "Fixed the config.".into()
+        } else {
+            String::new()
+        },
         impact: "Checkout is failing for some customers".into(),
         lessons: NOTE.into(),
         postmortem: Some(NOTE.into()),
@@ -92,8 +108,18 @@ fn planted_timeline(at: i64) -> Vec<Entry> {
         entry(2, EntryKind::Alert, at, LABEL),
         entry(3, EntryKind::Message, at, LOG_LINE),
         entry(4, EntryKind::Command, at, CONTAINER),
-        entry(5, EntryKind::Ack, at, &format!("Acknowledged by <@{MEMBER}> {MEMBER_NAME}")),
-        entry(6, EntryKind::Status, at + 60_000, "Status Identified: A bad config was rolled back"),
+        entry(
+            5,
+            EntryKind::Ack,
+            at,
+            &format!("Acknowledged by <@{MEMBER}> {MEMBER_NAME}"),
+        ),
+        entry(
+            6,
+            EntryKind::Status,
+            at + 60_000,
+            "Status Identified: A bad config was rolled back",
+        ),
     ]
 }
 
@@ -129,12 +155,24 @@ fn window() -> Window {
 
 fn rendered_with(title: &str) -> (Snapshot, Rendered) {
     let open = incident(7, title, "api", NOW - 600_000, None);
-    let old = incident(6, "Slow logins", "api", NOW - 3 * 86_400_000, Some(NOW - 3 * 86_400_000 + 3_600_000));
+    let old = incident(
+        6,
+        "Slow logins",
+        "api",
+        NOW - 3 * 86_400_000,
+        Some(NOW - 3 * 86_400_000 + 3_600_000),
+    );
     let s = build(
         &cfg(2),
         NOW,
-        &[("api".into(), State::Healthy), ("svc1".into(), State::Unknown)],
-        &[(open, planted_timeline(NOW - 500_000)), (old, planted_timeline(NOW - 3 * 86_400_000))],
+        &[
+            ("api".into(), State::Healthy),
+            ("svc1".into(), State::Unknown),
+        ],
+        &[
+            (open, planted_timeline(NOW - 500_000)),
+            (old, planted_timeline(NOW - 3 * 86_400_000)),
+        ],
         &[window()],
     );
     let r = render(&s);
@@ -146,10 +184,18 @@ fn an_open_p1_puts_its_component_in_outage_with_its_public_updates() {
     let (s, r) = rendered_with("Checkout errors");
     assert_eq!(s.components[0].state, model::CompState::Outage);
     assert_eq!(s.components[1].state, model::CompState::Operational);
-    assert!(r.page.contains("data-component=\"API\" data-state=\"outage\""), "{}", r.page);
+    assert!(
+        r.page
+            .contains("data-component=\"API\" data-state=\"outage\""),
+        "{}",
+        r.page
+    );
     assert!(r.page.contains("Checkout is failing for some customers"));
     assert!(r.page.contains("A bad config was rolled back"));
-    assert!(r.page.contains("Database upgrade"), "upcoming maintenance shown");
+    assert!(
+        r.page.contains("Database upgrade"),
+        "upcoming maintenance shown"
+    );
     assert!(r.incidents["INC-7"].contains("A bad config was rolled back"));
     assert!(r.incidents["INC-6"].contains("Fixed the config."));
     let bar = &s.components[0].days;
@@ -161,9 +207,16 @@ fn an_open_p1_puts_its_component_in_outage_with_its_public_updates() {
 #[test]
 fn a_script_title_renders_as_text_in_every_format() {
     let (_, r) = rendered_with("<script>alert(1)</script>");
-    for (name, body) in [("html", &r.page), ("incident", &r.incidents["INC-7"]), ("atom", &r.feed)] {
+    for (name, body) in [
+        ("html", &r.page),
+        ("incident", &r.incidents["INC-7"]),
+        ("atom", &r.feed),
+    ] {
         assert!(!body.contains("<script>"), "{name}: {body}");
-        assert!(body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{name}");
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{name}"
+        );
     }
     let v: serde_json::Value = serde_json::from_str(&r.json).unwrap();
     assert_eq!(v["incidents"][0]["title"], "<script>alert(1)</script>");
@@ -173,10 +226,26 @@ fn a_script_title_renders_as_text_in_every_format() {
 #[test]
 fn nothing_internal_reaches_the_page_the_feed_or_the_json() {
     let (_, r) = rendered_with("Checkout errors");
-    let mut bodies = vec![("html", r.page.clone()), ("atom", r.feed.clone()), ("json", r.json.clone())];
-    bodies.extend(r.incidents.iter().map(|(k, v)| ("incident", format!("{k}{v}"))));
+    let mut bodies = vec![
+        ("html", r.page.clone()),
+        ("atom", r.feed.clone()),
+        ("json", r.json.clone()),
+    ];
+    bodies.extend(
+        r.incidents
+            .iter()
+            .map(|(k, v)| ("incident", format!("{k}{v}"))),
+    );
     for (name, body) in &bodies {
-        for secret in [NOTE, &MEMBER.to_string(), MEMBER_NAME, LABEL, LOG_LINE, CONTAINER, "api-7f9c4"] {
+        for secret in [
+            NOTE,
+            &MEMBER.to_string(),
+            MEMBER_NAME,
+            LABEL,
+            LOG_LINE,
+            CONTAINER,
+            "api-7f9c4",
+        ] {
             assert!(!body.contains(secret), "{name} shows `{secret}`");
         }
     }
@@ -188,10 +257,23 @@ fn the_page_stays_under_50_kb_with_many_incidents_and_components() {
         .map(|n| {
             let opened = NOW - n * 10 * 3_600_000;
             let resolved = (n > 20).then_some(opened + 3_600_000);
-            let mut i = incident(n, &"A long incident title that goes on and on ".repeat(3), &format!("svc{}", n % 12), opened, resolved);
+            let mut i = incident(
+                n,
+                &"A long incident title that goes on and on ".repeat(3),
+                &format!("svc{}", n % 12),
+                opened,
+                resolved,
+            );
             i.impact = "x".repeat(300);
             let t: Vec<_> = (0..15)
-                .map(|k| entry(k, EntryKind::Status, opened + k * 60_000, &format!("Status Monitoring: {}", "y".repeat(200))))
+                .map(|k| {
+                    entry(
+                        k,
+                        EntryKind::Status,
+                        opened + k * 60_000,
+                        &format!("Status Monitoring: {}", "y".repeat(200)),
+                    )
+                })
                 .collect();
             (i, t)
         })
@@ -205,12 +287,22 @@ fn the_page_stays_under_50_kb_with_many_incidents_and_components() {
 #[test]
 fn the_feed_is_atom_and_the_json_parses() {
     let (_, r) = rendered_with("Checkout & <friends>");
-    assert!(r.feed.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">"));
-    for tag in ["<id>", "<title>", "<updated>", "<entry>", "<content type=\"text\">"] {
+    assert!(r.feed.starts_with(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">"
+    ));
+    for tag in [
+        "<id>",
+        "<title>",
+        "<updated>",
+        "<entry>",
+        "<content type=\"text\">",
+    ] {
         assert!(r.feed.contains(tag), "{tag}");
     }
     assert!(r.feed.contains("Checkout &amp; &lt;friends&gt;"));
-    assert!(r.feed.contains("<id>https://status.example.com/incidents/INC-7#"));
+    assert!(r
+        .feed
+        .contains("<id>https://status.example.com/incidents/INC-7#"));
     assert_eq!(well_formed(&r.feed), Ok(()));
     let v: serde_json::Value = serde_json::from_str(&r.json).unwrap();
     assert_eq!(v["overall"], "outage");
@@ -219,7 +311,9 @@ fn the_feed_is_atom_and_the_json_parses() {
 
 /// A strict check that tags nest and close and every `&` starts a known entity.
 pub(crate) fn well_formed(xml: &str) -> Result<(), String> {
-    let body = xml.strip_prefix("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n").ok_or("no declaration")?;
+    let body = xml
+        .strip_prefix("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n")
+        .ok_or("no declaration")?;
     let mut stack: Vec<String> = Vec::new();
     let mut rest = body;
     while let Some(lt) = rest.find('<') {
@@ -240,7 +334,11 @@ pub(crate) fn well_formed(xml: &str) -> Result<(), String> {
         rest = &rest[gt + 1..];
     }
     check_text(rest)?;
-    if stack.is_empty() { Ok(()) } else { Err(format!("unclosed {stack:?}")) }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed {stack:?}"))
+    }
 }
 
 fn check_text(t: &str) -> Result<(), String> {
@@ -248,7 +346,9 @@ fn check_text(t: &str) -> Result<(), String> {
         return Err(format!("raw `>` in {t}"));
     }
     for (k, _) in t.match_indices('&') {
-        let ok = ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].iter().any(|e| t[k..].starts_with(e));
+        let ok = ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
+            .iter()
+            .any(|e| t[k..].starts_with(e));
         if !ok {
             return Err(format!("bare & in {t}"));
         }

@@ -19,7 +19,8 @@ use crate::actor::Actor;
 use crate::severity::Severity;
 use crate::store::{Store, StoreError};
 
-pub(super) const COLUMNS: &str = "id, title, severity, status, service, summary, guild_id, channel_id, \
+pub(super) const COLUMNS: &str =
+    "id, title, severity, status, service, summary, guild_id, channel_id, \
      card_message_id, commander_id, commander_name, comms_id, comms_name, scribe_id, \
      scribe_name, opened_ms, acked_ms, acked_by_name, resolved_ms, last_update_ms, \
      next_page_ms, next_update_ms, root_cause, resolution, impact, lessons, postmortem";
