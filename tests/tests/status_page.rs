@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use klaxon_core::permissions::Level;
 use klaxon_tests::browser;
 use klaxon_tests::tester::INCIDENTS;
-use klaxon_tests::Tester;
+use klaxon_tests::{both_databases, Db, Tester};
 
 fn choice(name: &str) -> i64 {
     ["investigating", "identified", "monitoring", "resolved"]
@@ -50,19 +50,19 @@ fn component(dom: &str, state: &str) -> bool {
 }
 
 /// The browser's DOM and the two screenshots of one step.
-fn look(base: &str, step: &str) -> String {
+fn look(base: &str, db: &str, step: &str) -> String {
     let dom = browser::dump_dom(&format!("{base}/"));
     browser::screenshot(
         &format!("{base}/"),
         390,
         844,
-        &format!("status-page-{step}-390x844.png"),
+        &format!("status-page-{db}-{step}-390x844.png"),
     );
     browser::screenshot(
         &format!("{base}/"),
         1280,
         800,
-        &format!("status-page-{step}-1280x800.png"),
+        &format!("status-page-{db}-{step}-1280x800.png"),
     );
     dom
 }
@@ -91,10 +91,16 @@ async fn healthy_endpoint() -> String {
     format!("http://{addr}/health")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
+both_databases!(
+    p1_open_update_resolve,
+    a_p1_shows_in_a_real_browser_from_open_to_resolved_on_sqlite,
+    a_p1_shows_in_a_real_browser_from_open_to_resolved_on_postgres,
+);
+
+async fn p1_open_update_resolve(db: Db) {
     let health = healthy_endpoint().await;
     let t = Tester::builder()
+        .db(db)
         .service("api", None, Some(&health))
         .status_page(|c| {
             c.listen = Some("127.0.0.1:0".parse().expect("an address"));
@@ -110,8 +116,9 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
         .await;
     let addr = t.bot().status_page_addr.expect("the status page listens");
     let base = format!("http://{addr}");
+    let tag = format!("{db:?}").to_lowercase();
 
-    let dom = look(&base, "0-calm");
+    let dom = look(&base, &tag, "0-calm");
     assert!(component(&dom, "operational"), "{dom}");
     assert!(dom.contains("All systems operational"), "{dom}");
 
@@ -132,7 +139,7 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
     assert!(notice.text().contains("[P1 INCIDENT]"), "{}", notice.text());
     let took = page_until(&base, since, "the P1", |b| component(b, "outage")).await;
     println!("open shown on the page after {took:?}");
-    let dom = look(&base, "1-open");
+    let dom = look(&base, &tag, "1-open");
     assert!(component(&dom, "outage"), "{dom}");
     assert!(dom.contains("Major outage"));
     assert!(dom.contains("Checkout fails for every customer"));
@@ -161,7 +168,7 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
     })
     .await;
     println!("update shown on the page after {took:?}");
-    let dom = look(&base, "2-update");
+    let dom = look(&base, &tag, "2-update");
     assert!(component(&dom, "outage"), "{dom}");
     assert!(dom.contains("Identified"));
 
@@ -181,7 +188,7 @@ async fn a_p1_shows_on_the_page_in_a_real_browser_from_open_to_resolved() {
     })
     .await;
     println!("resolution shown on the page after {took:?}");
-    let dom = look(&base, "3-resolved");
+    let dom = look(&base, &tag, "3-resolved");
     assert!(component(&dom, "operational"), "{dom}");
     assert!(dom.contains("All systems operational"), "{dom}");
     assert!(
