@@ -280,6 +280,10 @@ fn the_page_stays_under_50_kb_with_many_incidents_and_components() {
         .collect();
     let s = build(&cfg(12), NOW, &[], &incidents, &[window()]);
     let r = render(&s);
+    println!(
+        "front page with 200 incidents, 12 components: {} bytes",
+        r.page.len()
+    );
     assert!(r.page.len() < 50 * 1024, "page is {} bytes", r.page.len());
     assert_eq!(r.incidents.len(), 200);
 }
