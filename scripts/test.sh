@@ -43,7 +43,7 @@
 # `--network host`. Nothing here contacts anything but 127.0.0.1 and unix sockets (apart
 # from apt-get when provisioning as root).
 #
-# Runs on Debian 12 as root (CI: provisions docker.io, busybox-static and postgresql with
+# Runs on Debian 12 as root (CI: provisions docker.io, busybox-static, postgresql and chromium with
 # apt-get when missing) and on a developer machine as a normal user (then the packages must
 # be installed already, and dockerd is started through `sudo -n`, or use
 # KLAXON_TEST_EXTERNAL_DOCKER).
@@ -418,6 +418,8 @@ missing_packages() {
     find_pg_bin >/dev/null || m+=(postgresql)
     # promtool checks docs/monitoring/*.yml (tests/tests/monitoring.rs).
     command -v promtool >/dev/null 2>&1 || m+=(prometheus)
+    # The status page is read by a real headless browser (tests/tests/status_page.rs).
+    [ -x /usr/bin/chromium ] || m+=(chromium)
     echo "${m[*]}"
 }
 

@@ -132,6 +132,8 @@ pub struct Config {
     /// `[[heartbeats]]`: dead-man's switches for cron jobs.
     #[serde(default)]
     pub heartbeats: Vec<heartbeats::HeartbeatConfig>,
+    #[serde(default)]
+    pub status_page: klaxon_core::settings::status_page::StatusPageConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -524,6 +526,8 @@ impl Config {
         if let Err(e) = self.oncall_settings() {
             errs.extend(e);
         }
+        let names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+        errs.extend(self.status_page.problems(&names));
         let known = klaxon_commands::known_command_names(&klaxon_commands::all());
         for name in self.permissions.keys() {
             if !known.iter().any(|k| k == name.trim_start_matches('/')) {

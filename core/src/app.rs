@@ -84,6 +84,8 @@ pub struct App {
     /// Discord did not answer at start-up (or at a take-over), and Klaxon is
     /// retrying: the cause, for `/readyz`. `None` once it answered.
     pub discord_outage: std::sync::Mutex<Option<String>>,
+    /// Woken when the public status page should be rendered again.
+    pub status_page_wake: Arc<tokio::sync::Notify>,
     /// Who hears of command runs, alert changes and maintenance steps: the
     /// subscribers registered by [`App::builder`] (see [`crate::events`]).
     pub events: Bus<App>,

@@ -106,6 +106,7 @@ fn default_subscribers() -> Bus<App> {
     let mut bus = Bus::default();
     bus.subscribe("incident timeline", crate::incidents::record_event);
     bus.subscribe("audit mirror", crate::mirror::audit_mirror);
+    bus.subscribe("status page", crate::status_page::on_event);
     bus
 }
 
@@ -304,6 +305,7 @@ impl AppBuilder {
             in_flight: Default::default(),
             discord_outage: std::sync::Mutex::new(self.discord_outage),
             events: self.events,
+            status_page_wake: Default::default(),
         }
     }
 }

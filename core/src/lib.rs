@@ -36,6 +36,7 @@ pub mod routing;
 pub mod secret;
 pub mod settings;
 pub mod severity;
+pub mod status_page;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

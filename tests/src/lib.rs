@@ -7,6 +7,7 @@
 //! test did not read or broke any Discord limit.
 
 pub mod bench;
+pub mod browser;
 pub mod databases;
 pub mod docker;
 pub mod env;

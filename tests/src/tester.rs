@@ -239,6 +239,14 @@ impl TesterBuilder {
         }
         self
     }
+    /// `[status_page]`; set `listen` to `127.0.0.1:0` to serve it.
+    pub fn status_page(
+        mut self,
+        f: impl FnOnce(&mut klaxon_core::settings::status_page::StatusPageConfig),
+    ) -> Self {
+        f(&mut self.config.status_page);
+        self
+    }
     /// `[http]` limits (the listen address is always a free loopback port).
     pub fn http(mut self, f: impl FnOnce(&mut HttpConfig)) -> Self {
         f(&mut self.config.http);

@@ -48,6 +48,9 @@ pub struct Bot {
     pub http: Arc<serenity::Http>,
     stop: watch::Sender<bool>,
     http_server: JoinHandle<()>,
+    /// Where the public status page is served, when `[status_page] listen` is set.
+    pub status_page_addr: Option<SocketAddr>,
+    status_page: Option<JoinHandle<()>>,
     proxy_stop: watch::Sender<bool>,
     proxy_task: JoinHandle<()>,
     lease_stop: watch::Sender<bool>,
@@ -108,6 +111,9 @@ impl Bot {
         }
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http_server).await;
+        if let Some(t) = self.status_page {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
         // Commands already running finish (their replies go through the proxy, their
         // audit rows to the database), for a bounded time.
         let deadline = Instant::now() + FLUSH_ON_SHUTDOWN;
@@ -145,6 +151,9 @@ impl Bot {
             stop_duties(&self.app, d, false).await;
         }
         self.http_server.abort();
+        if let Some(t) = &self.status_page {
+            t.abort();
+        }
         self.proxy_task.abort();
         self.app.store.close().await;
     }

@@ -115,6 +115,14 @@ pub(super) async fn start(config: Config, clock: Clock) -> anyhow::Result<Bot> {
     )
     .await?;
     info!(%http_addr, "HTTP server listening");
+    let status_page = crate::status_page::spawn(
+        &config.status_page,
+        &config.http,
+        Arc::clone(&app),
+        stop_rx.clone(),
+    )
+    .await?;
+    let (status_page_addr, status_page) = status_page.unzip();
 
     let lease =
         (app.store.backend() == Backend::Postgres).then(|| Lease::new(leader::holder_name()));
@@ -137,6 +145,8 @@ pub(super) async fn start(config: Config, clock: Clock) -> anyhow::Result<Bot> {
         http: chat_http,
         stop,
         http_server,
+        status_page_addr,
+        status_page,
         proxy_stop,
         proxy_task,
         lease_stop,

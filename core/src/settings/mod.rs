@@ -12,3 +12,4 @@ pub mod oncall;
 pub mod retention;
 pub mod rollout;
 pub mod services;
+pub mod status_page;

@@ -19,7 +19,8 @@ use crate::actor::Actor;
 use crate::severity::Severity;
 use crate::store::{Store, StoreError};
 
-const COLUMNS: &str = "id, title, severity, status, service, summary, guild_id, channel_id, \
+pub(super) const COLUMNS: &str =
+    "id, title, severity, status, service, summary, guild_id, channel_id, \
      card_message_id, commander_id, commander_name, comms_id, comms_name, scribe_id, \
      scribe_name, opened_ms, acked_ms, acked_by_name, resolved_ms, last_update_ms, \
      next_page_ms, next_update_ms, root_cause, resolution, impact, lessons, postmortem";
@@ -32,7 +33,7 @@ fn who(id: Option<i64>, name: Option<String>) -> Option<Actor> {
     Some(Actor::member(id? as u64, name.unwrap_or_default()))
 }
 
-fn incident_from(r: &AnyRow) -> Result<Incident, StoreError> {
+pub(super) fn incident_from(r: &AnyRow) -> Result<Incident, StoreError> {
     let severity: String = r.try_get("severity")?;
     let status: String = r.try_get("status")?;
     Ok(Incident {

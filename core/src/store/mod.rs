@@ -30,6 +30,7 @@ pub mod posts;
 pub mod retention;
 pub mod seed;
 pub mod stats;
+pub mod status;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;

@@ -1,0 +1,157 @@
+//! The public status page's listener (`[status_page] listen`, issue #15): its own
+//! address, apart from `[http] listen`, which keeps the intake, `/metrics` and
+//! `/readyz` private.
+//!
+//! Requests are answered from the last rendering in memory
+//! ([`klaxon_core::status_page::Published`]); they never reach the database. The
+//! refresher renders again when the domain events wake it (an incident command, a
+//! maintenance step) and every [`REFRESH`] for the health state. It uses the same
+//! bounded accept loop as the private listener (`listener::serve`).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use klaxon_core::app::App;
+use klaxon_core::settings::status_page::StatusPageConfig;
+use klaxon_core::status_page::{gather, render, Published};
+use klaxon_core::store::incidents::IncidentId;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::HttpConfig;
+use crate::listener::{self, Connections};
+
+/// How often the page is rendered again for the health state without an event.
+pub const REFRESH: Duration = Duration::from_secs(10);
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+const CACHE: &str = "public, max-age=5";
+
+/// Binds `[status_page] listen` (when set), renders once, and serves until
+/// `stop` turns true. The task runs the listener and the refresher together.
+pub async fn spawn(
+    cfg: &StatusPageConfig,
+    http: &HttpConfig,
+    app: Arc<App>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>> {
+    let Some(listen) = cfg.listen else {
+        return Ok(None);
+    };
+    let tcp = TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("status_page.listen: cannot listen on {listen}: {e}"))?;
+    let addr = tcp.local_addr()?;
+    let published = Arc::new(Published::default());
+    refresh(&app, cfg, &published).await;
+    let conns = Connections::new(
+        http.max_connections,
+        Duration::from_secs(http.read_timeout_secs),
+    );
+    let router = router(Arc::clone(&published));
+    let cfg = cfg.clone();
+    let mut stop_serve = stop.clone();
+    let task = tokio::spawn(async move {
+        let serve = listener::serve(tcp, router, conns, async move {
+            let _ = stop_serve.wait_for(|s| *s).await;
+        });
+        tokio::join!(serve, refresher(app, cfg, published, stop));
+    });
+    info!(%addr, "status page listening");
+    Ok(Some((addr, task)))
+}
+
+async fn refresh(app: &App, cfg: &StatusPageConfig, published: &Published) {
+    match gather::snapshot(app, cfg).await {
+        Ok(s) => published.set(render(&s)),
+        Err(e) => warn!(error = %e, "status page not refreshed"),
+    }
+}
+
+async fn refresher(
+    app: Arc<App>,
+    cfg: StatusPageConfig,
+    published: Arc<Published>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = app.status_page_wake.notified() => {}
+            _ = tokio::time::sleep(REFRESH) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        refresh(&app, &cfg, &published).await;
+    }
+}
+
+fn router(published: Arc<Published>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/index.html", get(page))
+        .route("/feed.atom", get(feed))
+        .route("/status.json", get(json))
+        .route("/incidents/{id}", get(incident))
+        .fallback(|| async { respond(StatusCode::NOT_FOUND, TEXT, "not found\n".into()) })
+        .with_state(published)
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+async fn page(State(p): State<Arc<Published>>) -> Response {
+    respond(StatusCode::OK, HTML, p.get().page.clone())
+}
+
+async fn feed(State(p): State<Arc<Published>>) -> Response {
+    respond(
+        StatusCode::OK,
+        "application/atom+xml; charset=utf-8",
+        p.get().feed.clone(),
+    )
+}
+
+async fn json(State(p): State<Arc<Published>>) -> Response {
+    respond(StatusCode::OK, "application/json", p.get().json.clone())
+}
+
+async fn incident(State(p): State<Arc<Published>>, Path(id): Path<String>) -> Response {
+    let rendered = p.get();
+    let page = IncidentId::from_str(&id)
+        .ok()
+        .and_then(|id| rendered.incidents.get(&id.to_string()));
+    match page {
+        Some(html) => respond(StatusCode::OK, HTML, html.clone()),
+        None => respond(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "no such public incident\n".into(),
+        ),
+    }
+}
