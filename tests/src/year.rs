@@ -348,8 +348,7 @@ pub async fn fill(
     // The posts outbox: one notice per group's time, closed as sent (some parked or
     // superseded), a few still pending: closed ones older than outbox_days go.
     let mut rows = Vec::new();
-    for g in 0..groups {
-        let sent = group_updated[g];
+    for (g, &sent) in group_updated.iter().enumerate().take(groups) {
         let (state, sent_ms) = match g % 50 {
             7 if size.pending => ("pending", None),
             11 => ("parked", Some(sent)),
