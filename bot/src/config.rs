@@ -506,6 +506,9 @@ impl Config {
         if !(1..=300).contains(&self.http.read_timeout_secs) {
             errs.push("http.read_timeout_secs: must be 1 to 300".into());
         }
+        if self.rollback.max_replicas == 0 {
+            errs.push("rollback.max_replicas: must be at least 1".into());
+        }
         if self.docker.timeout_secs == 0 {
             errs.push("docker.timeout_secs: must be at least 1".into());
         }
@@ -545,12 +548,13 @@ impl Config {
             } else if !seen.insert(s.name.to_lowercase()) {
                 errs.push(format!("{key}.name: `{}` is configured twice", s.name));
             }
-            if s.container.is_none() && s.health_url.is_none() {
+            if s.container.is_none() && s.health_url.is_none() && s.compose.is_none() {
                 errs.push(format!(
                     "{key} (`{}`): needs a container, a health_url, or both",
                     s.name
                 ));
             }
+            errs.extend(compose_problems(&key, s));
             if let Some(url) = &s.health_url {
                 if reqwest::Url::parse(url)
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
@@ -783,4 +787,25 @@ container = "api"
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("postgres://k:****@db/k"));
     }
+}
+
+/// `compose = "project/service"`: well formed, and not together with `container`
+/// (a compose project that matches nothing is only a warning at start-up, since
+/// containers come and go).
+fn compose_problems(key: &str, s: &klaxon_core::settings::services::ServiceConfig) -> Vec<String> {
+    let mut errs = Vec::new();
+    if let Some(c) = &s.compose {
+        if s.container.is_some() {
+            errs.push(format!(
+                "{key}.compose: `{}` sets both `container` and `compose`; a service is one container or the replicas of one compose service",
+                s.name
+            ));
+        }
+        if klaxon_core::settings::services::compose_parts(c).is_none() {
+            errs.push(format!(
+                "{key}.compose: `{c}` is not `project/service` (the labels com.docker.compose.project and com.docker.compose.service)"
+            ));
+        }
+    }
+    errs
 }

@@ -23,6 +23,7 @@ pub mod maintenance;
 pub mod oncall;
 pub mod render;
 pub mod rollback;
+pub mod scale;
 
 pub use poise::serenity_prelude as serenity;
 
@@ -73,6 +74,7 @@ pub fn all() -> Vec<Command> {
         leveled(logs::logs(), Level::Viewer),
         leveled(rollback::rollback(), Level::Operator),
         leveled(rollback::restart(), Level::Operator),
+        leveled(scale::scale(), Level::Operator),
         leveled(incident::incident(), Level::Responder),
         leveled(incident::add_to_timeline(), Level::Responder),
         leveled(alerts_family(), Level::Viewer),

@@ -102,6 +102,9 @@ fn service_lines(s: &ServiceHealth) -> String {
     if let Some(m) = &s.maintenance {
         lines.push(klaxon_core::chat::neutralize(m));
     }
+    if let Some(r) = &s.replicas {
+        lines.push(format!("replicas: {}", klaxon_core::chat::neutralize(r)));
+    }
     for p in &s.problems {
         lines.push(format!("⚠️ {}", klaxon_core::chat::neutralize(p)));
     }

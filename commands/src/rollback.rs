@@ -114,14 +114,23 @@ async fn propose(
     // What memory can answer is answered before anything slow, privately.
     let svc = app.service(service).map_err(UserError::from)?;
     let name = svc.name.clone();
-    if svc.container.is_none() {
+    if !svc.has_containers() {
         return Err(user_error(RolloutError::NoContainer(name)));
     }
     if let Some(holder) = app.ops_locks.holder(&name) {
         return Err(user_error(RolloutError::Busy(holder)));
     }
+    show_plan(ctx, rollout::plan(&app, action, &name, to)).await
+}
+
+/// Plans (answering privately when refused), shows the plan with its buttons, and
+/// retires them when nobody confirms in time: `/rollback`, `/restart`, `/scale`.
+pub(crate) async fn show_plan(
+    ctx: Context<'_>,
+    planning: impl std::future::Future<Output = Result<Plan, RolloutError>>,
+) -> Result<(), Error> {
+    let app = Arc::clone(ctx.data());
     let plan = {
-        let planning = rollout::plan(&app, action, &name, to);
         tokio::pin!(planning);
         tokio::select! {
             plan = &mut planning => plan,
@@ -149,7 +158,7 @@ async fn propose(
             .components(buttons(&pending.plan)),
     )
     .await?;
-    info!(service = %pending.plan.service, action = action.as_str(), plan = id, "plan shown");
+    info!(service = %pending.plan.service, action = pending.plan.action.as_str(), plan = id, "plan shown");
 
     if let poise::Context::Application(a) = ctx {
         let http = Arc::clone(&ctx.serenity_context().http);
@@ -194,6 +203,7 @@ fn buttons(plan: &Plan) -> Vec<serenity::CreateActionRow> {
     let confirm = match plan.action {
         Action::Rollback => "Confirm rollback",
         Action::Restart => "Confirm restart",
+        Action::Scale => "Confirm scale",
     };
     vec![CreateActionRow::Buttons(vec![
         // The action rides along, so a click on a plan that is gone is answered in
@@ -263,6 +273,18 @@ pub fn plan_embed(p: &Pending, ttl: Duration) -> Embed {
         inline: false,
     }];
     let (title, description, steps) = match (&plan.action, &plan.target) {
+        (Action::Scale, _) => crate::scale::plan_text(plan, &wait),
+        (Action::Rollback, Some(target)) if !plan.replicas.is_empty() => {
+            fields.push(Field {
+                name: "Target".into(),
+                value: image_lines(target),
+                inline: false,
+            });
+            crate::scale::rolling_text(plan, &svc, &target.reference, &wait)
+        }
+        (Action::Restart, _) if !plan.replicas.is_empty() => {
+            crate::scale::rolling_text(plan, &svc, "", &wait)
+        }
         (Action::Rollback, Some(target)) => {
             let why = match plan.target_source {
                 TargetSource::Asked => "as asked",
@@ -345,6 +367,7 @@ pub fn progress_embed(plan: &Plan, approvers: &str, p: &Progress) -> Embed {
         .unwrap_or_default();
     let rollback = plan.action == Action::Rollback;
     let title = match (&p.phase, rollback) {
+        (phase, _) if plan.action == Action::Scale => crate::scale::progress_title(plan, phase),
         (Phase::Done, true) => format!("✅ {svc} rolled back to `{target}`"),
         (Phase::Done, false) => format!("✅ {svc} restarted"),
         (Phase::Reverted { .. }, _) => format!("↩️ Rollback of {svc} reverted"),
@@ -433,6 +456,7 @@ pub fn read_click(app: &Data, custom_id: &str) -> Option<Target> {
     let id = parts.next().and_then(|s| s.parse::<u64>().ok())?;
     let named = match parts.next() {
         Some("restart") => Action::Restart,
+        Some("scale") => Action::Scale,
         _ => Action::Rollback,
     };
     let pending = app.ops_locks.pending(id);
@@ -460,10 +484,10 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
     else {
         return a.reply_private("This button is no longer active.").await;
     };
-    let action = if a.target.command == Action::Restart.as_str() {
-        Action::Restart
-    } else {
-        Action::Rollback
+    let action = match a.target.command.as_str() {
+        "restart" => Action::Restart,
+        "scale" => Action::Scale,
+        _ => Action::Rollback,
     };
     let by = a.by.clone();
     let arguments = a.target.arguments.clone();

@@ -12,6 +12,8 @@ use crate::probe::{ProbeResult, Prober};
 
 use crate::settings::services::{ServiceConfig, Thresholds};
 
+mod replicas;
+
 /// Ordered from best to worst, so the overall state is the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +66,9 @@ pub struct ServiceHealth {
     pub maintenance: Option<String>,
     pub container: Option<Result<ContainerStatus, DockerError>>,
     pub probe: Option<ProbeResult>,
+    /// A compose service: `n/m healthy` and the worst replica (whose container
+    /// `container` is).
+    pub replicas: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,9 +116,13 @@ async fn check_one(
 ) -> ServiceHealth {
     let timeout = Duration::from_millis(thresholds.probe_timeout_ms);
     let container = async {
-        match &svc.container {
-            Some(name) => Some(docker.status(name).await),
-            None => None,
+        match (&svc.container, svc.compose_parts()) {
+            (Some(name), _) => (Some(docker.status(name).await), None),
+            (None, Some((project, service))) => {
+                let (worst, line) = replicas::check(docker, project, service, thresholds).await;
+                (worst, Some(line))
+            }
+            (None, None) => (None, None),
         }
     };
     let probe = async {
@@ -122,8 +131,16 @@ async fn check_one(
             None => None,
         }
     };
-    let (container, probe) = tokio::join!(container, probe);
-    judge(&svc.name, container, probe, thresholds)
+    let ((container, replicas), probe) = tokio::join!(container, probe);
+    let mut health = judge(&svc.name, container, probe, thresholds);
+    if let Some(line) = replicas {
+        if line.starts_with("0 replicas") {
+            health.problems.retain(|p| !p.starts_with("container `"));
+            health.problems.insert(0, format!("no container of compose `{}` found", svc.compose.as_deref().unwrap_or_default()));
+        }
+        health.replicas = Some(line);
+    }
+    health
 }
 
 /// The rules, kept pure so they are tested without Docker.
@@ -203,6 +220,7 @@ pub fn judge(
         maintenance: None,
         container,
         probe,
+        replicas: None,
     }
 }
 

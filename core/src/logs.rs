@@ -20,6 +20,7 @@ use tracing::debug;
 use crate::docker::{DockerClient, DockerError, LogRequest};
 
 mod redact;
+mod replicas;
 pub use redact::{RedactState, Redactor};
 
 /// `lines` when the member gives none.
@@ -282,6 +283,10 @@ pub struct Query {
     pub grep: Option<Grep>,
     pub level: Option<LogLevel>,
     pub streams: Streams,
+    /// A compose service: its replicas (number, container), read together and
+    /// merged in time order, each line prefixed with its replica's number;
+    /// `container` is then only the name shown.
+    pub replicas: Vec<(u32, String)>,
 }
 
 impl Query {
@@ -294,6 +299,7 @@ impl Query {
             grep: None,
             level: None,
             streams: Streams::Both,
+            replicas: Vec::new(),
         }
     }
 
@@ -548,6 +554,20 @@ pub async fn read(
     q: &Query,
     deadline: Duration,
 ) -> Result<Snapshot, LogsError> {
+    if q.replicas.is_empty() {
+        read_one(docker, redactor, q, deadline).await
+    } else {
+        replicas::read(docker, redactor, q, deadline).await
+    }
+}
+
+/// [`read`] of one container.
+async fn read_one(
+    docker: &DockerClient,
+    redactor: Arc<Redactor>,
+    q: &Query,
+    deadline: Duration,
+) -> Result<Snapshot, LogsError> {
     let started = Instant::now();
     let stream = docker.logs(&q.container, &q.request(false)).await?;
     tokio::pin!(stream);
@@ -629,6 +649,20 @@ pub async fn check_container(docker: &DockerClient, container: &str) -> Result<(
 /// the last `q.lines` lines when unfiltered) on, until the container's output ends
 /// (it stopped or was removed) or `tx` is closed.
 pub async fn follow(
+    docker: DockerClient,
+    redactor: Arc<Redactor>,
+    q: Query,
+    tx: mpsc::Sender<LogLine>,
+) -> Result<(), LogsError> {
+    if q.replicas.is_empty() {
+        follow_one(docker, redactor, q, tx).await
+    } else {
+        replicas::follow(docker, redactor, q, tx).await
+    }
+}
+
+/// [`follow`] of one container.
+async fn follow_one(
     docker: DockerClient,
     redactor: Arc<Redactor>,
     q: Query,

@@ -20,6 +20,8 @@ use crate::docker::ImageInfo;
 pub enum Action {
     Rollback,
     Restart,
+    /// `/scale`: replicas of a compose service added or removed.
+    Scale,
 }
 
 impl Action {
@@ -28,6 +30,7 @@ impl Action {
         match self {
             Action::Rollback => "rollback",
             Action::Restart => "restart",
+            Action::Scale => "scale",
         }
     }
 }
@@ -85,6 +88,11 @@ pub struct Plan {
     pub health: HealthWait,
     pub health_timeout: Duration,
     pub approvals_needed: u8,
+    /// The replicas of a compose service (container names, by number), one at a
+    /// time; empty for a service of one container.
+    pub replicas: Vec<String>,
+    /// For `/scale`: how many replicas the service should run.
+    pub scale_to: Option<u32>,
 }
 
 impl Plan {
@@ -95,9 +103,10 @@ impl Plan {
 
     /// `name=value` pairs for the audit log.
     pub fn arguments(&self) -> String {
-        match &self.target {
-            Some(t) => format!("service={} to={}", self.service, t.reference),
-            None => format!("service={}", self.service),
+        match (&self.target, self.scale_to) {
+            (Some(t), _) => format!("service={} to={}", self.service, t.reference),
+            (None, Some(n)) => format!("service={} replicas={n}", self.service),
+            (None, None) => format!("service={}", self.service),
         }
     }
 }
@@ -411,6 +420,8 @@ mod tests {
             health: HealthWait::Docker,
             health_timeout: Duration::from_secs(60),
             approvals_needed: needed,
+            replicas: Vec::new(),
+            scale_to: None,
         }
     }
 

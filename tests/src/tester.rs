@@ -170,6 +170,19 @@ impl TesterBuilder {
             health_url: health_url.map(String::from),
             maintenance_flag: None,
             allowed_images: Vec::new(),
+            compose: None,
+        });
+        self
+    }
+    /// A service made of the replicas of a compose service (`compose = "project/service"`).
+    pub fn compose_service(mut self, name: &str, compose: &str) -> Self {
+        self.config.services.push(ServiceConfig {
+            name: name.into(),
+            container: None,
+            health_url: None,
+            maintenance_flag: None,
+            allowed_images: Vec::new(),
+            compose: Some(compose.into()),
         });
         self
     }

@@ -106,6 +106,15 @@ pub(super) async fn start(config: Config, clock: Clock) -> anyhow::Result<Bot> {
         outage.clone(),
     )?);
 
+    // A compose service that matches no container is a warning, not an error:
+    // containers come and go. Looked at in the background (the engine may be slow).
+    if app.services.iter().any(|s| s.compose.is_some()) {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            klaxon_core::rollout::replicas::unmatched(&app).await;
+        });
+    }
+
     // Every replica takes alerts: they are stored, and the leader delivers them.
     let (http_addr, http_server) = crate::server::spawn(
         &config.http,

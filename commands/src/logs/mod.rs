@@ -19,7 +19,8 @@ use tracing::info;
 
 use crate::choices::autocomplete_service;
 use crate::serenity::{CreateAllowedMentions, CreateAttachment};
-use crate::{Context, Error, UserError};
+use crate::interaction;
+use crate::{Context, Data, Error, UserError};
 
 /// The `custom_id` prefix of the Stop button (routed by `components`).
 pub const PREFIX: &str = "logs";
@@ -147,10 +148,13 @@ pub async fn logs(
     let public = public.unwrap_or(false);
     let svc = app.service(&service).map_err(UserError::from)?;
     let name = svc.name.clone();
-    let container = svc
-        .container
-        .clone()
-        .ok_or_else(|| user(LogsError::NoContainer(name.clone())))?;
+    // A compose service: its replicas, merged (the name shown is the compose one).
+    let compose = svc.compose.clone().filter(|_| svc.container.is_none());
+    let container = match (&svc.container, &compose) {
+        (Some(c), _) => c.clone(),
+        (None, Some(c)) => c.clone(),
+        (None, None) => return Err(user(LogsError::NoContainer(name.clone()))),
+    };
     let now = Utc::now();
     let mut q = parse_query(
         &container,
@@ -185,10 +189,16 @@ pub async fn logs(
     }
     // The config was validated at start-up, so a failure here is Klaxon's bug.
     let redactor = app.logs.redactor()?;
+    if compose.is_some() {
+        q.replicas = replicas(&app, svc).await?;
+    }
     // A missing container or a stopped engine gets a private answer before the
     // defer; an engine too slow to answer this quickly is left to the read.
-    if let Ok(Err(e)) =
-        tokio::time::timeout(CHECK_WITHIN, logs::check_container(&app.docker, &container)).await
+    if let Ok(Err(e)) = tokio::time::timeout(
+        CHECK_WITHIN,
+        logs::check_container(&app.docker, q.replicas.first().map_or(&container, |r| &r.1)),
+    )
+    .await
     {
         return Err(user(e));
     }
@@ -237,6 +247,22 @@ pub async fn logs(
     ctx.send(reply).await?;
     drop(turn);
     Ok(())
+}
+
+/// The replicas of a compose service, by number, within [`CHECK_WITHIN`]; none
+/// (or an engine that does not answer) is a private answer.
+async fn replicas(
+    app: &Data,
+    svc: &klaxon_core::settings::services::ServiceConfig,
+) -> Result<Vec<(u32, String)>, Error> {
+    let listed = tokio::time::timeout(
+        CHECK_WITHIN,
+        klaxon_core::rollout::replicas::of_service(app, svc),
+    )
+    .await
+    .map_err(|_| UserError::new("The Docker engine did not answer in time; try again."))?;
+    let found = listed.map_err(|e| interaction::user_error(e, "listing replicas"))?;
+    Ok(found.into_iter().map(|r| (r.number, r.name)).collect())
 }
 
 mod click;

@@ -10,7 +10,8 @@
 //!   operations of `/rollback` and `/restart` (stop, rename, create, ...);
 //! - [`images`]: image inspection, the tags of a repository, reference parsing;
 //! - [`logs`]: a container's log as a stream of frames;
-//! - [`events`]: the engine's container events.
+//! - [`events`]: the engine's container events;
+//! - [`compose`]: the replicas of a compose service, by their labels.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,12 +20,14 @@ use std::time::Duration;
 use bollard::Docker;
 use tokio::sync::OnceCell;
 
+pub mod compose;
 pub mod containers;
 pub mod error;
 pub mod events;
 pub mod images;
 pub mod logs;
 
+pub use compose::Replica;
 pub use containers::{usage, ContainerStatus, ExecOutput, HealthState};
 pub use error::DockerError;
 pub use events::ContainerEvent;

@@ -17,13 +17,20 @@
 //! - [`spec`]: copying a container's settings onto a new image;
 //! - [`autocomplete`]: the `to` choices;
 //! - [`run`]: the state machine of a confirmed operation;
-//! - [`recover`]: fixing up at start-up what a previous Klaxon left half done.
+//! - [`recover`]: fixing up at start-up what a previous Klaxon left half done;
+//! - [`replicas`]: compose services (their engine, their replicas, the start-up
+//!   warning and recovery of a half-done rolling operation);
+//! - [`rolling`]: `/rollback` and `/restart` of replicas, one at a time, with put-back;
+//! - [`scale`]: `/scale`, replicas added (cloned) or removed.
 
 pub mod autocomplete;
 pub mod model;
 pub mod plan;
 pub mod recover;
+pub mod replicas;
+pub mod rolling;
 pub mod run;
+pub mod scale;
 pub mod spec;
 
 pub use crate::docker::images::{normalize_repository, repository, ImageInfo};
@@ -36,4 +43,5 @@ pub use model::{Phase, Progress, RolloutError};
 pub use plan::{check_free, plan, valid_repository};
 pub use recover::{recover, Recovery};
 pub use run::start;
+pub use scale::plan_scale;
 pub use spec::recreate_body;

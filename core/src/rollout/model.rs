@@ -39,6 +39,16 @@ pub enum RolloutError {
     SameImage { container: String, image: String },
     #[error("`{0}` was started with --rm: stopping it would delete it, so Klaxon could not put it back. Recreate it without --rm first.")]
     AutoRemove(String),
+    #[error("`{0}` is not a compose service (`compose = \"project/service\"` in its config), so Klaxon cannot scale it.")]
+    NotScalable(String),
+    #[error("No container of compose `{compose}` (service `{service}`) is on the Docker engine: start it with `docker compose up` first.")]
+    NoReplicas { service: String, compose: String },
+    #[error("`{service}` can run 1 to {max} replicas (`[rollback] max_replicas`); {asked} is not possible.")]
+    BadScale { service: String, asked: i64, max: u32 },
+    #[error("`{service}` already runs {replicas} replicas; nothing to change.")]
+    SameScale { service: String, replicas: u32 },
+    #[error("No replica of `{0}` is running, so there is none to clone; start one first.")]
+    NothingToClone(String),
     #[error("database error: {0}")]
     Store(#[from] StoreError),
 }
@@ -60,10 +70,10 @@ impl Holder {
     pub(super) fn of_row(d: &Deployment) -> Holder {
         Holder {
             service: d.service.clone(),
-            action: if d.action == Action::Restart.as_str() {
-                Action::Restart
-            } else {
-                Action::Rollback
+            action: match d.action.as_str() {
+                "restart" => Action::Restart,
+                "scale" => Action::Scale,
+                _ => Action::Rollback,
             },
             by: d.requested_by_name.clone(),
             since_ms: d.started_ms,

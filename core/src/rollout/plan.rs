@@ -143,10 +143,9 @@ pub async fn plan(
     to: Option<&str>,
 ) -> Result<Plan, RolloutError> {
     let svc = app.service(service)?;
-    let container = svc
-        .container
-        .clone()
-        .ok_or_else(|| RolloutError::NoContainer(svc.name.clone()))?;
+    if !svc.has_containers() {
+        return Err(RolloutError::NoContainer(svc.name.clone()));
+    }
     if let Some(t) = to.map(str::trim) {
         if !valid_reference(t) {
             return Err(RolloutError::BadImage(t.to_string()));
@@ -155,6 +154,26 @@ pub async fn plan(
     check_free(app, &svc.name).await?;
     app.docker.ready().await?;
     let engine = &app.docker;
+    // A compose service: the replicas, one at a time; the first one stands for
+    // them in the plan (image, state, health check).
+    let replicas: Vec<String> = match &svc.container {
+        Some(_) => Vec::new(),
+        None => super::replicas::of_service(app, svc)
+            .await?
+            .into_iter()
+            .map(|r| r.name)
+            .collect(),
+    };
+    let container = match (&svc.container, replicas.first()) {
+        (Some(c), _) => c.clone(),
+        (None, Some(first)) => first.clone(),
+        (None, None) => return Err(RolloutError::NoContainer(svc.name.clone())),
+    };
+    let engine = if replicas.is_empty() {
+        engine
+    } else {
+        super::replicas::engine(app, &svc.name)
+    };
     let info = engine.inspect(&container).await?;
     let current_id = info.image.clone().unwrap_or_default();
     let configured = info
@@ -206,9 +225,14 @@ pub async fn plan(
             app.rollout.health_timeout_secs.min(MAX_HEALTH_TIMEOUT_SECS),
         ),
         approvals_needed: app.rollout.approvals_for(&svc.name),
+        replicas: replicas.clone(),
+        scale_to: None,
     };
+    if !replicas.is_empty() {
+        plan.container = svc.compose.clone().unwrap_or_default();
+    }
     match action {
-        Action::Restart => {
+        Action::Restart | Action::Scale => {
             plan.health = health_of(
                 info.config.as_ref().and_then(|c| c.healthcheck.as_ref()),
                 svc,
@@ -481,6 +505,7 @@ mod tests {
             health_url: Some("http://127.0.0.1:1/h".into()),
             maintenance_flag: None,
             allowed_images: Vec::new(),
+            compose: None,
         };
         let check = HealthConfig {
             test: Some(vec!["CMD-SHELL".into(), "true".into()]),

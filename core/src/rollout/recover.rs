@@ -40,9 +40,18 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     };
     let mut out = Vec::new();
     for row in rows {
-        let recovery = match app.docker.ready().await {
-            Ok(()) => recover_one(&app.docker, &row).await,
-            Err(e) => Err(e),
+        let compose = app
+            .service(&row.service)
+            .ok()
+            .and_then(|s| s.compose_parts())
+            .filter(|_| row.container.contains('/'));
+        let recovery = match (app.docker.ready().await, compose) {
+            (Ok(()), Some((project, service))) => {
+                let engine = super::replicas::engine(app, &row.service);
+                super::replicas::recover_compose(engine, &row, project, service).await
+            }
+            (Ok(()), None) => recover_one(&app.docker, &row).await,
+            (Err(e), _) => Err(e),
         };
         let (recovery, checked) = match recovery {
             Ok(r) => (r, true),
@@ -137,7 +146,7 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     out
 }
 
-async fn recover_one(engine: &DockerClient, row: &Deployment) -> Result<Recovery, DockerError> {
+pub(super) async fn recover_one(engine: &DockerClient, row: &Deployment) -> Result<Recovery, DockerError> {
     let name = row.container.as_str();
     let kept = (!row.kept_container.is_empty()).then_some(row.kept_container.as_str());
     let main = engine.inspect_opt(name).await?;

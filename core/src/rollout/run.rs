@@ -55,27 +55,27 @@ pub fn start(app: Arc<App>, confirmed: Confirmed) -> watch::Receiver<Progress> {
     rx
 }
 
-struct Run {
-    app: Arc<App>,
-    plan: Plan,
+pub(super) struct Run {
+    pub(super) app: Arc<App>,
+    pub(super) plan: Plan,
     requested_by: Actor,
     approvals: Vec<Actor>,
     /// Who confirmed last: the audit rows of the steps are theirs.
     by: Actor,
-    row: Option<i64>,
+    pub(super) row: Option<i64>,
     started: Instant,
     progress: watch::Sender<Progress>,
     _guard: LockGuard,
 }
 
 /// How an operation ended.
-struct End {
-    status: Status,
-    phase: Phase,
+pub(super) struct End {
+    pub(super) status: Status,
+    pub(super) phase: Phase,
 }
 
 impl Run {
-    fn phase(&self, phase: Phase) {
+    pub(super) fn phase(&self, phase: Phase) {
         let elapsed = self.started.elapsed();
         self.progress.send_modify(|p| {
             p.phase = phase;
@@ -93,7 +93,7 @@ impl Run {
     }
 
     /// A step done: shown, written to the history and to the audit log.
-    async fn step(&self, step: &str, line: String) {
+    pub(super) async fn step(&self, step: &str, line: String) {
         info!(service = %self.plan.service, action = self.plan.action.as_str(), step, "{line}");
         let elapsed = self.started.elapsed();
         self.progress.send_modify(|p| {
@@ -139,10 +139,19 @@ impl Run {
                         reason: format!("{e}; nothing was changed."),
                     },
                 },
-                Ok(()) => match self.plan.action {
-                    Action::Rollback => self.rollback(&Arc::clone(&self.app).docker).await,
-                    Action::Restart => self.restart(&Arc::clone(&self.app).docker).await,
-                },
+                Ok(()) => {
+                    let app = Arc::clone(&self.app);
+                    let engine = &app.docker;
+                    // Replicas of a compose service go one at a time (`rolling`), and
+                    // `/scale` is theirs alone (`scale`).
+                    match (self.plan.action, self.plan.replicas.is_empty()) {
+                        (Action::Scale, _) => self.scale(engine).await,
+                        (Action::Rollback, false) => self.rolling_rollback(engine).await,
+                        (Action::Restart, false) => self.rolling_restart(engine).await,
+                        (Action::Rollback, true) => self.rollback(engine).await,
+                        (Action::Restart, true) => self.restart(engine).await,
+                    }
+                }
             },
         };
         let (outcome, detail) = match &end.phase {
@@ -218,7 +227,7 @@ impl Run {
         }
     }
 
-    fn stop_secs(&self, info: &ContainerInspectResponse) -> u64 {
+    pub(super) fn stop_secs(&self, info: &ContainerInspectResponse) -> u64 {
         info.config
             .as_ref()
             .and_then(|c| c.stop_timeout)
@@ -449,7 +458,7 @@ impl Run {
     /// Waits until the container counts as healthy (see [`HealthWait`]), at most the
     /// health timeout. `not_started_at` is the start time before a restart: only a
     /// health result of the new run counts. The error says what was seen last.
-    async fn wait_healthy(
+    pub(super) async fn wait_healthy(
         &self,
         engine: &DockerClient,
         name: &str,

@@ -21,6 +21,8 @@ pub struct RolloutConfig {
     pub stop_timeout_secs: u64,
     /// Services whose rollbacks and restarts need two different operators to confirm.
     pub two_person: Vec<String>,
+    /// The most replicas `/scale` may ask for (compose services).
+    pub max_replicas: u32,
 }
 
 /// The longest health wait Klaxon accepts (see `health_timeout_secs`).
@@ -34,6 +36,7 @@ impl Default for RolloutConfig {
             confirm_timeout_secs: 60,
             stop_timeout_secs: 10,
             two_person: Vec::new(),
+            max_replicas: 20,
         }
     }
 }

@@ -23,6 +23,31 @@ pub struct ServiceConfig {
     /// and networks, so by default only the service's own repository is allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_images: Vec<String>,
+    /// `"project/service"`: the service is the replicas of a compose service, the
+    /// containers labelled `com.docker.compose.project` / `.service` (instead of
+    /// one `container`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
+}
+
+impl ServiceConfig {
+    /// `compose` split into project and service, when it is set and well formed.
+    pub fn compose_parts(&self) -> Option<(&str, &str)> {
+        compose_parts(self.compose.as_deref()?)
+    }
+
+    /// Whether Docker holds something of it to operate on (a container or replicas).
+    pub fn has_containers(&self) -> bool {
+        self.container.is_some() || self.compose.is_some()
+    }
+}
+
+/// `"project/service"` → `("project", "service")`; `None` unless both are
+/// non-empty and free of `/` and whitespace.
+pub fn compose_parts(s: &str) -> Option<(&str, &str)> {
+    let (project, service) = s.split_once('/')?;
+    let ok = |p: &str| !p.is_empty() && !p.contains('/') && !p.chars().any(char::is_whitespace);
+    (ok(project) && ok(service)).then_some((project, service))
 }
 
 /// `[health]` in the config.
