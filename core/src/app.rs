@@ -149,7 +149,7 @@ impl App {
             .iter()
             .filter(|s| only.is_none_or(|n| s.name.eq_ignore_ascii_case(n)))
             .any(|s| {
-                s.container.is_some()
+                s.has_containers()
                     || (s.health_url.is_some() && self.thresholds.probe_timeout_ms > 1_500)
             })
     }
