@@ -22,6 +22,7 @@ pub mod logs;
 pub mod maintenance;
 pub mod oncall;
 pub mod render;
+pub mod replica_texts;
 pub mod rollback;
 pub mod scale;
 

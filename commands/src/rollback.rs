@@ -273,17 +273,17 @@ pub fn plan_embed(p: &Pending, ttl: Duration) -> Embed {
         inline: false,
     }];
     let (title, description, steps) = match (&plan.action, &plan.target) {
-        (Action::Scale, _) => crate::scale::plan_text(plan, &wait),
+        (Action::Scale, _) => crate::replica_texts::plan_text(plan, &wait),
         (Action::Rollback, Some(target)) if !plan.replicas.is_empty() => {
             fields.push(Field {
                 name: "Target".into(),
                 value: image_lines(target),
                 inline: false,
             });
-            crate::scale::rolling_text(plan, &svc, &target.reference, &wait)
+            crate::replica_texts::rolling_text(plan, &svc, &target.reference, &wait)
         }
         (Action::Restart, _) if !plan.replicas.is_empty() => {
-            crate::scale::rolling_text(plan, &svc, "", &wait)
+            crate::replica_texts::rolling_text(plan, &svc, "", &wait)
         }
         (Action::Rollback, Some(target)) => {
             let why = match plan.target_source {
@@ -367,7 +367,9 @@ pub fn progress_embed(plan: &Plan, approvers: &str, p: &Progress) -> Embed {
         .unwrap_or_default();
     let rollback = plan.action == Action::Rollback;
     let title = match (&p.phase, rollback) {
-        (phase, _) if plan.action == Action::Scale => crate::scale::progress_title(plan, phase),
+        (phase, _) if plan.action == Action::Scale => {
+            crate::replica_texts::progress_title(plan, phase)
+        }
         (Phase::Done, true) => format!("✅ {svc} rolled back to `{target}`"),
         (Phase::Done, false) => format!("✅ {svc} restarted"),
         (Phase::Reverted { .. }, _) => format!("↩️ Rollback of {svc} reverted"),

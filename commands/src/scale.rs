@@ -1,15 +1,14 @@
 //! `/scale service replicas`: a compose service's replica count, with the same
 //! plan, Confirm, lock, progress and audit as `/rollback` (whose buttons and
-//! progress edits it shares: [`crate::rollback::show_plan`]). Also the texts of
-//! the rolling `/rollback` and `/restart` of replicas.
+//! progress edits it shares: [`crate::rollback::show_plan`]; its texts are in
+//! [`crate::replica_texts`]).
 //!
 //! A count of 0 or above `[rollback] max_replicas`, or a service without replicas,
 //! is refused privately before anything is asked of Docker.
 
 use std::sync::Arc;
 
-use klaxon_core::chat;
-use klaxon_core::rollout::{self, Phase, Plan, RolloutError};
+use klaxon_core::rollout::{self, RolloutError};
 
 use crate::choices::autocomplete_service;
 use crate::interaction;
@@ -37,77 +36,4 @@ pub async fn scale(
         return Err(refuse(RolloutError::Busy(holder)));
     }
     crate::rollback::show_plan(ctx, rollout::plan_scale(&app, &name, replicas)).await
-}
-
-fn names(list: &[String]) -> String {
-    list.iter()
-        .map(|n| format!("`{}`", chat::neutralize(n)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Title, description and steps of a `/scale` plan.
-pub(crate) fn plan_text(plan: &Plan, wait: &str) -> (String, String, String) {
-    let svc = chat::neutralize(&plan.service);
-    let now = plan.replicas.len();
-    let want = plan.scale_to.unwrap_or(0) as usize;
-    let title = format!("Scale {svc} to {want} replicas?");
-    let description = format!(
-        "compose `{}`: {now} → {want} replicas",
-        chat::neutralize(&plan.container)
-    );
-    let steps = if want > now {
-        format!(
-            "1. Start {} new replica(s) cloned from `{}` (same image `{}`, environment, labels, health check, network), numbered after the highest\n2. {wait}\n3. One not healthy: every replica added is removed again.",
-            want - now,
-            chat::neutralize(plan.replicas.first().map(String::as_str).unwrap_or("?")),
-            chat::neutralize(&plan.current.reference),
-        )
-    } else {
-        // The highest numbers go first: the list is by number.
-        let gone: Vec<String> = plan.replicas.iter().rev().take(now - want).cloned().collect();
-        format!(
-            "1. Stop and remove {} (the highest numbers first)",
-            names(&gone)
-        )
-    };
-    (title, description, steps)
-}
-
-/// Title, description and steps of a rolling `/rollback` (a target) or `/restart`.
-pub(crate) fn rolling_text(plan: &Plan, svc: &str, target: &str, wait: &str) -> (String, String, String) {
-    let list = names(&plan.replicas);
-    let n = plan.replicas.len();
-    if target.is_empty() {
-        return (
-            format!("Restart {svc}?"),
-            format!("{n} replicas of compose `{}`, one at a time", chat::neutralize(&plan.container)),
-            format!("For {list}, one at a time:\n1. Restart it\n2. {wait}\n3. Not healthy: stop there, leave the rest as they are."),
-        );
-    }
-    (
-        format!("Roll back {svc}?"),
-        format!(
-            "{n} replicas of compose `{}`: `{}` → `{}`, one at a time",
-            chat::neutralize(&plan.container),
-            chat::neutralize(&plan.current.reference),
-            chat::neutralize(target)
-        ),
-        format!(
-            "For {list}, one at a time:\n1. Stop it and keep it aside\n2. Start the same configuration on `{}`\n3. {wait}\n4. Not healthy: put it and every replica changed before it back on the old image. All healthy: remove the old containers.",
-            chat::neutralize(target)
-        ),
-    )
-}
-
-/// The progress title of a `/scale`.
-pub(crate) fn progress_title(plan: &Plan, phase: &Phase) -> String {
-    let svc = chat::neutralize(&plan.service);
-    let want = plan.scale_to.unwrap_or(0);
-    match phase {
-        Phase::Done => format!("✅ {svc} scaled to {want} replicas"),
-        Phase::Reverted { .. } => format!("↩️ Scaling of {svc} reverted"),
-        Phase::Failed { .. } => format!("❌ Scaling of {svc} failed"),
-        _ => format!("⏳ Scaling {svc} to {want} replicas"),
-    }
 }

@@ -136,7 +136,13 @@ async fn check_one(
     if let Some(line) = replicas {
         if line.starts_with("0 replicas") {
             health.problems.retain(|p| !p.starts_with("container `"));
-            health.problems.insert(0, format!("no container of compose `{}` found", svc.compose.as_deref().unwrap_or_default()));
+            health.problems.insert(
+                0,
+                format!(
+                    "no container of compose `{}` found",
+                    svc.compose.as_deref().unwrap_or_default()
+                ),
+            );
         }
         health.replicas = Some(line);
     }

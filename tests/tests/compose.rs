@@ -91,7 +91,9 @@ impl Project {
                 body,
             )
             .await
-            .unwrap_or_else(|e| panic!("creating {name}: {e} (images are built by scripts/test.sh)"));
+            .unwrap_or_else(|e| {
+                panic!("creating {name}: {e} (images are built by scripts/test.sh)")
+            });
         self.docker
             .start_container(&name, None)
             .await
@@ -240,7 +242,7 @@ async fn confirm(t: &Tester, plan: &MessageRecord) -> String {
     }
 }
 
-async fn steps(t: &Tester) -> (Status, Vec<String>) {
+async fn history(t: &Tester) -> (Status, Vec<String>) {
     let rows = deployments::recent(&t.bot().app.store, "api", 1)
         .await
         .expect("history");
@@ -333,8 +335,14 @@ async fn rolling_rollback_puts_every_replica_back_then_converges() {
         .assert_contains("one at a time");
     let text = confirm(&t, &plan.message).await;
     assert!(text.contains("↩️ Rollback of api reverted"), "{text}");
-    assert!(text.contains(&format!("`{}` healthy after", names[1])), "{text}");
-    assert!(text.contains("3 replica(s) changed so far put back"), "{text}");
+    assert!(
+        text.contains(&format!("`{}` healthy after", names[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 replica(s) changed so far put back"),
+        "{text}"
+    );
     for (i, n) in names.iter().enumerate() {
         let info = p.inspect(n).await;
         assert_eq!(
@@ -347,7 +355,7 @@ async fn rolling_rollback_puts_every_replica_back_then_converges() {
     }
     let left = p.containers().await;
     assert_eq!(left.len(), 3, "no kept container left: {left:?}");
-    let (status, steps) = steps(&t).await;
+    let (status, steps) = history(&t).await;
     assert_eq!(status, Status::Reverted);
     let restored: Vec<&String> = steps.iter().filter(|s| s.starts_with("restored")).collect();
     assert_eq!(restored.len(), 3, "{steps:#?}");
@@ -365,7 +373,7 @@ async fn rolling_rollback_puts_every_replica_back_then_converges() {
         assert!(*running, "{name}");
         assert_eq!(name, &format!("{}-api-{n}", p.project));
     }
-    let (status, steps) = steps(&t).await;
+    let (status, steps) = history(&t).await;
     assert_eq!(status, Status::Succeeded);
     // Replica 1 is healthy before replica 2 is stopped.
     let pos = |prefix: &str, name: &str| {
@@ -388,7 +396,10 @@ async fn rolling_rollback_puts_every_replica_back_then_converges() {
     let plan = ask(&t, "restart", &[]).await;
     plan.assert_contains("one at a time");
     let text = confirm(&t, &plan.message).await;
-    assert!(text.contains("api restarted") && text.contains("Done in"), "{text}");
+    assert!(
+        text.contains("api restarted") && text.contains("Done in"),
+        "{text}"
+    );
     for (i, n) in names.iter().enumerate() {
         let after = p.inspect(n).await.state.and_then(|s| s.started_at);
         assert_ne!(after, started[i], "{n} was restarted");
@@ -428,7 +439,10 @@ async fn scale_two_to_four_to_one_and_refusals() {
     // Cloned: the environment, labels and health check of a running replica.
     let new = p.inspect(&now[3].0).await;
     let cfg = new.config.unwrap_or_default();
-    assert!(cfg.env.unwrap_or_default().contains(&"REPLICA=1".to_string()));
+    assert!(cfg
+        .env
+        .unwrap_or_default()
+        .contains(&"REPLICA=1".to_string()));
     let labels = cfg.labels.unwrap_or_default();
     assert_eq!(labels.get(SERVICE_LABEL).map(String::as_str), Some("api"));
     assert_eq!(labels.get(NUMBER_LABEL).map(String::as_str), Some("4"));
@@ -437,7 +451,7 @@ async fn scale_two_to_four_to_one_and_refusals() {
         new.host_config.and_then(|h| h.network_mode).as_deref(),
         Some("none")
     );
-    let (status, _) = steps(&t).await;
+    let (status, _) = history(&t).await;
     assert_eq!(status, Status::Succeeded);
 
     let plan = ask(&t, "scale", &[("replicas", 1.into())]).await;
@@ -447,7 +461,7 @@ async fn scale_two_to_four_to_one_and_refusals() {
     let now = p.containers().await;
     assert_eq!(now.len(), 1, "{now:?}");
     assert_eq!(now[0].1, 1, "the highest numbers went first");
-    let (_, steps) = steps(&t).await;
+    let (_, steps) = history(&t).await;
     let removed: Vec<&String> = steps.iter().filter(|s| s.starts_with("removed")).collect();
     assert_eq!(removed.len(), 3, "{steps:#?}");
     assert!(removed[0].contains("replica 4") && removed[2].contains("replica 2"));

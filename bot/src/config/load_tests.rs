@@ -280,3 +280,39 @@ fn retention_days_are_checked_and_shown() {
     let c = load_env(&format!("{BASE}[retention]\nincidents_days = 730\n"), &[]).unwrap();
     assert_eq!(c.retention.incidents_days, Some(730));
 }
+
+#[test]
+fn compose_services_are_checked() {
+    let text = r#"
+[discord]
+guild_id = 1
+[rollback]
+max_replicas = 0
+[[services]]
+name = "api"
+container = "api"
+compose = "shop/api"
+[[services]]
+name = "web"
+compose = "shop"
+[[services]]
+name = "good"
+compose = "shop/good"
+"#;
+    let errs = load_env(text, &[]).unwrap_err().0;
+    let all = errs.join("\n");
+    assert!(
+        all.contains("services[0].compose: `api` sets both `container` and `compose`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("services[1].compose: `shop` is not `project/service`"),
+        "{all}"
+    );
+    assert!(!all.contains("services[2]"), "{all}");
+    assert!(!all.contains("services[1] (`web`): needs"), "{all}");
+    assert!(
+        all.contains("rollback.max_replicas: must be at least 1"),
+        "{all}"
+    );
+}

@@ -18,8 +18,8 @@ use poise::CreateReply;
 use tracing::info;
 
 use crate::choices::autocomplete_service;
-use crate::serenity::{CreateAllowedMentions, CreateAttachment};
 use crate::interaction;
+use crate::serenity::{CreateAllowedMentions, CreateAttachment};
 use crate::{Context, Data, Error, UserError};
 
 /// The `custom_id` prefix of the Stop button (routed by `components`).

@@ -90,7 +90,11 @@ impl DockerClient {
 
     /// The replicas of a compose service (what rollouts keep aside left out),
     /// ordered by number.
-    pub async fn replicas(&self, project: &str, service: &str) -> Result<Vec<Replica>, DockerError> {
+    pub async fn replicas(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<Vec<Replica>, DockerError> {
         let mut all = self.compose_containers(project, service).await?;
         all.retain(|r| !is_kept_name(&r.name));
         Ok(all)

@@ -22,11 +22,8 @@ pub(super) async fn check(
         Err(e) => return (Some(Err(e)), String::new()),
     };
     let statuses = join_all(replicas.iter().map(|r| docker.status(&r.name))).await;
-    let numbered: Vec<(u32, Result<ContainerStatus, DockerError>)> = replicas
-        .iter()
-        .map(|r| r.number)
-        .zip(statuses)
-        .collect();
+    let numbered: Vec<(u32, Result<ContainerStatus, DockerError>)> =
+        replicas.iter().map(|r| r.number).zip(statuses).collect();
     summarize(&format!("{project}/{service}"), numbered, t)
 }
 

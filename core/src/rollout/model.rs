@@ -44,7 +44,11 @@ pub enum RolloutError {
     #[error("No container of compose `{compose}` (service `{service}`) is on the Docker engine: start it with `docker compose up` first.")]
     NoReplicas { service: String, compose: String },
     #[error("`{service}` can run 1 to {max} replicas (`[rollback] max_replicas`); {asked} is not possible.")]
-    BadScale { service: String, asked: i64, max: u32 },
+    BadScale {
+        service: String,
+        asked: i64,
+        max: u32,
+    },
     #[error("`{service}` already runs {replicas} replicas; nothing to change.")]
     SameScale { service: String, replicas: u32 },
     #[error("No replica of `{0}` is running, so there is none to clone; start one first.")]

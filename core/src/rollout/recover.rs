@@ -146,7 +146,10 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     out
 }
 
-pub(super) async fn recover_one(engine: &DockerClient, row: &Deployment) -> Result<Recovery, DockerError> {
+pub(super) async fn recover_one(
+    engine: &DockerClient,
+    row: &Deployment,
+) -> Result<Recovery, DockerError> {
     let name = row.container.as_str();
     let kept = (!row.kept_container.is_empty()).then_some(row.kept_container.as_str());
     let main = engine.inspect_opt(name).await?;

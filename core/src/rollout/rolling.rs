@@ -191,10 +191,7 @@ impl Roll for RollBack<'_> {
                     .await;
                 Ok(())
             }
-            Err(reason) => Err(format!(
-                "`{name}` on `{}` {reason}",
-                self.target.reference
-            )),
+            Err(reason) => Err(format!("`{name}` on `{}` {reason}", self.target.reference)),
         }
     }
 
@@ -243,7 +240,9 @@ impl Roll for RollBack<'_> {
                 self.run
                     .step(
                         "kept",
-                        format!("Could not remove the old container `{kept}` ({e}); remove it by hand"),
+                        format!(
+                            "Could not remove the old container `{kept}` ({e}); remove it by hand"
+                        ),
                     )
                     .await
             }

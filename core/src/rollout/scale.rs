@@ -253,8 +253,7 @@ impl Run {
                 "added",
                 format!(
                     "Started `{name}` (replica {number}) on `{}`, cloned from `{}`",
-                    run_image,
-                    template.name
+                    run_image, template.name
                 ),
             )
             .await;

@@ -136,7 +136,11 @@ fn remove_project(host: &str, project: &str) {
 
 /// Milliseconds for the three replicas, one after the other, by hand.
 fn by_hand(host: &str, round: usize, stop_timeout: u64) -> anyhow::Result<f64> {
-    let (from, to) = if round & 1 == 0 { ("v2", "v1") } else { ("v1", "v2") };
+    let (from, to) = if round & 1 == 0 {
+        ("v2", "v1")
+    } else {
+        ("v1", "v2")
+    };
     let project = env::unique("benchhand").replace('_', "-").to_lowercase();
     for n in 1..=REPLICAS {
         run_replica(host, &project, n, from)?;
@@ -187,7 +191,11 @@ async fn through_klaxon(t: &Tester, round: usize) -> anyhow::Result<KlaxonRound>
     let clicked_ms = now_ms();
     let click = t
         .fake
-        .click(Tester::member(Some(Level::Operator)), &plan.message, &confirm)
+        .click(
+            Tester::member(Some(Level::Operator)),
+            &plan.message,
+            &confirm,
+        )
         .await?;
     let id = click.id;
     t.take(
