@@ -672,6 +672,27 @@ fn read_file(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// `compose = "project/service"`: well formed, and not together with `container`
+/// (a compose project that matches nothing is only a warning at start-up, since
+/// containers come and go).
+fn compose_problems(key: &str, s: &klaxon_core::settings::services::ServiceConfig) -> Vec<String> {
+    let mut errs = Vec::new();
+    if let Some(c) = &s.compose {
+        if s.container.is_some() {
+            errs.push(format!(
+                "{key}.compose: `{}` sets both `container` and `compose`; a service is one container or the replicas of one compose service",
+                s.name
+            ));
+        }
+        if klaxon_core::settings::services::compose_parts(c).is_none() {
+            errs.push(format!(
+                "{key}.compose: `{c}` is not `project/service` (the labels com.docker.compose.project and com.docker.compose.service)"
+            ));
+        }
+    }
+    errs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -787,25 +808,4 @@ container = "api"
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("postgres://k:****@db/k"));
     }
-}
-
-/// `compose = "project/service"`: well formed, and not together with `container`
-/// (a compose project that matches nothing is only a warning at start-up, since
-/// containers come and go).
-fn compose_problems(key: &str, s: &klaxon_core::settings::services::ServiceConfig) -> Vec<String> {
-    let mut errs = Vec::new();
-    if let Some(c) = &s.compose {
-        if s.container.is_some() {
-            errs.push(format!(
-                "{key}.compose: `{}` sets both `container` and `compose`; a service is one container or the replicas of one compose service",
-                s.name
-            ));
-        }
-        if klaxon_core::settings::services::compose_parts(c).is_none() {
-            errs.push(format!(
-                "{key}.compose: `{c}` is not `project/service` (the labels com.docker.compose.project and com.docker.compose.service)"
-            ));
-        }
-    }
-    errs
 }
