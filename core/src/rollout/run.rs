@@ -146,8 +146,14 @@ impl Run {
                     // `/scale` is theirs alone (`scale`).
                     match (self.plan.action, self.plan.replicas.is_empty()) {
                         (Action::Scale, _) => self.scale(engine).await,
-                        (Action::Rollback, false) => self.rolling_rollback(engine).await,
-                        (Action::Restart, false) => self.rolling_restart(engine).await,
+                        (Action::Rollback, false) => {
+                            let replicas = super::replicas::engine(&app, &self.plan.service);
+                            self.rolling_rollback(replicas).await
+                        }
+                        (Action::Restart, false) => {
+                            let replicas = super::replicas::engine(&app, &self.plan.service);
+                            self.rolling_restart(replicas).await
+                        }
                         (Action::Rollback, true) => self.rollback(engine).await,
                         (Action::Restart, true) => self.restart(engine).await,
                     }
