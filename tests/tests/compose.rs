@@ -471,3 +471,39 @@ async fn scale_two_to_four_to_one_and_refusals() {
     reply.assert_contains("already runs 1 replicas");
     t.finish().await;
 }
+
+/// A compose project that matches nothing: a start-up warning naming the key (not
+/// an error), `/health` says so, and `/rollback` / `/scale` answer privately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_matching_nothing_is_a_warning_and_a_private_answer() {
+    let p = Project::new().await;
+    let t = tester(&p).await;
+    let warnings = klaxon_core::rollout::replicas::unmatched(&t.bot().app).await;
+    assert_eq!(
+        warnings,
+        [format!(
+            "services[0].compose: `{}` (service `api`) matches no container on the engine yet",
+            p.compose()
+        )]
+    );
+    let reply = t
+        .slash("health")
+        .opt("service", "api")
+        .as_level(Level::Viewer)
+        .send()
+        .await
+        .reply()
+        .await;
+    reply
+        .assert_contains("0 replicas of compose")
+        .assert_contains(&format!("no container of compose `{}` found", p.compose()));
+    for (command, opts) in [
+        ("rollback", vec![("to", env::image("v1").into())]),
+        ("scale", vec![("replicas", 2.into())]),
+    ] {
+        let reply = ask(&t, command, &opts).await;
+        assert!(reply.ephemeral(), "{command}: {}", reply.text());
+        reply.assert_contains("No container of compose");
+    }
+    t.finish().await;
+}
