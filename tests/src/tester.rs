@@ -170,6 +170,7 @@ impl TesterBuilder {
             health_url: health_url.map(String::from),
             maintenance_flag: None,
             allowed_images: Vec::new(),
+            swarm_service: None,
         });
         self
     }
@@ -230,6 +231,14 @@ impl TesterBuilder {
     pub fn allowed_images(mut self, repos: &[&str]) -> Self {
         if let Some(s) = self.config.services.last_mut() {
             s.allowed_images = repos.iter().map(|r| r.to_string()).collect();
+        }
+        self
+    }
+    /// A service that is the Docker Swarm service `swarm` (no container).
+    pub fn swarm_service(mut self, name: &str, swarm: &str) -> Self {
+        self = self.service(name, None, None);
+        if let Some(s) = self.config.services.last_mut() {
+            s.swarm_service = Some(swarm.into());
         }
         self
     }

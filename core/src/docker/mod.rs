@@ -10,7 +10,8 @@
 //!   operations of `/rollback` and `/restart` (stop, rename, create, ...);
 //! - [`images`]: image inspection, the tags of a repository, reference parsing;
 //! - [`logs`]: a container's log as a stream of frames;
-//! - [`events`]: the engine's container events.
+//! - [`events`]: the engine's container events;
+//! - [`swarm`]: Docker Swarm services, their tasks and nodes (issue #16).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod images;
 pub mod logs;
+pub mod swarm;
 
 pub use containers::{usage, ContainerStatus, ExecOutput, HealthState};
 pub use error::DockerError;

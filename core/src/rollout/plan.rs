@@ -481,6 +481,7 @@ mod tests {
             health_url: Some("http://127.0.0.1:1/h".into()),
             maintenance_flag: None,
             allowed_images: Vec::new(),
+            swarm_service: None,
         };
         let check = HealthConfig {
             test: Some(vec!["CMD-SHELL".into(), "true".into()]),
