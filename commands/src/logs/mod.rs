@@ -147,9 +147,12 @@ pub async fn logs(
     let public = public.unwrap_or(false);
     let svc = app.service(&service).map_err(UserError::from)?;
     let name = svc.name.clone();
+    // A Swarm service's log is that of all its tasks (issue #16).
+    let swarm = svc.container.is_none() && svc.swarm_service.is_some();
     let container = svc
         .container
         .clone()
+        .or_else(|| svc.swarm_service.clone())
         .ok_or_else(|| user(LogsError::NoContainer(name.clone())))?;
     let now = Utc::now();
     let mut q = parse_query(
@@ -163,6 +166,7 @@ pub async fn logs(
         now,
     )
     .map_err(user)?;
+    q.swarm = swarm;
     if follow && q.since.is_none() && (q.filters() || q.streams != Streams::Both) {
         // Docker can only `tail` an unfiltered log; a filtered follow would replay
         // the whole history before the first new line. New lines only, then.
@@ -188,7 +192,7 @@ pub async fn logs(
     // A missing container or a stopped engine gets a private answer before the
     // defer; an engine too slow to answer this quickly is left to the read.
     if let Ok(Err(e)) =
-        tokio::time::timeout(CHECK_WITHIN, logs::check_container(&app.docker, &container)).await
+        tokio::time::timeout(CHECK_WITHIN, logs::check_source(&app.docker, &q)).await
     {
         return Err(user(e));
     }

@@ -17,7 +17,8 @@
 //! - [`spec`]: copying a container's settings onto a new image;
 //! - [`autocomplete`]: the `to` choices;
 //! - [`run`]: the state machine of a confirmed operation;
-//! - [`recover`]: fixing up at start-up what a previous Klaxon left half done.
+//! - [`recover`]: fixing up at start-up what a previous Klaxon left half done;
+//! - [`swarm`]: the same operations for a Docker Swarm service (issue #16).
 
 pub mod autocomplete;
 pub mod model;
@@ -25,6 +26,7 @@ pub mod plan;
 pub mod recover;
 pub mod run;
 pub mod spec;
+pub mod swarm;
 
 pub use crate::docker::images::{normalize_repository, repository, ImageInfo};
 pub use crate::ops_locks::{

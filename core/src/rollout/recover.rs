@@ -40,9 +40,15 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     };
     let mut out = Vec::new();
     for row in rows {
-        let recovery = match app.docker.ready().await {
-            Ok(()) => recover_one(&app.docker, &row).await,
-            Err(e) => Err(e),
+        // A Swarm service (issue #16) is checked through its own engine function.
+        let swarm = app
+            .service(&row.service)
+            .ok()
+            .and_then(|s| Some((crate::swarm::engine(app, s), s.swarm_service.clone()?)));
+        let recovery = match (&swarm, app.docker.ready().await) {
+            (Some((engine, name)), _) => super::swarm::recover_one(engine, &row, name).await,
+            (None, Ok(())) => recover_one(&app.docker, &row).await,
+            (None, Err(e)) => Err(e),
         };
         let (recovery, checked) = match recovery {
             Ok(r) => (r, true),

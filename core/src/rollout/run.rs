@@ -55,9 +55,9 @@ pub fn start(app: Arc<App>, confirmed: Confirmed) -> watch::Receiver<Progress> {
     rx
 }
 
-struct Run {
-    app: Arc<App>,
-    plan: Plan,
+pub(super) struct Run {
+    pub(super) app: Arc<App>,
+    pub(super) plan: Plan,
     requested_by: Actor,
     approvals: Vec<Actor>,
     /// Who confirmed last: the audit rows of the steps are theirs.
@@ -69,13 +69,13 @@ struct Run {
 }
 
 /// How an operation ended.
-struct End {
-    status: Status,
-    phase: Phase,
+pub(super) struct End {
+    pub(super) status: Status,
+    pub(super) phase: Phase,
 }
 
 impl Run {
-    fn phase(&self, phase: Phase) {
+    pub(super) fn phase(&self, phase: Phase) {
         let elapsed = self.started.elapsed();
         self.progress.send_modify(|p| {
             p.phase = phase;
@@ -83,7 +83,7 @@ impl Run {
         });
     }
 
-    fn waiting(&self, waited: Duration, last: Option<String>) {
+    pub(super) fn waiting(&self, waited: Duration, last: Option<String>) {
         let elapsed = self.started.elapsed();
         self.progress.send_modify(|p| {
             p.phase = Phase::WaitingHealth { waited };
@@ -93,7 +93,7 @@ impl Run {
     }
 
     /// A step done: shown, written to the history and to the audit log.
-    async fn step(&self, step: &str, line: String) {
+    pub(super) async fn step(&self, step: &str, line: String) {
         info!(service = %self.plan.service, action = self.plan.action.as_str(), step, "{line}");
         let elapsed = self.started.elapsed();
         self.progress.send_modify(|p| {
@@ -139,9 +139,14 @@ impl Run {
                         reason: format!("{e}; nothing was changed."),
                     },
                 },
-                Ok(()) => match self.plan.action {
-                    Action::Rollback => self.rollback(&Arc::clone(&self.app).docker).await,
-                    Action::Restart => self.restart(&Arc::clone(&self.app).docker).await,
+                // A Swarm service is updated, not replaced (`super::swarm`).
+                Ok(()) => match (self.plan.action, self.swarm_service()) {
+                    (Action::Rollback, Some(sw)) => self.swarm_rollback(&sw).await,
+                    (Action::Restart, Some(sw)) => self.swarm_restart(&sw).await,
+                    (Action::Rollback, None) => {
+                        self.rollback(&Arc::clone(&self.app).docker).await
+                    }
+                    (Action::Restart, None) => self.restart(&Arc::clone(&self.app).docker).await,
                 },
             },
         };
@@ -562,6 +567,10 @@ impl Run {
                                 }
                                 last = format!("running for {} s", up.as_secs());
                             }
+                            // Swarm services are followed by `super::swarm`, never here.
+                            HealthWait::Swarm => {
+                                return Err("is a Swarm service, not a container".into())
+                            }
                         }
                     } else {
                         last = "not restarted yet".into();
@@ -582,6 +591,7 @@ impl Run {
                 HealthWait::Docker => Duration::from_millis(100),
                 HealthWait::Running(_) => Duration::from_millis(250),
                 HealthWait::Http(_) => Duration::from_millis(500),
+                HealthWait::Swarm => Duration::from_millis(250),
             };
             tokio::time::sleep(poll.min(timeout - waited)).await;
         }
