@@ -129,6 +129,12 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
             let (service, tasks) = match (service, tasks) {
                 (Ok(s), Ok(t)) => (s, t),
                 (Err(e), _) | (_, Err(e)) => {
+                    // A service that does not exist (yet) has no history to learn:
+                    // its first failures, once it is created, are news.
+                    if matches!(&e, crate::docker::DockerError::Api(m) if m.starts_with("no Swarm service named"))
+                    {
+                        seen.entry(svc.name.clone()).or_default().primed = true;
+                    }
                     debug!(error = %e, service = %svc.name, "Swarm tasks not read");
                     continue;
                 }
