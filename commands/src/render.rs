@@ -183,7 +183,10 @@ pub fn swarm_lines(sw: &klaxon_core::swarm::SwarmStatus) -> Vec<String> {
             line.push_str(&format!(" · {d}"));
         }
         if let Some((err, at)) = &t.error {
-            line.push_str(&format!("\n  last error: {}", neutralize(&truncate(err, 100))));
+            line.push_str(&format!(
+                "\n  last error: {}",
+                neutralize(&truncate(err, 100))
+            ));
             if let Some(d) = ago(*at) {
                 line.push_str(&format!(" ({d} ago)"));
             }

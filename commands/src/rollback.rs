@@ -12,7 +12,7 @@ use klaxon_core::actor::Actor;
 use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{self, Embed, Field};
 use klaxon_core::rollout::{
-    self, Action, HealthWait, Approval, Pending, Phase, Plan, Progress, RolloutError, TargetSource,
+    self, Action, Approval, HealthWait, Pending, Phase, Plan, Progress, RolloutError, TargetSource,
 };
 use klaxon_core::timefmt::human_duration;
 use poise::CreateReply;

@@ -547,11 +547,15 @@ async fn open<'a>(
     docker: &'a DockerClient,
     q: &Query,
     follow: bool,
-) -> Result<impl futures::Stream<Item = Result<crate::docker::LogFrame, DockerError>> + 'a, DockerError>
-{
+) -> Result<
+    impl futures::Stream<Item = Result<crate::docker::LogFrame, DockerError>> + 'a,
+    DockerError,
+> {
     use futures::StreamExt as _;
     Ok(if q.swarm {
-        let s = docker.service_logs(&q.container, &q.request(follow)).await?;
+        let s = docker
+            .service_logs(&q.container, &q.request(follow))
+            .await?;
         s.left_stream()
     } else {
         let s = docker.logs(&q.container, &q.request(follow)).await?;

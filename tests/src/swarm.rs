@@ -53,9 +53,20 @@ impl SwarmService {
             .map(|s| s.to_string())
             .collect();
         args.extend(
-            ["--network", "host", "--no-resolve-image", "--update-monitor", "1s"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "--network",
+                "host",
+                "--no-resolve-image",
+                "--update-monitor",
+                "1s",
+                "--rollback-monitor",
+                "1s",
+                // The test images' shell ignores SIGTERM: every stop would cost 10 s.
+                "--stop-grace-period",
+                "1s",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         );
         if !extra.contains(&"--detach") {
             args.push("--detach=false".into());

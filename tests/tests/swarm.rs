@@ -27,10 +27,13 @@ fn operator() -> Member {
     Tester::member(Some(Level::Operator))
 }
 
-/// A 2-replica service on `v2` with a health check.
-async fn two_replicas(prefix: &str) -> SwarmService {
+/// A 2-replica service on `v2`, with a health check of its own or (`health`
+/// false) the image's (v2 has none; v3's always fails).
+async fn two_replicas(prefix: &str, health: bool) -> SwarmService {
     let mut extra = vec!["--replicas", "2"];
-    extra.extend(HEALTH);
+    if health {
+        extra.extend(HEALTH);
+    }
     SwarmService::create(prefix, &extra, &env::image("v2"), &[]).await
 }
 
@@ -90,16 +93,28 @@ async fn ask(t: &Tester, command: &str, to: Option<&str>) -> MessageRecord {
     if let Some(to) = to {
         slash = slash.opt("to", to);
     }
-    slash.as_level(Level::Operator).send().await.reply().await.message
+    slash
+        .as_level(Level::Operator)
+        .send()
+        .await
+        .reply()
+        .await
+        .message
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_health_logs_and_scale() {
-    let svc = two_replicas("sw-health").await;
+    let svc = two_replicas("sw-health", true).await;
     let t = tester(&svc).await;
 
     // /health: replicas, one line per task with its node, no table.
-    let reply = t.slash("health").opt("service", "web").send().await.reply().await;
+    let reply = t
+        .slash("health")
+        .opt("service", "web")
+        .send()
+        .await
+        .reply()
+        .await;
     let text = reply.text();
     assert!(
         text.contains(&format!("Swarm `{}` · 2/2 running", svc.name)),
@@ -134,23 +149,39 @@ async fn swarm_health_logs_and_scale() {
         )
         .await
         .unwrap_or_else(|e| panic!("scale to {n}: {e}"));
-        assert_eq!(svc.running_images().len(), n as usize, "after scaling to {n}");
+        assert_eq!(
+            svc.running_images().len(),
+            n as usize,
+            "after scaling to {n}"
+        );
         println!("scaled to {n} in {took:?} ({} progress looks)", looks.len());
     }
-    let reply = t.slash("health").opt("service", "web").send().await.reply().await;
+    let reply = t
+        .slash("health")
+        .opt("service", "web")
+        .send()
+        .await
+        .reply()
+        .await;
     assert!(reply.text().contains("· 1/1 running"), "{}", reply.text());
 
     // A global service cannot be scaled; an unknown or non-Swarm one neither.
-    let e = klaxon_core::swarm::scale(&app, "nope", 2, Duration::from_secs(1), &mut |_, _: &str| {})
-        .await
-        .expect_err("unknown service");
+    let e = klaxon_core::swarm::scale(
+        &app,
+        "nope",
+        2,
+        Duration::from_secs(1),
+        &mut |_, _: &str| {},
+    )
+    .await
+    .expect_err("unknown service");
     assert!(e.to_string().starts_with("No service named `nope`"), "{e}");
     t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_rollback_converges_then_restart() {
-    let svc = two_replicas("sw-roll").await;
+    let svc = two_replicas("sw-roll", true).await;
     let t = tester(&svc).await;
 
     let plan = ask(&t, "rollback", None).await;
@@ -164,7 +195,10 @@ async fn swarm_rollback_converges_then_restart() {
     let id = confirm(&t, &plan).await;
     let edits = until_final(&t, id).await;
     let done = edits.last().cloned().unwrap_or_default();
-    assert!(done.contains(&format!("web rolled back to `{}`", env::image("v1"))), "{done}");
+    assert!(
+        done.contains(&format!("web rolled back to `{}`", env::image("v1"))),
+        "{done}"
+    );
     assert!(done.contains("✅ Updated Swarm service"), "{done}");
     assert!(done.contains("✅ Converged after"), "{done}");
     assert!(
@@ -173,14 +207,24 @@ async fn swarm_rollback_converges_then_restart() {
     );
     assert_eq!(svc.image(), env::image("v1"));
     assert_eq!(svc.running_images().len(), 2);
-    assert!(svc.running_images().iter().all(|i| i.starts_with(&env::image("v1"))));
+    assert!(svc
+        .running_images()
+        .iter()
+        .all(|i| i.starts_with(&env::image("v1"))));
 
     // /restart: a forced rolling update, every task replaced.
     let plan = ask(&t, "restart", None).await;
-    assert!(plan.text().contains("docker service update --force"), "{}", plan.text());
+    assert!(
+        plan.text().contains("docker service update --force"),
+        "{}",
+        plan.text()
+    );
     let id = confirm(&t, &plan).await;
     let done = until_final(&t, id).await.pop().unwrap_or_default();
-    assert!(done.contains("web restarted") && done.contains("Done in"), "{done}");
+    assert!(
+        done.contains("web restarted") && done.contains("Done in"),
+        "{done}"
+    );
     assert_eq!(svc.format("{{.Spec.TaskTemplate.ForceUpdate}}"), "1");
     assert_eq!(svc.running_images().len(), 2);
 
@@ -188,13 +232,16 @@ async fn swarm_rollback_converges_then_restart() {
         .await
         .expect("history");
     assert_eq!(rows.len(), 2, "{rows:#?}");
-    assert!(rows.iter().all(|r| r.status == Status::Succeeded), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.status == Status::Succeeded),
+        "{rows:#?}"
+    );
     t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_rollback_reverts_when_the_target_is_unhealthy() {
-    let svc = two_replicas("sw-revert").await;
+    let svc = two_replicas("sw-revert", false).await;
     let t = tester(&svc).await;
 
     // v3's health check always fails: Swarm pauses the update, Klaxon rolls back.
@@ -231,9 +278,7 @@ async fn swarm_task_failure_raises_one_alert() {
         .await;
     // Let the watcher look once (it learns the history) before the task fails.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let svc = SwarmService {
-        name: name.clone(),
-    };
+    let svc = SwarmService { name: name.clone() };
     klaxon_tests::swarm::docker(&[
         "service",
         "create",

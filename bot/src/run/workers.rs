@@ -71,7 +71,7 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
     workers.push(tokio::spawn(
         async move {
             if swarm_app.alerts.config.docker_events {
-                klaxon_core::swarm::watch::watch(&swarm_app, swarm_stop).await;
+                klaxon_core::alerts::swarm_tasks::watch(&swarm_app, swarm_stop).await;
             } else {
                 swarm_stop.await;
             }

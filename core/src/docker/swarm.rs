@@ -3,7 +3,7 @@
 //!
 //! Only the engine calls live here, each through the client's one deadline and
 //! error mapping; what a service's tasks mean for `/health`, and following an
-//! update until it converges, are [`crate::swarm`]'s.
+//! update until it converges, are the domain's (the top-level `swarm` module).
 //!
 //! A 404 of a service call names the service, not a container: the mapping's
 //! [`DockerError::NotFound`] text ("no container named") would mislead, so it is
@@ -131,11 +131,9 @@ impl DockerClient {
         }
         let options = b.tail(&req.tail).build();
         let owned = name.to_string();
-        Ok(docker
-            .service_logs(name, Some(options))
-            .map(move |r| {
-                r.map(LogFrame::from_output)
-                    .map_err(|e| not_a_service(self.classify(e, &owned), &owned))
-            }))
+        Ok(docker.service_logs(name, Some(options)).map(move |r| {
+            r.map(LogFrame::from_output)
+                .map_err(|e| not_a_service(self.classify(e, &owned), &owned))
+        }))
     }
 }

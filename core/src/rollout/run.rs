@@ -143,9 +143,7 @@ impl Run {
                 Ok(()) => match (self.plan.action, self.swarm_service()) {
                     (Action::Rollback, Some(sw)) => self.swarm_rollback(&sw).await,
                     (Action::Restart, Some(sw)) => self.swarm_restart(&sw).await,
-                    (Action::Rollback, None) => {
-                        self.rollback(&Arc::clone(&self.app).docker).await
-                    }
+                    (Action::Rollback, None) => self.rollback(&Arc::clone(&self.app).docker).await,
                     (Action::Restart, None) => self.restart(&Arc::clone(&self.app).docker).await,
                 },
             },

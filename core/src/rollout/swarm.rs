@@ -196,7 +196,11 @@ impl Run {
         let (before, since) =
             match converge::apply(&engine, name, Change::Image(&target.reference)).await {
                 Ok(x) => x,
-                Err(e) => return failed(format!("Swarm refused the update: {e}; nothing was changed.")),
+                Err(e) => {
+                    return failed(format!(
+                        "Swarm refused the update: {e}; nothing was changed."
+                    ))
+                }
             };
         self.step(
             "updated",
@@ -288,7 +292,9 @@ impl Run {
                 return End {
                     status: Status::Failed,
                     phase: Phase::Failed {
-                        reason: format!("Swarm refused the forced update: {e}; nothing was changed."),
+                        reason: format!(
+                            "Swarm refused the forced update: {e}; nothing was changed."
+                        ),
                     },
                 }
             }
@@ -302,7 +308,10 @@ impl Run {
             Ok(waited) => {
                 self.step(
                     "healthy",
-                    format!("Converged after {} s: every task replaced and running", waited.as_secs()),
+                    format!(
+                        "Converged after {} s: every task replaced and running",
+                        waited.as_secs()
+                    ),
                 )
                 .await;
                 End {

@@ -132,12 +132,22 @@ mod tests {
 
     #[test]
     fn swarm_service_and_container_are_exclusive() {
-        assert!(svc(Some("api"), None).swarm_problems("services[0]").is_empty());
-        assert!(svc(None, Some("web_api.1")).swarm_problems("services[0]").is_empty());
+        assert!(svc(Some("api"), None)
+            .swarm_problems("services[0]")
+            .is_empty());
+        assert!(svc(None, Some("web_api.1"))
+            .swarm_problems("services[0]")
+            .is_empty());
         let both = svc(Some("api"), Some("api")).swarm_problems("services[0]");
         assert_eq!(both.len(), 1);
-        assert!(both[0].starts_with("services[0].swarm_service:"), "{both:?}");
+        assert!(
+            both[0].starts_with("services[0].swarm_service:"),
+            "{both:?}"
+        );
         let bad = svc(None, Some("../x")).swarm_problems("services[2]");
-        assert!(bad[0].starts_with("services[2].swarm_service: `../x`"), "{bad:?}");
+        assert!(
+            bad[0].starts_with("services[2].swarm_service: `../x`"),
+            "{bad:?}"
+        );
     }
 }

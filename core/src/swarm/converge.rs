@@ -222,7 +222,12 @@ pub async fn revert(
     let now = engine.inspect_service(name).await?;
     let at = Utc::now();
     let swarm = engine
-        .update_service(name, now.spec.clone().unwrap_or_default(), version(&now), true)
+        .update_service(
+            name,
+            now.spec.clone().unwrap_or_default(),
+            version(&now),
+            true,
+        )
         .await;
     match swarm {
         Ok(_) => Ok(at),
@@ -231,7 +236,12 @@ pub async fn revert(
             let now = engine.inspect_service(name).await?;
             let at = Utc::now();
             engine
-                .update_service(name, before.spec.clone().unwrap_or_default(), version(&now), false)
+                .update_service(
+                    name,
+                    before.spec.clone().unwrap_or_default(),
+                    version(&now),
+                    false,
+                )
                 .await?;
             Ok(at)
         }
@@ -295,7 +305,10 @@ mod tests {
     fn converges_when_every_replica_runs_the_new_spec() {
         let since = crate::timefmt::parse_time("2026-12-07T10:00:00Z").unwrap_or_default();
         let run = TaskState::RUNNING;
-        let tasks = vec![task("app:v2", run.clone(), run.clone()), task("app:v1", run.clone(), run.clone())];
+        let tasks = vec![
+            task("app:v2", run.clone(), run.clone()),
+            task("app:v1", run.clone(), run.clone()),
+        ];
         let s = svc("app:v2", 2, Some((U::UPDATING, "2026-12-07T10:00:00Z")));
         assert_eq!(
             look(&s, &tasks, since, false),

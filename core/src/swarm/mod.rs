@@ -12,7 +12,8 @@
 //!
 //! - [`status`]: what `/health` shows (tasks, replicas, node, last error);
 //! - [`converge`]: changing the spec and following it;
-//! - [`watch`]: task failures as alerts.
+//! - task failures as alerts are `alerts::swarm_tasks`'s (alerts import this
+//!   module, not the other way round).
 //!
 //! Every engine call goes through [`engine`]: the one place that picks the
 //! engine a service lives on.
@@ -25,7 +26,6 @@ use crate::settings::services::{ServiceConfig, UnknownService};
 
 pub mod converge;
 pub mod status;
-pub mod watch;
 
 pub use converge::{Change, Look};
 pub use status::{SwarmStatus, TaskLine};

@@ -72,16 +72,13 @@ fn time(v: &Option<String>) -> Option<DateTime<Utc>> {
 /// image: ..."), or `None` for a task that ended well.
 pub(crate) fn task_error(t: &Task) -> Option<String> {
     let st = t.status.as_ref()?;
-    st.err
-        .clone()
-        .filter(|e| !e.trim().is_empty())
-        .or_else(|| {
-            matches!(st.state, Some(TaskState::FAILED | TaskState::REJECTED)).then(|| {
-                st.message
-                    .clone()
-                    .unwrap_or_else(|| state_str(st.state.clone()))
-            })
+    st.err.clone().filter(|e| !e.trim().is_empty()).or_else(|| {
+        matches!(st.state, Some(TaskState::FAILED | TaskState::REJECTED)).then(|| {
+            st.message
+                .clone()
+                .unwrap_or_else(|| state_str(st.state.clone()))
         })
+    })
 }
 
 /// The state of an update that has not completed, as words.
@@ -90,9 +87,8 @@ pub(crate) fn update_text(svc: &Service) -> Option<String> {
     let state = u.state?;
     let msg = u.message.clone().unwrap_or_default();
     match state {
-        ServiceUpdateStatusStateEnum::COMPLETED | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED => {
-            None
-        }
+        ServiceUpdateStatusStateEnum::COMPLETED
+        | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED => None,
         ServiceUpdateStatusStateEnum::EMPTY => None,
         other if msg.is_empty() => Some(other.to_string()),
         other => Some(format!("{other}: {msg}")),
@@ -212,7 +208,14 @@ mod tests {
         ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskStatus,
     };
 
-    fn task(id: &str, slot: i64, state: TaskState, desired: TaskState, err: Option<&str>, at: &str) -> Task {
+    fn task(
+        id: &str,
+        slot: i64,
+        state: TaskState,
+        desired: TaskState,
+        err: Option<&str>,
+        at: &str,
+    ) -> Task {
         Task {
             id: Some(id.into()),
             slot: Some(slot),
@@ -248,9 +251,30 @@ mod tests {
     fn one_line_per_slot_with_the_slots_last_error() {
         let nodes = [("n1".to_string(), "node-a".to_string())].into();
         let tasks = vec![
-            task("a1", 1, TaskState::RUNNING, TaskState::RUNNING, None, "2026-12-07T10:00:00Z"),
-            task("b0", 2, TaskState::FAILED, TaskState::SHUTDOWN, Some("task: non-zero exit (1)"), "2026-12-07T09:00:00Z"),
-            task("b1", 2, TaskState::STARTING, TaskState::RUNNING, None, "2026-12-07T10:00:01Z"),
+            task(
+                "a1",
+                1,
+                TaskState::RUNNING,
+                TaskState::RUNNING,
+                None,
+                "2026-12-07T10:00:00Z",
+            ),
+            task(
+                "b0",
+                2,
+                TaskState::FAILED,
+                TaskState::SHUTDOWN,
+                Some("task: non-zero exit (1)"),
+                "2026-12-07T09:00:00Z",
+            ),
+            task(
+                "b1",
+                2,
+                TaskState::STARTING,
+                TaskState::RUNNING,
+                None,
+                "2026-12-07T10:00:01Z",
+            ),
         ];
         let s = summarize("web", &service(2), &tasks, &nodes);
         assert_eq!((s.desired, s.running), (2, 1));
@@ -262,12 +286,18 @@ mod tests {
             s.tasks[1].error.as_ref().map(|e| e.0.as_str()),
             Some("task: non-zero exit (1)")
         );
-        assert_eq!(s.problems(), vec![(false, "1 of 2 tasks running".to_string())]);
+        assert_eq!(
+            s.problems(),
+            vec![(false, "1 of 2 tasks running".to_string())]
+        );
     }
 
     #[test]
     fn nothing_running_is_down() {
         let s = summarize("web", &service(2), &[], &Default::default());
-        assert_eq!(s.problems(), vec![(true, "0 of 2 tasks running".to_string())]);
+        assert_eq!(
+            s.problems(),
+            vec![(true, "0 of 2 tasks running".to_string())]
+        );
     }
 }

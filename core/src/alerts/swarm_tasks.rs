@@ -1,4 +1,4 @@
-//! Swarm task failures as alerts, as container deaths are (`alerts::events`).
+//! Swarm task failures as alerts, as container deaths are ([`super::events`]).
 //!
 //! Why polling the task list rather than the event stream: a task can fail without
 //! a container ever dying. A *rejected* task (an image the node does not have, a
@@ -39,9 +39,9 @@ fn failure(service: &str, swarm: &str, t: &Task) -> Option<(String, String)> {
         return None;
     }
     let id = t.id.clone()?;
-    let what = super::status::state_str(st.state.clone());
+    let what = crate::swarm::status::state_str(st.state.clone());
     let slot = t.slot.map(|s| format!(".{s}")).unwrap_or_default();
-    let why = super::status::task_error(t).unwrap_or_else(|| what.clone());
+    let why = crate::swarm::status::task_error(t).unwrap_or_else(|| what.clone());
     Some((
         id,
         format!("{service}: Swarm task {swarm}{slot} {what}: {why}"),
@@ -123,7 +123,7 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
     let mut seen: HashMap<String, Seen> = HashMap::new();
     loop {
         for (svc, swarm) in &services {
-            let engine = super::engine(app, svc);
+            let engine = crate::swarm::engine(app, svc);
             let (service, tasks) =
                 tokio::join!(engine.inspect_service(swarm), engine.service_tasks(swarm));
             let (service, tasks) = match (service, tasks) {
@@ -139,7 +139,7 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
                     continue;
                 }
             };
-            let desired = super::status::desired(&service, &tasks);
+            let desired = crate::swarm::status::desired(&service, &tasks);
             let quiet = app.ops_locks.holder(&svc.name).is_some();
             let alerts = judge(
                 &svc.name,
@@ -202,7 +202,14 @@ mod tests {
         // History before watching: nothing.
         assert!(judge("web", "web_sw", &[old.clone()], 1, &mut seen, false).is_empty());
         let failed = task("t1", TaskState::FAILED, TaskState::SHUTDOWN);
-        let a = judge("web", "web_sw", &[old.clone(), failed.clone()], 1, &mut seen, false);
+        let a = judge(
+            "web",
+            "web_sw",
+            &[old.clone(), failed.clone()],
+            1,
+            &mut seen,
+            false,
+        );
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].status, AlertStatus::Firing);
         assert_eq!(
@@ -210,7 +217,15 @@ mod tests {
             "web: Swarm task web_sw.1 failed: task: non-zero exit (3)"
         );
         // The same task again: no second alert.
-        assert!(judge("web", "web_sw", &[old.clone(), failed.clone()], 1, &mut seen, false).is_empty());
+        assert!(judge(
+            "web",
+            "web_sw",
+            &[old.clone(), failed.clone()],
+            1,
+            &mut seen,
+            false
+        )
+        .is_empty());
         let up = task("t2", TaskState::RUNNING, TaskState::RUNNING);
         let r = judge("web", "web_sw", &[failed, up], 1, &mut seen, false);
         assert_eq!(r.len(), 1);
