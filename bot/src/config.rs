@@ -547,7 +547,7 @@ impl Config {
             }
             if s.container.is_none() && s.health_url.is_none() && s.swarm_service.is_none() {
                 errs.push(format!(
-                    "{key} (`{}`): needs a container (or swarm_service), a health_url, or both",
+                    "{key} (`{}`): needs a container, a health_url, or both",
                     s.name
                 ));
             }

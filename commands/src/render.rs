@@ -161,7 +161,8 @@ fn service_lines(s: &ServiceHealth) -> String {
 /// (state, node, since, last error): phone-width, no table.
 pub fn swarm_lines(sw: &klaxon_core::swarm::SwarmStatus) -> Vec<String> {
     use klaxon_core::chat::{neutralize, truncate};
-    const MAX_TASKS: usize = 8;
+    // Within a field's 1,024 characters: 6 slots with an error each fit.
+    const MAX_TASKS: usize = 6;
     let ago = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.and_then(|t| (chrono::Utc::now() - t).to_std().ok())
             .map(human_duration)
@@ -185,7 +186,7 @@ pub fn swarm_lines(sw: &klaxon_core::swarm::SwarmStatus) -> Vec<String> {
         if let Some((err, at)) = &t.error {
             line.push_str(&format!(
                 "\n  last error: {}",
-                neutralize(&truncate(err, 100))
+                neutralize(&truncate(err, 70))
             ));
             if let Some(d) = ago(*at) {
                 line.push_str(&format!(" ({d} ago)"));
