@@ -39,7 +39,7 @@ fn failure(service: &str, swarm: &str, t: &Task) -> Option<(String, String)> {
         return None;
     }
     let id = t.id.clone()?;
-    let what = crate::swarm::status::state_str(st.state.clone());
+    let what = crate::swarm::status::state_str(st.state);
     let slot = t.slot.map(|s| format!(".{s}")).unwrap_or_default();
     let why = crate::swarm::status::task_error(t).unwrap_or_else(|| what.clone());
     Some((
@@ -91,7 +91,7 @@ fn judge(
     let running = tasks
         .iter()
         .filter(|t| t.desired_state == Some(TaskState::RUNNING))
-        .filter(|t| t.status.as_ref().and_then(|s| s.state.clone()) == Some(TaskState::RUNNING))
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
         .count() as u64;
     if seen.firing && out.is_empty() && running >= desired && desired > 0 {
         seen.firing = false;
@@ -200,7 +200,15 @@ mod tests {
         let mut seen = Seen::default();
         let old = task("t0", TaskState::FAILED, TaskState::SHUTDOWN);
         // History before watching: nothing.
-        assert!(judge("web", "web_sw", &[old.clone()], 1, &mut seen, false).is_empty());
+        assert!(judge(
+            "web",
+            "web_sw",
+            std::slice::from_ref(&old),
+            1,
+            &mut seen,
+            false
+        )
+        .is_empty());
         let failed = task("t1", TaskState::FAILED, TaskState::SHUTDOWN);
         let a = judge(
             "web",
@@ -237,7 +245,15 @@ mod tests {
         let mut seen = Seen::default();
         judge("web", "w", &[], 1, &mut seen, false);
         let failed = task("t1", TaskState::REJECTED, TaskState::SHUTDOWN);
-        assert!(judge("web", "w", &[failed.clone()], 1, &mut seen, true).is_empty());
+        assert!(judge(
+            "web",
+            "w",
+            std::slice::from_ref(&failed),
+            1,
+            &mut seen,
+            true
+        )
+        .is_empty());
         assert!(judge("web", "w", &[failed], 1, &mut seen, false).is_empty());
     }
 }

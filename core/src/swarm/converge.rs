@@ -79,7 +79,7 @@ pub fn look(svc: &Service, tasks: &[Task], since: DateTime<Utc>, reverting: bool
     let new_running = current
         .iter()
         .filter(|t| task_key(t) == want)
-        .filter(|t| t.status.as_ref().and_then(|s| s.state.clone()) == Some(TaskState::RUNNING))
+        .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
         .count() as u64;
     let old = current.iter().filter(|t| task_key(t) != want).count();
     let status = svc.update_status.as_ref().filter(|u| {
@@ -115,7 +115,7 @@ pub fn look(svc: &Service, tasks: &[Task], since: DateTime<Utc>, reverting: bool
         .filter(|t| task_key(t) == want && fresh(t))
         .filter(|t| {
             matches!(
-                t.status.as_ref().and_then(|s| s.state.clone()),
+                t.status.as_ref().and_then(|s| s.state),
                 Some(TaskState::FAILED | TaskState::REJECTED)
             )
         })
@@ -305,18 +305,15 @@ mod tests {
     fn converges_when_every_replica_runs_the_new_spec() {
         let since = crate::timefmt::parse_time("2026-12-07T10:00:00Z").unwrap_or_default();
         let run = TaskState::RUNNING;
-        let tasks = vec![
-            task("app:v2", run.clone(), run.clone()),
-            task("app:v1", run.clone(), run.clone()),
-        ];
+        let tasks = vec![task("app:v2", run, run), task("app:v1", run, run)];
         let s = svc("app:v2", 2, Some((U::UPDATING, "2026-12-07T10:00:00Z")));
         assert_eq!(
             look(&s, &tasks, since, false),
             Look::Waiting("1 of 2 tasks running the new spec, 1 old".into())
         );
         let tasks = vec![
-            task("app:v2", run.clone(), run.clone()),
-            task("app:v2", run.clone(), run.clone()),
+            task("app:v2", run, run),
+            task("app:v2", run, run),
             task("app:v1", TaskState::SHUTDOWN, TaskState::SHUTDOWN),
         ];
         let done = svc("app:v2", 2, Some((U::COMPLETED, "2026-12-07T10:00:00Z")));

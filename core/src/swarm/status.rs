@@ -73,11 +73,8 @@ fn time(v: &Option<String>) -> Option<DateTime<Utc>> {
 pub(crate) fn task_error(t: &Task) -> Option<String> {
     let st = t.status.as_ref()?;
     st.err.clone().filter(|e| !e.trim().is_empty()).or_else(|| {
-        matches!(st.state, Some(TaskState::FAILED | TaskState::REJECTED)).then(|| {
-            st.message
-                .clone()
-                .unwrap_or_else(|| state_str(st.state.clone()))
-        })
+        matches!(st.state, Some(TaskState::FAILED | TaskState::REJECTED))
+            .then(|| st.message.clone().unwrap_or_else(|| state_str(st.state)))
     })
 }
 
