@@ -37,6 +37,7 @@
 #   KLAXON_TEST_DOCKER_HOST=unix://$DIR/docker.sock
 #   KLAXON_TEST_PG_URL=postgres://postgres@127.0.0.1:$PORT/postgres
 #   KLAXON_TEST_IMAGE_PREFIX=klaxon-test/app      (tags v1, v2, and v3 = unhealthy release)
+#   KLAXON_TEST_SWARM_HOST=unix://$DIR/docker.sock (the same engine, a single-node swarm)
 #
 # The private dockerd runs with --bridge=none --iptables=false --ip-forward=false: it creates
 # no docker0 and no 172.17.x addresses. Run test containers with `--network none` or
@@ -95,6 +96,7 @@ PG_PORT=""
 PG_PID=""
 CONTAINERD_PIDS=""     # pids of the containerd our dockerd ran (see stop_dockerd)
 RUN_CONTAINERD_OURS=0  # 1 if /run/containerd did not exist before our engine started
+SWARM_URL=""           # the engine that is a swarm manager (KLAXON_TEST_SWARM_HOST)
 READY=0                # 1 once everything is up (KEEP only keeps a complete environment)
 KEEP_ON_EXIT=0
 
@@ -299,6 +301,7 @@ exports_text() {
 export KLAXON_TEST_DOCKER_HOST='$DOCKER_URL'
 export KLAXON_TEST_PG_URL='postgres://postgres@127.0.0.1:$PG_PORT/postgres'
 export KLAXON_TEST_IMAGE_PREFIX='$IMAGE_PREFIX'
+export KLAXON_TEST_SWARM_HOST='$SWARM_URL'
 export KLAXON_TEST_ENV_DIR='$DIR'
 export KLAXON_TEST_ENV_OWN_DIR='$OWN_DIR'
 export KLAXON_TEST_ENV_DOCKER_MODE='$DOCKER_MODE'
@@ -587,6 +590,7 @@ else
 fi
 T_DOCKER=$(secs_since "$t_docker")
 dk() { docker -H "$DOCKER_URL" "$@"; }
+port_in_use_early() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------------
 # 4. Offline test images: a busybox root imported as klaxon-test/base, then app:v1..v3.
@@ -649,6 +653,46 @@ log "images ready ($(secs_since "$t_images")): $BASE_IMAGE $IMAGE_PREFIX:v1 :v2 
 T_IMAGES=$(secs_since "$t_images")
 
 # ---------------------------------------------------------------------------------------
+# 4b. A single-node Docker Swarm on the private engine, for the Swarm service tests
+#     (KLAXON_TEST_SWARM_HOST). Idempotent: an engine already in a swarm is left as it
+#     is. Only the private engine is turned into a swarm (never an external one: that is
+#     a developer's own engine; use one that is already a swarm manager, or none).
+#     `swarm init` makes an `ingress` overlay network and, for it, a docker_gwbridge
+#     bridge on a 172.x address plus a VXLAN socket on 0.0.0.0:4789, even with
+#     --bridge=none. The tests' services run with --network host and publish no ports, so
+#     both are removed at once: nothing but 127.0.0.1 is left (checked on dockerd 20.10).
+SWARM_URL=""
+swarm_state() { dk info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null || true; }
+if [ "$DOCKER_MODE" = private ]; then
+    if [ "$(swarm_state)" != active ]; then
+        swarm_port=2377
+        while port_in_use_early "$swarm_port"; do swarm_port=$((swarm_port + 1)); done
+        dk swarm init --advertise-addr 127.0.0.1 --listen-addr "127.0.0.1:$swarm_port" \
+            --data-path-addr 127.0.0.1 >"$DIR/swarm-init.log" 2>&1 ||
+            { cat "$DIR/swarm-init.log" >&2; die "docker swarm init failed (log above)"; }
+        # The ingress network appears a moment after `init` returns: wait for it
+        # (at most 5 s), remove it, then the bridge made for it.
+        ingress_seen=0
+        for i in $(seq 100); do
+            if dk network inspect ingress >/dev/null 2>&1; then
+                ingress_seen=1
+                echo y | dk network rm ingress >/dev/null 2>&1 || true
+            elif [ "$ingress_seen" = 1 ] || [ "$i" -gt 50 ]; then
+                dk network rm docker_gwbridge >/dev/null 2>&1 || true
+                dk network inspect docker_gwbridge >/dev/null 2>&1 || break
+            fi
+            sleep 0.1
+        done
+        ! dk network inspect ingress >/dev/null 2>&1 || die "could not remove the swarm's ingress network"
+        ! dk network inspect docker_gwbridge >/dev/null 2>&1 || die "could not remove docker_gwbridge"
+    fi
+    SWARM_URL=$DOCKER_URL
+    log "swarm ready on the private engine: $(dk info -f '{{.Swarm.NodeID}}')"
+elif [ "$(swarm_state)" = active ]; then
+    SWARM_URL=$DOCKER_URL
+fi
+
+# ---------------------------------------------------------------------------------------
 # 5. PostgreSQL.
 t_pg=$(now_ms)
 PG_ROOT=$DIR/pg
@@ -694,6 +738,7 @@ T_PG=$(secs_since "$t_pg")
 export KLAXON_TEST_DOCKER_HOST=$DOCKER_URL
 export KLAXON_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export KLAXON_TEST_IMAGE_PREFIX=$IMAGE_PREFIX
+export KLAXON_TEST_SWARM_HOST=$SWARM_URL
 READY=1
 log "environment ready: provisioning $T_PROV, dockerd $T_DOCKER, images $T_IMAGES, postgres $T_PG"
 

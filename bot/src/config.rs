@@ -548,13 +548,19 @@ impl Config {
             } else if !seen.insert(s.name.to_lowercase()) {
                 errs.push(format!("{key}.name: `{}` is configured twice", s.name));
             }
-            if s.container.is_none() && s.health_url.is_none() && s.compose.is_none() {
+            if s.container.is_none()
+                && s.health_url.is_none()
+                && s.compose.is_none()
+                && s.swarm_service.is_none()
+            {
                 errs.push(format!(
                     "{key} (`{}`): needs a container, a health_url, or both",
                     s.name
                 ));
             }
             errs.extend(compose_problems(&key, s));
+            // Swarm services (issue #16): a service is a container or a Swarm service.
+            errs.extend(s.swarm_problems(&key));
             if let Some(url) = &s.health_url {
                 if reqwest::Url::parse(url)
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
@@ -575,7 +581,7 @@ impl Config {
                 errs.extend(flag.problems(&format!("{key}.maintenance_flag")));
                 if s.container.is_none() {
                     errs.push(format!(
-                        "{key}.maintenance_flag: `{}` has no container to run it in",
+                        "{key}.maintenance_flag: `{}` has no container to run it in (a Swarm service has many)",
                         s.name
                     ));
                 }

@@ -527,7 +527,11 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         .clone();
     // Said, not counted against readiness: without Docker, alerts are still taken.
     // A team whose services name no container does not use the engine at all.
-    let docker = if !app.services.iter().any(|s| s.container.is_some()) {
+    let docker = if !app
+        .services
+        .iter()
+        .any(|s| s.container.is_some() || s.swarm_service.is_some())
+    {
         "not used (no [[services]] names a container)".to_string()
     } else {
         match tokio::time::timeout(Duration::from_secs(2), app.docker.ping()).await {

@@ -143,6 +143,9 @@ fn service_lines(s: &ServiceHealth) -> String {
             lines.push(usage.join(" · "));
         }
     }
+    if let Some(Ok(sw)) = &s.swarm {
+        lines.extend(swarm_lines(sw));
+    }
     // A failed probe is already among the problems; a good one shows its latency.
     if let Some((code, p)) = s
         .probe
@@ -155,6 +158,49 @@ fn service_lines(s: &ServiceHealth) -> String {
         lines.push("no checks configured".into());
     }
     lines.join("\n")
+}
+
+/// A Swarm service (issue #16): replicas, then one short line per task slot
+/// (state, node, since, last error): phone-width, no table.
+pub fn swarm_lines(sw: &klaxon_core::swarm::SwarmStatus) -> Vec<String> {
+    use klaxon_core::chat::{neutralize, truncate};
+    // Within a field's 1,024 characters: 6 slots with an error each fit.
+    const MAX_TASKS: usize = 6;
+    let ago = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.and_then(|t| (chrono::Utc::now() - t).to_std().ok())
+            .map(human_duration)
+    };
+    let mut lines = vec![format!(
+        "Swarm `{}` · {}/{} running · `{}`",
+        neutralize(&sw.service),
+        sw.running,
+        sw.desired,
+        neutralize(&sw.image)
+    )];
+    for t in sw.tasks.iter().take(MAX_TASKS) {
+        let mut line = match t.slot {
+            Some(slot) => format!("`.{slot}` {}", neutralize(&t.state)),
+            None => neutralize(&t.state),
+        };
+        line.push_str(&format!(" · {}", neutralize(&t.node)));
+        if let Some(d) = ago(t.since) {
+            line.push_str(&format!(" · {d}"));
+        }
+        if let Some((err, at)) = &t.error {
+            line.push_str(&format!(
+                "\n  last error: {}",
+                neutralize(&truncate(err, 70))
+            ));
+            if let Some(d) = ago(*at) {
+                line.push_str(&format!(" ({d} ago)"));
+            }
+        }
+        lines.push(line);
+    }
+    if sw.tasks.len() > MAX_TASKS {
+        lines.push(format!("… and {} more tasks", sw.tasks.len() - MAX_TASKS));
+    }
+    lines
 }
 
 fn bytes(b: u64) -> String {

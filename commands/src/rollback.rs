@@ -12,7 +12,7 @@ use klaxon_core::actor::Actor;
 use klaxon_core::audit::Outcome;
 use klaxon_core::chat::{self, Embed, Field};
 use klaxon_core::rollout::{
-    self, Action, Approval, Pending, Phase, Plan, Progress, RolloutError, TargetSource,
+    self, Action, Approval, HealthWait, Pending, Phase, Plan, Progress, RolloutError, TargetSource,
 };
 use klaxon_core::timefmt::human_duration;
 use poise::CreateReply;
@@ -114,7 +114,7 @@ async fn propose(
     // What memory can answer is answered before anything slow, privately.
     let svc = app.service(service).map_err(UserError::from)?;
     let name = svc.name.clone();
-    if !svc.has_containers() {
+    if !svc.has_containers() && svc.swarm_service.is_none() {
         return Err(user_error(RolloutError::NoContainer(name)));
     }
     if let Some(holder) = app.ops_locks.holder(&name) {
@@ -260,10 +260,10 @@ pub fn plan_embed(p: &Pending, ttl: Duration) -> Embed {
         plan.health.describe()
     );
     let mut now = image_lines(&plan.current);
-    now.push_str(&format!(
-        "\ncontainer `{container}` {}",
-        plan.container_state
-    ));
+    // A Swarm service (issue #16) is updated, not replaced: its own words.
+    let swarm = plan.health == HealthWait::Swarm;
+    let kind = if swarm { "Swarm service" } else { "container" };
+    now.push_str(&format!("\n{kind} `{container}` {}", plan.container_state));
     if let Some(up) = ago(plan.started_at).filter(|_| plan.container_state == "running") {
         now.push_str(&format!(", up {up}"));
     }
@@ -296,6 +296,18 @@ pub fn plan_embed(p: &Pending, ttl: Duration) -> Embed {
                 value: format!("{}\n{why}", image_lines(target)),
                 inline: false,
             });
+            let steps = if swarm {
+                format!(
+                    "1. Update Swarm service `{container}` to `{}` (Swarm replaces its tasks as its update config says)\n2. {wait}\n3. Converged: done. Not converged: Swarm's rollback to the previous spec.",
+                    chat::neutralize(&target.reference)
+                )
+            } else {
+                format!(
+                    "1. Stop `{container}` and keep it as `{}`\n2. Start the same configuration on `{}`\n3. {wait}\n4. Healthy: remove the old container. Not healthy: put it back.",
+                    chat::neutralize(&plan.kept_name()),
+                    chat::neutralize(&target.reference)
+                )
+            };
             (
                 format!("Roll back {svc}?"),
                 format!(
@@ -303,13 +315,14 @@ pub fn plan_embed(p: &Pending, ttl: Duration) -> Embed {
                     chat::neutralize(&plan.current.reference),
                     chat::neutralize(&target.reference)
                 ),
-                format!(
-                    "1. Stop `{container}` and keep it as `{}`\n2. Start the same configuration on `{}`\n3. {wait}\n4. Healthy: remove the old container. Not healthy: put it back.",
-                    chat::neutralize(&plan.kept_name()),
-                    chat::neutralize(&target.reference)
-                ),
+                steps,
             )
         }
+        _ if swarm => (
+            format!("Restart {svc}?"),
+            format!("`docker service update --force {container}`"),
+            format!("1. Force a rolling update of `{container}` (every task replaced)\n2. {wait}"),
+        ),
         _ => (
             format!("Restart {svc}?"),
             format!("`docker restart {container}`"),
@@ -387,6 +400,10 @@ pub fn progress_embed(plan: &Plan, approvers: &str, p: &Progress) -> Embed {
     let (now, color) = match &p.phase {
         Phase::Confirmed => ("⏳ Starting…".to_string(), chat::GREY),
         Phase::Stopping => (format!("⏳ Stopping `{container}`…"), chat::GREY),
+        Phase::Starting if plan.health == HealthWait::Swarm => (
+            format!("⏳ Updating Swarm service `{container}` to `{target}`…"),
+            chat::GREY,
+        ),
         Phase::Starting => (
             format!("⏳ Starting `{container}` on `{target}`…"),
             chat::GREY,

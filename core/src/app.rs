@@ -150,6 +150,7 @@ impl App {
             .filter(|s| only.is_none_or(|n| s.name.eq_ignore_ascii_case(n)))
             .any(|s| {
                 s.has_containers()
+                    || s.swarm_service.is_some()
                     || (s.health_url.is_some() && self.thresholds.probe_timeout_ms > 1_500)
             })
     }

@@ -65,6 +65,8 @@ pub struct ServiceHealth {
     /// The maintenance window it is in, when it is in one.
     pub maintenance: Option<String>,
     pub container: Option<Result<ContainerStatus, DockerError>>,
+    /// A Swarm service's tasks (issue #16), when the service is one.
+    pub swarm: Option<Result<crate::swarm::SwarmStatus, DockerError>>,
     pub probe: Option<ProbeResult>,
     /// A compose service: `n/m healthy` and the worst replica (whose container
     /// `container` is).
@@ -131,7 +133,14 @@ async fn check_one(
             None => None,
         }
     };
-    let ((container, replicas), probe) = tokio::join!(container, probe);
+    // A Swarm service: its tasks instead of a container (see `crate::swarm`).
+    let swarm = async {
+        match &svc.swarm_service {
+            Some(name) => Some(crate::swarm::status::read(docker, name).await),
+            None => None,
+        }
+    };
+    let ((container, replicas), swarm, probe) = tokio::join!(container, swarm, probe);
     let mut health = judge(&svc.name, container, probe, thresholds);
     if let Some(line) = replicas {
         if line.starts_with("0 replicas") {
@@ -146,7 +155,42 @@ async fn check_one(
         }
         health.replicas = Some(line);
     }
+    if swarm.is_some() {
+        judge_swarm(&mut health, swarm);
+    }
     health
+}
+
+/// Adds a Swarm service's findings (replicas not running, an update paused, the
+/// service missing) to what [`judge`] found; pure, like it.
+pub fn judge_swarm(
+    health: &mut ServiceHealth,
+    swarm: Option<Result<crate::swarm::SwarmStatus, DockerError>>,
+) {
+    let mut findings: Vec<(State, String)> = Vec::new();
+    match &swarm {
+        None => return,
+        Some(Err(e)) => findings.push((State::Unknown, e.to_string())),
+        Some(Ok(s)) => {
+            for (down, text) in s.problems() {
+                findings.push((if down { State::Down } else { State::Degraded }, text));
+            }
+        }
+    }
+    // "nothing to check" was said for want of a container or probe: the tasks are.
+    if health.container.is_none() && health.probe.is_none() {
+        health.problems.clear();
+        health.state = State::Healthy;
+    }
+    for (state, text) in findings {
+        if state > health.state {
+            health.problems.insert(0, text);
+        } else {
+            health.problems.push(text);
+        }
+        health.state = health.state.max(state);
+    }
+    health.swarm = swarm;
 }
 
 /// The rules, kept pure so they are tested without Docker.
@@ -225,6 +269,7 @@ pub fn judge(
         problems: findings.into_iter().map(|f| f.1).collect(),
         maintenance: None,
         container,
+        swarm: None,
         probe,
         replicas: None,
     }

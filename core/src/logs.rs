@@ -276,6 +276,8 @@ use crate::timefmt::parse_duration;
 #[derive(Debug, Clone)]
 pub struct Query {
     pub container: String,
+    /// `container` names a Docker Swarm service: read the log of all its tasks.
+    pub swarm: bool,
     /// Keep the last this many matching lines.
     pub lines: usize,
     pub since: Option<Bound>,
@@ -293,6 +295,7 @@ impl Query {
     pub fn new(container: &str) -> Self {
         Query {
             container: container.to_string(),
+            swarm: false,
             lines: DEFAULT_LINES,
             since: None,
             until: None,
@@ -545,6 +548,27 @@ fn read_error(e: DockerError, docker: &DockerClient, container: &str) -> LogsErr
     }
 }
 
+/// The log stream of a container, or of a Swarm service's tasks (issue #16).
+async fn open<'a>(
+    docker: &'a DockerClient,
+    q: &Query,
+    follow: bool,
+) -> Result<
+    impl futures::Stream<Item = Result<crate::docker::LogFrame, DockerError>> + 'a,
+    DockerError,
+> {
+    use futures::StreamExt as _;
+    Ok(if q.swarm {
+        let s = docker
+            .service_logs(&q.container, &q.request(follow))
+            .await?;
+        s.left_stream()
+    } else {
+        let s = docker.logs(&q.container, &q.request(follow)).await?;
+        s.right_stream()
+    })
+}
+
 /// Reads the container's log once (`docker logs --timestamps`), redacting and
 /// filtering while streaming, and returns the last `q.lines` matching lines.
 /// Stops at `deadline` with what it has (`cut_short`).
@@ -569,7 +593,7 @@ async fn read_one(
     deadline: Duration,
 ) -> Result<Snapshot, LogsError> {
     let started = Instant::now();
-    let stream = docker.logs(&q.container, &q.request(false)).await?;
+    let stream = open(docker, q, false).await?;
     tokio::pin!(stream);
     let mut matcher = Matcher::new(redactor, q);
     let want = q.lines.clamp(1, MAX_LINES);
@@ -634,10 +658,24 @@ fn empty_kept() -> Kept {
     }
 }
 
+/// [`check_container`], or for a Swarm service's log that the service exists.
+pub async fn check_source(docker: &DockerClient, q: &Query) -> Result<(), LogsError> {
+    if !q.swarm {
+        return check_container(docker, &q.container).await;
+    }
+    docker.ready().await?;
+    docker
+        .inspect_service(&q.container)
+        .await
+        .map(|_| ())
+        .map_err(|e| read_error(e, docker, &q.container))
+}
+
 /// Checks that the container exists, quickly, so a typo or a stopped engine gets a
 /// private answer before the command defers.
 pub async fn check_container(docker: &DockerClient, container: &str) -> Result<(), LogsError> {
     docker.ready().await?;
+
     docker
         .inspect(container)
         .await
@@ -668,7 +706,7 @@ async fn follow_one(
     q: Query,
     tx: mpsc::Sender<LogLine>,
 ) -> Result<(), LogsError> {
-    let stream = docker.logs(&q.container, &q.request(true)).await?;
+    let stream = open(&docker, &q, true).await?;
     tokio::pin!(stream);
     let mut matcher = Matcher::new(redactor, &q);
     loop {

@@ -46,6 +46,9 @@ pub enum HealthWait {
     Http(String),
     /// Neither: the container keeps running this long without restarting.
     Running(Duration),
+    /// A Swarm service: every replica runs a task of the new spec (Swarm's own
+    /// health checks gate "running").
+    Swarm,
 }
 
 impl HealthWait {
@@ -55,6 +58,7 @@ impl HealthWait {
             // Shown in the plan and logged at each step: never with its credentials.
             HealthWait::Http(url) => format!("HTTP check of {}", crate::secret::redact_url(url)),
             HealthWait::Running(d) => format!("running for {} s", d.as_secs()),
+            HealthWait::Swarm => "every Swarm task running (Swarm's health checks)".into(),
         }
     }
 }

@@ -171,6 +171,7 @@ impl TesterBuilder {
             maintenance_flag: None,
             allowed_images: Vec::new(),
             compose: None,
+            swarm_service: None,
         });
         self
     }
@@ -183,6 +184,7 @@ impl TesterBuilder {
             maintenance_flag: None,
             allowed_images: Vec::new(),
             compose: Some(compose.into()),
+            swarm_service: None,
         });
         self
     }
@@ -243,6 +245,14 @@ impl TesterBuilder {
     pub fn allowed_images(mut self, repos: &[&str]) -> Self {
         if let Some(s) = self.config.services.last_mut() {
             s.allowed_images = repos.iter().map(|r| r.to_string()).collect();
+        }
+        self
+    }
+    /// A service that is the Docker Swarm service `swarm` (no container).
+    pub fn swarm_service(mut self, name: &str, swarm: &str) -> Self {
+        self = self.service(name, None, None);
+        if let Some(s) = self.config.services.last_mut() {
+            s.swarm_service = Some(swarm.into());
         }
         self
     }

@@ -406,3 +406,38 @@ fn heartbeats_are_checked_by_key_and_their_tokens_masked() {
     assert!(all.contains("token = \"****\""), "{all}");
     assert!(!all.contains("env-sekrit"), "{all}");
 }
+
+/// Issue #16: a service is one container or one Swarm service; both is refused,
+/// naming the key. A Swarm service alone is shown back in the resolved config.
+#[test]
+fn a_service_naming_both_container_and_swarm_service_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("klaxon.toml");
+    let base = format!(
+        "[discord]\nguild_id = 987654321098765432\n[database]\nurl = \"{}\"\n",
+        env::sqlite_url(dir.path())
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{base}[[services]]\nname = \"web\"\ncontainer = \"web\"\nswarm_service = \"web\"\n"
+        ),
+    )
+    .expect("config");
+    let (code, out, err) = check(&path, Some("t"), false);
+    let all = format!("{out}{err}");
+    assert_eq!(code, 1, "{all}");
+    assert!(
+        all.contains("services[0].swarm_service: `web` names both `container` and `swarm_service`"),
+        "{all}"
+    );
+    std::fs::write(
+        &path,
+        format!("{base}[[services]]\nname = \"web\"\nswarm_service = \"web_front\"\n"),
+    )
+    .expect("config");
+    let (code, out, err) = check(&path, Some("t"), false);
+    let all = format!("{out}{err}");
+    assert_eq!(code, 0, "{all}");
+    assert!(all.contains("swarm_service = \"web_front\""), "{all}");
+}

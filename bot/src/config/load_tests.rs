@@ -316,3 +316,27 @@ compose = "shop/good"
         "{all}"
     );
 }
+
+#[test]
+fn a_service_is_a_container_or_a_swarm_service_never_both() {
+    let ok = load_env(
+        &format!("{BASE}[[services]]\nname = \"web\"\nswarm_service = \"web_front\"\n"),
+        &[],
+    )
+    .expect("a Swarm service alone is fine");
+    assert_eq!(ok.services[0].swarm_service.as_deref(), Some("web_front"));
+    let errs = load_env(
+        &format!(
+            "{BASE}[[services]]\nname = \"web\"\ncontainer = \"web\"\nswarm_service = \"web\"\n"
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errs.contains(
+            "services[0].swarm_service: `web` names both `container` and `swarm_service`"
+        ),
+        "{errs}"
+    );
+}

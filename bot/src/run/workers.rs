@@ -65,6 +65,19 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
         }
         .instrument(info_span!("docker_events")),
     ));
+    // Swarm task failures (issue #16), with the Docker events switch.
+    let swarm_app = Arc::clone(app);
+    let swarm_stop = stopped(stop.clone());
+    workers.push(tokio::spawn(
+        async move {
+            if swarm_app.alerts.config.docker_events {
+                klaxon_core::alerts::swarm_tasks::watch(&swarm_app, swarm_stop).await;
+            } else {
+                swarm_stop.await;
+            }
+        }
+        .instrument(info_span!("swarm_tasks")),
+    ));
     workers
 }
 

@@ -150,10 +150,13 @@ pub async fn logs(
     let name = svc.name.clone();
     // A compose service: its replicas, merged (the name shown is the compose one).
     let compose = svc.compose.clone().filter(|_| svc.container.is_none());
-    let container = match (&svc.container, &compose) {
-        (Some(c), _) => c.clone(),
-        (None, Some(c)) => c.clone(),
-        (None, None) => return Err(user(LogsError::NoContainer(name.clone()))),
+    // A Swarm service's log is that of all its tasks (issue #16).
+    let swarm = svc.container.is_none() && svc.swarm_service.is_some();
+    let container = match (&svc.container, &compose, &svc.swarm_service) {
+        (Some(c), _, _) => c.clone(),
+        (None, Some(c), _) => c.clone(),
+        (None, None, Some(s)) => s.clone(),
+        (None, None, None) => return Err(user(LogsError::NoContainer(name.clone()))),
     };
     let now = Utc::now();
     let mut q = parse_query(
@@ -167,6 +170,7 @@ pub async fn logs(
         now,
     )
     .map_err(user)?;
+    q.swarm = swarm;
     if follow && q.since.is_none() && (q.filters() || q.streams != Streams::Both) {
         // Docker can only `tail` an unfiltered log; a filtered follow would replay
         // the whole history before the first new line. New lines only, then.
@@ -194,12 +198,13 @@ pub async fn logs(
     }
     // A missing container or a stopped engine gets a private answer before the
     // defer; an engine too slow to answer this quickly is left to the read.
-    if let Ok(Err(e)) = tokio::time::timeout(
-        CHECK_WITHIN,
-        logs::check_container(&app.docker, q.replicas.first().map_or(&container, |r| &r.1)),
-    )
-    .await
-    {
+    let check = async {
+        match q.replicas.first() {
+            Some(first) => logs::check_container(&app.docker, &first.1).await,
+            None => logs::check_source(&app.docker, &q).await,
+        }
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(CHECK_WITHIN, check).await {
         return Err(user(e));
     }
     if public {

@@ -20,5 +20,6 @@ pub mod probes;
 pub mod render;
 pub mod sender;
 pub mod silence;
+pub mod swarm_tasks;
 
 pub use crate::alert::{fingerprint_of, Alert, AlertStatus, Source};

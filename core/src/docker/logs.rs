@@ -30,6 +30,11 @@ pub struct LogRequest {
 pub struct LogFrame(LogOutput);
 
 impl LogFrame {
+    /// A frame of a Swarm service's log (same framing as a container's).
+    pub(super) fn from_output(output: LogOutput) -> Self {
+        LogFrame(output)
+    }
+
     pub fn is_stderr(&self) -> bool {
         matches!(self.0, LogOutput::StdErr { .. })
     }

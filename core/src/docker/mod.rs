@@ -12,6 +12,7 @@
 //! - [`logs`]: a container's log as a stream of frames;
 //! - [`events`]: the engine's container events;
 //! - [`compose`]: the replicas of a compose service, by their labels.
+//! - [`swarm`]: Docker Swarm services, their tasks and nodes (issue #16).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod images;
 pub mod logs;
+pub mod swarm;
 
 pub use compose::Replica;
 pub use containers::{usage, ContainerStatus, ExecOutput, HealthState};

@@ -28,7 +28,9 @@ pub async fn image_choices(
     let Ok(svc) = app.service(service) else {
         return Vec::new();
     };
-    let Some(container) = svc.container.clone() else {
+    // A Swarm service (issue #16): the image its spec names stands in for the container's.
+    let swarm = svc.swarm_service.clone();
+    let Some(container) = svc.container.clone().or_else(|| swarm.clone()) else {
         return Vec::new();
     };
     let history = deployments::recent(&app.store, &svc.name, 50)
@@ -37,7 +39,22 @@ pub async fn image_choices(
     let mut current_id = String::new();
     let mut engine_images = Vec::new();
     let engine = &app.docker;
-    if engine.ready().await.is_ok() {
+    if engine.ready().await.is_ok() && swarm.is_some() {
+        let sw = crate::swarm::engine(app, svc);
+        if let Ok(service) = sw.inspect_service(&container).await {
+            let configured = service
+                .spec
+                .and_then(|s| s.task_template)
+                .and_then(|t| t.container_spec)
+                .and_then(|c| c.image)
+                .unwrap_or_default();
+            let local = configured.split('@').next().unwrap_or_default();
+            if let Ok(img) = sw.inspect_image(local).await {
+                current_id = img.id.unwrap_or_default();
+            }
+            engine_images = sw.candidates(repository(local)).await.unwrap_or_default();
+        }
+    } else if engine.ready().await.is_ok() {
         if let Ok(info) = engine.inspect(&container).await {
             current_id = info.image.clone().unwrap_or_default();
             let configured = info

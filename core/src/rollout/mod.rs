@@ -22,6 +22,7 @@
 //!   warning and recovery of a half-done rolling operation);
 //! - [`rolling`]: `/rollback` and `/restart` of replicas, one at a time, with put-back;
 //! - [`scale`]: `/scale`, replicas added (cloned) or removed.
+//! - [`swarm`]: the same operations for a Docker Swarm service (issue #16).
 
 pub mod autocomplete;
 pub mod model;
@@ -32,6 +33,7 @@ pub mod rolling;
 pub mod run;
 pub mod scale;
 pub mod spec;
+pub mod swarm;
 
 pub use crate::docker::images::{normalize_repository, repository, ImageInfo};
 pub use crate::ops_locks::{

@@ -89,7 +89,7 @@ pub(super) fn allowed_list(own: &str, allowed: &[String]) -> String {
 
 /// Image references as the member may type them; anything else never reaches the
 /// engine's URL paths.
-fn valid_reference(s: &str) -> bool {
+pub(super) fn valid_reference(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
         && !s.contains("..")
@@ -143,6 +143,9 @@ pub async fn plan(
     to: Option<&str>,
 ) -> Result<Plan, RolloutError> {
     let svc = app.service(service)?;
+    if svc.swarm_service.is_some() {
+        return super::swarm::plan(app, action, svc, to).await;
+    }
     if !svc.has_containers() {
         return Err(RolloutError::NoContainer(svc.name.clone()));
     }
@@ -304,7 +307,7 @@ pub async fn plan(
 
 /// The member's `to`: a full reference, an image id, or a bare tag of the
 /// service's repository.
-async fn resolve(
+pub(super) async fn resolve(
     engine: &DockerClient,
     repo: &str,
     to: &str,
@@ -327,7 +330,7 @@ async fn resolve(
 /// The image that ran before the current one according to the history, else the
 /// newest image of the same repository older than the current one. (Rolling back to
 /// a newer build by default would be a surprise; `to` can still name one.)
-async fn default_target(
+pub(super) async fn default_target(
     app: &App,
     engine: &DockerClient,
     service: &str,
@@ -506,6 +509,7 @@ mod tests {
             maintenance_flag: None,
             allowed_images: Vec::new(),
             compose: None,
+            swarm_service: None,
         };
         let check = HealthConfig {
             test: Some(vec!["CMD-SHELL".into(), "true".into()]),

@@ -40,18 +40,22 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     };
     let mut out = Vec::new();
     for row in rows {
-        let compose = app
-            .service(&row.service)
-            .ok()
+        // A Swarm service (issue #16) is checked through its own engine function;
+        // a compose service through its replicas.
+        let svc = app.service(&row.service).ok();
+        let swarm =
+            svc.and_then(|s| Some((crate::swarm::engine(app, s), s.swarm_service.clone()?)));
+        let compose = svc
             .and_then(|s| s.compose_parts())
             .filter(|_| row.container.contains('/'));
-        let recovery = match (app.docker.ready().await, compose) {
-            (Ok(()), Some((project, service))) => {
+        let recovery = match (&swarm, app.docker.ready().await, compose) {
+            (Some((engine, name)), _, _) => super::swarm::recover_one(engine, &row, name).await,
+            (None, Ok(()), Some((project, service))) => {
                 let engine = super::replicas::engine(app, &row.service);
                 super::replicas::recover_compose(engine, &row, project, service).await
             }
-            (Ok(()), None) => recover_one(&app.docker, &row).await,
-            (Err(e), _) => Err(e),
+            (None, Ok(()), None) => recover_one(&app.docker, &row).await,
+            (None, Err(e), _) => Err(e),
         };
         let (recovery, checked) = match recovery {
             Ok(r) => (r, true),

@@ -83,7 +83,7 @@ impl Run {
         });
     }
 
-    fn waiting(&self, waited: Duration, last: Option<String>) {
+    pub(super) fn waiting(&self, waited: Duration, last: Option<String>) {
         let elapsed = self.started.elapsed();
         self.progress.send_modify(|p| {
             p.phase = Phase::WaitingHealth { waited };
@@ -142,20 +142,28 @@ impl Run {
                 Ok(()) => {
                     let app = Arc::clone(&self.app);
                     let engine = &app.docker;
-                    // Replicas of a compose service go one at a time (`rolling`), and
-                    // `/scale` is theirs alone (`scale`).
-                    match (self.plan.action, self.plan.replicas.is_empty()) {
-                        (Action::Scale, _) => self.scale(engine).await,
-                        (Action::Rollback, false) => {
+                    // A Swarm service is updated, not replaced (`super::swarm`);
+                    // replicas of a compose service go one at a time (`rolling`),
+                    // and `/scale` adds or removes them (`scale`).
+                    match (
+                        self.plan.action,
+                        self.swarm_service(),
+                        self.plan.replicas.is_empty(),
+                    ) {
+                        (Action::Rollback, Some(sw), _) => self.swarm_rollback(&sw).await,
+                        (Action::Restart, Some(sw), _) => self.swarm_restart(&sw).await,
+                        (Action::Scale, Some(sw), _) => self.swarm_scale(&sw).await,
+                        (Action::Scale, None, _) => self.scale(engine).await,
+                        (Action::Rollback, None, false) => {
                             let replicas = super::replicas::engine(&app, &self.plan.service);
                             self.rolling_rollback(replicas).await
                         }
-                        (Action::Restart, false) => {
+                        (Action::Restart, None, false) => {
                             let replicas = super::replicas::engine(&app, &self.plan.service);
                             self.rolling_restart(replicas).await
                         }
-                        (Action::Rollback, true) => self.rollback(engine).await,
-                        (Action::Restart, true) => self.restart(engine).await,
+                        (Action::Rollback, None, true) => self.rollback(engine).await,
+                        (Action::Restart, None, true) => self.restart(engine).await,
                     }
                 }
             },
@@ -577,6 +585,10 @@ impl Run {
                                 }
                                 last = format!("running for {} s", up.as_secs());
                             }
+                            // Swarm services are followed by `super::swarm`, never here.
+                            HealthWait::Swarm => {
+                                return Err("is a Swarm service, not a container".into())
+                            }
                         }
                     } else {
                         last = "not restarted yet".into();
@@ -597,6 +609,7 @@ impl Run {
                 HealthWait::Docker => Duration::from_millis(100),
                 HealthWait::Running(_) => Duration::from_millis(250),
                 HealthWait::Http(_) => Duration::from_millis(500),
+                HealthWait::Swarm => Duration::from_millis(250),
             };
             tokio::time::sleep(poll.min(timeout - waited)).await;
         }

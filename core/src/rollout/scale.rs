@@ -33,6 +33,9 @@ use super::spec::{extra_networks, recreate_body, state_text};
 pub async fn plan_scale(app: &App, service: &str, replicas: i64) -> Result<Plan, RolloutError> {
     let svc = app.service(service)?;
     check_range(app, &svc.name, replicas)?;
+    if svc.swarm_service.is_some() {
+        return super::swarm::plan_scale(app, svc, replicas as u32).await;
+    }
     if svc.compose_parts().is_none() {
         return Err(RolloutError::NotScalable(svc.name.clone()));
     }

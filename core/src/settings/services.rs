@@ -28,6 +28,10 @@ pub struct ServiceConfig {
     /// one `container`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compose: Option<String>,
+    /// A Docker Swarm service instead of a container (exactly one of the two):
+    /// `/health` shows its tasks, `/rollback` and `/restart` update the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_service: Option<String>,
 }
 
 impl ServiceConfig {
@@ -39,6 +43,34 @@ impl ServiceConfig {
     /// Whether Docker holds something of it to operate on (a container or replicas).
     pub fn has_containers(&self) -> bool {
         self.container.is_some() || self.compose.is_some()
+    }
+
+    /// check-config's rules for `swarm_service` (issue #16): a service is either a
+    /// container or a Swarm service, never both, and the name must be one Docker
+    /// accepts (it reaches the engine's URL paths).
+    pub fn swarm_problems(&self, key: &str) -> Vec<String> {
+        let mut errs = Vec::new();
+        let Some(name) = &self.swarm_service else {
+            return errs;
+        };
+        if self.container.is_some() {
+            errs.push(format!(
+                "{key}.swarm_service: `{}` names both `container` and `swarm_service`; a service is one container or one Swarm service: remove one of them",
+                self.name
+            ));
+        }
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && !name.starts_with(['-', '.', '_'])
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            errs.push(format!(
+                "{key}.swarm_service: `{name}` is not a Swarm service name (letters, digits, `-`, `_`, `.`; at most 63)"
+            ));
+        }
+        errs
     }
 }
 
@@ -104,4 +136,42 @@ pub struct FlagConfig {
     /// Optional with `on`/`off`: exits 0 while maintenance is on, non-zero while off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(container: Option<&str>, swarm: Option<&str>) -> ServiceConfig {
+        ServiceConfig {
+            name: "api".into(),
+            container: container.map(String::from),
+            health_url: None,
+            maintenance_flag: None,
+            allowed_images: Vec::new(),
+            compose: None,
+            swarm_service: swarm.map(String::from),
+        }
+    }
+
+    #[test]
+    fn swarm_service_and_container_are_exclusive() {
+        assert!(svc(Some("api"), None)
+            .swarm_problems("services[0]")
+            .is_empty());
+        assert!(svc(None, Some("web_api.1"))
+            .swarm_problems("services[0]")
+            .is_empty());
+        let both = svc(Some("api"), Some("api")).swarm_problems("services[0]");
+        assert_eq!(both.len(), 1);
+        assert!(
+            both[0].starts_with("services[0].swarm_service:"),
+            "{both:?}"
+        );
+        let bad = svc(None, Some("../x")).swarm_problems("services[2]");
+        assert!(
+            bad[0].starts_with("services[2].swarm_service: `../x`"),
+            "{bad:?}"
+        );
+    }
 }
