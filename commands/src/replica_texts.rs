@@ -19,6 +19,17 @@ pub(crate) fn plan_text(plan: &Plan, wait: &str) -> (String, String, String) {
     let now = plan.replicas.len();
     let want = plan.scale_to.unwrap_or(0) as usize;
     let title = format!("Scale {svc} to {want} replicas?");
+    if matches!(plan.health, klaxon_core::ops_locks::HealthWait::Swarm) {
+        let description = format!(
+            "Swarm service `{}`: {} → {want} replicas",
+            chat::neutralize(&plan.container),
+            chat::neutralize(&plan.container_state),
+        );
+        let steps = format!(
+            "1. Set the service's replica count to {want} (Swarm starts or stops tasks)\n2. {wait}"
+        );
+        return (title, description, steps);
+    }
     let description = format!(
         "compose `{}`: {now} → {want} replicas",
         chat::neutralize(&plan.container)

@@ -180,6 +180,46 @@ async fn swarm_health_logs_and_scale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scale_command_sets_a_swarm_services_replicas() {
+    let svc = two_replicas("sw-scale", true).await;
+    let t = tester(&svc).await;
+    let scale = |n: i64| {
+        t.slash("scale")
+            .opt("service", "web")
+            .opt("replicas", n)
+            .as_level(Level::Operator)
+            .send()
+    };
+
+    // What already runs, and 0: private refusals, nothing asked of Swarm.
+    for n in [2, 0] {
+        let reply = scale(n).await.reply().await;
+        assert!(reply.ephemeral(), "/scale {n}: {}", reply.text());
+    }
+    assert_eq!(svc.running_images().len(), 2);
+
+    // 2 → 3 → 1 through /scale: Confirm, progress, Swarm converges each time.
+    for n in [3i64, 1] {
+        let plan = scale(n).await.reply().await;
+        let text = plan.text();
+        assert!(
+            text.contains(&format!("Scale web to {n} replicas?")),
+            "{text}"
+        );
+        assert!(text.contains("Swarm service"), "{text}");
+        let id = confirm(&t, &plan.message).await;
+        let edits = until_final(&t, id).await;
+        let last = edits.last().cloned().unwrap_or_default();
+        assert!(
+            last.contains(&format!("web scaled to {n} replicas")) && last.contains("Done in"),
+            "{edits:#?}"
+        );
+        assert_eq!(svc.running_images().len(), n as usize, "after /scale {n}");
+    }
+    t.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swarm_rollback_converges_then_restart() {
     let svc = two_replicas("sw-roll", true).await;
     let t = tester(&svc).await;
