@@ -209,6 +209,7 @@ async fn open(
     #[description = "What users see; the impact"]
     #[max_length = 1000]
     summary: Option<String>,
+    #[description = "Show it on the public status page (default: yes)"] public: Option<bool>,
 ) -> Result<(), Error> {
     if title.chars().count() > MAX_TITLE {
         return Err(
@@ -222,6 +223,7 @@ async fn open(
         summary,
         guild_id: ctx.guild_id().map(|g| g.get()),
         by: who(ctx),
+        public: public.unwrap_or(true),
     };
     // Refusals stay private: checked before the public "thinking…".
     incidents::check_open(ctx.data(), &req).map_err(user_error)?;
