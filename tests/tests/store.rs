@@ -233,3 +233,109 @@ async fn posts_keep_order_per_subject_on_both_databases() {
         store.close().await;
     }
 }
+
+/// MTTA/MTTR's times and the status page's `public` filter read the same on both
+/// databases, against figures computed by hand.
+#[tokio::test]
+async fn incident_times_and_the_public_filter_on_both_databases() {
+    use klaxon_core::actor::Actor;
+    use klaxon_core::incidents::stats::{summarize, Spread};
+    use klaxon_core::severity::Severity;
+    use klaxon_core::store::incidents::{self as db, Change, NewIncident};
+
+    const MIN: i64 = 60_000;
+    const T0: i64 = 1_765_000_000_000;
+    for dbk in Db::BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dbk, &dir).await;
+        let by = Actor::member(7, "alice");
+        // (severity, opened, ack after, resolve after, public)
+        let fixture = [
+            (Severity::P1, T0, Some(5), Some(90), true),
+            (Severity::P1, T0 + 60 * MIN, Some(2), Some(30), true),
+            (Severity::P1, T0 + 120 * MIN, Some(20), None, false),
+            (Severity::P2, T0 + 10 * MIN, None, None, true),
+            // Before the window: not counted.
+            (Severity::P1, T0 - 2 * MIN, Some(1), Some(1), true),
+        ];
+        for (n, (sev, opened, ack, resolve, public)) in fixture.iter().enumerate() {
+            let i = db::insert(
+                &store,
+                &NewIncident {
+                    title: format!("incident {n}"),
+                    severity: *sev,
+                    service: None,
+                    summary: String::new(),
+                    guild_id: None,
+                    commander: by.clone(),
+                    opened_ms: *opened,
+                    next_page_ms: None,
+                    next_update_ms: None,
+                    public: *public,
+                },
+            )
+            .await
+            .unwrap();
+            for (set, after) in [
+                ("acked_ms = $2", ack),
+                ("status = 'resolved', resolved_ms = $2", resolve),
+            ] {
+                if let Some(m) = after {
+                    let c = Change {
+                        set,
+                        binds: vec![(opened + m * MIN).into()],
+                        entry: None,
+                        allow_resolved: false,
+                        only_unacked: false,
+                    };
+                    db::change(&store, i.id, c).await.unwrap().unwrap();
+                }
+            }
+        }
+        let times = klaxon_core::store::incident_times::opened_between(&store, T0, T0 + 1_000 * MIN)
+            .await
+            .unwrap();
+        assert_eq!(times.len(), 4, "{dbk:?}: {times:?}");
+        let s = summarize(&times);
+        // P1 acks 5, 2, 20 min → sorted 2, 5, 20: p50 = 2nd = 5, p90 = 3rd = 20.
+        // P1 resolves 90, 30 → sorted 30, 90: p50 = 1st = 30, p90 = 2nd = 90.
+        assert_eq!(s[0].severity, Severity::P1, "{dbk:?}");
+        assert_eq!(s[0].opened, 3);
+        assert_eq!(
+            s[0].mtta,
+            Spread {
+                count: 3,
+                p50_ms: Some(5 * MIN),
+                p90_ms: Some(20 * MIN)
+            },
+            "{dbk:?}"
+        );
+        assert_eq!(
+            s[0].mttr,
+            Spread {
+                count: 2,
+                p50_ms: Some(30 * MIN),
+                p90_ms: Some(90 * MIN)
+            },
+            "{dbk:?}"
+        );
+        assert_eq!((s[1].severity, s[1].opened), (Severity::P2, 1));
+        assert_eq!(s[1].mtta.count, 0);
+
+        // The page reads the public incidents only.
+        let shown = klaxon_core::store::status::incidents_since(&store, T0 - 10 * MIN, 100)
+            .await
+            .unwrap();
+        let titles: Vec<&str> = shown.iter().map(|i| i.title.as_str()).collect();
+        assert_eq!(titles.len(), 4, "{dbk:?}: {titles:?}");
+        assert!(!titles.contains(&"incident 2"), "{dbk:?}: {titles:?}");
+        let private = db::IncidentId(3);
+        assert!(!klaxon_core::store::status::is_public(&store, private)
+            .await
+            .unwrap());
+        assert!(klaxon_core::store::status::is_public(&store, db::IncidentId(1))
+            .await
+            .unwrap());
+        store.close().await;
+    }
+}

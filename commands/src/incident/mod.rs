@@ -7,6 +7,7 @@
 
 mod capture;
 mod card;
+mod stats;
 
 pub use capture::{add_to_timeline, capture_text, on_reaction, permalink, ADD_TO_TIMELINE, PIN};
 use card::resolve_modal;
@@ -120,7 +121,8 @@ impl From<RoleChoice> for Role {
         "list",
         "show",
         "timeline",
-        "postmortem_cmd"
+        "postmortem_cmd",
+        "stats::stats_cmd"
     ),
     subcommand_required
 )]

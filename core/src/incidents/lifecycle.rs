@@ -235,6 +235,7 @@ pub async fn ack(app: &App, id: IncidentId, by: &Actor) -> Result<Incident, Inci
     };
     match db::change(&app.store, id, change).await? {
         Some(i) => {
+            super::stats::observe_ack(app, &i);
             refresh_card(app, &i).await;
             Ok(i)
         }
@@ -563,6 +564,7 @@ pub async fn resolve(
     )
     .await?;
     info!(incident = %i.id, "incident resolved");
+    super::stats::observe_resolve(app, &i);
     refresh_card(app, &i).await;
     post(
         app,
