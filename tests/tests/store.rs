@@ -339,3 +339,55 @@ async fn incident_times_and_the_public_filter_on_both_databases() {
         store.close().await;
     }
 }
+
+/// Each digest once on both databases: two replicas (or a restart) tick at the
+/// same due time and only one posts; a day later the next one, once.
+#[tokio::test]
+async fn digests_are_claimed_once_per_period_on_both_databases() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::{NaiveTime, Weekday};
+    use klaxon_core::chat::ChatSink;
+    use klaxon_core::clock::Clock;
+    use klaxon_core::settings::digests::Digests;
+    use klaxon_core::testing::RecordingChat;
+    use klaxon_core::App;
+
+    const CHANNEL: u64 = 4242;
+    for dbk in Db::BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dbk, &dir).await;
+        let clock = Clock::default();
+        let chat = Arc::new(RecordingChat::default());
+        let replica = || {
+            App::builder()
+                .clock(clock.clone())
+                .chat(Arc::clone(&chat) as Arc<dyn ChatSink>)
+                .digests(Digests {
+                    daily: NaiveTime::from_hms_opt(9, 0, 0),
+                    weekly: Some((Weekday::Mon, NaiveTime::MIN)),
+                    channel: Some(CHANNEL),
+                })
+                .build(store.clone())
+        };
+        let (a, b) = (replica(), replica());
+        let (x, y) = tokio::join!(klaxon_core::digests::tick(&a), klaxon_core::digests::tick(&b));
+        assert_eq!(x.unwrap() + y.unwrap(), 2, "{dbk:?}: daily and weekly, once");
+        // A restart: a third App on the same database.
+        assert_eq!(klaxon_core::digests::tick(&replica()).await.unwrap(), 0);
+        clock.advance(Duration::from_secs(86_400));
+        let n = klaxon_core::digests::tick(&b).await.unwrap();
+        assert!((1..=2).contains(&n), "{dbk:?}: the next day's daily (and a new week's)");
+        assert_eq!(klaxon_core::digests::tick(&a).await.unwrap(), 0, "{dbk:?}");
+        klaxon_core::delivery::deliver_due(&a).await.unwrap();
+        let shown = chat.shown_to(CHANNEL);
+        let dailies = shown
+            .iter()
+            .filter(|m| m.contains("Morning health check"))
+            .count();
+        assert_eq!(dailies, 2, "{dbk:?}: {shown:?}");
+        assert_eq!(shown.len(), 2 + n, "{dbk:?}: {shown:?}");
+        store.close().await;
+    }
+}
