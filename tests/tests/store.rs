@@ -391,3 +391,53 @@ async fn digests_are_claimed_once_per_period_on_both_databases() {
         store.close().await;
     }
 }
+
+/// The status page's roll-ups add up the same on both databases: the worst state
+/// is kept, the time since the last sample is counted in the sample's state, and
+/// a gap longer than a minute counts only a minute.
+#[tokio::test]
+async fn status_rollups_add_up_on_both_databases() {
+    use klaxon_core::store::status_days::{record, since, Sample};
+
+    const DAY: i64 = 86_400_000;
+    const D: i64 = 20_430 * DAY;
+    for dbk in Db::BOTH {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dbk, &dir).await;
+        let s = |rank| {
+            vec![
+                Sample {
+                    component: "API",
+                    rank,
+                },
+                Sample {
+                    component: "Web",
+                    rank: 0,
+                },
+            ]
+        };
+        record(&store, D, &s(0), D + 1_000).await.unwrap();
+        record(&store, D, &s(3), D + 31_000).await.unwrap(); // 30 s outage
+        record(&store, D, &s(2), D + 41_000).await.unwrap(); // 10 s degraded
+        record(&store, D, &s(3), D + 600_000).await.unwrap(); // capped: 60 s outage
+        record(&store, D - DAY, &s(1), D - 1_000).await.unwrap();
+        let rows = since(&store, D - DAY).await.unwrap();
+        assert_eq!(rows.len(), 4, "{dbk:?}: {rows:?}");
+        let api = rows
+            .iter()
+            .find(|r| r.component == "API" && r.day_ms == D)
+            .unwrap();
+        assert_eq!(
+            (api.worst, api.outage_ms, api.degraded_ms, api.maintenance_ms),
+            (3, 90_000, 10_000, 0),
+            "{dbk:?}"
+        );
+        let web = rows
+            .iter()
+            .find(|r| r.component == "Web" && r.day_ms == D)
+            .unwrap();
+        assert_eq!((web.worst, web.outage_ms), (0, 0), "{dbk:?}");
+        assert_eq!(since(&store, D).await.unwrap().len(), 2, "{dbk:?}");
+        store.close().await;
+    }
+}

@@ -33,6 +33,7 @@ pub mod retention;
 pub mod seed;
 pub mod stats;
 pub mod status;
+pub mod status_days;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
