@@ -144,8 +144,13 @@ pub async fn tick(app: &App) -> Result<usize, StoreError> {
             DigestKind::Daily => daily(app, &d).await?,
             DigestKind::Weekly => weekly(app, &d).await?,
         };
-        let post = Post::new(Kind::Digest, To::Channel(to), message, format!("digest {kind}"))
-            .keyed(format!("digest {kind} {period}"));
+        let post = Post::new(
+            Kind::Digest,
+            To::Channel(to),
+            message,
+            format!("digest {kind}"),
+        )
+        .keyed(format!("digest {kind} {period}"));
         let mut tx = app.store.begin_write().await?;
         if !db::claim(&mut tx, kind, &period, now).await? {
             tx.rollback().await?;
@@ -237,10 +242,7 @@ pub async fn daily(app: &App, d: &Due) -> Result<ChatMessage, StoreError> {
             );
         }
     }
-    let day_start = local_to_ms(
-        app.maintenance.tz,
-        d.date.and_time(NaiveTime::MIN),
-    );
+    let day_start = local_to_ms(app.maintenance.tz, d.date.and_time(NaiveTime::MIN));
     let day_end = d
         .date
         .succ_opt()
@@ -255,7 +257,10 @@ pub async fn daily(app: &App, d: &Due) -> Result<ChatMessage, StoreError> {
     if windows.is_empty() {
         line(&mut text, "**No maintenance today.**");
     } else {
-        line(&mut text, format!("**Maintenance today ({})**", windows.len()));
+        line(
+            &mut text,
+            format!("**Maintenance today ({})**", windows.len()),
+        );
         for w in windows.iter().take(LIST) {
             let services = if w.all_services {
                 "all services".to_string()

@@ -150,6 +150,26 @@ async fn p1_open_update_resolve(db: Db) {
     assert!(!dom.contains("<script>"), "the title stays text");
     let one = browser::dump_dom(&format!("{base}/incidents/INC-1"));
     assert!(one.contains("Checkout fails for every customer"), "{one}");
+    // The leader rolled the outage up into today's row of the history bar.
+    let store = &t.bot().app.store;
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = klaxon_core::store::status_days::since(store, 0)
+            .await
+            .expect("roll-ups read");
+        if rows
+            .iter()
+            .any(|r| r.component == "Checkout API" && r.worst == 3)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.component == "Checkout API" && r.worst == 3),
+        "{rows:?}"
+    );
 
     // An update: the words of the [P1 UPDATE] notice.
     t.slash("incident status")

@@ -292,9 +292,10 @@ async fn incident_times_and_the_public_filter_on_both_databases() {
                 }
             }
         }
-        let times = klaxon_core::store::incident_times::opened_between(&store, T0, T0 + 1_000 * MIN)
-            .await
-            .unwrap();
+        let times =
+            klaxon_core::store::incident_times::opened_between(&store, T0, T0 + 1_000 * MIN)
+                .await
+                .unwrap();
         assert_eq!(times.len(), 4, "{dbk:?}: {times:?}");
         let s = summarize(&times);
         // P1 acks 5, 2, 20 min → sorted 2, 5, 20: p50 = 2nd = 5, p90 = 3rd = 20.
@@ -333,9 +334,11 @@ async fn incident_times_and_the_public_filter_on_both_databases() {
         assert!(!klaxon_core::store::status::is_public(&store, private)
             .await
             .unwrap());
-        assert!(klaxon_core::store::status::is_public(&store, db::IncidentId(1))
-            .await
-            .unwrap());
+        assert!(
+            klaxon_core::store::status::is_public(&store, db::IncidentId(1))
+                .await
+                .unwrap()
+        );
         store.close().await;
     }
 }
@@ -372,13 +375,23 @@ async fn digests_are_claimed_once_per_period_on_both_databases() {
                 .build(store.clone())
         };
         let (a, b) = (replica(), replica());
-        let (x, y) = tokio::join!(klaxon_core::digests::tick(&a), klaxon_core::digests::tick(&b));
-        assert_eq!(x.unwrap() + y.unwrap(), 2, "{dbk:?}: daily and weekly, once");
+        let (x, y) = tokio::join!(
+            klaxon_core::digests::tick(&a),
+            klaxon_core::digests::tick(&b)
+        );
+        assert_eq!(
+            x.unwrap() + y.unwrap(),
+            2,
+            "{dbk:?}: daily and weekly, once"
+        );
         // A restart: a third App on the same database.
         assert_eq!(klaxon_core::digests::tick(&replica()).await.unwrap(), 0);
         clock.advance(Duration::from_secs(86_400));
         let n = klaxon_core::digests::tick(&b).await.unwrap();
-        assert!((1..=2).contains(&n), "{dbk:?}: the next day's daily (and a new week's)");
+        assert!(
+            (1..=2).contains(&n),
+            "{dbk:?}: the next day's daily (and a new week's)"
+        );
         assert_eq!(klaxon_core::digests::tick(&a).await.unwrap(), 0, "{dbk:?}");
         klaxon_core::delivery::deliver_due(&a).await.unwrap();
         let shown = chat.shown_to(CHANNEL);
@@ -428,7 +441,12 @@ async fn status_rollups_add_up_on_both_databases() {
             .find(|r| r.component == "API" && r.day_ms == D)
             .unwrap();
         assert_eq!(
-            (api.worst, api.outage_ms, api.degraded_ms, api.maintenance_ms),
+            (
+                api.worst,
+                api.outage_ms,
+                api.degraded_ms,
+                api.maintenance_ms
+            ),
             (3, 90_000, 10_000, 0),
             "{dbk:?}"
         );

@@ -53,8 +53,7 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
                 .instrument(info_span!("heartbeats")),
         ),
         tokio::spawn(
-            digest_worker(Arc::clone(app), stopped(stop.clone()))
-                .instrument(info_span!("digests")),
+            digest_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("digests")),
         ),
     ];
     let events_app = Arc::clone(app);

@@ -28,6 +28,7 @@ pub(super) async fn stats_cmd(
         .await
         .map_err(|e| crate::interaction::user_error(e, "incident stats"))?;
     let text = stats::render(&figures, days);
-    ctx.say(chat::truncate(&text, chat::limits::CONTENT)).await?;
+    ctx.say(chat::truncate(&text, chat::limits::CONTENT))
+        .await?;
     Ok(())
 }

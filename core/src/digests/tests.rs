@@ -27,7 +27,10 @@ fn the_latest_occurrence_is_read_in_the_team_zone() {
     assert_eq!(d.period(), "2026-12-07");
     assert_eq!(d.due_ms, utc(2026, 12, 7, 8, 0));
     let d = latest_daily(berlin, at(9, 0), utc(2026, 12, 8, 8, 0));
-    assert_eq!((d.period(), d.due_ms), ("2026-12-08".into(), utc(2026, 12, 8, 8, 0)));
+    assert_eq!(
+        (d.period(), d.due_ms),
+        ("2026-12-08".into(), utc(2026, 12, 8, 8, 0))
+    );
     // 2026-12-07 is a Monday.
     let w = latest_weekly(berlin, Weekday::Mon, at(9, 0), utc(2026, 12, 8, 8, 0));
     assert_eq!(w.period(), "2026-12-07");
@@ -132,7 +135,11 @@ fn each_digest_is_posted_once_across_a_restart_and_only_the_latest_after_downtim
 #[test]
 fn no_digest_without_a_channel() {
     crate::testing::run_test_with(
-        |b| b.digests(settings()).incidents_channel(None).alerts_channel(None),
+        |b| {
+            b.digests(settings())
+                .incidents_channel(None)
+                .alerts_channel(None)
+        },
         |w| async move {
             assert_eq!(tick(&w.app).await?, 0);
             Ok(())

@@ -192,6 +192,11 @@ pub(super) async fn post(
     to: Option<To>,
     message: ChatMessage,
 ) -> bool {
+    // A stakeholder notice is what the public page shows: render it again now,
+    // whoever made the change (a command, a button, Klaxon itself).
+    if kind == Kind::IncidentNotice {
+        app.status_page_wake.notify_one();
+    }
     let Some(to) = to else {
         return false;
     };

@@ -232,8 +232,14 @@ mod tests {
         let text = render(&s, 30);
         assert!(text.contains("last 30 days**: 6 opened"), "{text}");
         assert!(text.contains("**P1** · 5 incidents"), "{text}");
-        assert!(text.contains("MTTA p50 5m 0s · p90 30m 0s (4 acked)"), "{text}");
-        assert!(text.contains("MTTR p50 1h 30m · p90 4h 0m (3 resolved)"), "{text}");
+        assert!(
+            text.contains("MTTA p50 5m 0s · p90 30m 0s (4 acked)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("MTTR p50 1h 30m · p90 4h 0m (3 resolved)"),
+            "{text}"
+        );
         assert!(text.contains("MTTR p50 – · p90 – (0 resolved)"), "{text}");
         // No line wider than a phone's screen wants.
         assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
