@@ -134,6 +134,9 @@ pub struct Config {
     pub heartbeats: Vec<heartbeats::HeartbeatConfig>,
     #[serde(default)]
     pub status_page: klaxon_core::settings::status_page::StatusPageConfig,
+    /// `[digests]`: the daily health check and the weekly review.
+    #[serde(default)]
+    pub digests: klaxon_core::settings::digests::DigestsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -527,6 +530,9 @@ impl Config {
             errs.extend(e);
         }
         if let Err(e) = self.oncall_settings() {
+            errs.extend(e);
+        }
+        if let Err(e) = klaxon_core::settings::digests::Digests::new(&self.digests) {
             errs.extend(e);
         }
         let names: Vec<&str> = self.services.iter().map(|s| s.name.as_str()).collect();

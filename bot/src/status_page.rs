@@ -70,7 +70,15 @@ pub async fn spawn(
 
 async fn refresh(app: &App, cfg: &StatusPageConfig, published: &Published) {
     match gather::snapshot(app, cfg).await {
-        Ok(s) => published.set(render(&s)),
+        Ok(s) => {
+            published.set(render(&s));
+            // The leader keeps the history bar's daily roll-ups.
+            if app.leader.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = klaxon_core::status_page::rollup::record(app, &s).await {
+                    warn!(error = %e, "status page roll-up not recorded");
+                }
+            }
+        }
         Err(e) => warn!(error = %e, "status page not refreshed"),
     }
 }

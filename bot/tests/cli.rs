@@ -218,6 +218,7 @@ async fn postmortem_from_a_shell_needs_no_token() {
             opened_ms: 1_796_133_780_000,
             next_page_ms: None,
             next_update_ms: None,
+            public: true,
         },
     )
     .await

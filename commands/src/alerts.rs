@@ -266,6 +266,7 @@ async fn open_incident(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Res
         summary: firing.first().map(|a| a.summary().to_string()),
         guild_id: click.guild_id.map(|g| g.get()),
         by: interaction::who(&a.by),
+        public: true,
     };
     // The summary is cut to fit by `open_from_alerts`: only the rest is checked here.
     let check = incidents::OpenRequest {

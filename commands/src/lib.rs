@@ -76,7 +76,7 @@ pub fn all() -> Vec<Command> {
         leveled(rollback::rollback(), Level::Operator),
         leveled(rollback::restart(), Level::Operator),
         leveled(scale::scale(), Level::Operator),
-        leveled(incident::incident(), Level::Responder),
+        leveled(incident_family(), Level::Responder),
         leveled(incident::add_to_timeline(), Level::Responder),
         leveled(alerts_family(), Level::Viewer),
         leveled(maintenance::maintenance(), Level::Operator),
@@ -95,6 +95,17 @@ fn oncall_family() -> Command {
             _ => continue,
         };
         sub.custom_data = Box::new(MinLevel(level));
+    }
+    cmd
+}
+
+/// `/incident`: responders run it; anyone may see the stats.
+fn incident_family() -> Command {
+    let mut cmd = incident::incident();
+    for sub in &mut cmd.subcommands {
+        if sub.name == "stats" {
+            sub.custom_data = Box::new(MinLevel(Level::Viewer));
+        }
     }
     cmd
 }
@@ -174,6 +185,8 @@ mod tests {
             );
         }
         assert!(levels.contains(&("health".to_string(), Level::Viewer)));
+        assert!(levels.contains(&("incident stats".to_string(), Level::Viewer)));
+        assert!(levels.contains(&("incident".to_string(), Level::Responder)));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct App {
     pub maintenance: crate::settings::maintenance::Settings,
     /// `[oncall]`: schedules, escalation policies and webhooks, validated.
     pub oncall: crate::settings::oncall::OnCall,
+    /// `[digests]`: the daily health check and the weekly review (see `digests`).
+    pub digests: crate::settings::digests::Digests,
     /// `[retention]`: how long old rows are kept (see [`crate::retention`]).
     pub retention: crate::settings::retention::RetentionConfig,
     /// Windows change one at a time: the scheduler and the commands take turns.

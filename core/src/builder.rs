@@ -62,6 +62,7 @@ pub struct AppBuilder {
     oncall: crate::settings::oncall::OnCall,
     guild_id: Option<u64>,
     retention: crate::settings::retention::RetentionConfig,
+    digests: crate::settings::digests::Digests,
     discord_outage: Option<String>,
     nonce_window: Option<std::time::Duration>,
     events: Bus<App>,
@@ -92,6 +93,7 @@ impl App {
             oncall: Default::default(),
             guild_id: None,
             retention: Default::default(),
+            digests: Default::default(),
             discord_outage: None,
             nonce_window: None,
             events: default_subscribers(),
@@ -229,6 +231,12 @@ impl AppBuilder {
         self
     }
 
+    /// `[digests]`, validated by the config loader. Default: no digests.
+    pub fn digests(mut self, digests: crate::settings::digests::Digests) -> Self {
+        self.digests = digests;
+        self
+    }
+
     /// Default: `[retention]`'s defaults (incidents kept forever).
     pub fn retention(mut self, retention: crate::settings::retention::RetentionConfig) -> Self {
         self.retention = retention;
@@ -294,6 +302,7 @@ impl AppBuilder {
             oncall: self.oncall,
             guild_id: self.guild_id,
             retention: self.retention,
+            digests: self.digests,
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
             posts_wake: Default::default(),

@@ -13,6 +13,7 @@ pub mod builder;
 pub mod chat;
 pub mod clock;
 pub mod delivery;
+pub mod digests;
 pub mod docker;
 pub mod events;
 pub mod follows;

@@ -55,6 +55,12 @@ const DELIVERY: &[f64] = &[
 /// Alerts in one notification: Alertmanager batches up to a few hundred.
 const BATCH: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
 
+/// Incident times (MTTA, MTTR): 30 s to a week.
+const INCIDENT: &[f64] = &[
+    30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+    259200.0, 604800.0,
+];
+
 /// What a series is.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -158,6 +164,16 @@ pub const SERIES: &[(&str, Kind, &str)] = &[
         "klaxon_outbox_delivery_age_seconds",
         Kind::Histogram(DELIVERY),
         "Age of an outbox row when Discord accepted it, by kind",
+    ),
+    (
+        "klaxon_incident_ack_seconds",
+        Kind::Histogram(INCIDENT),
+        "Incidents, from open to the first acknowledgement (MTTA), by severity",
+    ),
+    (
+        "klaxon_incident_resolve_seconds",
+        Kind::Histogram(INCIDENT),
+        "Incidents, from open to resolved (MTTR), by severity",
     ),
     // Gauges.
     (

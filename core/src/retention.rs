@@ -133,6 +133,7 @@ pub fn cutoffs(settings: &RetentionConfig, now_ms: i64) -> Vec<(Target, i64)> {
                 Target::Audit => Some(settings.audit_days),
                 Target::Deployments => Some(settings.deployments_days),
                 Target::Incidents => settings.incidents_days,
+                Target::StatusDays => Some(sql::STATUS_DAYS_KEPT),
             }?;
             Some((t, before(days)))
         })
@@ -235,6 +236,7 @@ mod tests {
         assert!(!c.iter().any(|(t, _)| *t == Target::Incidents));
         assert!(c.contains(&(Target::Alerts, now - 90 * DAY_MS)));
         assert!(c.contains(&(Target::Outbox, now - 7 * DAY_MS)));
+        assert!(c.contains(&(Target::StatusDays, now - 400 * DAY_MS)));
         let c = cutoffs(
             &RetentionConfig {
                 incidents_days: Some(730),

@@ -53,6 +53,7 @@ async fn open(w: &World, title: &str, severity: Severity) -> anyhow::Result<inci
             summary: None,
             guild_id: Some(1),
             by: alice(),
+            public: true,
         },
     )
     .await?;
@@ -134,6 +135,7 @@ fn without_an_incidents_channel_nothing_opens() {
                     summary: None,
                     guild_id: Some(1),
                     by: alice(),
+                    public: true,
                 },
             )
             .await
@@ -158,6 +160,7 @@ fn an_unknown_service_is_refused_with_the_known_ones() {
                 summary: None,
                 guild_id: Some(1),
                 by: alice(),
+                public: true,
             },
         )
         .await
@@ -568,6 +571,7 @@ fn an_untrusted_title_shows_literally_and_pings_nobody() {
                 summary: None,
                 guild_id: Some(1),
                 by: alice(),
+                public: true,
             },
         )
         .await?

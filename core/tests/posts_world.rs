@@ -29,6 +29,7 @@ async fn open(w: &World, title: &str) -> anyhow::Result<incidents::lifecycle::Op
             summary: None,
             guild_id: Some(1),
             by: alice(),
+            public: true,
         },
     )
     .await?)

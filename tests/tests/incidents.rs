@@ -1013,6 +1013,7 @@ async fn concurrent(db: Db) {
                 opened_ms: 0,
                 next_page_ms: None,
                 next_update_ms: None,
+                public: true,
             },
         )
         .await

@@ -150,6 +150,26 @@ async fn p1_open_update_resolve(db: Db) {
     assert!(!dom.contains("<script>"), "the title stays text");
     let one = browser::dump_dom(&format!("{base}/incidents/INC-1"));
     assert!(one.contains("Checkout fails for every customer"), "{one}");
+    // The leader rolled the outage up into today's row of the history bar.
+    let store = &t.bot().app.store;
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = klaxon_core::store::status_days::since(store, 0)
+            .await
+            .expect("roll-ups read");
+        if rows
+            .iter()
+            .any(|r| r.component == "Checkout API" && r.worst == 3)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r.component == "Checkout API" && r.worst == 3),
+        "{rows:?}"
+    );
 
     // An update: the words of the [P1 UPDATE] notice.
     t.slash("incident status")
@@ -242,6 +262,91 @@ async fn p1_open_update_resolve(db: Db) {
     assert_eq!(h["content-type"], "text/html; charset=utf-8");
     let size = r.bytes().await.expect("page").len();
     assert!(size < 50 * 1024, "{size} bytes");
+
+    t.discard_unread().await;
+    t.finish().await;
+}
+
+both_databases!(
+    private_incident,
+    an_incident_opened_with_public_false_stays_off_the_page_on_sqlite,
+    an_incident_opened_with_public_false_stays_off_the_page_on_postgres,
+);
+
+/// `public:false` keeps an incident off the page, its own page, the feed and
+/// status.json; a public one opened after it shows, so the page was refreshed.
+async fn private_incident(db: Db) {
+    let health = healthy_endpoint().await;
+    let t = Tester::builder()
+        .db(db)
+        .service("api", None, Some(&health))
+        .status_page(|c| {
+            c.listen = Some("127.0.0.1:0".parse().expect("an address"));
+            c.components = vec![klaxon_core::settings::status_page::ComponentConfig {
+                name: "Checkout API".into(),
+                services: vec!["api".into()],
+                description: String::new(),
+            }];
+        })
+        .spawn()
+        .await;
+    let addr = t.bot().status_page_addr.expect("the status page listens");
+    let base = format!("http://{addr}");
+
+    t.slash("incident open")
+        .opt("title", "Secret database migration gone wrong")
+        .opt("severity", 0)
+        .opt("service", "api")
+        .opt("public", false)
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("INC-1");
+    let notice = t.channel_message(INCIDENTS).await;
+    assert!(notice.text().contains("[P1 INCIDENT]"), "{}", notice.text());
+    t.slash("incident open")
+        .opt("title", "Slow search")
+        .opt("severity", 3)
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await
+        .assert_contains("INC-2");
+    let since = Instant::now();
+    page_until(&base, since, "the public P4", |b| b.contains("Slow search")).await;
+
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let r = client
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .expect("the status page answers");
+            (r.status().as_u16(), r.text().await.expect("a body"))
+        }
+    };
+    let (_, page) = get("/").await;
+    assert!(!page.contains("Secret database migration"), "{page}");
+    assert!(!page.contains("INC-1"), "{page}");
+    assert!(
+        page.contains("data-component=\"Checkout API\" data-state=\"operational\""),
+        "the private P1 does not turn its component red: {page}"
+    );
+    let (status, one) = get("/incidents/INC-1").await;
+    assert_eq!(status, 404, "{one}");
+    assert!(!one.contains("Secret database migration"), "{one}");
+    let (_, feed) = get("/feed.atom").await;
+    assert!(feed.contains("Slow search"), "{feed}");
+    assert!(!feed.contains("Secret database migration"), "{feed}");
+    let (_, json) = get("/status.json").await;
+    assert!(json.contains("Slow search"), "{json}");
+    assert!(!json.contains("Secret database migration"), "{json}");
 
     t.discard_unread().await;
     t.finish().await;

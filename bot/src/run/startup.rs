@@ -263,6 +263,10 @@ pub(super) fn build_app(
             klaxon_core::maintenance::Settings::new(&config.maintenance)
                 .map_err(|e| anyhow!("maintenance: {}", e.join("; ")))?,
         )
+        .digests(
+            klaxon_core::settings::digests::Digests::new(&config.digests)
+                .map_err(|e| anyhow!("digests: {}", e.join("; ")))?,
+        )
         .oncall(
             config
                 .oncall_settings()

@@ -1,7 +1,7 @@
 //! The leader's background work: health probes, alert grouping and delivery (the
 //! outbox), delivery of the other posts (`klaxon_core::delivery`), maintenance windows,
-//! incident reminders, on-call hand-offs, missed heartbeats, Docker events and
-//! pruning of old rows (`[retention]`).
+//! incident reminders, on-call hand-offs, missed heartbeats, the digests, Docker
+//! events and pruning of old rows (`[retention]`).
 //!
 //! Each worker reads everything it works from out of the database, so a new leader
 //! (after a restart or a take-over) carries on where the last one stopped. Each one
@@ -51,6 +51,9 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
         tokio::spawn(
             heartbeat_worker(Arc::clone(app), stopped(stop.clone()))
                 .instrument(info_span!("heartbeats")),
+        ),
+        tokio::spawn(
+            digest_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("digests")),
         ),
     ];
     let events_app = Arc::clone(app);
@@ -267,6 +270,30 @@ async fn oncall_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(klaxon_core::oncall::handoff::TICK) => {}
+        }
+    }
+}
+
+/// Posts `[digests]` when due (and the latest one missed while Klaxon was down),
+/// each once: the claim is a row, so a new leader never posts one again.
+async fn digest_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    if !app.digests.any() {
+        return stop.await;
+    }
+    if klaxon_core::digests::channel(&app).is_none() {
+        warn!("[digests] is set but no channel is: set digests.channel or channels.incidents");
+        return stop.await;
+    }
+    loop {
+        match klaxon_core::digests::tick(&app).await {
+            Ok(0) => {}
+            Ok(n) => info!(posted = n, "digests posted"),
+            Err(e) => warn!(error = %e, "digests failed; retrying next tick"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(klaxon_core::digests::TICK) => {}
         }
     }
 }

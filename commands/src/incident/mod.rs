@@ -7,6 +7,7 @@
 
 mod capture;
 mod card;
+mod stats;
 
 pub use capture::{add_to_timeline, capture_text, on_reaction, permalink, ADD_TO_TIMELINE, PIN};
 use card::resolve_modal;
@@ -120,7 +121,8 @@ impl From<RoleChoice> for Role {
         "list",
         "show",
         "timeline",
-        "postmortem_cmd"
+        "postmortem_cmd",
+        "stats::stats_cmd"
     ),
     subcommand_required
 )]
@@ -209,6 +211,7 @@ async fn open(
     #[description = "What users see; the impact"]
     #[max_length = 1000]
     summary: Option<String>,
+    #[description = "Show it on the public status page (default: yes)"] public: Option<bool>,
 ) -> Result<(), Error> {
     if title.chars().count() > MAX_TITLE {
         return Err(
@@ -222,6 +225,7 @@ async fn open(
         summary,
         guild_id: ctx.guild_id().map(|g| g.get()),
         by: who(ctx),
+        public: public.unwrap_or(true),
     };
     // Refusals stay private: checked before the public "thinking…".
     incidents::check_open(ctx.data(), &req).map_err(user_error)?;

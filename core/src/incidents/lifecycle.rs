@@ -43,6 +43,9 @@ pub struct OpenRequest {
     pub summary: Option<String>,
     pub guild_id: Option<u64>,
     pub by: Actor,
+    /// `false` (`public:false`): kept off the public status page, its feed and
+    /// status.json; Discord's notices are unchanged.
+    pub public: bool,
 }
 
 /// What opening did, for the reply.
@@ -114,9 +117,10 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
         opened_ms: now,
         next_page_ms: Some(now + minutes(app.severity_config(req.severity).ack_minutes)),
         next_update_ms: app.next_update(req.severity, now),
+        public: req.public,
     };
     let mut incident = db::insert(&app.store, &new).await?;
-    info!(incident = %incident.id, severity = %incident.severity, "incident opened");
+    info!(incident = %incident.id, severity = %incident.severity, public = req.public, "incident opened");
     let mut warnings = Vec::new();
 
     // The room is created now, so the reply can link to it; the card and the
@@ -188,6 +192,11 @@ pub(super) async fn post(
     to: Option<To>,
     message: ChatMessage,
 ) -> bool {
+    // A stakeholder notice is what the public page shows: render it again now,
+    // whoever made the change (a command, a button, Klaxon itself).
+    if kind == Kind::IncidentNotice {
+        app.status_page_wake.notify_one();
+    }
     let Some(to) = to else {
         return false;
     };
@@ -231,6 +240,7 @@ pub async fn ack(app: &App, id: IncidentId, by: &Actor) -> Result<Incident, Inci
     };
     match db::change(&app.store, id, change).await? {
         Some(i) => {
+            super::stats::observe_ack(app, &i);
             refresh_card(app, &i).await;
             Ok(i)
         }
@@ -559,6 +569,7 @@ pub async fn resolve(
     )
     .await?;
     info!(incident = %i.id, "incident resolved");
+    super::stats::observe_resolve(app, &i);
     refresh_card(app, &i).await;
     post(
         app,

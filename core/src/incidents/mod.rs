@@ -23,6 +23,7 @@ pub mod postmortem;
 pub mod remind;
 pub mod render;
 pub mod room;
+pub mod stats;
 
 pub use crate::store::incidents::{Action, Entry, EntryKind, Incident, NewEntry};
 

@@ -4,6 +4,7 @@
 //! values while the domain modules (alerts, incidents, maintenance, rollout, ...) take
 //! the application as their context without an import circle.
 
+pub mod digests;
 pub mod heartbeats;
 pub mod incidents;
 pub mod logs;

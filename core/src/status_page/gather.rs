@@ -39,7 +39,10 @@ pub async fn snapshot(app: &App, cfg: &StatusPageConfig) -> Result<Snapshot, Sto
         with_updates.push((i, timeline));
     }
     let windows = crate::store::maintenance::list(&app.store).await?;
-    Ok(build(cfg, now, &health, &with_updates, &windows))
+    let mut s = build(cfg, now, &health, &with_updates, &windows);
+    // The history bar from the daily roll-ups (see `rollup`).
+    super::rollup::read_into(app, &mut s, i64::from(cfg.history_days.max(1))).await?;
+    Ok(s)
 }
 
 fn from_health(s: State) -> CompState {

@@ -14,6 +14,7 @@ pub mod atom;
 pub mod gather;
 pub mod html;
 pub mod model;
+pub mod rollup;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -125,8 +125,9 @@ pub async fn insert(store: &Store, n: &NewIncident) -> Result<Incident, StoreErr
     let mut tx = store.pool().begin().await?;
     let row = sqlx::query(&format!(
         "INSERT INTO incidents (title, severity, status, service, summary, guild_id, \
-         commander_id, commander_name, opened_ms, last_update_ms, next_page_ms, next_update_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+         commander_id, commander_name, opened_ms, last_update_ms, next_page_ms, next_update_ms, \
+         is_public) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         RETURNING {COLUMNS}"
     ))
     .bind(&n.title)
     .bind(n.severity.as_str())
@@ -140,6 +141,7 @@ pub async fn insert(store: &Store, n: &NewIncident) -> Result<Incident, StoreErr
     .bind(n.opened_ms)
     .bind(n.next_page_ms)
     .bind(n.next_update_ms)
+    .bind(i64::from(n.public))
     .fetch_one(&mut *tx)
     .await?;
     let incident = incident_from(&row)?;

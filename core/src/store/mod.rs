@@ -21,7 +21,9 @@ use sqlx::{AnyPool, Executor};
 pub mod alerts;
 pub mod audit;
 pub mod deployments;
+pub mod digests;
 pub mod heartbeats;
+pub mod incident_times;
 pub mod lease;
 pub mod observe;
 pub mod oncall;
@@ -31,6 +33,7 @@ pub mod retention;
 pub mod seed;
 pub mod stats;
 pub mod status;
+pub mod status_days;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;

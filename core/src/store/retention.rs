@@ -54,12 +54,17 @@ pub enum Target {
     Audit,
     Deployments,
     Incidents,
+    /// The status page's daily roll-ups (kept a fixed [`STATUS_DAYS_KEPT`]).
+    StatusDays,
 }
+
+/// Days of status page roll-ups kept: more than the page's longest history (365).
+pub const STATUS_DAYS_KEPT: i64 = 400;
 
 impl Target {
     /// In pruning order: the outbox before the groups its rows keep, the alerts
     /// before the groups, silences and windows they keep.
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 10] = [
         Target::Outbox,
         Target::Posts,
         Target::Alerts,
@@ -69,6 +74,7 @@ impl Target {
         Target::Audit,
         Target::Deployments,
         Target::Incidents,
+        Target::StatusDays,
     ];
 
     /// The table whose rows are counted as deleted.
@@ -83,6 +89,7 @@ impl Target {
             Target::Audit => "audit_log",
             Target::Deployments => "deployments",
             Target::Incidents => "incidents",
+            Target::StatusDays => "status_days",
         }
     }
 }
@@ -173,6 +180,15 @@ pub async fn delete_batch(
                  AND NOT EXISTS (SELECT 1 FROM alerts a \
                      WHERE a.held_by = 'maintenance:' || CAST(w.id AS TEXT)) \
                  ORDER BY w.ends_ms LIMIT $2)",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        Target::StatusDays => sqlx::query(
+            "DELETE FROM status_days WHERE id IN (SELECT id FROM status_days \
+                 WHERE day_ms < $1 ORDER BY day_ms LIMIT $2)",
         )
         .bind(cutoff_ms)
         .bind(limit)

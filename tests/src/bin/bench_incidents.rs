@@ -74,6 +74,7 @@ async fn postmortem_on(url: &str, entries: usize) -> anyhow::Result<serde_json::
             opened_ms: start,
             next_page_ms: None,
             next_update_ms: None,
+            public: true,
         },
     )
     .await?;

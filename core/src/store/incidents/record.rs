@@ -276,4 +276,6 @@ pub struct NewIncident {
     pub opened_ms: i64,
     pub next_page_ms: Option<i64>,
     pub next_update_ms: Option<i64>,
+    /// `false`: kept off the public status page (`/incident open ... public:false`).
+    pub public: bool,
 }
