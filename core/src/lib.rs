@@ -38,6 +38,7 @@ pub mod settings;
 pub mod severity;
 pub mod status_page;
 pub mod store;
+pub mod subscriptions;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod timefmt;

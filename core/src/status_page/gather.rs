@@ -258,5 +258,6 @@ pub fn build(
         open,
         history,
         maintenance,
+        subscribe: cfg.smtp.is_some(),
     }
 }

@@ -31,6 +31,7 @@ pub mod retention;
 pub mod seed;
 pub mod stats;
 pub mod status;
+pub mod subscriptions;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
