@@ -257,3 +257,27 @@ pub async fn ukeys(store: &Store) -> Result<std::collections::HashSet<String>, S
         .await?;
     Ok(rows.into_iter().collect())
 }
+
+/// Holds back every pending delivery of a receiver that is down until `until_ms`
+/// (not counted as attempts): `email` = every mail (one SMTP server), else the
+/// webhook `target`.
+pub async fn defer(
+    store: &Store,
+    email: bool,
+    target: &str,
+    until_ms: i64,
+) -> Result<(), StoreError> {
+    let sql = if email {
+        "UPDATE status_deliveries SET next_try_ms = $1 WHERE state = 'pending' \
+         AND subscriber_id IS NOT NULL AND next_try_ms < $1 AND target <> $2"
+    } else {
+        "UPDATE status_deliveries SET next_try_ms = $1 WHERE state = 'pending' \
+         AND target = $2 AND next_try_ms < $1"
+    };
+    sqlx::query(sql)
+        .bind(until_ms)
+        .bind(target)
+        .execute(store.pool())
+        .await?;
+    Ok(())
+}

@@ -115,6 +115,9 @@ pub async fn deliver_due(
                 Outcome::Retry(why) => {
                     let wait = (1_000_i64 << d.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
                     db::retry_later(&app.store, d.id, now + wait, &crate::chat::truncate(&why, 300)).await?;
+                    // The receiver's other deliveries wait as long (uncounted), so
+                    // they neither fail in turn nor hold up the other receivers.
+                    db::defer(&app.store, channel == "email", &d.target, now + wait).await?;
                     info!(delivery = d.id, target = %d.target, attempts = d.attempts + 1, wait_ms = wait, %why, "status update delivery will be retried");
                     down.insert(receiver.to_string());
                     out.retrying += 1;
