@@ -153,7 +153,10 @@ border-radius:8px;padding:12px 14px;overflow-wrap:anywhere}}button,input{{font:i
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -275,8 +278,12 @@ async fn confirm(State(f): State<Arc<Forms>>, Query(q): Query<TokenQuery>) -> Re
         Ok(a) => a,
         Err(e) => {
             let text = match e {
-                token::TokenError::Expired => "This confirmation link has expired. Please subscribe again.",
-                token::TokenError::Invalid => "This confirmation link is not valid. Please subscribe again.",
+                token::TokenError::Expired => {
+                    "This confirmation link has expired. Please subscribe again."
+                }
+                token::TokenError::Invalid => {
+                    "This confirmation link is not valid. Please subscribe again."
+                }
             };
             return page(StatusCode::BAD_REQUEST, "Not confirmed", text, "");
         }
@@ -369,7 +376,9 @@ mod tests {
         for _ in 0..PER_HOUR {
             assert!(l.attempt(a, t0).is_ok());
         }
-        let wait = l.attempt(a, t0 + Duration::from_secs(60)).expect_err("limited");
+        let wait = l
+            .attempt(a, t0 + Duration::from_secs(60))
+            .expect_err("limited");
         assert_eq!(wait, Duration::from_secs(3_540));
         assert!(l.attempt("192.0.2.8".parse().expect("ip"), t0).is_ok());
         assert!(l.attempt(a, t0 + WINDOW).is_ok(), "an hour later");

@@ -117,7 +117,9 @@ async fn refresh(
     match publisher.publish(app, cfg, &s).await {
         Ok(0) => {}
         Ok(_) => wake.notify_one(),
-        Err(e) => warn!(error = %e, "status page updates not queued for subscribers; next refresh retries"),
+        Err(e) => {
+            warn!(error = %e, "status page updates not queued for subscribers; next refresh retries")
+        }
     }
 }
 

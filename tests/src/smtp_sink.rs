@@ -109,7 +109,8 @@ async fn session(c: tokio::net::TcpStream, keep: Arc<Mutex<Vec<Mail>>>) -> std::
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            w.write_all(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n").await?;
+            w.write_all(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                .await?;
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             w.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("RSET") {
@@ -134,11 +135,17 @@ async fn session(c: tokio::net::TcpStream, keep: Arc<Mutex<Vec<Mail>>>) -> std::
                 if l == "." {
                     break;
                 }
-                data.push_str(l.strip_prefix('.').filter(|_| l.starts_with("..")).unwrap_or(l));
+                data.push_str(
+                    l.strip_prefix('.')
+                        .filter(|_| l.starts_with(".."))
+                        .unwrap_or(l),
+                );
                 data.push('\n');
             }
             let mail = parse(std::mem::take(&mut from), std::mem::take(&mut to), &data);
-            keep.lock().unwrap_or_else(PoisonError::into_inner).push(mail);
+            keep.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(mail);
             w.write_all(b"250 OK queued\r\n").await?;
         } else if upper.starts_with("QUIT") {
             w.write_all(b"221 bye\r\n").await?;

@@ -130,8 +130,13 @@ async fn email_subscription(db: Db) {
     assert!(body.contains("Check your inbox"), "{body}");
     let mails = sink.wait_for(1).await;
     assert_eq!(mails[0].to, ["Ann@example.com"]);
-    assert_eq!(mails[0].subject(), "Confirm your subscription to Acme status");
-    assert!(!db::has_address(&store, "Ann@example.com").await.expect("db"));
+    assert_eq!(
+        mails[0].subject(),
+        "Confirm your subscription to Acme status"
+    );
+    assert!(!db::has_address(&store, "Ann@example.com")
+        .await
+        .expect("db"));
     assert_eq!(db::subscriber_count(&store).await.expect("db"), 0);
     let confirm = mails[0]
         .link(&format!("{BASE}/confirm?token="))
@@ -144,7 +149,9 @@ async fn email_subscription(db: Db) {
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("You are subscribed"), "{body}");
     }
-    assert!(db::has_address(&store, "Ann@example.com").await.expect("db"));
+    assert!(db::has_address(&store, "Ann@example.com")
+        .await
+        .expect("db"));
     assert_eq!(db::subscriber_count(&store).await.expect("db"), 1);
 
     // A malformed address: refused, saying why.
@@ -159,38 +166,72 @@ async fn email_subscription(db: Db) {
     println!("open mailed after {:?}", since.elapsed());
     let m = &mails[1];
     assert_eq!(m.subject(), "[P1 INCIDENT] Checkout <down>");
-    assert!(m.body.contains("Investigating: Checkout fails for every customer"), "{}", m.body);
-    assert!(m.body.contains(&format!("Details: {BASE}/incidents/INC-1")), "{}", m.body);
+    assert!(
+        m.body
+            .contains("Investigating: Checkout fails for every customer"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains(&format!("Details: {BASE}/incidents/INC-1")),
+        "{}",
+        m.body
+    );
     let unsubscribe = m
         .link(&format!("{BASE}/unsubscribe?token="))
         .unwrap_or_else(|| panic!("an unsubscribe link in {}", m.body));
-    assert_eq!(m.header("List-Unsubscribe"), Some(format!("<{unsubscribe}>").as_str()));
-    assert_eq!(m.header("List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
+    assert_eq!(
+        m.header("List-Unsubscribe"),
+        Some(format!("<{unsubscribe}>").as_str())
+    );
+    assert_eq!(
+        m.header("List-Unsubscribe-Post"),
+        Some("List-Unsubscribe=One-Click")
+    );
 
     set_status(&t, "INC-1", "identified", "A bad release; rolling back").await;
     let mails = sink.wait_for(3).await;
     assert_eq!(mails[2].subject(), "[P1 UPDATE] Checkout <down>");
-    assert!(mails[2].body.contains("Identified: A bad release; rolling back"), "{}", mails[2].body);
+    assert!(
+        mails[2]
+            .body
+            .contains("Identified: A bad release; rolling back"),
+        "{}",
+        mails[2].body
+    );
 
     set_status(&t, "INC-1", "resolved", "Rolled back to v1; checkout works").await;
     let mails = sink.wait_for(4).await;
     assert_eq!(mails[3].subject(), "[RESOLVED] Checkout <down>");
-    assert!(mails[3].body.contains("Rolled back to v1; checkout works"), "{}", mails[3].body);
+    assert!(
+        mails[3].body.contains("Rolled back to v1; checkout works"),
+        "{}",
+        mails[3].body
+    );
     // Exactly one per update: nothing more comes.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(sink.mails().len(), 4, "{:#?}", subjects(&sink.mails()));
-    assert!(sink.mails()[1..].iter().all(|m| m.to == ["Ann@example.com"]));
+    assert!(sink.mails()[1..]
+        .iter()
+        .all(|m| m.to == ["Ann@example.com"]));
 
     // Unsubscribe: a button first (a link scanner unsubscribes nobody), then gone.
     let (status, body) = get(&local(&unsubscribe, &base)).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("<form method=\"post\" action=\"/unsubscribe\">"), "{body}");
-    assert!(db::has_address(&store, "Ann@example.com").await.expect("db"));
+    assert!(
+        body.contains("<form method=\"post\" action=\"/unsubscribe\">"),
+        "{body}"
+    );
+    assert!(db::has_address(&store, "Ann@example.com")
+        .await
+        .expect("db"));
     let token = unsubscribe.rsplit('=').next().expect("a token");
     let (status, body) = post_form(&base, "/unsubscribe", &[("token", token)]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Unsubscribed"), "{body}");
-    assert!(!db::has_address(&store, "Ann@example.com").await.expect("db"));
+    assert!(!db::has_address(&store, "Ann@example.com")
+        .await
+        .expect("db"));
     let (status, _) = get(&local(&unsubscribe, &base)).await;
     assert_eq!(status, 404);
 
@@ -202,7 +243,10 @@ async fn email_subscription(db: Db) {
         if page.contains("Search slow") {
             break;
         }
-        assert!(since.elapsed() < Duration::from_secs(5), "INC-2 not on the page");
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "INC-2 not on the page"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -220,7 +264,10 @@ async fn email_subscription(db: Db) {
 
     let m = &t.bot().app.metrics;
     assert_eq!(
-        m.get("klaxon_status_deliveries_total", &[("channel", "email"), ("outcome", "sent")]),
+        m.get(
+            "klaxon_status_deliveries_total",
+            &[("channel", "email"), ("outcome", "sent")]
+        ),
         3.0
     );
     t.discard_unread().await;
@@ -243,7 +290,10 @@ impl Hooks {
             if got.len() >= n {
                 return got;
             }
-            assert!(since.elapsed() < within, "expected {n} webhook posts, got {got:#?}");
+            assert!(
+                since.elapsed() < within,
+                "expected {n} webhook posts, got {got:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -310,16 +360,27 @@ async fn webhook_subscription(db: Db) {
     // Down: the open is tried, fails, and waits with back-off.
     let since = Instant::now();
     let m = Arc::clone(&t.bot().app.metrics);
-    let retries = || m.get("klaxon_status_deliveries_total", &[("channel", "webhook"), ("outcome", "retry")]);
+    let retries = || {
+        m.get(
+            "klaxon_status_deliveries_total",
+            &[("channel", "webhook"), ("outcome", "retry")],
+        )
+    };
     while retries() < 1.0 {
-        assert!(since.elapsed() < Duration::from_secs(10), "no attempt while the receiver is down");
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "no attempt while the receiver is down"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Up: delivered once.
     let hooks = Hooks::default();
     receiver(port, hooks.clone()).await;
     let got = hooks.wait_for(1, Duration::from_secs(20)).await;
-    println!("open delivered {:?} after the receiver came up", since.elapsed());
+    println!(
+        "open delivered {:?} after the receiver came up",
+        since.elapsed()
+    );
 
     set_status(&t, "INC-1", "identified", "A bad release; rolling back").await;
     hooks.wait_for(2, Duration::from_secs(10)).await;
@@ -351,7 +412,10 @@ async fn webhook_subscription(db: Db) {
         events.push(v["event"].as_str().unwrap_or_default().to_string());
         ids.push(id.clone());
     }
-    assert_eq!(events, ["incident.opened", "incident.updated", "incident.resolved"]);
+    assert_eq!(
+        events,
+        ["incident.opened", "incident.updated", "incident.resolved"]
+    );
     ids.dedup();
     assert_eq!(ids.len(), 3, "distinct deliveries");
     let store = t.bot().app.store.clone();

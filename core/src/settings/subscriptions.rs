@@ -116,7 +116,9 @@ pub fn problems(smtp: Option<&SmtpConfig>, webhooks: &[WebhookConfig]) -> Vec<St
     if let Some(s) = smtp {
         let k = "status_page.smtp";
         if s.host.trim().is_empty() || s.host.contains(['/', ' ', ':']) {
-            errs.push(format!("{k}.host: must be a host name or address (no scheme, no port)"));
+            errs.push(format!(
+                "{k}.host: must be a host name or address (no scheme, no port)"
+            ));
         }
         if s.port == Some(0) {
             errs.push(format!("{k}.port: must be 1 to 65535"));
@@ -128,7 +130,9 @@ pub fn problems(smtp: Option<&SmtpConfig>, webhooks: &[WebhookConfig]) -> Vec<St
             ));
         }
         if s.username.is_empty() != s.password.is_empty() {
-            errs.push(format!("{k}.password: set both username and password, or neither"));
+            errs.push(format!(
+                "{k}.password: set both username and password, or neither"
+            ));
         }
         if s.tls == SmtpTls::None && !s.password.is_empty() {
             errs.push(format!(
@@ -225,6 +229,9 @@ mod tests {
         let s = smtp();
         assert!(!format!("{s:?}").contains("hunter2"));
         let t = toml::to_string(&s).expect("serializes");
-        assert!(t.contains("password = \"****\"") && !t.contains("hunter2"), "{t}");
+        assert!(
+            t.contains("password = \"****\"") && !t.contains("hunter2"),
+            "{t}"
+        );
     }
 }

@@ -15,11 +15,13 @@ use super::{Store, StoreError};
 /// The signing key named `name`, made from `fresh` the first time (a second
 /// replica racing for it gets the one stored first).
 pub async fn key(store: &Store, name: &str, fresh: &str) -> Result<String, StoreError> {
-    sqlx::query("INSERT INTO status_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(name)
-        .bind(fresh)
-        .execute(store.pool())
-        .await?;
+    sqlx::query(
+        "INSERT INTO status_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(fresh)
+    .execute(store.pool())
+    .await?;
     Ok(
         sqlx::query_scalar("SELECT secret FROM status_keys WHERE name = $1")
             .bind(name)
@@ -49,11 +51,13 @@ pub async fn add_subscriber(
 
 /// Whether an unsubscribe token belongs to a subscriber.
 pub async fn token_known(store: &Store, token: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query("SELECT id FROM status_subscribers WHERE token = $1")
-        .bind(token)
-        .fetch_optional(store.pool())
-        .await?
-        .is_some())
+    Ok(
+        sqlx::query("SELECT id FROM status_subscribers WHERE token = $1")
+            .bind(token)
+            .fetch_optional(store.pool())
+            .await?
+            .is_some(),
+    )
 }
 
 /// Forgets the subscriber of `token` and drops what was still queued for them.
@@ -81,18 +85,22 @@ pub async fn remove_subscriber(store: &Store, token: &str) -> Result<bool, Store
 
 /// Confirmed subscribers.
 pub async fn subscriber_count(store: &Store) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM status_subscribers")
-        .fetch_one(store.pool())
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM status_subscribers")
+            .fetch_one(store.pool())
+            .await?,
+    )
 }
 
 /// Whether a subscriber with this address exists (tests, `check`).
 pub async fn has_address(store: &Store, email: &str) -> Result<bool, StoreError> {
-    Ok(sqlx::query("SELECT id FROM status_subscribers WHERE email = $1")
-        .bind(email)
-        .fetch_optional(store.pool())
-        .await?
-        .is_some())
+    Ok(
+        sqlx::query("SELECT id FROM status_subscribers WHERE email = $1")
+            .bind(email)
+            .fetch_optional(store.pool())
+            .await?
+            .is_some(),
+    )
 }
 
 /// Records a public update once and queues it for every confirmed subscriber (when
@@ -193,11 +201,13 @@ pub async fn due(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Due>, Sto
 
 /// When the next pending delivery is due (`None`: nothing pending).
 pub async fn next_due_ms(store: &Store) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT MIN(next_try_ms) FROM status_deliveries WHERE state = 'pending'",
+    Ok(
+        sqlx::query_scalar(
+            "SELECT MIN(next_try_ms) FROM status_deliveries WHERE state = 'pending'",
+        )
+        .fetch_one(store.pool())
+        .await?,
     )
-    .fetch_one(store.pool())
-    .await?)
 }
 
 /// Closes a delivery: `sent` or `parked` (with why).

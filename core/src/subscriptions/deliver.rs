@@ -88,7 +88,11 @@ pub async fn deliver_due(
         for d in &due {
             tried.insert(d.id);
             let channel = channel(&d.target);
-            let receiver = if channel == "email" { "smtp" } else { d.target.as_str() };
+            let receiver = if channel == "email" {
+                "smtp"
+            } else {
+                d.target.as_str()
+            };
             if down.contains(receiver) {
                 continue;
             }
@@ -102,19 +106,39 @@ pub async fn deliver_due(
                 }
                 Outcome::Park(why) => {
                     warn!(delivery = d.id, target = %d.target, update = %d.ukey, %why, "status update delivery parked");
-                    db::close(&app.store, d.id, "parked", &crate::chat::truncate(&why, 300), now).await?;
+                    db::close(
+                        &app.store,
+                        d.id,
+                        "parked",
+                        &crate::chat::truncate(&why, 300),
+                        now,
+                    )
+                    .await?;
                     out.parked += 1;
                     "parked"
                 }
                 Outcome::Retry(why) if now - d.created_ms > GIVE_UP_MS => {
                     warn!(delivery = d.id, target = %d.target, update = %d.ukey, %why, "status update delivery failed for a day; parked");
-                    db::close(&app.store, d.id, "parked", &crate::chat::truncate(&why, 300), now).await?;
+                    db::close(
+                        &app.store,
+                        d.id,
+                        "parked",
+                        &crate::chat::truncate(&why, 300),
+                        now,
+                    )
+                    .await?;
                     out.parked += 1;
                     "parked"
                 }
                 Outcome::Retry(why) => {
                     let wait = (1_000_i64 << d.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
-                    db::retry_later(&app.store, d.id, now + wait, &crate::chat::truncate(&why, 300)).await?;
+                    db::retry_later(
+                        &app.store,
+                        d.id,
+                        now + wait,
+                        &crate::chat::truncate(&why, 300),
+                    )
+                    .await?;
                     // The receiver's other deliveries wait as long (uncounted), so
                     // they neither fail in turn nor hold up the other receivers.
                     db::defer(&app.store, channel == "email", &d.target, now + wait).await?;
@@ -129,7 +153,12 @@ pub async fn deliver_due(
         }
     }
     if out != Delivered::default() {
-        info!(sent = out.sent, retrying = out.retrying, parked = out.parked, "status updates delivered");
+        info!(
+            sent = out.sent,
+            retrying = out.retrying,
+            parked = out.parked,
+            "status updates delivered"
+        );
     }
     Ok(out)
 }

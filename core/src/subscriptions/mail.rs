@@ -46,7 +46,9 @@ pub struct Mailer {
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mailer").field("from", &self.from.to_string()).finish()
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .finish()
     }
 }
 
@@ -86,7 +88,12 @@ impl Mailer {
         }
     }
 
-    fn base(&self, to: &str, subject: &str, id: String) -> Result<lettre::message::MessageBuilder, MailError> {
+    fn base(
+        &self,
+        to: &str,
+        subject: &str,
+        id: String,
+    ) -> Result<lettre::message::MessageBuilder, MailError> {
         let to: Mailbox = to.parse().map_err(|e| MailError::Build(format!("{e}")))?;
         Ok(Message::builder()
             .from(self.from.clone())
@@ -97,7 +104,13 @@ impl Mailer {
     }
 
     /// The double opt-in mail: the link that confirms the subscription.
-    pub fn confirmation(&self, page_title: &str, to: &str, confirm_url: &str, nonce: &str) -> Result<Message, MailError> {
+    pub fn confirmation(
+        &self,
+        page_title: &str,
+        to: &str,
+        confirm_url: &str,
+        nonce: &str,
+    ) -> Result<Message, MailError> {
         let body = format!(
             "Someone, hopefully you, asked to get an email for every update of\n\
              {page_title}.\n\n\
@@ -105,9 +118,13 @@ impl Mailer {
              If you did not ask for this, ignore this mail: nothing was stored and\n\
              you will get nothing more.\n"
         );
-        self.base(to, &format!("Confirm your subscription to {page_title}").replace(['\r', '\n'], " "), format!("confirm.{nonce}"))?
-            .body(body)
-            .map_err(|e| MailError::Build(e.to_string()))
+        self.base(
+            to,
+            &format!("Confirm your subscription to {page_title}").replace(['\r', '\n'], " "),
+            format!("confirm.{nonce}"),
+        )?
+        .body(body)
+        .map_err(|e| MailError::Build(e.to_string()))
     }
 
     /// One public update, with the subscriber's unsubscribe link.
@@ -146,7 +163,11 @@ pub fn update_text(page_title: &str, n: &Notice, unsubscribe_url: &str) -> Strin
     if !n.components.is_empty() {
         out.push_str(&format!("\nAffected: {}\n", n.components.join(", ")));
     }
-    out.push_str(&format!("Posted: {}\n\nDetails: {}\n", date_time(n.at_ms), n.url));
+    out.push_str(&format!(
+        "Posted: {}\n\nDetails: {}\n",
+        date_time(n.at_ms),
+        n.url
+    ));
     out.push_str(&format!(
         "\n-- \nYou get this mail because you subscribed to {page_title}.\n\
          Unsubscribe: {unsubscribe_url}\n"

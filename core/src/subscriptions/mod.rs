@@ -119,7 +119,11 @@ pub fn notices(s: &Snapshot) -> Vec<Notice> {
     }
     for w in &s.maintenance {
         let (event, status, at_ms) = if w.active {
-            ("maintenance.started", "In progress", w.starts_ms.min(s.generated_ms))
+            (
+                "maintenance.started",
+                "In progress",
+                w.starts_ms.min(s.generated_ms),
+            )
         } else {
             ("maintenance.scheduled", "Scheduled", s.generated_ms)
         };

@@ -55,7 +55,14 @@ fn snapshot(updates: usize, resolved: bool) -> Snapshot {
 fn every_public_update_is_one_notice_with_a_stable_key() {
     let open = notices(&snapshot(2, false));
     let events: Vec<&str> = open.iter().map(|n| n.event.as_str()).collect();
-    assert_eq!(events, ["incident.opened", "incident.updated", "maintenance.scheduled"]);
+    assert_eq!(
+        events,
+        [
+            "incident.opened",
+            "incident.updated",
+            "maintenance.scheduled"
+        ]
+    );
     assert_eq!(open[0].url, "https://status.example.com/incidents/INC-7");
     assert_eq!(open[1].key, format!("INC-7@{}/Identified", T0 + 60_000));
     // The same updates after the resolution keep their keys; one more is new.
@@ -75,7 +82,11 @@ fn every_public_update_is_one_notice_with_a_stable_key() {
 #[test]
 fn an_update_mail_shows_text_literally_with_its_unsubscribe_link() {
     let n = &notices(&snapshot(2, false))[1];
-    let text = mail::update_text("Acme status", n, "https://status.example.com/unsubscribe?token=ab");
+    let text = mail::update_text(
+        "Acme status",
+        n,
+        "https://status.example.com/unsubscribe?token=ab",
+    );
     assert!(text.contains("Identified: words 1 <b>"), "{text}");
     assert!(text.contains("Details: https://status.example.com/incidents/INC-7"));
     assert!(text.ends_with("Unsubscribe: https://status.example.com/unsubscribe?token=ab\n"));

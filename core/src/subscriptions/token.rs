@@ -26,7 +26,9 @@ pub fn check_address(raw: &str) -> Result<String, &'static str> {
         return Err("That address is too long (at most 254 characters).");
     }
     let Some((local, domain)) = a.rsplit_once('@') else {
-        return Err("An email address has an @ between a name and a domain, like name@example.com.");
+        return Err(
+            "An email address has an @ between a name and a domain, like name@example.com.",
+        );
     };
     let local_ok = !local.is_empty()
         && local.len() <= 64
@@ -130,7 +132,10 @@ mod tests {
 
     #[test]
     fn addresses_are_checked_with_a_reason() {
-        assert_eq!(check_address(" Ann.Lee+status@Example.COM ").as_deref(), Ok("Ann.Lee+status@example.com"));
+        assert_eq!(
+            check_address(" Ann.Lee+status@Example.COM ").as_deref(),
+            Ok("Ann.Lee+status@example.com")
+        );
         for bad in [
             "",
             "no-at-sign",
