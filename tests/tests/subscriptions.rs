@@ -86,6 +86,30 @@ fn local(link: &str, base: &str) -> String {
     link.replacen(BASE, base, 1)
 }
 
+/// A health endpoint that always answers 200 (the component's state comes from
+/// the incidents).
+async fn healthy_endpoint() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = c.read(&mut buf).await;
+                let _ = c
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/health")
+}
+
 fn subjects(mails: &[Mail]) -> Vec<String> {
     mails.iter().map(Mail::subject).collect()
 }
@@ -101,7 +125,7 @@ async fn email_subscription(db: Db) {
     let port = sink.port;
     let t = Tester::builder()
         .db(db)
-        .service("api", None, None)
+        .service("api", None, Some(&healthy_endpoint().await))
         .status_page(|c| {
             page_cfg(c);
             c.smtp = Some(SmtpConfig {
@@ -344,7 +368,7 @@ async fn webhook_subscription(db: Db) {
     };
     let mut t = Tester::builder()
         .db(db)
-        .service("api", None, None)
+        .service("api", None, Some(&healthy_endpoint().await))
         .status_page(|c| {
             page_cfg(c);
             c.webhooks = vec![WebhookConfig {
