@@ -7,6 +7,7 @@ pub mod discord;
 mod listener;
 pub mod run;
 pub mod server;
+pub mod status_forms;
 pub mod status_page;
 
 pub use config::Config;

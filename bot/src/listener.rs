@@ -284,11 +284,19 @@ async fn connection(
     _done: watch::Receiver<()>,
 ) {
     let _ = stream.set_nodelay(true);
+    // The client's address, for handlers that limit per client (the status
+    // page's subscribe form).
+    let peer = stream.peer_addr().ok();
     let tower = TowerToHyperService::new(router);
     let marks = Arc::clone(&conns);
     let service = service_fn(move |req: hyper::Request<Incoming>| {
         let busy = marks.busy(id);
-        let answer = tower.call(req.map(Body::new) as Request);
+        let mut req = req.map(Body::new) as Request;
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
+        let answer = tower.call(req);
         async move {
             let r: Result<_, Infallible> = answer.await;
             drop(busy);

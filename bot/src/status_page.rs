@@ -7,9 +7,16 @@
 //! refresher renders again when the domain events wake it (an incident command, a
 //! maintenance step) and every [`REFRESH`] for the health state. It uses the same
 //! bounded accept loop as the private listener (`listener::serve`).
+//!
+//! Subscriptions (`[status_page.smtp]`, `[[status_page.webhooks]]`) hang on the
+//! refresher: on the leader, each new snapshot goes to
+//! [`klaxon_core::subscriptions::Publisher`], which queues the updates it has not
+//! seen, and a delivery worker here sends them (leader only). The forms are in
+//! `status_forms`.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +29,7 @@ use klaxon_core::app::App;
 use klaxon_core::settings::status_page::StatusPageConfig;
 use klaxon_core::status_page::{gather, render, Published};
 use klaxon_core::store::incidents::IncidentId;
+use klaxon_core::subscriptions::{deliver, Publisher};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -50,36 +58,104 @@ pub async fn spawn(
         .map_err(|e| anyhow::anyhow!("status_page.listen: cannot listen on {listen}: {e}"))?;
     let addr = tcp.local_addr()?;
     let published = Arc::new(Published::default());
-    refresh(&app, cfg, &published).await;
+    refresh(&app, cfg, &published, None).await;
+    let subs = Publisher::wanted(cfg)
+        .then(|| deliver::Senders::new(cfg))
+        .transpose()?;
+    let forms = crate::status_forms::router(Arc::clone(&app), cfg)?;
     let conns = Connections::new(
         http.max_connections,
         Duration::from_secs(http.read_timeout_secs),
     );
-    let router = router(Arc::clone(&published));
+    let mut router = router(Arc::clone(&published));
+    if let Some(forms) = forms {
+        router = router.merge(forms);
+    }
     let cfg = cfg.clone();
     let mut stop_serve = stop.clone();
+    let wake = Arc::new(tokio::sync::Notify::new());
     let task = tokio::spawn(async move {
         let serve = listener::serve(tcp, router, conns, async move {
             let _ = stop_serve.wait_for(|s| *s).await;
         });
-        tokio::join!(serve, refresher(app, cfg, published, stop));
+        let deliveries = deliverer(
+            Arc::clone(&app),
+            cfg.clone(),
+            subs,
+            Arc::clone(&wake),
+            stop.clone(),
+        );
+        tokio::join!(
+            serve,
+            refresher(app, cfg, published, wake, stop),
+            deliveries
+        );
     });
     info!(%addr, "status page listening");
     Ok(Some((addr, task)))
 }
 
-async fn refresh(app: &App, cfg: &StatusPageConfig, published: &Published) {
-    match gather::snapshot(app, cfg).await {
-        Ok(s) => {
-            published.set(render(&s));
-            // The leader keeps the history bar's daily roll-ups.
-            if app.leader.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Err(e) = klaxon_core::status_page::rollup::record(app, &s).await {
-                    warn!(error = %e, "status page roll-up not recorded");
-                }
-            }
+/// Renders the page again; on the leader, hands the snapshot to the subscriptions
+/// (`publisher`) and wakes their worker when something new was queued.
+async fn refresh(
+    app: &App,
+    cfg: &StatusPageConfig,
+    published: &Published,
+    publisher: Option<(&mut Publisher, &tokio::sync::Notify)>,
+) {
+    let s = match gather::snapshot(app, cfg).await {
+        Ok(s) => s,
+        Err(e) => return warn!(error = %e, "status page not refreshed"),
+    };
+    published.set(render(&s));
+    // The leader keeps the history bar's daily roll-ups.
+    if app.leader.load(Ordering::Relaxed) {
+        if let Err(e) = klaxon_core::status_page::rollup::record(app, &s).await {
+            warn!(error = %e, "status page roll-up not recorded");
         }
-        Err(e) => warn!(error = %e, "status page not refreshed"),
+    }
+    let Some((publisher, wake)) = publisher else {
+        return;
+    };
+    if !Publisher::wanted(cfg) || !app.leader.load(Ordering::Relaxed) {
+        return;
+    }
+    match publisher.publish(app, cfg, &s).await {
+        Ok(0) => {}
+        Ok(_) => wake.notify_one(),
+        Err(e) => {
+            warn!(error = %e, "status page updates not queued for subscribers; next refresh retries")
+        }
+    }
+}
+
+/// Sends the subscriptions' outbox, on the leader only: when the refresher queued
+/// something, else when the next retry is due.
+async fn deliverer(
+    app: Arc<App>,
+    cfg: StatusPageConfig,
+    senders: Option<deliver::Senders>,
+    wake: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(senders) = senders else {
+        let _ = stop.wait_for(|s| *s).await;
+        return;
+    };
+    loop {
+        let wait = if app.leader.load(Ordering::Relaxed) {
+            if let Err(e) = deliver::deliver_due(&app, &cfg, &senders).await {
+                warn!(error = %e, "status update delivery failed; retrying");
+            }
+            deliver::next_pass_in(&app, Duration::from_secs(5)).await
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 
@@ -87,15 +163,17 @@ async fn refresher(
     app: Arc<App>,
     cfg: StatusPageConfig,
     published: Arc<Published>,
+    wake: Arc<tokio::sync::Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut publisher = Publisher::default();
     loop {
         tokio::select! {
             _ = app.status_page_wake.notified() => {}
             _ = tokio::time::sleep(REFRESH) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        refresh(&app, &cfg, &published).await;
+        refresh(&app, &cfg, &published, Some((&mut publisher, &wake))).await;
     }
 }
 

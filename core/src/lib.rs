@@ -39,6 +39,7 @@ pub mod settings;
 pub mod severity;
 pub mod status_page;
 pub mod store;
+pub mod subscriptions;
 pub mod swarm;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

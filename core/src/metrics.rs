@@ -129,6 +129,11 @@ pub const SERIES: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Connections refused (503) at the cap, every slot in a request",
     ),
+    (
+        "klaxon_status_deliveries_total",
+        Kind::Counter,
+        "Status page subscription deliveries by channel (email, webhook) and outcome (sent, retry, parked)",
+    ),
     // Histograms.
     (
         "klaxon_intake_request_duration_seconds",

@@ -125,7 +125,11 @@ pub fn cutoffs(settings: &RetentionConfig, now_ms: i64) -> Vec<(Target, i64)> {
         .iter()
         .filter_map(|&t| {
             let days = match t {
-                Target::Outbox | Target::Posts => Some(settings.outbox_days),
+                Target::Outbox | Target::Posts | Target::StatusDeliveries => {
+                    Some(settings.outbox_days)
+                }
+                // As long as the page's history (90 days by default).
+                Target::StatusUpdates => Some(settings.alerts_days),
                 Target::Alerts
                 | Target::AlertGroups
                 | Target::Silences

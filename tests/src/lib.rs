@@ -13,6 +13,7 @@ pub mod docker;
 pub mod env;
 pub mod faults;
 pub mod scrape;
+pub mod smtp_sink;
 pub mod swarm;
 pub mod tester;
 pub mod year;

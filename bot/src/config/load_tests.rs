@@ -340,3 +340,42 @@ fn a_service_is_a_container_or_a_swarm_service_never_both() {
         "{errs}"
     );
 }
+
+#[test]
+fn status_page_subscriptions_are_checked_by_key_and_secrets_masked() {
+    let page = "[status_page]\nbase_url = \"https://status.example.com\"\n";
+    let errs = load_env(
+        &format!(
+            "{BASE}{page}[status_page.smtp]\nhost = \"smtp.example.com:25\"\nfrom = \"nobody\"\n\
+             [[status_page.webhooks]]\nname = \"ops\"\nurl = \"gopher://x\"\n"
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .0;
+    for key in [
+        "status_page.smtp.host:",
+        "status_page.smtp.from:",
+        "status_page.webhooks[0].url:",
+    ] {
+        assert!(errs.iter().any(|e| e.starts_with(key)), "{key}: {errs:?}");
+    }
+    let c = load_env(
+        &format!(
+            "{BASE}{page}[status_page.smtp]\nhost = \"smtp.example.com\"\nusername = \"status\"\n\
+             from = \"Acme <status@example.com>\"\n[[status_page.webhooks]]\nname = \"ops\"\n\
+             url = \"https://hooks.example.com/k\"\nsecret = \"hook-secret-1\"\n\
+             header = \"Authorization: Bearer hdr-secret-2\"\n"
+        ),
+        &[("KLAXON_STATUS_PAGE__SMTP__PASSWORD", "smtp-secret-3")],
+    )
+    .unwrap();
+    let smtp = c.status_page.smtp.as_ref().expect("smtp");
+    assert_eq!(smtp.password.expose(), "smtp-secret-3");
+    let shown = c.to_masked_toml();
+    for secret in ["hook-secret-1", "hdr-secret-2", "smtp-secret-3"] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        assert!(!format!("{c:?}").contains(secret), "{secret} in Debug");
+    }
+    assert!(shown.contains("password = \"****\""), "{shown}");
+}

@@ -14,3 +14,4 @@ pub mod retention;
 pub mod rollout;
 pub mod services;
 pub mod status_page;
+pub mod subscriptions;

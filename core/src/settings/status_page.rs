@@ -28,6 +28,12 @@ pub struct StatusPageConfig {
     pub show_maintenance_before: String,
     #[serde(default)]
     pub components: Vec<ComponentConfig>,
+    /// Email subscriptions (double opt-in), offered while set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<super::subscriptions::SmtpConfig>,
+    /// Systems that get a JSON POST per public update.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<super::subscriptions::WebhookConfig>,
 }
 
 /// One thing stakeholders know by name, made of configured services.
@@ -59,6 +65,8 @@ impl Default for StatusPageConfig {
             history_days: default_history_days(),
             show_maintenance_before: default_show_before(),
             components: Vec::new(),
+            smtp: None,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -112,6 +120,16 @@ impl StatusPageConfig {
                     ));
                 }
             }
+        }
+        errs.extend(super::subscriptions::problems(
+            self.smtp.as_ref(),
+            &self.webhooks,
+        ));
+        if (self.smtp.is_some() || !self.webhooks.is_empty()) && self.base_url.is_empty() {
+            errs.push(
+                "status_page.base_url: required with smtp or webhooks (the links in mails and posts)"
+                    .into(),
+            );
         }
         errs
     }

@@ -261,5 +261,6 @@ pub fn build(
         open,
         history,
         maintenance,
+        subscribe: cfg.smtp.is_some(),
     }
 }

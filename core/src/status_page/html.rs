@@ -205,8 +205,24 @@ pub fn page(s: &Snapshot) -> String {
             title = esc(&i.title)
         );
     }
+    if s.subscribe {
+        subscribe_form(&mut out);
+    }
     foot(&mut out, s);
     out
+}
+
+/// Email subscriptions (double opt-in): a plain form, no script; the listener
+/// answers `POST /subscribe` (`bot/src/status_forms.rs`).
+fn subscribe_form(out: &mut String) {
+    out.push_str(
+        "<h2>Subscribe</h2><form class=\"box\" id=\"subscribe\" method=\"post\" action=\"/subscribe\">\
+<label for=\"email\">Get an email for every update</label><div class=\"row\">\
+<input id=\"email\" name=\"email\" type=\"email\" required maxlength=\"254\" autocomplete=\"email\" \
+placeholder=\"you@example.com\" style=\"flex:1;min-width:12em;font:inherit;padding:6px\">\
+<button type=\"submit\" style=\"font:inherit;padding:6px 14px\">Subscribe</button></div>\
+<div class=\"d\">We send a link to confirm first. Every mail has an unsubscribe link.</div></form>",
+    );
 }
 
 /// `GET /incidents/INC-7`.

@@ -115,6 +115,10 @@ pub struct Snapshot {
     pub history: Vec<PublicIncident>,
     /// Active windows and those starting soon, the soonest first.
     pub maintenance: Vec<PublicWindow>,
+    /// Email subscriptions are offered (`[status_page.smtp]` is set): the page
+    /// shows the subscribe form.
+    #[serde(skip)]
+    pub subscribe: bool,
 }
 
 impl Snapshot {

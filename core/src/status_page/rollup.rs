@@ -108,6 +108,7 @@ mod tests {
             open: vec![],
             history: vec![],
             maintenance: vec![],
+            subscribe: false,
         }
     }
 

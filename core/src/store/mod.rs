@@ -34,6 +34,7 @@ pub mod seed;
 pub mod stats;
 pub mod status;
 pub mod status_days;
+pub mod subscriptions;
 
 /// A write transaction, as [`Store::begin_write`] opens it.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;

@@ -22,7 +22,9 @@
 //! - audit rows, by `at_ms`;
 //! - finished deployments with their steps (never one in progress);
 //! - resolved incidents with their timelines and actions, only when
-//!   `incidents_days` is set.
+//!   `incidents_days` is set;
+//! - closed status page deliveries (`sent`, `parked`), by `sent_ms`, and the
+//!   public updates no delivery refers to any more, by `created_ms`.
 //!
 //! Each batch must find its rows through the time column's index, never through
 //! an index on the state column (which would scan every row of that state, a
@@ -56,6 +58,10 @@ pub enum Target {
     Incidents,
     /// The status page's daily roll-ups (kept a fixed [`STATUS_DAYS_KEPT`]).
     StatusDays,
+    /// Status page deliveries (email, webhooks): closed rows only.
+    StatusDeliveries,
+    /// Public updates the status page showed, once no delivery refers to them.
+    StatusUpdates,
 }
 
 /// Days of status page roll-ups kept: more than the page's longest history (365).
@@ -64,7 +70,7 @@ pub const STATUS_DAYS_KEPT: i64 = 400;
 impl Target {
     /// In pruning order: the outbox before the groups its rows keep, the alerts
     /// before the groups, silences and windows they keep.
-    pub const ALL: [Target; 10] = [
+    pub const ALL: [Target; 12] = [
         Target::Outbox,
         Target::Posts,
         Target::Alerts,
@@ -75,6 +81,8 @@ impl Target {
         Target::Deployments,
         Target::Incidents,
         Target::StatusDays,
+        Target::StatusDeliveries,
+        Target::StatusUpdates,
     ];
 
     /// The table whose rows are counted as deleted.
@@ -90,6 +98,8 @@ impl Target {
             Target::Deployments => "deployments",
             Target::Incidents => "incidents",
             Target::StatusDays => "status_days",
+            Target::StatusDeliveries => "status_deliveries",
+            Target::StatusUpdates => "status_updates",
         }
     }
 }
@@ -132,6 +142,29 @@ pub async fn delete_batch(
             "DELETE FROM posts WHERE id IN (SELECT id FROM posts \
                  WHERE sent_ms < $1 AND state || '' IN ('sent', 'superseded', 'parked') \
                  ORDER BY sent_ms LIMIT $2)",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        // Closed status page deliveries (sent, parked); pending ones are kept.
+        Target::StatusDeliveries => sqlx::query(
+            "DELETE FROM status_deliveries WHERE id IN (SELECT id FROM status_deliveries \
+                 WHERE sent_ms < $1 AND state || '' IN ('sent', 'parked') \
+                 ORDER BY sent_ms LIMIT $2)",
+        )
+        .bind(cutoff_ms)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+        // An update seen again after it was pruned is recorded again but not sent
+        // (it is no longer fresh), so pruning never repeats a mail.
+        Target::StatusUpdates => sqlx::query(
+            "DELETE FROM status_updates WHERE id IN (SELECT u.id FROM status_updates u \
+                 WHERE u.created_ms < $1 AND NOT EXISTS (SELECT 1 FROM status_deliveries d \
+                 WHERE d.update_id = u.id) ORDER BY u.created_ms LIMIT $2)",
         )
         .bind(cutoff_ms)
         .bind(limit)
