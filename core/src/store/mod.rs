@@ -24,6 +24,7 @@ pub mod deployments;
 pub mod heartbeats;
 pub mod lease;
 pub mod observe;
+pub mod escalations;
 pub mod oncall;
 pub mod outbox;
 pub mod posts;
