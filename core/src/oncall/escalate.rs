@@ -137,6 +137,80 @@ pub async fn start(app: &App, s: Start) -> Result<Option<i64>, OncallError> {
     Ok(id)
 }
 
+/// The policy a paging alert group escalates with: its route's `escalation`.
+pub async fn group_policy(app: &App, group: i64) -> Option<String> {
+    if !app.alerts.config.routes.iter().any(|r| r.escalation.is_some()) {
+        return None;
+    }
+    match db::group_key(&app.store, group).await {
+        Ok(Some(key)) => app.alerts.escalation(&key).map(String::from),
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %e, group, "alert group's route not read; no escalation this time");
+            None
+        }
+    }
+}
+
+/// Starts a paging group's policy when the group first fires (once per firing:
+/// the group's generation is part of the key).
+pub async fn start_group(
+    app: &App,
+    group: i64,
+    generation: i64,
+    policy: &str,
+    channel: u64,
+    title: &str,
+    severity: &str,
+) {
+    let start = Start {
+        subject: Subject::Group(group),
+        key: format!("group {group} g{generation}"),
+        policy: Some(policy.to_string()),
+        target: None,
+        title: title.to_string(),
+        severity: severity.to_string(),
+        channel,
+        link: link(app, channel, None),
+    };
+    if let Err(e) = self::start(app, start).await {
+        warn!(error = %e, group, "escalation of the alert group not started");
+    }
+}
+
+/// Starts an incident's policy (on open, or on a raise to a severity that has
+/// one), unless one is running for it already.
+pub async fn start_incident(
+    app: &App,
+    incident: IncidentId,
+    policy: &str,
+    title: &str,
+    severity: &str,
+    channel: u64,
+) {
+    match db::of_subject(&app.store, "incident", incident.0).await {
+        Ok(rows) if rows.iter().any(|r| r.state == "active") => return,
+        Ok(_) => {}
+        Err(e) => {
+            warn!(error = %e, %incident, "escalations of the incident not read; not started");
+            return;
+        }
+    }
+    let start = Start {
+        subject: Subject::Incident(incident),
+        key: format!("incident {} {severity}", incident.0),
+        policy: Some(policy.to_string()),
+        target: None,
+        title: format!("{incident} {title}"),
+        severity: severity.to_string(),
+        channel,
+        link: link(app, channel, None),
+    };
+    if let Err(e) = self::start(app, start).await {
+        warn!(error = %e, %incident, "escalation of the incident not started");
+    }
+}
+
 /// Ends every pending step of a subject's escalations: `acked` (by someone) or
 /// `stopped` (resolved, silenced). Each one ended is written to the incident's
 /// timeline and the audit log. Returns how many it ended.
@@ -394,6 +468,14 @@ async fn fire(app: &App, e: &EscalationRow) -> Result<bool, OncallError> {
         return Ok(false);
     };
     let reach = reach(app, &step.target).await?;
+    // A group's message exists once the alert sender posted it: link to it then.
+    let mut e = e.clone();
+    if let Subject::Group(g) = Subject::of(&e) {
+        if let Ok(Some(m)) = db::group_message(&app.store, g).await {
+            e.link = link(app, e.channel_id, Some(m));
+        }
+    }
+    let e = &e;
     let mut next = next_step(&policy, e.started_ms, e.round, e.step);
     let n = e.step + 1;
     let of = policy.steps.len();

@@ -338,6 +338,16 @@ pub async fn group_state(
     Ok(Some((status == "firing" && firing > 0, r.try_get("acked_by")?)))
 }
 
+/// A group's key (its route is its first part).
+pub async fn group_key(store: &Store, group: i64) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT group_key FROM alert_groups WHERE id = $1")
+            .bind(group)
+            .fetch_optional(store.pool())
+            .await?,
+    )
+}
+
 /// A group's first message, for the DM's link (`None` before it is posted).
 pub async fn group_message(store: &Store, group: i64) -> Result<Option<u64>, StoreError> {
     let ids: Option<String> = sqlx::query_scalar("SELECT message_ids FROM alert_groups WHERE id = $1")
