@@ -786,3 +786,7 @@ mod tests {
         assert_eq!(read_dm_key(&send_key(1, 0, 0, "ch")), None);
     }
 }
+
+#[cfg(test)]
+#[path = "escalate_tests.rs"]
+mod escalate_tests;

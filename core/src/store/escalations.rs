@@ -285,14 +285,17 @@ pub async fn stop_subject(
 ) -> Result<Vec<EscalationRow>, StoreError> {
     let mut ended = Vec::new();
     for e in of_subject(store, kind, subject_id).await? {
-        if e.state == "active" && stop(store, e.id, state, why, now_ms).await? {
+        if (e.state == "active" || (e.state == "done" && state == "acked"))
+            && stop(store, e.id, state, why, now_ms).await?
+        {
             ended.push(e);
         }
     }
     Ok(ended)
 }
 
-/// Ends one escalation if it is still active.
+/// Ends one escalation if it is still active. An acknowledgement also closes one
+/// whose steps are all done (the page was answered, for the record).
 pub async fn stop(
     store: &Store,
     id: i64,
@@ -302,12 +305,13 @@ pub async fn stop(
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE escalations SET state = $1, why = $2, ended_ms = $3, next_ms = NULL \
-         WHERE id = $4 AND state = 'active'",
+         WHERE id = $4 AND (state = 'active' OR (state = 'done' AND $5 = 'acked'))",
     )
     .bind(state)
     .bind(why)
     .bind(now_ms)
     .bind(id)
+    .bind(state)
     .execute(store.pool())
     .await?
     .rows_affected();
