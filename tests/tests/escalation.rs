@@ -43,6 +43,19 @@ fn step(after: &str, notify: &str) -> StepConfig {
 /// The runbooks' tiers, as `klaxon.example.toml` ships them; P1 alerts of the
 /// `api` service and P1 incidents start it.
 fn world(db: Db) -> TesterBuilder {
+    world_with(
+        db,
+        vec![
+            step("0m", "schedule:primary"),
+            step("5m", "schedule:primary"),
+            step("15m", "schedule:secondary"),
+            step("30m", &format!("role:{ROLE}")),
+        ],
+    )
+}
+
+/// [`world`] with other steps for the `tiers` policy.
+fn world_with(db: Db, steps: Vec<StepConfig>) -> TesterBuilder {
     Tester::builder()
         .db(db)
         .intake(|i| i.generic_token = Secret::new(TOKEN))
@@ -65,12 +78,7 @@ fn world(db: Db) -> TesterBuilder {
             o.schedules.push(schedule("secondary", BOB));
             o.policies.push(PolicyConfig {
                 name: "tiers".into(),
-                steps: vec![
-                    step("0m", "schedule:primary"),
-                    step("5m", "schedule:primary"),
-                    step("15m", "schedule:secondary"),
-                    step("30m", &format!("role:{ROLE}")),
-                ],
+                steps,
                 repeat: 0,
             });
         })
@@ -331,5 +339,63 @@ async fn oncall_page_by_hand() {
     assert!(viewer.ephemeral());
     viewer.assert_contains("responder");
     t.discard_unread().await; // the mention in the invoking channel
+    t.finish().await;
+}
+
+/// Fail-over mid-chain on PostgreSQL, against the real clock (steps in seconds):
+/// the leader pages the primary and dies; the follower takes the lease and fires
+/// the next steps within the lease's TTL + 5 s of their due time, and nothing is
+/// sent twice (every DM and mention once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_continues_the_chain_and_sends_nothing_twice() {
+    use std::time::Instant;
+    let mut t = world_with(
+        Db::Postgres,
+        vec![
+            step("0s", "schedule:primary"),
+            step("8s", "schedule:primary"),
+            step("16s", "schedule:secondary"),
+        ],
+    )
+    .spawn()
+    .await;
+    members(&t);
+    let follower = klaxon::start(t.config.clone())
+        .await
+        .expect("a second replica starts as a follower");
+    assert!(t.bot().is_leader() && !follower.is_leader());
+    let ann_dm = t.bot().app.chat.open_dm(ANN).await.expect("DM");
+    let bob_dm = t.bot().app.chat.open_dm(BOB).await.expect("DM");
+    let started = Instant::now();
+    fire_alert(&t).await;
+    message(&t, ALERTS, "CheckoutDown").await;
+    paged(&t, ALERTS, ANN).await;
+
+    t.bot.take().expect("leader").kill().await;
+    let killed = Instant::now();
+    let ttl = Duration::from_millis(klaxon_core::store::lease::TTL_MS as u64);
+    paged(&t, ALERTS, ANN).await;
+    let second = started.elapsed();
+    paged(&t, ALERTS, BOB).await;
+    let third = started.elapsed();
+    assert!(follower.is_leader(), "the follower took over");
+    // Due at 8 s and 16 s; the new leader may start at most TTL + 5 s after the kill.
+    let limit = |due: u64| Duration::from_secs(due).max(killed - started + ttl) + Duration::from_secs(5);
+    assert!(second <= limit(8), "step 2 at {second:?}");
+    assert!(third <= limit(16), "step 3 at {third:?}");
+    eprintln!("fail-over: step 2 at {second:?} (due 8 s), step 3 at {third:?} (due 16 s)");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let count = |channel: u64, needle: &str| {
+        t.fake
+            .messages(channel)
+            .iter()
+            .filter(|m| m.text().contains(needle))
+            .count()
+    };
+    assert_eq!(count(ann_dm, "You are paged"), 2, "each step's DM once");
+    assert_eq!(count(bob_dm, "You are paged"), 1);
+    assert_eq!(count(ALERTS, &format!("<@{ANN}> paged")), 2, "each mention once");
+    assert_eq!(count(ALERTS, &format!("<@{BOB}> paged")), 1);
+    t.bot = Some(follower);
     t.finish().await;
 }
