@@ -569,6 +569,8 @@ async fn fire(app: &App, e: &EscalationRow) -> Result<bool, OncallError> {
                 }
                 Err(err) => {
                     warn!(escalation = e.id, user, error = %err, "DM channel refused; paging in the channel only");
+                    // As a refused DM: the next step fires at once.
+                    next = next.map(|(r, s, _)| (r, s, now));
                     None
                 }
             };

@@ -449,3 +449,49 @@ pub async fn webhook_count(store: &Store, state: &str) -> Result<i64, StoreError
             .await?,
     )
 }
+
+/// One step's send as the posts outbox holds it, with its escalation's start: what
+/// the bench measures lateness from (`key` is `esc<id>.<round>.<step>.<what>`).
+#[derive(Debug, Clone)]
+pub struct SendTimes {
+    pub key: String,
+    pub started_ms: i64,
+    pub stored_ms: i64,
+    pub sent_ms: Option<i64>,
+    pub state: String,
+}
+
+/// Every escalation send in the posts outbox, with its escalation's start.
+pub async fn send_times(store: &Store) -> Result<Vec<SendTimes>, StoreError> {
+    let starts: std::collections::HashMap<i64, i64> =
+        sqlx::query("SELECT id, started_ms FROM escalations")
+            .fetch_all(store.pool())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("started_ms")?)))
+            .collect::<Result<_, StoreError>>()?;
+    let rows = sqlx::query(
+        "SELECT nonce, created_ms, sent_ms, state FROM posts WHERE nonce LIKE 'esc%' ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let key: String = r.try_get("nonce")?;
+        let id = key
+            .strip_prefix("esc")
+            .and_then(|k| k.split('.').next())
+            .and_then(|k| k.parse::<i64>().ok());
+        let Some(started_ms) = id.and_then(|id| starts.get(&id).copied()) else {
+            continue;
+        };
+        out.push(SendTimes {
+            key,
+            started_ms,
+            stored_ms: r.try_get("created_ms")?,
+            sent_ms: r.try_get("sent_ms")?,
+            state: r.try_get("state")?,
+        });
+    }
+    Ok(out)
+}
