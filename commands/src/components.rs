@@ -88,7 +88,9 @@ pub fn routes() -> [Route; 6] {
         Route {
             prefix: klaxon_core::oncall::escalate::PREFIX,
             read: |_, id| crate::oncall::read_click(id),
-            outside_server: Some("You are not a member of the server; ask someone there to acknowledge."),
+            outside_server: Some(
+                "You are not a member of the server; ask someone there to acknowledge.",
+            ),
             roles_from_server: true,
             handler: Handler::Click(|a| Box::pin(crate::oncall::on_click(a))),
         },

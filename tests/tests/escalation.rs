@@ -11,8 +11,8 @@ use klaxon_core::permissions::Level;
 use klaxon_core::routing::RouteConfig;
 use klaxon_core::settings::oncall::{PolicyConfig, ScheduleConfig, StepConfig};
 use klaxon_tests::fake::{Member, MessageRecord, OutputKind};
-use klaxon_tests::tester::{role_of, ALERTS};
 use klaxon_tests::tester::TesterBuilder;
+use klaxon_tests::tester::{role_of, ALERTS};
 use klaxon_tests::{both_databases, Db, Tester};
 use serde_json::{json, Value};
 
@@ -118,10 +118,13 @@ async fn fire_alert(t: &Tester) {
 /// The next message in `channel` whose text contains `needle`.
 async fn message(t: &Tester, channel: u64, needle: &str) -> MessageRecord {
     let needle = needle.to_string();
-    t.take(&format!("a message with {needle:?} in {channel}"), move |o| {
-        matches!(o.kind, OutputKind::ChannelMessage { channel_id } if channel_id == channel)
-            && o.message.text().contains(&needle)
-    })
+    t.take(
+        &format!("a message with {needle:?} in {channel}"),
+        move |o| {
+            matches!(o.kind, OutputKind::ChannelMessage { channel_id } if channel_id == channel)
+                && o.message.text().contains(&needle)
+        },
+    )
     .await
     .message
 }
@@ -150,7 +153,11 @@ fn pinged_roles(m: &MessageRecord) -> Vec<u64> {
 async fn paged(t: &Tester, channel: u64, user: u64) -> MessageRecord {
     let dm = t.bot().app.chat.open_dm(user).await.expect("DM channel");
     let d = message(t, dm, "You are paged").await;
-    assert!(d.custom_ids().iter().any(|i| i.starts_with("oncall:ack:")), "{:?}", d.custom_ids());
+    assert!(
+        d.custom_ids().iter().any(|i| i.starts_with("oncall:ack:")),
+        "{:?}",
+        d.custom_ids()
+    );
     let m = message(t, channel, &format!("<@{user}> paged")).await;
     assert_eq!(pinged_users(&m), vec![user], "{:?}", m.allowed_mentions);
     assert!(pinged_roles(&m).is_empty(), "{:?}", m.allowed_mentions);
@@ -185,9 +192,17 @@ async fn tiers_on_a_p1_alert(db: Db) {
             matches!(o.kind, OutputKind::Callback { interaction_id, .. } if interaction_id == click.id)
         })
         .await;
-    assert!(reply.message.text().contains("You acknowledged the alert"), "{}", reply.message.text());
+    assert!(
+        reply.message.text().contains("You acknowledged the alert"),
+        "{}",
+        reply.message.text()
+    );
     let edited = t.channel_edit(ALERTS).await;
-    assert!(edited.text().contains("Acknowledged by ann"), "{}", edited.text());
+    assert!(
+        edited.text().contains("Acknowledged by ann"),
+        "{}",
+        edited.text()
+    );
     for _ in 0..2 {
         t.advance(Duration::from_secs(12 * 60));
         tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -199,10 +214,14 @@ async fn tiers_on_a_p1_alert(db: Db) {
         .count();
     assert_eq!(pages, 2, "two pages in the audit log");
     assert!(
-        audit.iter().any(|a| a.command == "oncall page" && a.user_id == ANN),
+        audit
+            .iter()
+            .any(|a| a.command == "oncall page" && a.user_id == ANN),
         "the click is audited"
     );
-    assert!(audit.iter().any(|a| a.command == "oncall escalation" && a.detail.contains("acked")));
+    assert!(audit
+        .iter()
+        .any(|a| a.command == "oncall escalation" && a.detail.contains("acked")));
     t.finish().await;
 }
 
@@ -227,7 +246,11 @@ async fn a_closed_dm_falls_through_at_once(db: Db) {
     paged(&t, ALERTS, BOB).await;
     let audit = t.bot().app.store.recent_audit(100).await.expect("audit");
     assert!(
-        audit.iter().filter(|a| a.detail.starts_with("DM refused by Discord")).count() >= 1,
+        audit
+            .iter()
+            .filter(|a| a.detail.starts_with("DM refused by Discord"))
+            .count()
+            >= 1,
         "refusals in the audit log"
     );
     t.finish().await;
@@ -257,7 +280,12 @@ async fn incident_severity_escalates(db: Db) {
         .await;
     opened.assert_contains("INC-1");
     let notice = message(&t, INCIDENTS, "Checkout down").await;
-    assert_eq!(pinged_roles(&notice), vec![ROLE], "{:?}", notice.allowed_mentions);
+    assert_eq!(
+        pinged_roles(&notice),
+        vec![ROLE],
+        "{:?}",
+        notice.allowed_mentions
+    );
     // Raised to P1, whose severity has `escalation`: the policy starts.
     t.slash("incident severity")
         .opt("id", "INC-1")
@@ -290,11 +318,20 @@ async fn incident_severity_escalates(db: Db) {
         .await
         .expect("read");
     assert!(first_page.is_some(), "MTTA counts from the first page");
-    let (_, timeline) = klaxon_core::incidents::timeline(&t.bot().app, klaxon_core::incidents::IncidentId(1))
-        .await
-        .expect("timeline");
-    assert!(timeline.iter().any(|e| e.text.starts_with(&format!("Paged <@{ANN}>"))), "{timeline:?}");
-    assert!(timeline.iter().any(|e| e.text.contains("ended (acked")), "{timeline:?}");
+    let (_, timeline) =
+        klaxon_core::incidents::timeline(&t.bot().app, klaxon_core::incidents::IncidentId(1))
+            .await
+            .expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.text.starts_with(&format!("Paged <@{ANN}>"))),
+        "{timeline:?}"
+    );
+    assert!(
+        timeline.iter().any(|e| e.text.contains("ended (acked")),
+        "{timeline:?}"
+    );
     t.discard_unread().await; // the card's edit and the ack's notices
     t.finish().await;
 }
@@ -380,7 +417,8 @@ async fn a_new_leader_continues_the_chain_and_sends_nothing_twice() {
     let third = started.elapsed();
     assert!(follower.is_leader(), "the follower took over");
     // Due at 8 s and 16 s; the new leader may start at most TTL + 5 s after the kill.
-    let limit = |due: u64| Duration::from_secs(due).max(killed - started + ttl) + Duration::from_secs(5);
+    let limit =
+        |due: u64| Duration::from_secs(due).max(killed - started + ttl) + Duration::from_secs(5);
     assert!(second <= limit(8), "step 2 at {second:?}");
     assert!(third <= limit(16), "step 3 at {third:?}");
     eprintln!("fail-over: step 2 at {second:?} (due 8 s), step 3 at {third:?} (due 16 s)");
@@ -394,7 +432,11 @@ async fn a_new_leader_continues_the_chain_and_sends_nothing_twice() {
     };
     assert_eq!(count(ann_dm, "You are paged"), 2, "each step's DM once");
     assert_eq!(count(bob_dm, "You are paged"), 1);
-    assert_eq!(count(ALERTS, &format!("<@{ANN}> paged")), 2, "each mention once");
+    assert_eq!(
+        count(ALERTS, &format!("<@{ANN}> paged")),
+        2,
+        "each mention once"
+    );
     assert_eq!(count(ALERTS, &format!("<@{BOB}> paged")), 1);
     t.bot = Some(follower);
     t.finish().await;

@@ -149,7 +149,10 @@ pub async fn repeat_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         let severity: Severity = g.severity.parse().unwrap_or(Severity::P3);
         let firing = outbox::firing_count(store, id).await?;
         // An escalating group is paged by its policy, not again by the role.
-        let escalates = g.page != 0 && crate::oncall::escalate::group_policy(app, id).await.is_some();
+        let escalates = g.page != 0
+            && crate::oncall::escalate::group_policy(app, id)
+                .await
+                .is_some();
         let ping = (g.page != 0 && !escalates)
             .then_some(app.incidents.on_call_role)
             .flatten();

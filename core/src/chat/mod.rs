@@ -218,7 +218,9 @@ pub trait ChatSink: Send + Sync {
         _guild_id: u64,
         _user_id: u64,
     ) -> Result<Option<Vec<u64>>, ChatError> {
-        Err(ChatError::Unavailable("member roles are not available".into()))
+        Err(ChatError::Unavailable(
+            "member roles are not available".into(),
+        ))
     }
 
     /// Gives a member a role (on-call `sync_role`); `reason` goes to the server's

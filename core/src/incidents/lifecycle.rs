@@ -30,8 +30,8 @@ use crate::timefmt::duration_text;
 
 use crate::app::App;
 use crate::chat;
-use crate::oncall::escalate::{self, Subject};
 use crate::chat::ChatMessage;
+use crate::oncall::escalate::{self, Subject};
 use crate::posts::{self, incident_subject, Kind, Post, To};
 use crate::store::StoreError;
 
@@ -386,8 +386,7 @@ pub async fn set_severity(
     if severity < current.severity && i.acked_ms.is_none() {
         if let Some(policy) = app.escalation(severity) {
             let channel = i.channel_id.or(app.incidents_channel).unwrap_or_default();
-            escalate::start_incident(app, i.id, policy, &i.title, severity.as_str(), channel)
-                .await;
+            escalate::start_incident(app, i.id, policy, &i.title, severity.as_str(), channel).await;
         }
     }
     // Raised to a paging level: the on-call role hears about it now.

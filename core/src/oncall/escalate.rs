@@ -131,7 +131,13 @@ pub async fn start(app: &App, s: Start) -> Result<Option<i64>, OncallError> {
     )
     .await?;
     if let Some(id) = id {
-        info!(escalation = id, subject = s.subject.kind(), subject_id = s.subject.id(), policy = s.policy.as_deref().unwrap_or(""), "escalation started");
+        info!(
+            escalation = id,
+            subject = s.subject.kind(),
+            subject_id = s.subject.id(),
+            policy = s.policy.as_deref().unwrap_or(""),
+            "escalation started"
+        );
         app.escalations_wake.notify_one();
     }
     Ok(id)
@@ -139,7 +145,13 @@ pub async fn start(app: &App, s: Start) -> Result<Option<i64>, OncallError> {
 
 /// The policy a paging alert group escalates with: its route's `escalation`.
 pub async fn group_policy(app: &App, group: i64) -> Option<String> {
-    if !app.alerts.config.routes.iter().any(|r| r.escalation.is_some()) {
+    if !app
+        .alerts
+        .config
+        .routes
+        .iter()
+        .any(|r| r.escalation.is_some())
+    {
         return None;
     }
     match db::group_key(&app.store, group).await {
@@ -241,7 +253,9 @@ pub async fn page(
             super::schedule(app, n.as_str())?;
         }
         Target::Webhook(n) if app.oncall.webhook(n.as_str()).is_none() => {
-            return Err(OncallError::Invalid(format!("No webhook `{n}` in `[[oncall.webhooks]]`.")));
+            return Err(OncallError::Invalid(format!(
+                "No webhook `{n}` in `[[oncall.webhooks]]`."
+            )));
         }
         Target::User(u) => {
             if let Some(guild) = by.guild_id.or(app.guild_id) {
@@ -312,11 +326,14 @@ pub async fn stop_one(app: &App, id: i64, why: &str, by: &Actor) -> Result<bool,
 }
 
 async fn record_stop(app: &App, e: &EscalationRow, state: &str, why: &str, by: &Actor, now: i64) {
-    info!(escalation = e.id, state, why, by = by.user_id, "escalation ended");
-    let text = format!(
-        "Escalation{} ended ({state}: {why})",
-        policy_suffix(e)
+    info!(
+        escalation = e.id,
+        state,
+        why,
+        by = by.user_id,
+        "escalation ended"
     );
+    let text = format!("Escalation{} ended ({state}: {why})", policy_suffix(e));
     if let Subject::Incident(i) = Subject::of(e) {
         if let Err(err) = incidents_db::add_entry(
             &app.store,
@@ -339,7 +356,14 @@ fn policy_suffix(e: &EscalationRow) -> String {
     }
 }
 
-async fn audit(app: &App, by: &Actor, command: &str, e: &EscalationRow, outcome: Outcome, detail: String) {
+async fn audit(
+    app: &App,
+    by: &Actor,
+    command: &str,
+    e: &EscalationRow,
+    outcome: Outcome,
+    detail: String,
+) {
     app.audit(AuditEntry {
         at_ms: app.clock.now_ms(),
         guild_id: app.guild_id,
@@ -428,7 +452,9 @@ pub async fn tick(app: &App) -> Result<usize, OncallError> {
                     any = true;
                 }
                 Ok(false) => {}
-                Err(err) => warn!(escalation = e.id, error = %err, "escalation step not fired; retrying"),
+                Err(err) => {
+                    warn!(escalation = e.id, error = %err, "escalation step not fired; retrying")
+                }
             }
         }
         if !any {
@@ -457,9 +483,7 @@ async fn over(app: &App, e: &EscalationRow) -> Result<Option<(bool, String)>, St
         Subject::Incident(id) => match incidents_db::get(&app.store, id).await? {
             None => Some((false, "incident gone".into())),
             Some(i) if !i.is_open() => Some((false, "resolved".into())),
-            Some(i) => i
-                .acked_by
-                .map(|by| (true, format!("acknowledged by {by}"))),
+            Some(i) => i.acked_by.map(|by| (true, format!("acknowledged by {by}"))),
         },
         Subject::Group(g) => match db::group_state(&app.store, g).await? {
             None => Some((false, "alert group gone".into())),
@@ -528,11 +552,25 @@ async fn fire(app: &App, e: &EscalationRow) -> Result<bool, OncallError> {
         return Ok(false);
     }
     let Some(policy) = plan(app, e) else {
-        db::stop(&app.store, e.id, "stopped", "policy no longer configured", now).await?;
+        db::stop(
+            &app.store,
+            e.id,
+            "stopped",
+            "policy no longer configured",
+            now,
+        )
+        .await?;
         return Ok(false);
     };
     let Some(step) = policy.steps.get(e.step as usize) else {
-        db::stop(&app.store, e.id, "stopped", "step no longer configured", now).await?;
+        db::stop(
+            &app.store,
+            e.id,
+            "stopped",
+            "step no longer configured",
+            now,
+        )
+        .await?;
         return Ok(false);
     };
     let reach = reach(app, &step.target).await?;
@@ -590,8 +628,13 @@ async fn fire(app: &App, e: &EscalationRow) -> Result<bool, OncallError> {
                     style: ButtonStyle::Danger,
                 }];
                 sends.push(
-                    Post::new(Kind::OnCall, To::Channel(dm), m, format!("escalation {} dm", e.id))
-                        .keyed(send_key(e.id, e.round, e.step, "dm")),
+                    Post::new(
+                        Kind::OnCall,
+                        To::Channel(dm),
+                        m,
+                        format!("escalation {} dm", e.id),
+                    )
+                    .keyed(send_key(e.id, e.round, e.step, "dm")),
                 );
             }
             let m = ChatMessage {
@@ -612,7 +655,8 @@ async fn fire(app: &App, e: &EscalationRow) -> Result<bool, OncallError> {
             timeline = format!("Paged role {role} ({label})");
         }
         Reach::Webhook(w) => {
-            let body = super::webhook::fill(&w.body, &e.title, &e.severity, &e.link, w.name.as_str());
+            let body =
+                super::webhook::fill(&w.body, &e.title, &e.severity, &e.link, w.name.as_str());
             webhook = Some((w.name.to_string(), body));
             timeline = format!("Paged webhook `{}` ({label})", w.name);
         }
@@ -654,14 +698,27 @@ async fn fire(app: &App, e: &EscalationRow) -> Result<bool, OncallError> {
         posts::store_in(&mut tx, p, now).await?;
     }
     if let Some((name, body)) = &webhook {
-        db::insert_webhook(&mut tx, &send_key(e.id, e.round, e.step, "wh"), name, body, now).await?;
+        db::insert_webhook(
+            &mut tx,
+            &send_key(e.id, e.round, e.step, "wh"),
+            name,
+            body,
+            now,
+        )
+        .await?;
     }
     if let Subject::Incident(i) = Subject::of(e) {
         db::first_page(&mut tx, i.0, now).await?;
     }
     tx.commit().await.map_err(StoreError::from)?;
     posts::wake(app);
-    info!(escalation = e.id, round = e.round, step = e.step, late_ms = now - e.next_ms.unwrap_or(now), "escalation step fired");
+    info!(
+        escalation = e.id,
+        round = e.round,
+        step = e.step,
+        late_ms = now - e.next_ms.unwrap_or(now),
+        "escalation step fired"
+    );
     if let Subject::Incident(i) = Subject::of(e) {
         if let Err(err) = incidents_db::add_entry(
             &app.store,
@@ -673,13 +730,26 @@ async fn fire(app: &App, e: &EscalationRow) -> Result<bool, OncallError> {
             warn!(error = %err, escalation = e.id, "page not on the timeline");
         }
     }
-    audit(app, &Actor::klaxon(), "oncall page", e, Outcome::Ok, timeline).await;
+    audit(
+        app,
+        &Actor::klaxon(),
+        "oncall page",
+        e,
+        Outcome::Ok,
+        timeline,
+    )
+    .await;
     Ok(true)
 }
 
 fn channel_post(e: &EscalationRow, m: ChatMessage) -> Post {
-    Post::new(Kind::OnCall, To::Channel(e.channel_id), m, subject_of_posts(e))
-        .keyed(send_key(e.id, e.round, e.step, "ch"))
+    Post::new(
+        Kind::OnCall,
+        To::Channel(e.channel_id),
+        m,
+        subject_of_posts(e),
+    )
+    .keyed(send_key(e.id, e.round, e.step, "ch"))
 }
 
 /// The posts worker reports a DM Discord refused (50007, DMs closed). The channel
@@ -721,7 +791,15 @@ pub async fn dm_refused(app: &App, key: &str, why: &str) {
             warn!(error = %err, escalation = id, "refusal not on the timeline");
         }
     }
-    audit(app, &Actor::klaxon(), "oncall page", &e, Outcome::Failed, text).await;
+    audit(
+        app,
+        &Actor::klaxon(),
+        "oncall page",
+        &e,
+        Outcome::Failed,
+        text,
+    )
+    .await;
     if sooner {
         app.escalations_wake.notify_one();
     }

@@ -42,8 +42,10 @@ fn step(after: &str, notify: &str) -> StepConfig {
 /// The runbooks' tiers: primary at 0 and 5 min, secondary at 15, the role at 30.
 fn oncall(extra: impl FnOnce(&mut OncallConfig)) -> OnCall {
     let mut c = OncallConfig::default();
-    c.schedules.push(schedule("primary", ANN, "2026-01-05T09:00"));
-    c.schedules.push(schedule("secondary", BOB, "2026-01-05T09:00"));
+    c.schedules
+        .push(schedule("primary", ANN, "2026-01-05T09:00"));
+    c.schedules
+        .push(schedule("secondary", BOB, "2026-01-05T09:00"));
     c.policies.push(PolicyConfig {
         name: "tiers".into(),
         steps: vec![
@@ -103,15 +105,20 @@ fn the_runbooks_tiers_page_in_turn_until_an_ack_at_7_minutes() {
             assert_eq!(pass(&w).await?, 1, "step 1 at 0 min");
             let dms = dm_texts(&w, ann_dm);
             assert_eq!(dms.len(), 1, "{dms:?}");
-            assert!(dms[0].contains("You are paged") && dms[0].contains("Checkout down"), "{dms:?}");
+            assert!(
+                dms[0].contains("You are paged") && dms[0].contains("Checkout down"),
+                "{dms:?}"
+            );
             let dm = &w.chat.sent_to(ann_dm)[0];
             assert_eq!(dm.buttons[0].label, "Acknowledge");
             let mention = w.chat.sent_to(room);
             let last = mention.last().expect("a mention");
             assert_eq!(last.ping_users, vec![ANN], "pings exactly the primary");
-            assert!(crate::store::escalations::incident_first_page(&w.app.store, i.id.0)
-                .await?
-                .is_some());
+            assert!(
+                crate::store::escalations::incident_first_page(&w.app.store, i.id.0)
+                    .await?
+                    .is_some()
+            );
 
             w.advance(Duration::from_secs(4 * 60));
             assert_eq!(pass(&w).await?, 0, "nothing before 5 min");
@@ -131,9 +138,14 @@ fn the_runbooks_tiers_page_in_turn_until_an_ack_at_7_minutes() {
             }
             assert!(dm_texts(&w, bob_dm).is_empty());
             let timeline = crate::store::incidents::timeline(&w.app.store, i.id).await?;
-            let pages = timeline.iter().filter(|e| e.text.starts_with("Paged <@")).count();
+            let pages = timeline
+                .iter()
+                .filter(|e| e.text.starts_with("Paged <@"))
+                .count();
             assert_eq!(pages, 2, "{timeline:?}");
-            assert!(timeline.iter().any(|e| e.text.contains("Escalation `tiers` ended (acked")));
+            assert!(timeline
+                .iter()
+                .any(|e| e.text.contains("Escalation `tiers` ended (acked")));
             Ok(())
         },
     );
@@ -171,15 +183,23 @@ fn a_closed_dm_falls_through_to_the_next_step_at_once() {
             let room = i.channel_id.expect("a room");
             assert_eq!(pass(&w).await?, 1);
             // The mention went out; the DM was refused, so step 2 is due now.
-            assert_eq!(w.chat.sent_to(room).last().map(|m| m.ping_users.clone()), Some(vec![ANN]));
+            assert_eq!(
+                w.chat.sent_to(room).last().map(|m| m.ping_users.clone()),
+                Some(vec![ANN])
+            );
             assert_eq!(pass(&w).await?, 1, "step 2 without waiting 5 min");
             let timeline = crate::store::incidents::timeline(&w.app.store, i.id).await?;
             assert!(
-                timeline.iter().any(|e| e.text.starts_with("DM refused by Discord")),
+                timeline
+                    .iter()
+                    .any(|e| e.text.starts_with("DM refused by Discord")),
                 "{timeline:?}"
             );
             let audit = w.app.store.recent_audit(50).await?;
-            assert!(audit.iter().any(|a| a.detail.starts_with("DM refused")), "{audit:?}");
+            assert!(
+                audit.iter().any(|a| a.detail.starts_with("DM refused")),
+                "{audit:?}"
+            );
             Ok(())
         },
     );
@@ -206,7 +226,9 @@ fn an_empty_schedule_falls_through_and_says_so() {
             w.deliver().await?;
             let said = w.chat.shown_to(room);
             assert!(
-                said.iter().any(|t| t.contains("schedule `later` has nobody on call; escalating to the next step now")),
+                said.iter().any(|t| t.contains(
+                    "schedule `later` has nobody on call; escalating to the next step now"
+                )),
                 "{said:?}"
             );
             assert_eq!(dm_texts(&w, bob_dm).len(), 1);
@@ -222,15 +244,33 @@ fn a_page_by_hand_reaches_the_schedule_and_stops_on_ack() {
         |b| b.oncall(oncall(|_| {})),
         |w| async move {
             let by = Actor::member(5001, "op");
-            let id = escalate::page(&w.app, "primary", "Disk almost full", &by, INCIDENTS_CHANNEL).await?;
+            let id = escalate::page(
+                &w.app,
+                "primary",
+                "Disk almost full",
+                &by,
+                INCIDENTS_CHANNEL,
+            )
+            .await?;
             assert_eq!(pass(&w).await?, 1);
             let dm = w.app.chat.open_dm(ANN).await?;
             assert!(dm_texts(&w, dm)[0].contains("Disk almost full (from op)"));
             assert_eq!(
-                w.chat.sent_to(INCIDENTS_CHANNEL).last().map(|m| m.ping_users.clone()),
+                w.chat
+                    .sent_to(INCIDENTS_CHANNEL)
+                    .last()
+                    .map(|m| m.ping_users.clone()),
                 Some(vec![ANN])
             );
-            assert!(escalate::stop_one(&w.app, id, "acknowledged by ann", &Actor::member(ANN, "ann")).await?);
+            assert!(
+                escalate::stop_one(
+                    &w.app,
+                    id,
+                    "acknowledged by ann",
+                    &Actor::member(ANN, "ann")
+                )
+                .await?
+            );
             assert!(!escalate::stop_one(&w.app, id, "again", &by).await?);
             let e = escalate::page(&w.app, "schedule:nope", "x", &by, INCIDENTS_CHANNEL).await;
             assert!(e.is_err());
@@ -273,10 +313,15 @@ fn a_webhook_target_receives_its_body() {
                     if let Some((head, body)) = text.split_once("\r\n\r\n") {
                         let len = head
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
                             .unwrap_or(0);
                         if body.len() >= len || n == 0 {
-                            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await?;
+                            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                                .await?;
                             return Ok::<String, std::io::Error>(body.to_string());
                         }
                     }

@@ -80,7 +80,15 @@ pub async fn deliver_due(app: &App) -> Result<usize, StoreError> {
     let mut sent = 0;
     for w in db::due_webhooks(&app.store, app.clock.now_ms()).await? {
         let Some(hook) = app.oncall.webhook(&w.webhook) else {
-            db::webhook_done(&app.store, w.id, "failed", 0, "webhook no longer configured", app.clock.now_ms()).await?;
+            db::webhook_done(
+                &app.store,
+                w.id,
+                "failed",
+                0,
+                "webhook no longer configured",
+                app.clock.now_ms(),
+            )
+            .await?;
             continue;
         };
         let result = client()

@@ -228,13 +228,11 @@ pub async fn first_page(
     incident: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE incidents SET first_page_ms = COALESCE(first_page_ms, $1) WHERE id = $2",
-    )
-    .bind(now_ms)
-    .bind(incident)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query("UPDATE incidents SET first_page_ms = COALESCE(first_page_ms, $1) WHERE id = $2")
+        .bind(now_ms)
+        .bind(incident)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -339,7 +337,10 @@ pub async fn group_state(
     .bind(group)
     .fetch_one(store.pool())
     .await?;
-    Ok(Some((status == "firing" && firing > 0, r.try_get("acked_by")?)))
+    Ok(Some((
+        status == "firing" && firing > 0,
+        r.try_get("acked_by")?,
+    )))
 }
 
 /// A group's key (its route is its first part).
@@ -354,10 +355,11 @@ pub async fn group_key(store: &Store, group: i64) -> Result<Option<String>, Stor
 
 /// A group's first message, for the DM's link (`None` before it is posted).
 pub async fn group_message(store: &Store, group: i64) -> Result<Option<u64>, StoreError> {
-    let ids: Option<String> = sqlx::query_scalar("SELECT message_ids FROM alert_groups WHERE id = $1")
-        .bind(group)
-        .fetch_optional(store.pool())
-        .await?;
+    let ids: Option<String> =
+        sqlx::query_scalar("SELECT message_ids FROM alert_groups WHERE id = $1")
+            .bind(group)
+            .fetch_optional(store.pool())
+            .await?;
     Ok(ids.and_then(|s| s.split(',').next().and_then(|m| m.parse().ok())))
 }
 

@@ -58,7 +58,9 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let f = bench::Flags::from_env(USAGE, &["--groups", "--incidents"], &[])?;
     Ok(Args {
-        groups: f.number::<usize>("--groups")?.map_or(100, |n| n.clamp(0, 1_000)),
+        groups: f
+            .number::<usize>("--groups")?
+            .map_or(100, |n| n.clamp(0, 1_000)),
         incidents: f
             .number::<usize>("--incidents")?
             .map_or(100, |n| n.clamp(0, 1_000)),
@@ -159,8 +161,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     }
     // Alert groups: one intake request, one group per alert name.
     let alerts: Vec<_> = (0..args.groups)
-        .map(|n| json!({"name": format!("Bench{n}"), "status": "firing", "service": "bench",
-            "severity": "critical", "summary": "bench"}))
+        .map(|n| {
+            json!({"name": format!("Bench{n}"), "status": "firing", "service": "bench",
+            "severity": "critical", "summary": "bench"})
+        })
         .collect();
     if !alerts.is_empty() {
         let r = reqwest::Client::new()
@@ -199,7 +203,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     for g in groups.iter().step_by(2) {
         let t0 = Instant::now();
-        klaxon_core::alerts::deliver::acknowledge(&app.store, *g, &by.name, app.clock.now_ms()).await?;
+        klaxon_core::alerts::deliver::acknowledge(&app.store, *g, &by.name, app.clock.now_ms())
+            .await?;
         escalate::stop(&app, Subject::Group(*g), true, "acknowledged", &by).await?;
         stops.push(t0.elapsed());
         acked_at.insert(("group".into(), *g), app.clock.now_ms());
@@ -280,7 +285,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let v = t.fake.violations();
     let limited = v.rate_limited + v.global_rate_limited;
 
-    let met = fired_p99 <= LATE_TARGET && stop_max <= STOP_TARGET && after_ack == 0 && limited == 0 && duplicates == 0;
+    let met = fired_p99 <= LATE_TARGET
+        && stop_max <= STOP_TARGET
+        && after_ack == 0
+        && limited == 0
+        && duplicates == 0;
     let report = json!({
         "escalations": total,
         "sends": sends.len(),
@@ -301,8 +310,15 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         sends.len(),
         drained.as_secs_f64()
     );
-    println!("step fired (stored) lateness: {} (target p99 <= 5 s: {})", report["fired_lateness"], bench::met(fired_p99 <= LATE_TARGET));
-    println!("step delivered lateness: {} (bounded by Discord's per-channel limit)", report["delivered_lateness"]);
+    println!(
+        "step fired (stored) lateness: {} (target p99 <= 5 s: {})",
+        report["fired_lateness"],
+        bench::met(fired_p99 <= LATE_TARGET)
+    );
+    println!(
+        "step delivered lateness: {} (bounded by Discord's per-channel limit)",
+        report["delivered_lateness"]
+    );
     println!(
         "ack to stop: {} (target <= 2 s: {}); sends stored after an ack: {after_ack}",
         report["ack_to_stop"],
