@@ -152,6 +152,11 @@ fn pinged_roles(m: &MessageRecord) -> Vec<u64> {
 /// The primary's DM and the mention that pings exactly them.
 async fn paged(t: &Tester, channel: u64, user: u64) -> MessageRecord {
     let dm = t.bot().app.chat.open_dm(user).await.expect("DM channel");
+    paged_in(t, dm, channel, user).await
+}
+
+/// [`paged`], with the user's DM channel known (no bot to ask after a kill).
+async fn paged_in(t: &Tester, dm: u64, channel: u64, user: u64) -> MessageRecord {
     let d = message(t, dm, "You are paged").await;
     assert!(
         d.custom_ids().iter().any(|i| i.starts_with("oncall:ack:")),
@@ -411,9 +416,9 @@ async fn a_new_leader_continues_the_chain_and_sends_nothing_twice() {
     t.bot.take().expect("leader").kill().await;
     let killed = Instant::now();
     let ttl = Duration::from_millis(klaxon_core::store::lease::TTL_MS as u64);
-    paged(&t, ALERTS, ANN).await;
+    paged_in(&t, ann_dm, ALERTS, ANN).await;
     let second = started.elapsed();
-    paged(&t, ALERTS, BOB).await;
+    paged_in(&t, bob_dm, ALERTS, BOB).await;
     let third = started.elapsed();
     assert!(follower.is_leader(), "the follower took over");
     // Due at 8 s and 16 s; the new leader may start at most TTL + 5 s after the kill.
