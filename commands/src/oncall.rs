@@ -357,7 +357,7 @@ async fn page(
     let app = ctx.data();
     let by = who(ctx);
     let channel = ctx.channel_id().get();
-    let id = klaxon_core::oncall::escalate::page(app, &target, &message, &by, channel)
+    let id = klaxon_core::oncall::page::page(app, &target, &message, &by, channel)
         .await
         .map_err(user_error)?;
     say(

@@ -6,6 +6,7 @@
 
 pub mod escalate;
 pub mod handoff;
+pub mod page;
 pub mod resolve;
 pub mod webhook;
 

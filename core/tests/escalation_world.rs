@@ -5,16 +5,17 @@
 
 use std::time::Duration;
 
-use crate::actor::Actor;
-use crate::incidents::{self, OpenRequest};
-use crate::oncall::escalate;
-use crate::settings::incidents::IncidentsConfig;
-use crate::settings::oncall::{
+use klaxon_core::actor::Actor;
+use klaxon_core::incidents::{self, OpenRequest};
+use klaxon_core::oncall::escalate::{self, next_step, read_dm_key, send_key};
+use klaxon_core::settings::incidents::IncidentsConfig;
+use klaxon_core::settings::oncall::{
     OnCall, OncallConfig, PolicyConfig, ScheduleConfig, StepConfig, WebhookConfig,
 };
-use crate::severity::Severity;
-use crate::store::escalations as db;
-use crate::testing::{run_test_with, World, INCIDENTS_CHANNEL};
+use klaxon_core::settings::oncall::{Policy, Step, Target};
+use klaxon_core::severity::Severity;
+use klaxon_core::store::escalations as db;
+use klaxon_core::testing::{run_test_with, World, INCIDENTS_CHANNEL};
 
 const ANN: u64 = 7001;
 const BOB: u64 = 7002;
@@ -66,7 +67,10 @@ fn p1_escalates(policy: &str) -> IncidentsConfig {
     i
 }
 
-async fn open_p1(w: &World, title: &str) -> anyhow::Result<crate::store::incidents::Incident> {
+async fn open_p1(
+    w: &World,
+    title: &str,
+) -> anyhow::Result<klaxon_core::store::incidents::Incident> {
     let opened = incidents::open(
         &w.app,
         OpenRequest {
@@ -115,7 +119,7 @@ fn the_runbooks_tiers_page_in_turn_until_an_ack_at_7_minutes() {
             let last = mention.last().expect("a mention");
             assert_eq!(last.ping_users, vec![ANN], "pings exactly the primary");
             assert!(
-                crate::store::escalations::incident_first_page(&w.app.store, i.id.0)
+                klaxon_core::store::escalations::incident_first_page(&w.app.store, i.id.0)
                     .await?
                     .is_some()
             );
@@ -137,7 +141,7 @@ fn the_runbooks_tiers_page_in_turn_until_an_ack_at_7_minutes() {
                 assert_eq!(pass(&w).await?, 0);
             }
             assert!(dm_texts(&w, bob_dm).is_empty());
-            let timeline = crate::store::incidents::timeline(&w.app.store, i.id).await?;
+            let timeline = klaxon_core::store::incidents::timeline(&w.app.store, i.id).await?;
             let pages = timeline
                 .iter()
                 .filter(|e| e.text.starts_with("Paged <@"))
@@ -188,7 +192,7 @@ fn a_closed_dm_falls_through_to_the_next_step_at_once() {
                 Some(vec![ANN])
             );
             assert_eq!(pass(&w).await?, 1, "step 2 without waiting 5 min");
-            let timeline = crate::store::incidents::timeline(&w.app.store, i.id).await?;
+            let timeline = klaxon_core::store::incidents::timeline(&w.app.store, i.id).await?;
             assert!(
                 timeline
                     .iter()
@@ -244,7 +248,7 @@ fn a_page_by_hand_reaches_the_schedule_and_stops_on_ack() {
         |b| b.oncall(oncall(|_| {})),
         |w| async move {
             let by = Actor::member(5001, "op");
-            let id = escalate::page(
+            let id = klaxon_core::oncall::page::page(
                 &w.app,
                 "primary",
                 "Disk almost full",
@@ -272,7 +276,14 @@ fn a_page_by_hand_reaches_the_schedule_and_stops_on_ack() {
                 .await?
             );
             assert!(!escalate::stop_one(&w.app, id, "again", &by).await?);
-            let e = escalate::page(&w.app, "schedule:nope", "x", &by, INCIDENTS_CHANNEL).await;
+            let e = klaxon_core::oncall::page::page(
+                &w.app,
+                "schedule:nope",
+                "x",
+                &by,
+                INCIDENTS_CHANNEL,
+            )
+            .await;
             assert!(e.is_err());
             Ok(())
         },
@@ -337,4 +348,41 @@ fn a_webhook_target_receives_its_body() {
             Ok(())
         },
     );
+}
+
+// The step arithmetic and the send keys.
+
+fn policy(afters: &[u64], repeat: u32) -> Policy {
+    Policy {
+        name: klaxon_core::settings::oncall::Name::parse("tiers").expect("name"),
+        steps: afters
+            .iter()
+            .map(|a| Step {
+                after: Duration::from_secs(*a * 60),
+                target: Target::User(1),
+            })
+            .collect(),
+        repeat,
+    }
+}
+
+#[test]
+fn steps_follow_the_policy_then_repeat() {
+    let p = policy(&[0, 5, 15, 30], 1);
+    let m = 60_000;
+    assert_eq!(next_step(&p, 0, 0, 0), Some((0, 1, 5 * m)));
+    assert_eq!(next_step(&p, 0, 0, 2), Some((0, 3, 30 * m)));
+    // The second round starts a first gap after the last step.
+    assert_eq!(next_step(&p, 0, 0, 3), Some((1, 0, 35 * m)));
+    assert_eq!(next_step(&p, 0, 1, 1), Some((1, 2, 50 * m)));
+    assert_eq!(next_step(&p, 0, 1, 3), None);
+    assert_eq!(next_step(&policy(&[0], 0), 0, 0, 0), None);
+}
+
+#[test]
+fn dm_keys_read_back_and_fit_a_nonce() {
+    let k = send_key(123_456_789, 10, 3, "dm");
+    assert!(k.len() <= 25, "{k}");
+    assert_eq!(read_dm_key(&k), Some((123_456_789, 10, 3)));
+    assert_eq!(read_dm_key(&send_key(1, 0, 0, "ch")), None);
 }
