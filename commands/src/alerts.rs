@@ -214,6 +214,16 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
     let (text, outcome) = match verb {
         "ack" => {
             deliver::acknowledge(&app.store, group, &by, now).await?;
+            // Every pending step of the group's escalation ends with it.
+            let why = format!("acknowledged by {by}");
+            klaxon_core::oncall::escalate::stop(
+                app,
+                klaxon_core::oncall::escalate::Subject::Group(group),
+                true,
+                &why,
+                &a.by,
+            )
+            .await?;
             // The message itself shows who acknowledged, at the next render.
             a.respond(CreateInteractionResponse::Acknowledge).await?;
             a.audit(Outcome::Ok, "acknowledged".into()).await;
@@ -225,6 +235,14 @@ pub async fn on_click(a: Allowed<'_, ComponentInteraction>) -> Result<(), Error>
                 let reason = format!("from the alert message ({title})");
                 let id =
                     silence::create(&app.store, &matchers, &reason, &by, now, ends, false).await?;
+                klaxon_core::oncall::escalate::stop(
+                    app,
+                    klaxon_core::oncall::escalate::Subject::Group(group),
+                    false,
+                    &format!("silenced by {by}"),
+                    &a.by,
+                )
+                .await?;
                 (
                     format!(
                         "🔕 Silence #{id}: `{}` until {}. `/alerts unsilence id:{id}` ends it.",

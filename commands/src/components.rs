@@ -41,47 +41,77 @@ pub struct Route {
     /// The answer when the member is outside the server (no roles to check).
     /// `None`: the check runs with no roles, and refuses.
     pub outside_server: Option<&'static str>,
+    /// A click from a DM (no roles in it) is checked with the member's roles in
+    /// the server, looked up (the page's Acknowledge button).
+    pub roles_from_server: bool,
     pub handler: Handler,
 }
 
 /// Every button and form Klaxon makes.
-pub fn routes() -> [Route; 5] {
+pub fn routes() -> [Route; 6] {
     [
         Route {
             prefix: crate::rollback::PREFIX,
             read: crate::rollback::read_click,
             outside_server: Some("These buttons work only inside the server."),
+            roles_from_server: false,
             handler: Handler::Click(|a| Box::pin(crate::rollback::on_click(a))),
         },
         Route {
             prefix: crate::logs::PREFIX,
             read: crate::logs::read_click,
             outside_server: Some("This button works only inside the server."),
+            roles_from_server: false,
             handler: Handler::Click(|a| Box::pin(crate::logs::on_click(a))),
         },
         Route {
             prefix: klaxon_core::incidents::PREFIX,
             read: |_, id| crate::incident::read(id, "click"),
             outside_server: None,
+            roles_from_server: false,
             handler: Handler::Click(|a| Box::pin(crate::incident::on_click(a))),
         },
         Route {
             prefix: klaxon_core::incidents::PREFIX,
             read: |_, id| crate::incident::read(id, "form"),
             outside_server: None,
+            roles_from_server: false,
             handler: Handler::Form(|a| Box::pin(crate::incident::on_modal(a))),
         },
         Route {
             prefix: klaxon_core::alerts::deliver::PREFIX,
             read: |_, id| crate::alerts::read_click(id),
             outside_server: None,
+            roles_from_server: false,
             handler: Handler::Click(|a| Box::pin(crate::alerts::on_click(a))),
+        },
+        Route {
+            prefix: klaxon_core::oncall::escalate::PREFIX,
+            read: |_, id| crate::oncall::read_click(id),
+            outside_server: Some(
+                "You are not a member of the server; ask someone there to acknowledge.",
+            ),
+            roles_from_server: true,
+            handler: Handler::Click(|a| Box::pin(crate::oncall::on_click(a))),
         },
     ]
 }
 
 fn prefix(custom_id: &str) -> &str {
     custom_id.split(':').next().unwrap_or_default()
+}
+
+/// A member's roles in the server, for a click from a DM (`None`: not a member,
+/// or Discord could not tell: the click is then answered as from outside).
+async fn server_roles(app: &Data, user: u64) -> Option<Vec<u64>> {
+    let guild = app.guild_id?;
+    match app.chat.member_roles(guild, user).await {
+        Ok(roles) => roles,
+        Err(e) => {
+            warn!(user, error = %e, "member's roles not read for a click in a DM");
+            None
+        }
+    }
 }
 
 /// Where the pipeline leaves a click or submit.
@@ -214,7 +244,11 @@ async fn run<I: Routed>(ctx: &serenity::Context, app: &Data, i: &I) -> Result<()
         warn!(custom_id, "{}", I::KIND);
         return reply_private(ctx, i, I::INACTIVE).await;
     };
-    match gate(app, &route, custom_id, i.actor(), i.roles(), I::INACTIVE) {
+    let mut roles = i.roles();
+    if roles.is_none() && route.roles_from_server {
+        roles = server_roles(app, i.actor().user_id).await;
+    }
+    match gate(app, &route, custom_id, i.actor(), roles, I::INACTIVE) {
         Gate::Answer(text) => reply_private(ctx, i, text).await,
         Gate::Denied(by, target, text) => {
             reply_private(ctx, i, &text).await?;

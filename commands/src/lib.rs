@@ -90,7 +90,7 @@ fn oncall_family() -> Command {
     let mut cmd = oncall::oncall();
     for sub in &mut cmd.subcommands {
         let level = match &*sub.name {
-            "cover" => Level::Responder,
+            "cover" | "page" => Level::Responder,
             "override" | "override-cancel" => Level::Operator,
             _ => continue,
         };

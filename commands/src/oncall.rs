@@ -1,5 +1,6 @@
-//! `/oncall now | shifts | override | cover | overrides | override-cancel`: who is on
-//! call, the coming shifts, and overrides of the rotation.
+//! `/oncall now | shifts | override | cover | overrides | override-cancel | page`: who
+//! is on call, the coming shifts, overrides of the rotation, and a page by hand
+//! (through the escalation runtime, `core::oncall::escalate`).
 //!
 //! The command reads arguments and renders; who is on call is `core::oncall` (the
 //! pure resolver over the config's schedule and the override rows). Replies name
@@ -47,7 +48,15 @@ async fn say(ctx: Context<'_>, text: String, ephemeral: bool) -> Result<(), Erro
 #[poise::command(
     slash_command,
     rename = "oncall",
-    subcommands("now", "shifts", "override_", "cover", "overrides", "override_cancel"),
+    subcommands(
+        "now",
+        "shifts",
+        "override_",
+        "cover",
+        "overrides",
+        "override_cancel",
+        "page"
+    ),
     subcommand_required
 )]
 pub async fn oncall(_ctx: Context<'_>) -> Result<(), Error> {
@@ -331,4 +340,103 @@ async fn override_cancel(
         false,
     )
     .await
+}
+
+/// Page a member, a schedule's on-call member, a role or a webhook by hand
+#[poise::command(slash_command)]
+async fn page(
+    ctx: Context<'_>,
+    #[description = "A schedule's name, a member (@name), user:ID, role:ID or webhook:NAME"]
+    #[autocomplete = "autocomplete_schedule"]
+    #[max_length = 64]
+    target: String,
+    #[description = "What it is about (shown in the DM and the channel)"]
+    #[max_length = 200]
+    message: String,
+) -> Result<(), Error> {
+    let app = ctx.data();
+    let by = who(ctx);
+    let channel = ctx.channel_id().get();
+    let id = klaxon_core::oncall::page::page(app, &target, &message, &by, channel)
+        .await
+        .map_err(user_error)?;
+    say(
+        ctx,
+        format!(
+            "📟 Page #{id} sent to `{}`: they get a DM with an Acknowledge button and a mention here.",
+            chat::neutralize(&chat::truncate(target.trim(), 64))
+        ),
+        true,
+    )
+    .await
+}
+
+/// Reads a click on a page's Acknowledge button (`oncall:ack:<escalation>`): it
+/// needs the level of `/oncall page` (responder), as acknowledging elsewhere does.
+pub fn read_click(custom_id: &str) -> Option<crate::interaction::Target> {
+    let mut parts = custom_id.split(':').skip(1);
+    let verb = parts.next()?;
+    let id = parts.next().and_then(|s| s.parse::<i64>().ok())?;
+    (verb == "ack").then(|| crate::interaction::Target {
+        verb: verb.to_string(),
+        command: "oncall page".to_string(),
+        arguments: format!("escalation={id} click=ack"),
+    })
+}
+
+/// The Acknowledge button of a page's DM: acknowledges what was paged for (the
+/// incident, the alert group) and so ends every pending step of its escalation.
+pub async fn on_click(
+    a: crate::interaction::Allowed<'_, serenity::ComponentInteraction>,
+) -> Result<(), Error> {
+    use klaxon_core::audit::Outcome;
+    use klaxon_core::oncall::escalate::{self, Subject};
+    let app = a.app;
+    let id = a
+        .interaction
+        .data
+        .custom_id
+        .split(':')
+        .nth(2)
+        .and_then(|s| s.parse::<i64>().ok());
+    let Some(e) = (match id {
+        Some(id) => escalate::get(app, id).await?,
+        None => None,
+    }) else {
+        return a.reply_private("This button is no longer active.").await;
+    };
+    let why = format!("acknowledged by {}", a.by.name);
+    let text = match escalate::subject(&e) {
+        Subject::Incident(i) => match klaxon_core::incidents::ack(app, i, &a.by).await {
+            Ok(_) => format!("👀 You acknowledged {i}; the escalation is stopped."),
+            Err(klaxon_core::incidents::IncidentError::AlreadyAcked(_, by)) => {
+                escalate::stop_one(app, e.id, &why, &a.by).await?;
+                format!("{i} was already acknowledged by {}.", chat::neutralize(&by))
+            }
+            Err(klaxon_core::incidents::IncidentError::Resolved(_)) => {
+                format!("{i} is resolved; nothing to acknowledge.")
+            }
+            Err(err) => return Err(user_error_incident(err)),
+        },
+        Subject::Group(g) => {
+            let now = app.clock.now_ms();
+            klaxon_core::alerts::deliver::acknowledge(&app.store, g, &a.by.name, now).await?;
+            escalate::stop(app, Subject::Group(g), true, &why, &a.by).await?;
+            "👀 You acknowledged the alert; the escalation is stopped.".to_string()
+        }
+        Subject::Page => {
+            if escalate::stop_one(app, e.id, &why, &a.by).await? {
+                "👀 Acknowledged; the page is stopped.".to_string()
+            } else {
+                "This page was already acknowledged or is over.".to_string()
+            }
+        }
+    };
+    a.reply_private(&text).await?;
+    a.audit(Outcome::Ok, why).await;
+    Ok(())
+}
+
+fn user_error_incident(e: klaxon_core::incidents::IncidentError) -> Error {
+    crate::interaction::user_error(e, "incident")
 }

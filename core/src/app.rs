@@ -64,6 +64,8 @@ pub struct App {
     /// Wakes the posts worker (`delivery`) when a post is stored, so a
     /// healthy post goes out at once rather than at the next tick.
     pub posts_wake: tokio::sync::Notify,
+    /// Wakes the escalation worker: an escalation started or a step falls through.
+    pub escalations_wake: tokio::sync::Notify,
     /// How long Discord is trusted to remember a create's nonce (`enforce_nonce`):
     /// a post first tried longer ago than this is looked for in the channel before
     /// it is sent again (see `delivery`).

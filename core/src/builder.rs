@@ -306,6 +306,7 @@ impl AppBuilder {
             maintenance_lock: Default::default(),
             maintenance_wake: Default::default(),
             posts_wake: Default::default(),
+            escalations_wake: Default::default(),
             nonce_window: self.nonce_window.unwrap_or(crate::delivery::NONCE_WINDOW),
             chat_connected: Default::default(),
             chat_unauthorized: Default::default(),

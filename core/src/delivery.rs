@@ -274,6 +274,10 @@ async fn failed(
             warn!(post = p.id, kind = %p.kind, channel, %why, "Discord refused a post; parked");
             db::close(&app.store, p.id, "parked", &chat::truncate(&why, 300), now).await?;
             out.parked += 1;
+            // A page by DM refused (DMs closed): the escalation goes on at once.
+            if let Some(key) = p.key.as_deref().filter(|_| p.kind == Kind::OnCall.as_str()) {
+                crate::oncall::escalate::dm_refused(app, key, &why).await;
+            }
             Ok(Step::Done)
         }
     }

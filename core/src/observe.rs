@@ -156,8 +156,14 @@ async fn incidents(app: &App) {
         &[("kind", "update")],
         c.update_reminders as f64,
     );
-    // Escalations (issue #14) do not exist yet: once they do, their pending count
-    // goes here as `klaxon_reminders_pending{kind="escalation"}`.
+    // Escalations (issue #14) with steps still to fire.
+    if let Some(n) = within("escalations", observe::escalations_pending(&app.store)).await {
+        m.set(
+            "klaxon_reminders_pending",
+            &[("kind", "escalation")],
+            n as f64,
+        );
+    }
 }
 
 /// Docker reachability, per engine; only when a service names a container (a

@@ -143,9 +143,9 @@ struct Compiled {
     page: Option<bool>,
 }
 
-/// Whether a group pages the on-call role: what its route says, else whether it is
-/// a P1. (When escalation policies exist (issue #14, "On-call"), their first step
-/// takes the place of this default: the policy decides who is paged.)
+/// Whether a group pages: what its route says, else whether it is a P1. A paging
+/// group whose route names an `escalation` pages through that policy instead of the
+/// on-call role (see [`Router::escalation`]): its first step replaces the ping.
 fn pages(route: Option<bool>, severity: Severity) -> bool {
     route.unwrap_or(severity == Severity::P1)
 }
@@ -258,6 +258,14 @@ impl Router {
             severity,
             page: pages(None, severity),
         }
+    }
+
+    /// The escalation policy a group starts when it first fires (and pages): its
+    /// route's `escalation`, read from the group's key (`r<route>|...`).
+    pub fn escalation(&self, group_key: &str) -> Option<&str> {
+        let route = group_key.split('|').next()?.strip_prefix('r')?;
+        let i: usize = route.parse().ok()?;
+        self.config.routes.get(i)?.escalation.as_deref()
     }
 
     /// The group an alert joins, and its title: `HighLatency · api`.

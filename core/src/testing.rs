@@ -350,6 +350,19 @@ impl ChatSink for RecordingChat {
         Ok(!self.state().strangers.contains(&user_id))
     }
 
+    async fn member_roles(&self, _guild: u64, user: u64) -> Result<Option<Vec<u64>>, ChatError> {
+        let s = self.state();
+        if s.strangers.contains(&user) {
+            return Ok(None);
+        }
+        Ok(Some(
+            s.roles
+                .get(&user)
+                .map(|r| r.iter().copied().collect())
+                .unwrap_or_default(),
+        ))
+    }
+
     async fn add_role(&self, guild: u64, user: u64, role: u64, _: &str) -> Result<(), ChatError> {
         let mut s = self.state();
         s.roles.entry(user).or_default().insert(role);

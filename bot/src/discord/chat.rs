@@ -168,6 +168,22 @@ impl ChatSink for DiscordChat {
         }
     }
 
+    async fn member_roles(
+        &self,
+        guild_id: u64,
+        user_id: u64,
+    ) -> Result<Option<Vec<u64>>, ChatError> {
+        match self
+            .http
+            .get_member(GuildId::new(guild_id), UserId::new(user_id))
+            .await
+        {
+            Ok(m) => Ok(Some(m.roles.iter().map(|r| r.get()).collect())),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
     async fn add_role(
         &self,
         guild_id: u64,

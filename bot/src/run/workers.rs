@@ -1,7 +1,7 @@
 //! The leader's background work: health probes, alert grouping and delivery (the
 //! outbox), delivery of the other posts (`klaxon_core::delivery`), maintenance windows,
-//! incident reminders, on-call hand-offs, missed heartbeats, the digests, Docker
-//! events and pruning of old rows (`[retention]`).
+//! incident reminders, on-call hand-offs and escalations, missed heartbeats, the
+//! digests, Docker events and pruning of old rows (`[retention]`).
 //!
 //! Each worker reads everything it works from out of the database, so a new leader
 //! (after a restart or a take-over) carries on where the last one stopped. Each one
@@ -43,6 +43,10 @@ pub(super) fn spawn_all(app: &Arc<App>, stop: &watch::Receiver<bool>) -> Vec<Joi
         ),
         tokio::spawn(
             oncall_worker(Arc::clone(app), stopped(stop.clone())).instrument(info_span!("oncall")),
+        ),
+        tokio::spawn(
+            escalation_worker(Arc::clone(app), stopped(stop.clone()))
+                .instrument(info_span!("escalations")),
         ),
         tokio::spawn(
             retention_worker(Arc::clone(app), stopped(stop.clone()))
@@ -294,6 +298,28 @@ async fn digest_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(klaxon_core::digests::TICK) => {}
+        }
+    }
+}
+
+/// Fires due escalation steps (issue #14) from the database's escalation rows, so
+/// a new leader continues a chain where the last one stopped: woken when one
+/// starts or a step falls through, else when the next step is due (at most
+/// [`klaxon_core::oncall::escalate::TICK`], so the controllable clock drives it).
+async fn escalation_worker(app: Arc<App>, stop: impl Future<Output = ()>) {
+    use klaxon_core::oncall::escalate;
+    tokio::pin!(stop);
+    loop {
+        match escalate::tick(&app).await {
+            Ok(0) => {}
+            Ok(n) => info!(steps = n, "escalation steps fired"),
+            Err(e) => warn!(error = %e, "escalation steps failed; retrying next tick"),
+        }
+        let wait = escalate::next_pass_in(&app).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = app.escalations_wake.notified() => {}
         }
     }
 }

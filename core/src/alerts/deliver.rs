@@ -44,8 +44,27 @@ pub async fn flush_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
             .as_deref()
             .and_then(|s| app.service(s).ok())
             .is_some_and(|s| s.container.is_some());
+        // A paging group whose route names an escalation policy: the policy's
+        // first step pages, in place of the on-call role.
+        let policy = if g.page != 0 {
+            crate::oncall::escalate::group_policy(app, id).await
+        } else {
+            None
+        };
+        if let (Some(p), true, None) = (&policy, any_firing, &g.acked_by) {
+            crate::oncall::escalate::start_group(
+                app,
+                id,
+                g.generation,
+                p,
+                g.channel_id as u64,
+                &g.title,
+                severity.as_str(),
+            )
+            .await;
+        }
         let look = Look {
-            ping: (g.page != 0)
+            ping: (g.page != 0 && policy.is_none())
                 .then_some(app.incidents.on_call_role)
                 .flatten(),
             buttons: buttons(id, logs),
@@ -129,7 +148,12 @@ pub async fn repeat_due(app: &App, now_ms: i64) -> Result<usize, StoreError> {
         }
         let severity: Severity = g.severity.parse().unwrap_or(Severity::P3);
         let firing = outbox::firing_count(store, id).await?;
-        let ping = (g.page != 0)
+        // An escalating group is paged by its policy, not again by the role.
+        let escalates = g.page != 0
+            && crate::oncall::escalate::group_policy(app, id)
+                .await
+                .is_some();
+        let ping = (g.page != 0 && !escalates)
             .then_some(app.incidents.on_call_role)
             .flatten();
         let m = render::repeat_message(id, &g.title, firing, now_ms - g.created_ms, severity, ping);

@@ -211,6 +211,18 @@ pub trait ChatSink: Send + Sync {
     /// Whether the user is a member of the guild (`false`, not an error, when not).
     async fn is_member(&self, guild_id: u64, user_id: u64) -> Result<bool, ChatError>;
 
+    /// A member's roles in the guild (`None`: not a member): for a click in a DM,
+    /// where Discord sends no roles (the page's Acknowledge button).
+    async fn member_roles(
+        &self,
+        _guild_id: u64,
+        _user_id: u64,
+    ) -> Result<Option<Vec<u64>>, ChatError> {
+        Err(ChatError::Unavailable(
+            "member roles are not available".into(),
+        ))
+    }
+
     /// Gives a member a role (on-call `sync_role`); `reason` goes to the server's
     /// audit log.
     async fn add_role(

@@ -31,6 +31,7 @@ use crate::timefmt::duration_text;
 use crate::app::App;
 use crate::chat;
 use crate::chat::ChatMessage;
+use crate::oncall::escalate::{self, Subject};
 use crate::posts::{self, incident_subject, Kind, Post, To};
 use crate::store::StoreError;
 
@@ -159,6 +160,18 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
     posts::store_in(&mut tx, &notice, now).await?;
     tx.commit().await.map_err(StoreError::from)?;
     posts::wake(app);
+    if let Some(policy) = app.escalation(incident.severity) {
+        let channel = incident.channel_id.unwrap_or(parent);
+        escalate::start_incident(
+            app,
+            incident.id,
+            policy,
+            &incident.title,
+            incident.severity.as_str(),
+            channel,
+        )
+        .await;
+    }
     Ok(Opened { incident, warnings })
 }
 
@@ -241,6 +254,11 @@ pub async fn ack(app: &App, id: IncidentId, by: &Actor) -> Result<Incident, Inci
     match db::change(&app.store, id, change).await? {
         Some(i) => {
             super::stats::observe_ack(app, &i);
+            // Every pending step of its escalation ends with the acknowledgement.
+            let why = format!("acknowledged by {}", by.name);
+            if let Err(e) = escalate::stop(app, Subject::Incident(id), true, &why, by).await {
+                warn!(incident = %id, error = %e, "escalation not stopped; the worker stops it at its next step");
+            }
             refresh_card(app, &i).await;
             Ok(i)
         }
@@ -374,6 +392,13 @@ pub async fn set_severity(
     )
     .await?;
     refresh_card(app, &i).await;
+    // Raised to a severity with an escalation policy: it starts (unless running).
+    if severity < current.severity && i.acked_ms.is_none() {
+        if let Some(policy) = app.escalation(severity) {
+            let channel = i.channel_id.or(app.incidents_channel).unwrap_or_default();
+            escalate::start_incident(app, i.id, policy, &i.title, severity.as_str(), channel).await;
+        }
+    }
     // Raised to a paging level: the on-call role hears about it now.
     if raised_page && i.acked_ms.is_none() {
         post(
@@ -570,6 +595,9 @@ pub async fn resolve(
     .await?;
     info!(incident = %i.id, "incident resolved");
     super::stats::observe_resolve(app, &i);
+    if let Err(e) = escalate::stop(app, Subject::Incident(id), false, "resolved", by).await {
+        warn!(incident = %id, error = %e, "escalation not stopped; the worker stops it at its next step");
+    }
     refresh_card(app, &i).await;
     post(
         app,

@@ -95,10 +95,16 @@ impl App {
         self.incidents.severity.get(s)
     }
 
+    /// The role an incident of severity `s` pages. None when the severity has an
+    /// escalation policy: the policy pages the people (issue #14).
     fn pages(&self, s: Severity) -> Option<u64> {
         self.incidents
             .on_call_role
-            .filter(|_| self.severity_config(s).page)
+            .filter(|_| self.severity_config(s).page && self.escalation(s).is_none())
+    }
+
+    fn escalation(&self, s: Severity) -> Option<&str> {
+        self.incidents.severity.escalation(s)
     }
 
     fn next_update(&self, s: Severity, from_ms: i64) -> Option<i64> {

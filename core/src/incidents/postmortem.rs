@@ -221,6 +221,7 @@ mod tests {
             opened_ms: 1_796_133_780_000,
             acked_ms: None,
             acked_by: None,
+            first_page_ms: None,
             resolved_ms: Some(1_796_133_780_000 + 72 * 60_000),
             last_update_ms: 0,
             next_page_ms: None,

@@ -149,8 +149,9 @@ pub fn render(stats: &[SeverityStats], days: u32) -> String {
 /// Records an acknowledgement's time on `/metrics` (called once, by the ack that won).
 pub fn observe_ack(app: &App, i: &Incident) {
     if let Some(acked) = i.acked_ms {
-        // first_page_ms after merge: the same start as `store::incident_times`.
-        let secs = (acked - i.opened_ms).max(0) as f64 / 1000.0;
+        // The same start as `store::incident_times`: the first page, else the open.
+        let start = i.first_page_ms.unwrap_or(i.opened_ms);
+        let secs = (acked - start).max(0) as f64 / 1000.0;
         app.metrics
             .observe(ACK_SERIES, &[("severity", i.severity.as_str())], secs);
     }

@@ -4,8 +4,11 @@
 //! A domain module: it takes `&App` as its context. The settings it reads are
 //! validated at start-up in `settings::oncall`.
 
+pub mod escalate;
 pub mod handoff;
+pub mod page;
 pub mod resolve;
+pub mod webhook;
 
 use crate::actor::Actor;
 use crate::app::App;

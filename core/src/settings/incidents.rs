@@ -87,6 +87,18 @@ impl Severities {
         .collect()
     }
 
+    /// The escalation policy an incident of severity `s` starts, if any.
+    pub fn escalation(&self, s: Severity) -> Option<&str> {
+        match s {
+            Severity::P1 => &self.p1,
+            Severity::P2 => &self.p2,
+            Severity::P3 => &self.p3,
+            Severity::P4 => &self.p4,
+        }
+        .escalation
+        .as_deref()
+    }
+
     pub fn get(&self, s: Severity) -> SeverityRule {
         let c = match s {
             Severity::P1 => &self.p1,

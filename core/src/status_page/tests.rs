@@ -70,6 +70,7 @@ fn incident(n: i64, title: &str, service: &str, opened: i64, resolved: Option<i6
         opened_ms: opened,
         acked_ms: None,
         acked_by: Some(MEMBER_NAME.into()),
+        first_page_ms: None,
         resolved_ms: resolved,
         last_update_ms: opened,
         next_page_ms: None,

@@ -25,10 +25,9 @@ pub async fn opened_between(
     since_ms: i64,
     until_ms: i64,
 ) -> Result<Vec<Times>, StoreError> {
-    // THE place MTTA's start is defined. first_page_ms after merge: becomes
-    // `acked_ms - COALESCE(first_page_ms, opened_ms)` once incidents.first_page_ms
-    // (on-call escalation) is on main.
-    const TO_ACK: &str = "acked_ms - opened_ms";
+    // THE place MTTA's start is defined: the first page of its escalation (issue
+    // #14), else the open. `incidents::stats::observe_ack` uses the same start.
+    const TO_ACK: &str = "acked_ms - COALESCE(first_page_ms, opened_ms)";
     let rows = sqlx::query(&format!(
         "SELECT severity, opened_ms, {TO_ACK} AS to_ack_ms, \
          resolved_ms - opened_ms AS to_resolve_ms \

@@ -22,7 +22,7 @@ use crate::store::{Store, StoreError};
 pub(super) const COLUMNS: &str =
     "id, title, severity, status, service, summary, guild_id, channel_id, \
      card_message_id, commander_id, commander_name, comms_id, comms_name, scribe_id, \
-     scribe_name, opened_ms, acked_ms, acked_by_name, resolved_ms, last_update_ms, \
+     scribe_name, opened_ms, acked_ms, acked_by_name, first_page_ms, resolved_ms, last_update_ms, \
      next_page_ms, next_update_ms, root_cause, resolution, impact, lessons, postmortem";
 
 fn u(v: Option<i64>) -> Option<u64> {
@@ -55,6 +55,7 @@ pub(super) fn incident_from(r: &AnyRow) -> Result<Incident, StoreError> {
         opened_ms: r.try_get("opened_ms")?,
         acked_ms: r.try_get("acked_ms")?,
         acked_by: r.try_get("acked_by_name")?,
+        first_page_ms: r.try_get("first_page_ms")?,
         resolved_ms: r.try_get("resolved_ms")?,
         last_update_ms: r.try_get("last_update_ms")?,
         next_page_ms: r.try_get("next_page_ms")?,

@@ -22,6 +22,7 @@ pub mod alerts;
 pub mod audit;
 pub mod deployments;
 pub mod digests;
+pub mod escalations;
 pub mod heartbeats;
 pub mod incident_times;
 pub mod lease;

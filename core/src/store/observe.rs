@@ -115,6 +115,15 @@ pub async fn incident_counts(store: &Store) -> Result<IncidentCounts, StoreError
     Ok(out)
 }
 
+/// Escalations with steps still to fire (`klaxon_reminders_pending{kind="escalation"}`).
+pub async fn escalations_pending(store: &Store) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM escalations WHERE state = 'active'")
+            .fetch_one(store.pool())
+            .await?,
+    )
+}
+
 /// When a group was created (its first alert's intake) and its severity, for
 /// the intake-to-first-message histogram. `None`: no such alert group, or one
 /// that fired again after resolving (its intake time is not kept, and its

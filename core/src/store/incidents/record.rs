@@ -144,6 +144,9 @@ pub struct Incident {
     pub opened_ms: i64,
     pub acked_ms: Option<i64>,
     pub acked_by: Option<String>,
+    /// When an escalation first paged someone for it (MTTA starts there, else at
+    /// `opened_ms`).
+    pub first_page_ms: Option<i64>,
     pub resolved_ms: Option<i64>,
     pub last_update_ms: i64,
     pub next_page_ms: Option<i64>,
