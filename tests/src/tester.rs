@@ -170,6 +170,7 @@ impl TesterBuilder {
             health_url: health_url.map(String::from),
             maintenance_flag: None,
             allowed_images: Vec::new(),
+            host: None,
         });
         self
     }

@@ -36,8 +36,12 @@ pub async fn image_choices(
         .unwrap_or_default();
     let mut current_id = String::new();
     let mut engine_images = Vec::new();
-    let engine = &app.docker;
-    if engine.ready().await.is_ok() {
+    // The engine's images when it answers; Klaxon's history either way.
+    let engine = match app.engine_for(svc) {
+        Ok(engine) if engine.ready().await.is_ok() => Some(engine),
+        _ => None,
+    };
+    if let Some(engine) = engine {
         if let Ok(info) = engine.inspect(&container).await {
             current_id = info.image.clone().unwrap_or_default();
             let configured = info

@@ -153,8 +153,8 @@ pub async fn plan(
         }
     }
     check_free(app, &svc.name).await?;
-    app.docker.ready().await?;
-    let engine = &app.docker;
+    let engine = app.engine_for(svc)?;
+    engine.ready().await?;
     let info = engine.inspect(&container).await?;
     let current_id = info.image.clone().unwrap_or_default();
     let configured = info
@@ -481,6 +481,7 @@ mod tests {
             health_url: Some("http://127.0.0.1:1/h".into()),
             maintenance_flag: None,
             allowed_images: Vec::new(),
+            host: None,
         };
         let check = HealthConfig {
             test: Some(vec!["CMD-SHELL".into(), "true".into()]),

@@ -40,9 +40,17 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     };
     let mut out = Vec::new();
     for row in rows {
-        let recovery = match app.docker.ready().await {
-            Ok(()) => recover_one(&app.docker, &row).await,
-            Err(e) => Err(e),
+        // The engine of the row's service (`default` for one no longer configured).
+        let host = app
+            .service(&row.service)
+            .map(|s| s.host_name().to_string())
+            .unwrap_or_else(|_| crate::docker::DEFAULT_HOST.to_string());
+        let recovery = match app.engines.get(&host) {
+            Err(e) => Err(DockerError::Api(e.to_string())),
+            Ok(engine) => match engine.ready().await {
+                Ok(()) => recover_one(engine, &row).await,
+                Err(e) => Err(e),
+            },
         };
         let (recovery, checked) = match recovery {
             Ok(r) => (r, true),

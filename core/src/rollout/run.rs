@@ -132,18 +132,21 @@ impl Run {
                 status: Status::Failed,
                 phase,
             },
-            Ok(()) => match self.app.docker.ready().await {
-                Err(e) => End {
-                    status: Status::Failed,
-                    phase: Phase::Failed {
-                        reason: format!("{e}; nothing was changed."),
+            Ok(()) => {
+                let app = Arc::clone(&self.app);
+                match engine_of(&app, &self.plan.service).await {
+                    Err(reason) => End {
+                        status: Status::Failed,
+                        phase: Phase::Failed {
+                            reason: format!("{reason}; nothing was changed."),
+                        },
                     },
-                },
-                Ok(()) => match self.plan.action {
-                    Action::Rollback => self.rollback(&Arc::clone(&self.app).docker).await,
-                    Action::Restart => self.restart(&Arc::clone(&self.app).docker).await,
-                },
-            },
+                    Ok(engine) => match self.plan.action {
+                        Action::Rollback => self.rollback(engine).await,
+                        Action::Restart => self.restart(engine).await,
+                    },
+                }
+            }
         };
         let (outcome, detail) = match &end.phase {
             Phase::Done => (
@@ -586,4 +589,12 @@ impl Run {
             tokio::time::sleep(poll.min(timeout - waited)).await;
         }
     }
+}
+
+/// The engine `service` runs on, once it answers; why not otherwise.
+async fn engine_of<'a>(app: &'a App, service: &str) -> Result<&'a DockerClient, String> {
+    let svc = app.service(service).map_err(|e| e.to_string())?;
+    let engine = app.engine_for(svc).map_err(|e| e.to_string())?;
+    engine.ready().await.map_err(|e| e.to_string())?;
+    Ok(engine)
 }

@@ -23,6 +23,17 @@ pub struct ServiceConfig {
     /// and networks, so by default only the service's own repository is allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_images: Vec<String>,
+    /// The Docker engine its container runs on: a `[[docker.hosts]]` name
+    /// (default `default`, the `[docker] host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl ServiceConfig {
+    /// The name of the engine it runs on (`default` when it names none).
+    pub fn host_name(&self) -> &str {
+        self.host.as_deref().unwrap_or("default")
+    }
 }
 
 /// `[health]` in the config.
