@@ -11,6 +11,8 @@ use crate::env;
 pub struct Containers {
     pub docker: Docker,
     host: String,
+    /// The client certificates of a TLS engine (`docker --tlsverify`).
+    tls: Option<std::path::PathBuf>,
     names: Vec<String>,
 }
 
@@ -58,18 +60,58 @@ impl Spec {
 
 impl Containers {
     pub async fn new() -> Self {
-        let host = env::docker_host();
-        let path = host.trim_start_matches("unix://");
-        let docker = Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)
-            .unwrap_or_else(|e| panic!("cannot use the test engine at {host}: {e}"));
+        Self::on(&env::docker_host(), None).await
+    }
+
+    /// The second private test engine, over TCP with TLS.
+    pub async fn second() -> Self {
+        Self::on(&env::docker_host2(), Some(env::docker_tls_dir())).await
+    }
+
+    /// Containers on the engine at `host` (`unix://` or, with `tls`, `tcp://`).
+    pub async fn on(host: &str, tls: Option<std::path::PathBuf>) -> Self {
+        let docker = match &tls {
+            None => Docker::connect_with_unix(
+                host.trim_start_matches("unix://"),
+                30,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Some(dir) => Docker::connect_with_ssl(
+                host,
+                &dir.join("key.pem"),
+                &dir.join("cert.pem"),
+                &dir.join("ca.pem"),
+                30,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .unwrap_or_else(|e| panic!("cannot use the test engine at {host}: {e}"));
         let docker = docker.negotiate_version().await.unwrap_or_else(|e| {
             panic!("the test engine at {host} does not answer: {e}; is scripts/test.sh running it?")
         });
         Containers {
             docker,
-            host,
+            host: host.to_string(),
+            tls,
             names: Vec::new(),
         }
+    }
+
+    /// The `docker` CLI's flags for this engine (`-H`, and TLS).
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["-H".to_string(), self.host.clone()];
+        if let Some(dir) = &self.tls {
+            args.push("--tlsverify".into());
+            for (flag, file) in [
+                ("--tlscacert", "ca.pem"),
+                ("--tlscert", "cert.pem"),
+                ("--tlskey", "key.pem"),
+            ] {
+                args.push(flag.into());
+                args.push(dir.join(file).display().to_string());
+            }
+        }
+        args
     }
 
     pub fn host(&self) -> &str {
@@ -173,7 +215,8 @@ impl Drop for Containers {
         // A failed test skips `cleanup`; don't leave its containers running.
         if !self.names.is_empty() {
             let _ = std::process::Command::new("docker")
-                .args(["-H", &self.host, "rm", "-f"])
+                .args(self.cli_args())
+                .args(["rm", "-f"])
                 .args(&self.names)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -38,12 +38,14 @@ pub fn host_alert(
     } else {
         services.join(", ")
     };
+    // Short enough to show whole on an alert card: the services first, the
+    // address and the engine's error in the description.
     let summary = match status {
-        AlertStatus::Firing => format!(
-            "Docker host `{host}` ({address}) does not answer: {why}. Services on it: {listed}"
-        ),
+        AlertStatus::Firing => {
+            format!("Docker host `{host}` does not answer; services on it: {listed}")
+        }
         AlertStatus::Resolved => {
-            format!("Docker host `{host}` answers again. Services on it: {listed}")
+            format!("Docker host `{host}` answers again; services on it: {listed}")
         }
     };
     let mut a = Alert::own(
@@ -55,7 +57,10 @@ pub fn host_alert(
         summary,
     );
     a.labels.insert("host".into(), host.to_string());
-    a.annotations.insert("services".into(), listed);
+    if status == AlertStatus::Firing {
+        a.annotations
+            .insert("description".into(), format!("{address}: {why}"));
+    }
     a
 }
 
@@ -203,8 +208,11 @@ mod tests {
         assert_eq!(a.labels.get("host").map(String::as_str), Some("edge"));
         assert_eq!(
             a.summary(),
-            "Docker host `edge` (tcp://10.0.0.2:2376) does not answer: connection refused. \
-             Services on it: api, web"
+            "Docker host `edge` does not answer; services on it: api, web"
+        );
+        assert_eq!(
+            a.annotations.get("description").map(String::as_str),
+            Some("tcp://10.0.0.2:2376: connection refused")
         );
         let r = host_alert("edge", "x", &["api".into()], AlertStatus::Resolved, "");
         assert_eq!(r.fingerprint, a.fingerprint);
