@@ -23,6 +23,8 @@ pub struct Spec {
     pub cmd: Option<Vec<String>>,
     /// A shell command for Docker's health check, run every 500 ms.
     pub health_cmd: Option<String>,
+    /// How often the health check runs (default 500 ms).
+    pub health_every: Duration,
     pub network: String,
     /// `KEY=value` entries.
     pub env: Vec<String>,
@@ -35,6 +37,7 @@ impl Spec {
             image_tag: tag.into(),
             cmd: None,
             health_cmd: None,
+            health_every: Duration::from_millis(500),
             network: "none".into(),
             env: Vec::new(),
             labels: Vec::new(),
@@ -46,6 +49,11 @@ impl Spec {
     }
     pub fn health(mut self, sh: &str) -> Self {
         self.health_cmd = Some(sh.into());
+        self
+    }
+    /// The health check's interval (many containers: less often).
+    pub fn health_every(mut self, every: Duration) -> Self {
+        self.health_every = every;
         self
     }
     pub fn env(mut self, kv: &str) -> Self {
@@ -129,7 +137,7 @@ impl Containers {
             labels: (!spec.labels.is_empty()).then(|| spec.labels.iter().cloned().collect()),
             healthcheck: spec.health_cmd.as_ref().map(|c| HealthConfig {
                 test: Some(vec!["CMD-SHELL".into(), c.clone()]),
-                interval: Some(500_000_000),
+                interval: Some(spec.health_every.as_nanos() as i64),
                 timeout: Some(1_000_000_000),
                 retries: Some(1),
                 start_period: None,
