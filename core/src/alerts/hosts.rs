@@ -157,7 +157,9 @@ pub async fn watch_host(
                 }
                 failures += 1;
                 if failures == FAILURES_TO_DOWN && !state.is_down() {
-                    warn!(host, error = %why, "Docker host does not answer");
+                    // INFO: the alert is the news, and the event watcher already
+                    // logs the engine's failure once at WARN.
+                    info!(host, error = %why, "Docker host does not answer");
                     state.went_down(first_failure);
                     reported_up = true;
                     let a = host_alert(host, engine.host(), &services, AlertStatus::Firing, &why);
