@@ -38,6 +38,11 @@
 #   KLAXON_TEST_PG_URL=postgres://postgres@127.0.0.1:$PORT/postgres
 #   KLAXON_TEST_IMAGE_PREFIX=klaxon-test/app      (tags v1, v2, and v3 = unhealthy release)
 #   KLAXON_TEST_SWARM_HOST=unix://$DIR/docker.sock (the same engine, a single-node swarm)
+#   KLAXON_TEST_DOCKER_HOST2=tcp://127.0.0.1:$PORT  a SECOND private engine (several engines,
+#                              issue 16), over TCP with TLS (--tlsverify); the same test images
+#   KLAXON_TEST_DOCKER_TLS_DIR=$DIR/tls            its client's ca.pem, cert.pem, key.pem (the CA,
+#                              server and client certificates are made here with openssl)
+#   (the second engine also listens on unix://$DIR/e2/docker.sock, for the docker CLI)
 #
 # The private dockerd runs with --bridge=none --iptables=false --ip-forward=false: it creates
 # no docker0 and no 172.17.x addresses. Run test containers with `--network none` or
@@ -97,6 +102,8 @@ PG_PID=""
 CONTAINERD_PIDS=""     # pids of the containerd our dockerd ran (see stop_dockerd)
 RUN_CONTAINERD_OURS=0  # 1 if /run/containerd did not exist before our engine started
 SWARM_URL=""           # the engine that is a swarm manager (KLAXON_TEST_SWARM_HOST)
+DOCKER2_URL=""         # tcp://127.0.0.1:PORT of the second (TLS) engine
+DOCKERD2_PID=""        # its pid (from $DIR/e2/docker.pid)
 READY=0                # 1 once everything is up (KEEP only keeps a complete environment)
 KEEP_ON_EXIT=0
 
@@ -181,6 +188,27 @@ stop_postgres() {
     fi
 }
 
+# The second engine ($DIR/e2, TCP + TLS): its containers removed, then stopped by its pid.
+stop_dockerd2() {
+    [ -n "$DIR" ] || return 0
+    local pid=$DOCKERD2_PID sock=unix://$DIR/e2/docker.sock ids
+    if [ -z "$pid" ] && [ -f "$DIR/e2/docker.pid" ]; then pid=$(cat "$DIR/e2/docker.pid"); fi
+    [ -n "$pid" ] && proc_alive "$pid" && [[ "$(proc_cmdline "$pid")" == *"$DIR/e2/"* ]] || return 0
+    local p
+    for p in $(pids_under_dir "$DIR/e2/exec/containerd/containerd.toml"); do
+        [[ "$(proc_cmdline "$p")" == containerd\ * ]] && CONTAINERD_PIDS+=" $p"
+    done
+    ids=$(DOCKER_CONFIG=$DIR/docker-config timeout 30 docker -H "$sock" ps -aq 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [ -z "$ids" ] || DOCKER_CONFIG=$DIR/docker-config timeout 60 docker -H "$sock" rm -f $ids >/dev/null 2>&1 || true
+    log "stopping the second private dockerd (pid $pid)..."
+    asroot kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" 30; then
+        asroot kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 10 || true
+    fi
+}
+
 stop_dockerd() {
     [ "$DOCKER_MODE" = private ] && [ -n "$DIR" ] || return 0
     local pid=$DOCKERD_PID
@@ -250,6 +278,7 @@ remove_dir() {
 teardown() {
     set +e
     stop_postgres
+    stop_dockerd2
     stop_dockerd
     kill_leftovers
     unmount_under_dir
@@ -302,6 +331,9 @@ export KLAXON_TEST_DOCKER_HOST='$DOCKER_URL'
 export KLAXON_TEST_PG_URL='postgres://postgres@127.0.0.1:$PG_PORT/postgres'
 export KLAXON_TEST_IMAGE_PREFIX='$IMAGE_PREFIX'
 export KLAXON_TEST_SWARM_HOST='$SWARM_URL'
+export KLAXON_TEST_DOCKER_HOST2='$DOCKER2_URL'
+export KLAXON_TEST_DOCKER_TLS_DIR='${DOCKER2_URL:+$DIR/tls}'
+export KLAXON_TEST_DOCKERD2_PID='$DOCKERD2_PID'
 export KLAXON_TEST_ENV_DIR='$DIR'
 export KLAXON_TEST_ENV_OWN_DIR='$OWN_DIR'
 export KLAXON_TEST_ENV_DOCKER_MODE='$DOCKER_MODE'
@@ -340,6 +372,8 @@ read_state() {
             KLAXON_TEST_ENV_OWN_DIR) OWN_DIR=$val ;;
             KLAXON_TEST_ENV_DOCKER_MODE) DOCKER_MODE=$val ;;
             KLAXON_TEST_DOCKERD_PID) DOCKERD_PID=$val ;;
+            KLAXON_TEST_DOCKERD2_PID) DOCKERD2_PID=$val ;;
+            KLAXON_TEST_DOCKER_HOST2) DOCKER2_URL=$val ;;
             KLAXON_TEST_PG_PID) PG_PID=$val ;;
             KLAXON_TEST_PG_BIN) PG_BIN=$val ;;
             KLAXON_TEST_PG_ROOT) PG_ROOT=$val ;;
@@ -355,7 +389,8 @@ state_is_live() {
         # shellcheck disable=SC2030
         DIR="" DOCKERD_PID="" PG_PID=""
         read_state 2>/dev/null || exit 1
-        { [ -n "$DOCKERD_PID" ] && proc_alive "$DOCKERD_PID"; } || { [ -n "$PG_PID" ] && proc_alive "$PG_PID"; }
+        { [ -n "$DOCKERD_PID" ] && proc_alive "$DOCKERD_PID"; } || { [ -n "$PG_PID" ] && proc_alive "$PG_PID"; } ||
+            { [ -n "$DOCKERD2_PID" ] && proc_alive "$DOCKERD2_PID"; }
     )
 }
 
@@ -692,6 +727,69 @@ elif [ "$(swarm_state)" = active ]; then
     SWARM_URL=$DOCKER_URL
 fi
 
+# 4c. A second private engine over TCP with TLS (several engines, issue 16). The CA, the
+#     server certificate (for 127.0.0.1) and the client certificate are made here; the
+#     engine verifies clients (--tlsverify) and also listens on its own unix socket.
+make_tls() { # $1 = directory
+    local d=$1
+    mkdir -p "$d"
+    (
+        cd "$d"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=klaxon-test-ca" \
+            -keyout ca-key.pem -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server-key.pem -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+            -extfile server.ext -out server-cert.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=klaxon" -keyout key.pem -out client.csr
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+            -extfile client.ext -out cert.pem
+        rm -f ./*.csr ./*.ext ./*.srl
+        chmod 644 ./*.pem
+    ) >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; die "making the TLS certificates failed"; }
+}
+if [ "$DOCKER_MODE" = private ]; then
+    t_docker2=$(now_ms)
+    make_tls "$DIR/tls"
+    mkdir -p "$DIR/e2"
+    port2=""
+    for p in $(seq 23760 23860); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { port2=$p; break; }
+    done
+    [ -n "$port2" ] || die "no free port for the second engine in 23760..23860"
+    cp "$DIR/daemon.json" "$DIR/e2/daemon.json"
+    sed -i "s#$DIR/key.json#$DIR/e2/key.json#" "$DIR/e2/daemon.json"
+    dockerd2_args=(
+        --host "unix://$DIR/e2/docker.sock" --host "tcp://127.0.0.1:$port2"
+        --tlsverify --tlscacert "$DIR/tls/ca.pem"
+        --tlscert "$DIR/tls/server-cert.pem" --tlskey "$DIR/tls/server-key.pem"
+        --data-root "$DIR/e2/root" --exec-root "$DIR/e2/exec"
+        --pidfile "$DIR/e2/docker.pid" --config-file "$DIR/e2/daemon.json"
+        --bridge=none --iptables=false --ip-forward=false
+    )
+    [ "$IS_ROOT" = 1 ] || dockerd2_args+=(--group "$(id -gn)")
+    log "starting the second private dockerd (tcp://127.0.0.1:$port2, TLS)..."
+    (
+        trap - ERR
+        asroot setsid -w "$DOCKERD" "${dockerd2_args[@]}"
+    ) </dev/null >"$DIR/e2/dockerd.log" 2>&1 &
+    deadline=$(($(now_ms) + 60000))
+    until docker -H "unix://$DIR/e2/docker.sock" version >/dev/null 2>&1; do
+        [ "$(now_ms)" -lt "$deadline" ] || { tail -n 40 "$DIR/e2/dockerd.log" >&2; die "second dockerd not ready after 60s"; }
+        sleep 0.2
+    done
+    DOCKERD2_PID=$(cat "$DIR/e2/docker.pid")
+    # The client side over TLS, as Klaxon will speak it.
+    docker --tlsverify --tlscacert "$DIR/tls/ca.pem" --tlscert "$DIR/tls/cert.pem" --tlskey "$DIR/tls/key.pem" \
+        -H "tcp://127.0.0.1:$port2" version >/dev/null 2>&1 || die "the second engine does not answer over TLS"
+    # Same images, so a test runs the same containers on either engine.
+    dk save "$BASE_IMAGE" "$IMAGE_PREFIX:v1" "$IMAGE_PREFIX:v2" "$IMAGE_PREFIX:v3" |
+        docker -H "unix://$DIR/e2/docker.sock" load >/dev/null || die "loading the test images into the second engine failed"
+    DOCKER2_URL=tcp://127.0.0.1:$port2
+    log "second dockerd ready (pid $DOCKERD2_PID, $(secs_since "$t_docker2")): $DOCKER2_URL (TLS: $DIR/tls)"
+fi
+
 # ---------------------------------------------------------------------------------------
 # 5. PostgreSQL.
 t_pg=$(now_ms)
@@ -739,6 +837,8 @@ export KLAXON_TEST_DOCKER_HOST=$DOCKER_URL
 export KLAXON_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export KLAXON_TEST_IMAGE_PREFIX=$IMAGE_PREFIX
 export KLAXON_TEST_SWARM_HOST=$SWARM_URL
+export KLAXON_TEST_DOCKER_HOST2=$DOCKER2_URL
+export KLAXON_TEST_DOCKER_TLS_DIR=${DOCKER2_URL:+$DIR/tls}
 READY=1
 log "environment ready: provisioning $T_PROV, dockerd $T_DOCKER, images $T_IMAGES, postgres $T_PG"
 

@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize, Serializer};
 
 mod checks;
 mod diagnose;
+pub mod docker;
+pub use docker::DockerConfig;
 pub mod heartbeats;
 #[cfg(test)]
 mod load_tests;
@@ -189,28 +191,6 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: "sqlite://klaxon.db".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DockerConfig {
-    pub host: String,
-    /// Deadline for one Docker API call.
-    #[serde(default = "default_docker_timeout")]
-    pub timeout_secs: u64,
-}
-
-fn default_docker_timeout() -> u64 {
-    5
-}
-
-impl Default for DockerConfig {
-    fn default() -> Self {
-        DockerConfig {
-            host: "unix:///var/run/docker.sock".into(),
-            timeout_secs: default_docker_timeout(),
         }
     }
 }
@@ -418,6 +398,7 @@ impl Config {
         if let Some(file) = &config.health.ca_file {
             config.health.ca_file = Some(paths::against(&base, file));
         }
+        config.docker.resolve_paths(&base);
         if let Err(e) = config.prober() {
             errs.push(e);
         }
@@ -494,15 +475,7 @@ impl Config {
         if let Err(e) = klaxon_core::store::Backend::of_url(&self.database.url) {
             errs.push(format!("database.url: {e}"));
         }
-        if !(self.docker.host.starts_with("unix://")
-            || self.docker.host.starts_with("tcp://")
-            || self.docker.host.starts_with("http://"))
-        {
-            errs.push(format!(
-                "docker.host: `{}` must start with unix://, tcp:// or http://",
-                klaxon_core::secret::redact_url(&self.docker.host)
-            ));
-        }
+        errs.extend(self.docker.problems(&self.services));
         if self.http.max_connections == 0 {
             errs.push("http.max_connections: must be at least 1".into());
         }
@@ -511,9 +484,6 @@ impl Config {
         }
         if self.rollback.max_replicas == 0 {
             errs.push("rollback.max_replicas: must be at least 1".into());
-        }
-        if self.docker.timeout_secs == 0 {
-            errs.push("docker.timeout_secs: must be at least 1".into());
         }
         if self.health.probe_timeout_ms == 0 {
             errs.push("health.probe_timeout_ms: must be at least 1".into());

@@ -527,17 +527,34 @@ async fn readyz(State(Server { app, .. }): State<Server>) -> impl IntoResponse {
         .clone();
     // Said, not counted against readiness: without Docker, alerts are still taken.
     // A team whose services name no container does not use the engine at all.
-    let docker = if !app
-        .services
+    // Every engine a container runs on, at once; with several, `name: answer; ...`.
+    let used: Vec<(&str, &klaxon_core::docker::DockerClient)> = app
+        .engines
         .iter()
-        .any(|s| s.container.is_some() || s.swarm_service.is_some())
-    {
+        .filter(|(name, _)| {
+            app.services_on(name)
+                .any(|s| s.container.is_some() || s.compose.is_some() || s.swarm_service.is_some())
+        })
+        .collect();
+    let docker = if used.is_empty() {
         "not used (no [[services]] names a container)".to_string()
     } else {
-        match tokio::time::timeout(Duration::from_secs(2), app.docker.ping()).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "Docker is unreachable: no answer within 2 s".to_string(),
+        let answers = futures::future::join_all(used.iter().map(|(name, engine)| async move {
+            let answer = match tokio::time::timeout(Duration::from_secs(2), engine.ping()).await {
+                Ok(Ok(())) => "ok".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "Docker is unreachable: no answer within 2 s".to_string(),
+            };
+            (*name, answer)
+        }))
+        .await;
+        match answers.as_slice() {
+            [(_, one)] => one.clone(),
+            many => many
+                .iter()
+                .map(|(n, a)| format!("{n}: {a}"))
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     };
     let body = serde_json::json!({

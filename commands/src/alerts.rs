@@ -352,9 +352,12 @@ async fn show_logs(a: &Allowed<'_, ComponentInteraction>, group: i64) -> Result<
     let q = crate::logs::parse_query(&container, None, Some("15m"), None, None, None, None, now)
         .map_err(|e| UserError(e.to_string()))?;
     let result = match app.logs.redactor() {
-        Ok(r) => klaxon_core::logs::read(&app.docker, r, &q, app.logs.read_timeout())
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(r) => match crate::logs::engine(app, &name) {
+            Ok(engine) => klaxon_core::logs::read(&engine, r, &q, app.logs.read_timeout())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.0),
+        },
         Err(e) => Err(e.to_string()),
     };
     let mut edit =

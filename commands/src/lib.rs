@@ -52,6 +52,12 @@ impl klaxon_core::user_facing::UserFacing for UserError {
     }
 }
 
+impl From<klaxon_core::docker::UnknownHost> for UserError {
+    fn from(e: klaxon_core::docker::UnknownHost) -> Self {
+        UserError(e.to_string())
+    }
+}
+
 impl From<klaxon_core::settings::services::UnknownService> for UserError {
     fn from(e: klaxon_core::settings::services::UnknownService) -> Self {
         UserError(e.to_string())

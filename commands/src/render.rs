@@ -47,17 +47,24 @@ pub fn health(report: &HealthReport) -> Embed {
     };
     let mut services: Vec<&ServiceHealth> = report.services.iter().collect();
     services.sort_by_key(|s| std::cmp::Reverse(s.state));
+    // Several engines: one heading per host, its services (worst first) below it.
+    let grouped = by_host(report);
+    let mut items: Vec<Field> = Vec::new();
+    match &grouped {
+        Some(groups) => {
+            for (heading, members) in groups {
+                items.push(heading.clone());
+                items.extend(members.iter().map(|s| service_field(s)));
+            }
+        }
+        None => items.extend(services.iter().map(|s| service_field(s))),
+    }
 
     let mut fields = Vec::new();
     // Leave room for the title and footer inside the 6,000-character total.
     let mut budget = limits::EMBED_TOTAL - 300;
     let mut left_out = 0;
-    for s in &services {
-        let field = Field {
-            name: format!("{} {} — {}", s.state.emoji(), s.name, s.state.as_str()),
-            value: service_lines(s),
-            inline: false,
-        };
+    for field in items {
         let size = chars(&field.name) + chars(&field.value).min(limits::FIELD_VALUE);
         if fields.len() == limits::EMBED_FIELDS - 1 || size > budget {
             left_out += 1;
@@ -94,6 +101,78 @@ fn summary_word(report: &HealthReport) -> &'static str {
         },
         _ => "down or degraded",
     }
+}
+
+fn service_field(s: &ServiceHealth) -> klaxon_core::chat::Field {
+    klaxon_core::chat::Field {
+        name: format!("{} {} — {}", s.state.emoji(), s.name, s.state.as_str()),
+        value: service_lines(s),
+        inline: false,
+    }
+}
+
+/// The services grouped by the engine they run on, each group under a heading
+/// saying whether its engine answered; `None` with a single engine (`default`).
+#[allow(clippy::type_complexity)]
+fn by_host(report: &HealthReport) -> Option<Vec<(klaxon_core::chat::Field, Vec<&ServiceHealth>)>> {
+    use klaxon_core::docker::DEFAULT_HOST;
+    let mut names: Vec<&str> = report.hosts.iter().map(|h| h.name.as_str()).collect();
+    for s in &report.services {
+        if !names.contains(&s.host.as_str()) {
+            names.push(&s.host);
+        }
+    }
+    if names.len() < 2 && names.iter().all(|n| *n == DEFAULT_HOST) {
+        return None;
+    }
+    let groups = names
+        .into_iter()
+        .map(|name| {
+            let mut members: Vec<&ServiceHealth> =
+                report.services.iter().filter(|s| s.host == name).collect();
+            members.sort_by_key(|s| std::cmp::Reverse(s.state));
+            let worst = members
+                .iter()
+                .map(|s| s.state)
+                .max()
+                .unwrap_or(State::Healthy);
+            let answer = report
+                .hosts
+                .iter()
+                .find(|h| h.name == name)
+                .map(|h| &h.answer);
+            let n = members.len();
+            let count = if n == 1 {
+                "1 service".into()
+            } else {
+                format!("{n} services")
+            };
+            let heading = match answer {
+                Some(Err(e)) => klaxon_core::chat::Field {
+                    name: format!("🔴 host {name} — not answering"),
+                    value: format!(
+                        "⚠️ {}\n{count} on it",
+                        klaxon_core::chat::neutralize(&e.to_string())
+                    ),
+                    inline: false,
+                },
+                _ => {
+                    let bad = members.iter().filter(|s| s.state != State::Healthy).count();
+                    klaxon_core::chat::Field {
+                        name: format!("{} host {name}", worst.emoji()),
+                        value: if bad == 0 {
+                            format!("{count}, all healthy")
+                        } else {
+                            format!("{count}, {bad} not healthy")
+                        },
+                        inline: false,
+                    }
+                }
+            };
+            (heading, members)
+        })
+        .collect();
+    Some(groups)
 }
 
 /// Two or three short lines; no tables, nothing wider than a phone.

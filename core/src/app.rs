@@ -7,7 +7,7 @@ use tracing::warn;
 
 use crate::audit::AuditEntry;
 use crate::chat::ChatSink;
-use crate::docker::DockerClient;
+use crate::docker::{DockerClient, Engines, UnknownHost};
 use crate::events::{Bus, Event};
 use crate::metrics::Metrics;
 use crate::permissions::Policy;
@@ -18,7 +18,9 @@ use crate::store::Store;
 
 pub struct App {
     pub store: Store,
-    pub docker: DockerClient,
+    /// The Docker engines by name (`[[docker.hosts]]`; `default` is `[docker] host`).
+    /// A service's engine is [`App::engine_for`].
+    pub engines: Engines,
     pub prober: Prober,
     pub services: Vec<ServiceConfig>,
     pub thresholds: Thresholds,
@@ -122,6 +124,26 @@ impl App {
                 name: name.to_string(),
                 known: self.services.iter().map(|s| s.name.clone()).collect(),
             })
+    }
+
+    /// The engine `svc` runs on (its `host`).
+    pub fn engine_for(&self, svc: &ServiceConfig) -> Result<&DockerClient, UnknownHost> {
+        self.engines.get(svc.host_name())
+    }
+
+    /// The engine `svc` runs on, else the first (`default`) one: check-config
+    /// refuses an unknown host, so the fallback only serves callers that hold a
+    /// service looked up before a config change.
+    pub fn engine_of(&self, svc: &ServiceConfig) -> &DockerClient {
+        match self.engine_for(svc) {
+            Ok(engine) => engine,
+            Err(_) => self.engines.first(),
+        }
+    }
+
+    /// The configured services running on the engine called `host`.
+    pub fn services_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a ServiceConfig> {
+        self.services.iter().filter(move |s| s.host_name() == host)
     }
 
     /// Service names starting with (then containing) what the member typed, for

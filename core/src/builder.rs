@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::app::App;
 use crate::chat::{ChatSink, NullSink};
 use crate::clock::Clock;
-use crate::docker::DockerClient;
+use crate::docker::{DockerClient, Engines, DEFAULT_HOST};
 use crate::events::{Bus, Event, Handling};
 use crate::log_reads::ReadQueue;
 use crate::metrics::Metrics;
@@ -41,7 +41,7 @@ const DEFAULT_DOCKER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Collects the parts of an [`App`]; see [`App::builder`].
 #[must_use]
 pub struct AppBuilder {
-    docker: Option<DockerClient>,
+    engines: Engines,
     prober: Option<Prober>,
     services: Vec<ServiceConfig>,
     thresholds: Thresholds,
@@ -72,7 +72,7 @@ impl App {
     /// An [`AppBuilder`] with every part at its default.
     pub fn builder() -> AppBuilder {
         AppBuilder {
-            docker: None,
+            engines: Engines::default(),
             prober: None,
             services: Vec::new(),
             thresholds: Thresholds::default(),
@@ -122,9 +122,16 @@ fn default_router() -> Router {
 }
 
 impl AppBuilder {
-    /// Default: the config's default host (`unix:///var/run/docker.sock`), 5 s.
+    /// The engine named `default` (the `[docker] host`). Default: the config's
+    /// default host (`unix:///var/run/docker.sock`), 5 s.
     pub fn docker(mut self, docker: DockerClient) -> Self {
-        self.docker = Some(docker);
+        self.engines.insert(DEFAULT_HOST, docker);
+        self
+    }
+
+    /// One more engine (`[[docker.hosts]]`), by name.
+    pub fn engine(mut self, name: &str, docker: DockerClient) -> Self {
+        self.engines.insert(name, docker);
         self
     }
 
@@ -272,11 +279,22 @@ impl AppBuilder {
         let log_reads = self
             .log_reads
             .unwrap_or_else(|| ReadQueue::new(self.logs.max_concurrent_reads));
+        let mut engines = self.engines;
+        if engines.get(DEFAULT_HOST).is_err() {
+            // `default` always exists (first), as `[docker] host` always has a value.
+            let mut all = Engines::default();
+            all.insert(
+                DEFAULT_HOST,
+                DockerClient::new(DEFAULT_DOCKER_HOST, DEFAULT_DOCKER_TIMEOUT),
+            );
+            for (name, client) in engines.iter() {
+                all.insert(name, client.clone());
+            }
+            engines = all;
+        }
         App {
             store,
-            docker: self
-                .docker
-                .unwrap_or_else(|| DockerClient::new(DEFAULT_DOCKER_HOST, DEFAULT_DOCKER_TIMEOUT)),
+            engines,
             prober: self.prober.unwrap_or_default(),
             services: self.services,
             thresholds: self.thresholds,

@@ -1,5 +1,9 @@
 //! `/health`: every watched service's container and HTTP endpoint, judged against
 //! thresholds.
+//!
+//! Services run on several engines (`[[docker.hosts]]`): every engine is asked at
+//! once, each call bounded by its own engine's timeout, so an engine that does not
+//! answer shows as such in the report without delaying the others' answers.
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -7,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::docker::{ContainerStatus, DockerClient, DockerError, HealthState};
+use crate::docker::{ContainerStatus, DockerClient, DockerError, Engines, HealthState};
 use crate::probe::{ProbeResult, Prober};
 
 use crate::settings::services::{ServiceConfig, Thresholds};
@@ -59,6 +63,8 @@ impl State {
 #[derive(Debug, Clone)]
 pub struct ServiceHealth {
     pub name: String,
+    /// The engine it runs on (`[[docker.hosts]]` name).
+    pub host: String,
     pub state: State,
     /// Why the state is not healthy, most important first.
     pub problems: Vec<String>,
@@ -73,9 +79,19 @@ pub struct ServiceHealth {
     pub replicas: Option<String>,
 }
 
+/// Whether one engine answered its ping, for the report's per-host heading.
+#[derive(Debug, Clone)]
+pub struct HostHealth {
+    pub name: String,
+    /// `Err`: why it did not answer (within its timeout).
+    pub answer: Result<(), DockerError>,
+}
+
 #[derive(Debug, Clone)]
 pub struct HealthReport {
     pub services: Vec<ServiceHealth>,
+    /// The engines of the services in the report, in the config's order.
+    pub hosts: Vec<HostHealth>,
     pub checked_at: chrono::DateTime<Utc>,
 }
 
@@ -93,33 +109,79 @@ impl HealthReport {
     }
 }
 
-/// Checks the services concurrently; the report keeps the configured order.
+/// A container check's deadline on an engine: its timeout plus the stats sample
+/// (about a second) that `status` takes.
+fn container_deadline(engine: &DockerClient) -> Duration {
+    engine.timeout() + Duration::from_secs(1)
+}
+
+/// Checks the services concurrently, every engine at once; the report keeps the
+/// configured order.
 pub async fn check(
-    docker: &DockerClient,
+    engines: &Engines,
     prober: &Prober,
     thresholds: &Thresholds,
     services: &[&ServiceConfig],
 ) -> HealthReport {
+    let mut host_names: Vec<&str> = Vec::new();
+    for name in engines.names() {
+        if services
+            .iter()
+            .any(|s| s.container.is_some() && s.host_name() == name)
+        {
+            host_names.push(name);
+        }
+    }
+    let pings = host_names.iter().map(|name| async move {
+        let answer = match engines.get(name) {
+            Ok(engine) => match tokio::time::timeout(engine.timeout(), engine.ping()).await {
+                Ok(r) => r,
+                Err(_) => Err(DockerError::Timeout(engine.timeout())),
+            },
+            Err(e) => Err(DockerError::Api(e.to_string())),
+        };
+        HostHealth {
+            name: name.to_string(),
+            answer,
+        }
+    });
     let checks = services
         .iter()
-        .map(|svc| check_one(docker, prober, thresholds, svc));
-    let services = futures::future::join_all(checks).await;
+        .map(|svc| check_one(engines, prober, thresholds, svc));
+    let (hosts, services) = tokio::join!(
+        futures::future::join_all(pings),
+        futures::future::join_all(checks)
+    );
     HealthReport {
         services,
+        hosts,
         checked_at: Utc::now(),
     }
 }
 
 async fn check_one(
-    docker: &DockerClient,
+    engines: &Engines,
     prober: &Prober,
     thresholds: &Thresholds,
     svc: &ServiceConfig,
 ) -> ServiceHealth {
     let timeout = Duration::from_millis(thresholds.probe_timeout_ms);
+    let engine = engines.get(svc.host_name());
     let container = async {
+        let docker = match (&engine, svc.container.is_some() || svc.compose.is_some()) {
+            (_, false) => return (None, None),
+            (Err(e), true) => return (Some(Err(DockerError::Api(e.to_string()))), None),
+            (Ok(docker), true) => *docker,
+        };
         match (&svc.container, svc.compose_parts()) {
-            (Some(name), _) => (Some(docker.status(name).await), None),
+            (Some(name), _) => {
+                let limit = container_deadline(docker);
+                let status = match tokio::time::timeout(limit, docker.status(name)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(DockerError::Timeout(limit)),
+                };
+                (Some(status), None)
+            }
             (None, Some((project, service))) => {
                 let (worst, line) = replicas::check(docker, project, service, thresholds).await;
                 (worst, Some(line))
@@ -136,7 +198,10 @@ async fn check_one(
     // A Swarm service: its tasks instead of a container (see `crate::swarm`).
     let swarm = async {
         match &svc.swarm_service {
-            Some(name) => Some(crate::swarm::status::read(docker, name).await),
+            Some(name) => Some(match &engine {
+                Ok(docker) => crate::swarm::status::read(docker, name).await,
+                Err(e) => Err(DockerError::Api(e.to_string())),
+            }),
             None => None,
         }
     };
@@ -158,6 +223,7 @@ async fn check_one(
     if swarm.is_some() {
         judge_swarm(&mut health, swarm);
     }
+    health.host = svc.host_name().to_string();
     health
 }
 
@@ -265,6 +331,7 @@ pub fn judge(
     findings.sort_by(|a, b| b.0.cmp(&a.0).then(Ordering::Equal));
     ServiceHealth {
         name: name.to_string(),
+        host: crate::docker::DEFAULT_HOST.to_string(),
         state: findings.first().map(|f| f.0).unwrap_or(State::Healthy),
         problems: findings.into_iter().map(|f| f.1).collect(),
         maintenance: None,
@@ -288,7 +355,7 @@ impl crate::app::App {
             None => self.services.iter().collect(),
         };
         let (mut report, notes) = tokio::join!(
-            check(&self.docker, &self.prober, &self.thresholds, &services),
+            check(&self.engines, &self.prober, &self.thresholds, &services),
             crate::maintenance::health_notes(self)
         );
         // A service under planned work is "in maintenance", not failing: its

@@ -166,22 +166,28 @@ async fn incidents(app: &App) {
     }
 }
 
-/// Docker reachability, per engine; only when a service names a container (a
-/// team without one does not use the engine, and nothing should alert on it).
+/// Docker reachability, per engine (all at once); only engines a service's
+/// container runs on (an engine nobody uses should not alert).
 async fn docker(app: &App) {
-    if !app.services.iter().any(|s| s.container.is_some()) {
-        return;
+    let used: Vec<(&str, &crate::docker::DockerClient)> = app
+        .engines
+        .iter()
+        .filter(|(name, _)| app.services_on(name).any(|s| s.container.is_some()))
+        .collect();
+    let pings = used.iter().map(|(name, engine)| async move {
+        let up = matches!(
+            tokio::time::timeout(REFRESH_WITHIN, engine.ping()).await,
+            Ok(Ok(()))
+        );
+        (*name, up)
+    });
+    for (name, up) in futures::future::join_all(pings).await {
+        app.metrics.set(
+            "klaxon_docker_engine_up",
+            &[("host", name)],
+            if up { 1.0 } else { 0.0 },
+        );
     }
-    let up = matches!(
-        tokio::time::timeout(REFRESH_WITHIN, app.docker.ping()).await,
-        Ok(Ok(()))
-    );
-    // One engine today; more would each get their `host`.
-    app.metrics.set(
-        "klaxon_docker_engine_up",
-        &[("host", "default")],
-        if up { 1.0 } else { 0.0 },
-    );
 }
 
 /// An outbox row of `kind` went out: its age, and for a group's first message

@@ -11,6 +11,8 @@ use crate::env;
 pub struct Containers {
     pub docker: Docker,
     host: String,
+    /// The client certificates of a TLS engine (`docker --tlsverify`).
+    tls: Option<std::path::PathBuf>,
     names: Vec<String>,
 }
 
@@ -21,6 +23,8 @@ pub struct Spec {
     pub cmd: Option<Vec<String>>,
     /// A shell command for Docker's health check, run every 500 ms.
     pub health_cmd: Option<String>,
+    /// How often the health check runs (default 500 ms).
+    pub health_every: Duration,
     pub network: String,
     /// `KEY=value` entries.
     pub env: Vec<String>,
@@ -33,6 +37,7 @@ impl Spec {
             image_tag: tag.into(),
             cmd: None,
             health_cmd: None,
+            health_every: Duration::from_millis(500),
             network: "none".into(),
             env: Vec::new(),
             labels: Vec::new(),
@@ -44,6 +49,11 @@ impl Spec {
     }
     pub fn health(mut self, sh: &str) -> Self {
         self.health_cmd = Some(sh.into());
+        self
+    }
+    /// The health check's interval (many containers: less often).
+    pub fn health_every(mut self, every: Duration) -> Self {
+        self.health_every = every;
         self
     }
     pub fn env(mut self, kv: &str) -> Self {
@@ -58,18 +68,58 @@ impl Spec {
 
 impl Containers {
     pub async fn new() -> Self {
-        let host = env::docker_host();
-        let path = host.trim_start_matches("unix://");
-        let docker = Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)
-            .unwrap_or_else(|e| panic!("cannot use the test engine at {host}: {e}"));
+        Self::on(&env::docker_host(), None).await
+    }
+
+    /// The second private test engine, over TCP with TLS.
+    pub async fn second() -> Self {
+        Self::on(&env::docker_host2(), Some(env::docker_tls_dir())).await
+    }
+
+    /// Containers on the engine at `host` (`unix://` or, with `tls`, `tcp://`).
+    pub async fn on(host: &str, tls: Option<std::path::PathBuf>) -> Self {
+        let docker = match &tls {
+            None => Docker::connect_with_unix(
+                host.trim_start_matches("unix://"),
+                30,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            Some(dir) => Docker::connect_with_ssl(
+                host,
+                &dir.join("key.pem"),
+                &dir.join("cert.pem"),
+                &dir.join("ca.pem"),
+                30,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .unwrap_or_else(|e| panic!("cannot use the test engine at {host}: {e}"));
         let docker = docker.negotiate_version().await.unwrap_or_else(|e| {
             panic!("the test engine at {host} does not answer: {e}; is scripts/test.sh running it?")
         });
         Containers {
             docker,
-            host,
+            host: host.to_string(),
+            tls,
             names: Vec::new(),
         }
+    }
+
+    /// The `docker` CLI's flags for this engine (`-H`, and TLS).
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["-H".to_string(), self.host.clone()];
+        if let Some(dir) = &self.tls {
+            args.push("--tlsverify".into());
+            for (flag, file) in [
+                ("--tlscacert", "ca.pem"),
+                ("--tlscert", "cert.pem"),
+                ("--tlskey", "key.pem"),
+            ] {
+                args.push(flag.into());
+                args.push(dir.join(file).display().to_string());
+            }
+        }
+        args
     }
 
     pub fn host(&self) -> &str {
@@ -87,7 +137,7 @@ impl Containers {
             labels: (!spec.labels.is_empty()).then(|| spec.labels.iter().cloned().collect()),
             healthcheck: spec.health_cmd.as_ref().map(|c| HealthConfig {
                 test: Some(vec!["CMD-SHELL".into(), c.clone()]),
-                interval: Some(500_000_000),
+                interval: Some(spec.health_every.as_nanos() as i64),
                 timeout: Some(1_000_000_000),
                 retries: Some(1),
                 start_period: None,
@@ -173,7 +223,8 @@ impl Drop for Containers {
         // A failed test skips `cleanup`; don't leave its containers running.
         if !self.names.is_empty() {
             let _ = std::process::Command::new("docker")
-                .args(["-H", &self.host, "rm", "-f"])
+                .args(self.cli_args())
+                .args(["rm", "-f"])
                 .args(&self.names)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -20,6 +20,23 @@ pub fn docker_host() -> String {
     required("KLAXON_TEST_DOCKER_HOST", "a Docker engine")
 }
 
+/// `tcp://127.0.0.1:PORT` of the second private test engine (TLS, issue 16).
+pub fn docker_host2() -> String {
+    required(
+        "KLAXON_TEST_DOCKER_HOST2",
+        "a second Docker engine (TCP with TLS)",
+    )
+}
+
+/// The directory of the second engine's client certificates (ca.pem, cert.pem, key.pem).
+pub fn docker_tls_dir() -> std::path::PathBuf {
+    required(
+        "KLAXON_TEST_DOCKER_TLS_DIR",
+        "the TLS certificates of the second Docker engine",
+    )
+    .into()
+}
+
 /// The images `scripts/test.sh` builds offline: `<prefix>:v1`, `:v2`, `:v3`.
 pub fn image(tag: &str) -> String {
     let prefix =

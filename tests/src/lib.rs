@@ -10,6 +10,7 @@ pub mod bench;
 pub mod browser;
 pub mod databases;
 pub mod docker;
+pub mod engine;
 pub mod env;
 pub mod faults;
 pub mod scrape;

@@ -172,6 +172,7 @@ impl TesterBuilder {
             allowed_images: Vec::new(),
             compose: None,
             swarm_service: None,
+            host: None,
         });
         self
     }
@@ -185,11 +186,37 @@ impl TesterBuilder {
             allowed_images: Vec::new(),
             compose: Some(compose.into()),
             swarm_service: None,
+            host: None,
         });
         self
     }
     pub fn docker_host(mut self, host: &str) -> Self {
         self.config.docker.host = host.into();
+        self
+    }
+    /// One more engine (`[[docker.hosts]]`); `tls`: the directory of ca.pem,
+    /// cert.pem and key.pem.
+    pub fn docker_engine(mut self, name: &str, host: &str, tls: Option<&std::path::Path>) -> Self {
+        self.config
+            .docker
+            .hosts
+            .push(klaxon::config::docker::DockerHostConfig {
+                name: name.into(),
+                host: host.into(),
+                tls: tls.map(|d| klaxon::config::docker::TlsConfig {
+                    ca: d.join("ca.pem"),
+                    cert: d.join("cert.pem"),
+                    key: d.join("key.pem"),
+                }),
+                timeout_secs: 2,
+            });
+        self
+    }
+    /// The engine of the service added last (`[[services]] host`).
+    pub fn on_host(mut self, host: &str) -> Self {
+        if let Some(s) = self.config.services.last_mut() {
+            s.host = Some(host.into());
+        }
         self
     }
     pub fn audit_channel(mut self, channel: u64) -> Self {

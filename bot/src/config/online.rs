@@ -143,6 +143,9 @@ pub async fn run(config: &Config) -> Vec<Check> {
     let mut out = Vec::new();
     discord_checks(config, &mut out).await;
     out.push(docker_check(&config.docker.host, config.docker.timeout_secs).await);
+    // `[[docker.hosts]]`: each engine at once, through the client Klaxon uses (TLS).
+    let others = config.docker.clients().into_iter().skip(1);
+    out.extend(futures::future::join_all(others.map(|(name, c)| engine_check(name, c))).await);
     out.extend(health_checks(config).await);
     out
 }
@@ -393,6 +396,23 @@ fn effective(base: u64, overwrites: &Value, guild: u64, bot_id: u64, bot_roles: 
 }
 
 /// The Docker engine answers `/_ping`, and this user may open its socket.
+/// One `[[docker.hosts]]` engine: whether it answers `/_ping` within its timeout.
+async fn engine_check(name: String, client: klaxon_core::docker::DockerClient) -> Check {
+    let label = format!("docker {name}");
+    let shown = klaxon_core::secret::redact_url(client.host());
+    match tokio::time::timeout(client.timeout(), client.ping()).await {
+        Ok(Ok(())) => ok(&label, format!("{shown} answers")),
+        Ok(Err(e)) => fail(&label, e.to_string()),
+        Err(_) => fail(
+            &label,
+            format!(
+                "{shown} did not answer within {} s (timeout_secs)",
+                client.timeout().as_secs()
+            ),
+        ),
+    }
+}
+
 async fn docker_check(host: &str, timeout_secs: u64) -> Check {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let timeout = Duration::from_secs(timeout_secs.max(1));

@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use klaxon_core::chat::ChatSink;
 use klaxon_core::clock::Clock;
-use klaxon_core::docker::DockerClient;
 use klaxon_core::leader::{self, InstanceLock};
 use klaxon_core::metrics::Metrics;
 use klaxon_core::permissions::Policy;
@@ -230,11 +229,11 @@ pub(super) fn build_app(
         klaxon_commands::default_levels(&commands),
         &config.permissions,
     );
-    Ok(App::builder()
-        .docker(DockerClient::new(
-            &config.docker.host,
-            Duration::from_secs(config.docker.timeout_secs),
-        ))
+    let mut builder = App::builder();
+    for (name, client) in config.docker.clients() {
+        builder = builder.engine(&name, client);
+    }
+    Ok(builder
         .prober(config.prober().map_err(anyhow::Error::msg)?)
         .services(config.services.clone())
         .thresholds(config.health.clone())

@@ -77,6 +77,7 @@ pub(super) async fn start_follow(
     redactor: Arc<Redactor>,
     public: bool,
 ) -> Result<(), Error> {
+    let engine = super::engine(&app, &service)?;
     let http = Arc::clone(&ctx.serenity_context().http);
     let channel = ctx.channel_id();
     let limit = app.logs.follow_limit();
@@ -163,6 +164,7 @@ pub(super) async fn start_follow(
     let run = FollowRun {
         http,
         app,
+        engine,
         service,
         q,
         redactor,
@@ -179,6 +181,8 @@ pub(super) async fn start_follow(
 struct FollowRun {
     http: Arc<serenity::Http>,
     app: Data,
+    /// The engine the service runs on.
+    engine: klaxon_core::docker::DockerClient,
     service: String,
     q: Query,
     redactor: Arc<Redactor>,
@@ -211,7 +215,7 @@ impl FollowRun {
         let started = Instant::now();
         let (tx, mut rx) = mpsc::channel::<LogLine>(1_024);
         let reader = tokio::spawn(logs::follow(
-            self.app.docker.clone(),
+            self.engine.clone(),
             Arc::clone(&self.redactor),
             self.q.clone(),
             tx,

@@ -198,10 +198,11 @@ pub async fn logs(
     }
     // A missing container or a stopped engine gets a private answer before the
     // defer; an engine too slow to answer this quickly is left to the read.
+    let engine = engine(&app, &name)?;
     let check = async {
         match q.replicas.first() {
-            Some(first) => logs::check_container(&app.docker, &first.1).await,
-            None => logs::check_source(&app.docker, &q).await,
+            Some(first) => logs::check_container(&engine, &first.1).await,
+            None => logs::check_source(&engine, &q).await,
         }
     };
     if let Ok(Err(e)) = tokio::time::timeout(CHECK_WITHIN, check).await {
@@ -218,7 +219,7 @@ pub async fn logs(
     // Reads take turns (`[logs] max_concurrent_reads`): memory stays bounded
     // however many members ask at once. The turn lasts until the answer is sent.
     let turn = app.log_reads.turn().await;
-    let snap = logs::read(&app.docker, redactor, &q, app.logs.read_timeout())
+    let snap = logs::read(&engine, redactor, &q, app.logs.read_timeout())
         .await
         .map_err(user)?;
     info!(
@@ -276,6 +277,15 @@ mod render;
 
 pub use click::{on_click, read_click};
 use follow::start_follow;
+
+/// The engine `service` runs on (its `host`).
+pub(crate) fn engine(
+    app: &klaxon_core::app::App,
+    service: &str,
+) -> Result<klaxon_core::docker::DockerClient, UserError> {
+    let svc = app.service(service).map_err(UserError::from)?;
+    Ok(app.engine_for(svc).map_err(UserError::from)?.clone())
+}
 pub use follow::{render_follow, Stopped};
 pub use render::{filters, render, window, Rendered};
 

@@ -1,15 +1,19 @@
 //! Docker events of the configured services' containers, as alerts: a container
 //! that dies, is killed for memory, turns unhealthy, or restarts over and over.
-//! The event stream reconnects by itself when the engine restarts.
+//! One event stream per engine, each reconnecting by itself when its engine
+//! restarts; an engine that does not answer is one `DockerHostDown` alert instead
+//! (see [`super::hosts`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument as _};
 
+use super::hosts::HostState;
 use super::{Alert, AlertStatus, Source};
 use crate::app::App;
+use crate::docker::DockerClient;
 use crate::events::{AlertChange, Event};
 
 /// This many deaths within the window make a restart loop.
@@ -127,18 +131,52 @@ pub fn interpret(
     }
 }
 
-/// Follows the engine's events until `stop`; reconnects with a growing pause (up to
-/// 30 s) whenever the stream or the engine goes away.
+/// Follows every engine's events until `stop`: one stream per engine a service's
+/// container runs on, each reconnecting on its own, next to that engine's ping loop
+/// ([`super::hosts`]), which raises `DockerHostDown` instead of container alerts.
 pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
-    let by_container: HashMap<String, String> = app
-        .services
+    let hosts: Vec<(&str, &DockerClient, HashMap<String, String>)> = app
+        .engines
         .iter()
-        .filter_map(|s| Some((s.container.clone()?, s.name.clone())))
+        .filter_map(|(host, engine)| {
+            let by_container: HashMap<String, String> = app
+                .services_on(host)
+                .filter_map(|s| Some((s.container.clone()?, s.name.clone())))
+                .collect();
+            (!by_container.is_empty()).then_some((host, engine, by_container))
+        })
         .collect();
     tokio::pin!(stop);
-    if by_container.is_empty() {
+    if hosts.is_empty() {
         return stop.await;
     }
+    let all = futures::future::join_all(hosts.into_iter().map(|(host, engine, by_container)| {
+        async move {
+            let state = HostState::default();
+            let mut services: Vec<String> = by_container.values().cloned().collect();
+            services.sort();
+            tokio::join!(
+                super::hosts::watch_host(app, host, engine, services, &state),
+                watch_events(app, host, engine, by_container, &state)
+            );
+        }
+        .instrument(tracing::info_span!("docker_host", host = %host))
+    }));
+    tokio::select! {
+        _ = &mut stop => {}
+        _ = all => {}
+    }
+}
+
+/// One engine's container events, for ever (cancelled by dropping it); reconnects
+/// with a growing pause (up to 30 s) whenever the stream or the engine goes away.
+async fn watch_events(
+    app: &App,
+    host: &str,
+    engine: &DockerClient,
+    by_container: HashMap<String, String>,
+    state: &HostState,
+) {
     let mut deaths: HashMap<String, VecDeque<i64>> = HashMap::new();
     let mut pause = Duration::from_secs(1);
     // Where a reconnect picks up: events the engine recorded while the stream was
@@ -150,61 +188,51 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
     // this user may not open would otherwise fill the log every 30 s.
     let mut last_failure = String::new();
     loop {
-        if let Err(e) = app.docker.ready().await {
+        if let Err(e) = engine.ready().await {
             let text = e.to_string();
             if text != last_failure {
-                warn!(error = %e, "Docker events: engine unreachable; retrying");
+                warn!(host, error = %e, "Docker events: engine unreachable; retrying");
                 last_failure = text;
             } else {
-                debug!(error = %e, "Docker events: engine still unreachable");
+                debug!(host, error = %e, "Docker events: engine still unreachable");
             }
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(pause) => {}
-            }
+            tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(30));
             continue;
         }
         if since.is_some() || reconnecting {
             // A broken stream: wait before asking again (growing), so an engine that
             // is down is not asked in a tight loop.
-            tokio::select! {
-                _ = &mut stop => return,
-                _ = tokio::time::sleep(pause) => {}
-            }
+            tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(30));
         }
         reconnecting = true;
         since = since.or_else(|| Some(chrono::Utc::now().timestamp()));
         let containers = by_container.keys().cloned().collect();
         let actions = ["die", "oom", "start", "health_status"];
-        let stream = match app
-            .docker
-            .container_events(containers, &actions, since)
-            .await
-        {
+        let stream = match engine.container_events(containers, &actions, since).await {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "Docker events stream broke; reconnecting");
+                warn!(host, error = %e, "Docker events stream broke; reconnecting");
                 continue;
             }
         };
         tokio::pin!(stream);
-        info!(containers = by_container.len(), "following Docker events");
+        info!(
+            host,
+            containers = by_container.len(),
+            "following Docker events"
+        );
         last_failure.clear();
         loop {
-            let next = tokio::select! {
-                _ = &mut stop => return,
-                n = stream.next() => n,
-            };
-            let ev = match next {
+            let ev = match stream.next().await {
                 Some(Ok(ev)) => ev,
                 Some(Err(e)) => {
-                    warn!(error = %e, "Docker events stream broke; reconnecting");
+                    warn!(host, error = %e, "Docker events stream broke; reconnecting");
                     break;
                 }
                 None => {
-                    warn!("Docker events stream ended; reconnecting");
+                    warn!(host, "Docker events stream ended; reconnecting");
                     break;
                 }
             };
@@ -217,6 +245,12 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
             }
             last_nano = last_nano.max(nano);
             since = ev.time.or(since);
+            // The engine's own outage is one DockerHostDown alert, not one per
+            // container (see `hosts`).
+            if state.suppresses(ev.time) {
+                debug!(host, action = ?ev.action, "container event during the host's outage");
+                continue;
+            }
             let attributes = ev.attributes;
             let Some(service) = attributes
                 .get("name")
@@ -248,13 +282,10 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
                     let changed = AlertChange::picked(&alerts, &done.changed);
                     app.publish(Event::AlertsChanged(changed)).await;
                 }
-                Err(e) => warn!(error = %e, service, action, "Docker event not stored"),
+                Err(e) => warn!(host, error = %e, service, action, "Docker event not stored"),
             }
         }
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(pause) => {}
-        }
+        tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(30));
     }
 }

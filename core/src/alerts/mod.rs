@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod events;
 pub mod groups;
 pub mod heartbeats;
+pub mod hosts;
 pub mod intake;
 pub mod parse;
 pub mod probes;

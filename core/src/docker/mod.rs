@@ -13,6 +13,7 @@
 //! - [`events`]: the engine's container events;
 //! - [`compose`]: the replicas of a compose service, by their labels.
 //! - [`swarm`]: Docker Swarm services, their tasks and nodes (issue #16).
+//! - [`engines`]: the configured engines by name (`[[docker.hosts]]`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio::sync::OnceCell;
 
 pub mod compose;
 pub mod containers;
+pub mod engines;
 pub mod error;
 pub mod events;
 pub mod images;
@@ -31,6 +33,7 @@ pub mod swarm;
 
 pub use compose::Replica;
 pub use containers::{usage, ContainerStatus, ExecOutput, HealthState};
+pub use engines::{Engines, UnknownHost, DEFAULT_HOST};
 pub use error::DockerError;
 pub use events::ContainerEvent;
 pub use images::ImageInfo;
@@ -46,6 +49,7 @@ pub use bollard::models;
 pub struct DockerClient {
     host: String,
     timeout: Duration,
+    tls: Option<Tls>,
     negotiated: Arc<OnceCell<Docker>>,
 }
 
@@ -57,14 +61,36 @@ impl std::fmt::Debug for DockerClient {
     }
 }
 
+/// The PEM files of a `tcp://` engine that requires TLS (`dockerd --tlsverify`):
+/// the CA that signed the engine's certificate, and Klaxon's client certificate
+/// and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
 impl DockerClient {
     /// `host` as in the config: `unix:///var/run/docker.sock`, or `tcp://` / `http://`.
     pub fn new(host: &str, timeout: Duration) -> Self {
         DockerClient {
             host: host.to_string(),
             timeout,
+            tls: None,
             negotiated: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// Speaks TLS to a `tcp://` host, with a client certificate.
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The deadline of one call, `[[docker.hosts]] timeout_secs`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn host(&self) -> &str {
@@ -85,6 +111,15 @@ impl DockerClient {
                 let secs = self.timeout.as_secs().max(1);
                 let docker = if let Some(path) = self.host.strip_prefix("unix://") {
                     Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
+                } else if let Some(tls) = &self.tls {
+                    Docker::connect_with_ssl(
+                        &self.host,
+                        &tls.key,
+                        &tls.cert,
+                        &tls.ca,
+                        secs,
+                        bollard::API_DEFAULT_VERSION,
+                    )
                 } else {
                     let addr = self.host.replacen("tcp://", "http://", 1);
                     Docker::connect_with_http(&addr, secs, bollard::API_DEFAULT_VERSION)

@@ -278,7 +278,11 @@ async fn switch_all(app: &App, w: &Window, on: bool) -> (bool, Vec<String>) {
             return Err(format!("{name}: no container"));
         };
         let cfg = svc.maintenance_flag.clone().unwrap_or_default();
-        match flag::switch(&app.docker, container, &cfg, on).await {
+        let engine = match app.engine_for(svc) {
+            Ok(e) => e,
+            Err(e) => return Err(format!("{name}: {e}")),
+        };
+        match flag::switch(engine, container, &cfg, on).await {
             Ok(done) => Ok(format!("{name}: {done}")),
             Err(e) => {
                 warn!(service = %name, container = %container, error = %e, on, "maintenance flag");

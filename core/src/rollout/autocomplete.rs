@@ -38,9 +38,12 @@ pub async fn image_choices(
         .unwrap_or_default();
     let mut current_id = String::new();
     let mut engine_images = Vec::new();
-    let engine = &app.docker;
-    if engine.ready().await.is_ok() && swarm.is_some() {
-        let sw = crate::swarm::engine(app, svc);
+    // The engine's images when it answers; Klaxon's history either way.
+    let engine = match app.engine_for(svc) {
+        Ok(engine) if engine.ready().await.is_ok() => Some(engine),
+        _ => None,
+    };
+    if let Some(sw) = engine.filter(|_| swarm.is_some()) {
         if let Ok(service) = sw.inspect_service(&container).await {
             let configured = service
                 .spec
@@ -54,7 +57,7 @@ pub async fn image_choices(
             }
             engine_images = sw.candidates(repository(local)).await.unwrap_or_default();
         }
-    } else if engine.ready().await.is_ok() {
+    } else if let Some(engine) = engine {
         if let Ok(info) = engine.inspect(&container).await {
             current_id = info.image.clone().unwrap_or_default();
             let configured = info

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::docker::DockerError;
+use crate::docker::{DockerError, UnknownHost};
 use crate::ops_locks::{Action, HealthWait, Holder};
 use crate::settings::services::UnknownService;
 use crate::store::deployments::Deployment;
@@ -15,6 +15,8 @@ use crate::store::StoreError;
 pub enum RolloutError {
     #[error(transparent)]
     UnknownService(#[from] UnknownService),
+    #[error(transparent)]
+    UnknownHost(#[from] UnknownHost),
     #[error("`{0}` has no container configured, so there is nothing to roll back or restart.")]
     NoContainer(String),
     #[error("{0}")]

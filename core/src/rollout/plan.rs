@@ -155,8 +155,8 @@ pub async fn plan(
         }
     }
     check_free(app, &svc.name).await?;
-    app.docker.ready().await?;
-    let engine = &app.docker;
+    let engine = app.engine_for(svc)?;
+    engine.ready().await?;
     // A compose service: the replicas, one at a time; the first one stands for
     // them in the plan (image, state, health check).
     let replicas: Vec<String> = match &svc.container {
@@ -171,11 +171,6 @@ pub async fn plan(
         (Some(c), _) => c.clone(),
         (None, Some(first)) => first.clone(),
         (None, None) => return Err(RolloutError::NoContainer(svc.name.clone())),
-    };
-    let engine = if replicas.is_empty() {
-        engine
-    } else {
-        super::replicas::engine(app, &svc.name)
     };
     let info = engine.inspect(&container).await?;
     let current_id = info.image.clone().unwrap_or_default();
@@ -510,6 +505,7 @@ mod tests {
             allowed_images: Vec::new(),
             compose: None,
             swarm_service: None,
+            host: None,
         };
         let check = HealthConfig {
             test: Some(vec!["CMD-SHELL".into(), "true".into()]),

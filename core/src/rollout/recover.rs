@@ -40,22 +40,25 @@ pub async fn recover(app: &App, alerts: Option<u64>) -> Vec<Recovery> {
     };
     let mut out = Vec::new();
     for row in rows {
-        // A Swarm service (issue #16) is checked through its own engine function;
-        // a compose service through its replicas.
+        // The engine of the row's service (`default` for one no longer configured);
+        // a Swarm service (issue #16) is checked through its tasks, a compose
+        // service through its replicas.
         let svc = app.service(&row.service).ok();
-        let swarm =
-            svc.and_then(|s| Some((crate::swarm::engine(app, s), s.swarm_service.clone()?)));
+        let host = svc.map_or(crate::docker::DEFAULT_HOST, |s| s.host_name());
+        let swarm = svc.and_then(|s| s.swarm_service.clone());
         let compose = svc
             .and_then(|s| s.compose_parts())
             .filter(|_| row.container.contains('/'));
-        let recovery = match (&swarm, app.docker.ready().await, compose) {
-            (Some((engine, name)), _, _) => super::swarm::recover_one(engine, &row, name).await,
-            (None, Ok(()), Some((project, service))) => {
-                let engine = super::replicas::engine(app, &row.service);
-                super::replicas::recover_compose(engine, &row, project, service).await
-            }
-            (None, Ok(()), None) => recover_one(&app.docker, &row).await,
-            (None, Err(e), _) => Err(e),
+        let recovery = match app.engines.get(host) {
+            Err(e) => Err(DockerError::Api(e.to_string())),
+            Ok(engine) => match (engine.ready().await, swarm, compose) {
+                (_, Some(name), _) => super::swarm::recover_one(engine, &row, &name).await,
+                (Ok(()), None, Some((project, service))) => {
+                    super::replicas::recover_compose(engine, &row, project, service).await
+                }
+                (Ok(()), None, None) => recover_one(engine, &row).await,
+                (Err(e), None, _) => Err(e),
+            },
         };
         let (recovery, checked) = match recovery {
             Ok(r) => (r, true),

@@ -20,8 +20,11 @@ use super::recover::{recover_one, Recovery};
 use super::spec::is_running;
 
 /// The Docker engine that runs `service`.
-pub fn engine<'a>(app: &'a App, _service: &str) -> &'a DockerClient {
-    &app.docker
+pub fn engine<'a>(app: &'a App, service: &str) -> &'a DockerClient {
+    match app.service(service) {
+        Ok(svc) => app.engine_of(svc),
+        Err(_) => app.engines.first(),
+    }
 }
 
 /// The replicas of a compose service, by number; refused when there is none.

@@ -132,20 +132,19 @@ impl Run {
                 status: Status::Failed,
                 phase,
             },
-            Ok(()) => match self.app.docker.ready().await {
-                Err(e) => End {
-                    status: Status::Failed,
-                    phase: Phase::Failed {
-                        reason: format!("{e}; nothing was changed."),
+            Ok(()) => {
+                let app = Arc::clone(&self.app);
+                match engine_of(&app, &self.plan.service).await {
+                    Err(reason) => End {
+                        status: Status::Failed,
+                        phase: Phase::Failed {
+                            reason: format!("{reason}; nothing was changed."),
+                        },
                     },
-                },
-                Ok(()) => {
-                    let app = Arc::clone(&self.app);
-                    let engine = &app.docker;
                     // A Swarm service is updated, not replaced (`super::swarm`);
                     // replicas of a compose service go one at a time (`rolling`),
                     // and `/scale` adds or removes them (`scale`).
-                    match (
+                    Ok(engine) => match (
                         self.plan.action,
                         self.swarm_service(),
                         self.plan.replicas.is_empty(),
@@ -154,19 +153,13 @@ impl Run {
                         (Action::Restart, Some(sw), _) => self.swarm_restart(&sw).await,
                         (Action::Scale, Some(sw), _) => self.swarm_scale(&sw).await,
                         (Action::Scale, None, _) => self.scale(engine).await,
-                        (Action::Rollback, None, false) => {
-                            let replicas = super::replicas::engine(&app, &self.plan.service);
-                            self.rolling_rollback(replicas).await
-                        }
-                        (Action::Restart, None, false) => {
-                            let replicas = super::replicas::engine(&app, &self.plan.service);
-                            self.rolling_restart(replicas).await
-                        }
+                        (Action::Rollback, None, false) => self.rolling_rollback(engine).await,
+                        (Action::Restart, None, false) => self.rolling_restart(engine).await,
                         (Action::Rollback, None, true) => self.rollback(engine).await,
                         (Action::Restart, None, true) => self.restart(engine).await,
-                    }
+                    },
                 }
-            },
+            }
         };
         let (outcome, detail) = match &end.phase {
             Phase::Done => (
@@ -614,4 +607,12 @@ impl Run {
             tokio::time::sleep(poll.min(timeout - waited)).await;
         }
     }
+}
+
+/// The engine `service` runs on, once it answers; why not otherwise.
+async fn engine_of<'a>(app: &'a App, service: &str) -> Result<&'a DockerClient, String> {
+    let svc = app.service(service).map_err(|e| e.to_string())?;
+    let engine = app.engine_for(svc).map_err(|e| e.to_string())?;
+    engine.ready().await.map_err(|e| e.to_string())?;
+    Ok(engine)
 }

@@ -150,7 +150,7 @@ impl Run {
     fn swarm_engine(&self) -> DockerClient {
         match self.app.service(&self.plan.service) {
             Ok(svc) => crate::swarm::engine(&self.app, svc).clone(),
-            Err(_) => self.app.docker.clone(),
+            Err(_) => self.app.engines.first().clone(),
         }
     }
 

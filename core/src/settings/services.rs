@@ -32,9 +32,18 @@ pub struct ServiceConfig {
     /// `/health` shows its tasks, `/rollback` and `/restart` update the service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swarm_service: Option<String>,
+    /// The Docker engine its container runs on: a `[[docker.hosts]]` name
+    /// (default `default`, the `[docker] host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl ServiceConfig {
+    /// The name of the engine it runs on (`default` when it names none).
+    pub fn host_name(&self) -> &str {
+        self.host.as_deref().unwrap_or("default")
+    }
+
     /// `compose` split into project and service, when it is set and well formed.
     pub fn compose_parts(&self) -> Option<(&str, &str)> {
         compose_parts(self.compose.as_deref()?)
@@ -151,6 +160,7 @@ mod tests {
             allowed_images: Vec::new(),
             compose: None,
             swarm_service: swarm.map(String::from),
+            host: None,
         }
     }
 

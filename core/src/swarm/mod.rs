@@ -31,8 +31,8 @@ pub use converge::{Change, Look};
 pub use status::{SwarmStatus, TaskLine};
 
 /// The engine a Swarm service is managed through (its manager node).
-pub fn engine<'a>(app: &'a App, _svc: &ServiceConfig) -> &'a DockerClient {
-    &app.docker
+pub fn engine<'a>(app: &'a App, svc: &ServiceConfig) -> &'a DockerClient {
+    app.engine_of(svc)
 }
 
 /// Why a Swarm operation did not happen or did not finish.

@@ -14,6 +14,9 @@
 //! - C the real release binary: idle RSS after start-up, RSS after 50 `/health`,
 //!   binary size, start-up and SIGTERM shutdown times.
 //!
+//! - D `--engines` (only D runs): `/health` across 3 engines × 50 containers, see
+//!   [`engines`].
+//!
 //! Prints a short report and writes it as JSON to `target/bench/health.json`.
 //! Exits 1 if any callback reached Discord's 3 s deadline, the fake counted any
 //! violation, a command went unanswered or a scenario could not run. The p99 and
@@ -38,6 +41,9 @@ use klaxon_tests::docker::{Containers, Spec};
 use klaxon_tests::tester::{role_of, GUILD, OPS, READ_TIMEOUT};
 use klaxon_tests::{env, Tester};
 use serde_json::{json, Value};
+
+#[path = "bench_health/engines.rs"]
+mod engines;
 
 /// Discord drops an interaction not acknowledged within 3 s.
 const DEADLINE: Duration = Duration::from_secs(3);
@@ -361,6 +367,34 @@ async fn run_scenario(
         }
     });
     stats
+}
+
+/// `--engines [--per-engine N] [--rounds N]`: scenario D alone, its report in
+/// `target/bench/health-engines.json`.
+async fn engines_only() -> ExitCode {
+    let usage = "usage: bench-health --engines [--per-engine N] [--rounds N]  (defaults 50, 5)";
+    let f = match bench::Flags::from_env(usage, &["--per-engine", "--rounds"], &["--engines"]) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let per = f.positive("--per-engine").ok().flatten().unwrap_or(50) as usize;
+    let rounds = f.positive("--rounds").ok().flatten().unwrap_or(5) as usize;
+    let (report, code) = match engines::run(per, rounds).await {
+        Ok(r) => (r, ExitCode::SUCCESS),
+        Err(e) => {
+            println!("D: {e}");
+            (json!({ "error": e }), ExitCode::FAILURE)
+        }
+    };
+    let _ = std::fs::create_dir_all("target/bench");
+    let _ = std::fs::write(
+        "target/bench/health-engines.json",
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+    code
 }
 
 /// A: two services, each a healthy container plus an HTTP endpoint.
@@ -737,6 +771,9 @@ fn init_logging() {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     init_logging();
+    if std::env::args().any(|a| a == "--engines") {
+        return engines_only().await;
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
