@@ -143,6 +143,9 @@ async fn silence_cmd(
         until_resolved,
     )
     .await?;
+    // Paging stops for the groups it holds, as with the alert's Silence button.
+    let by = klaxon_core::actor::Actor::member(ctx.author().id.get(), ctx.author().name.clone());
+    silence::stop_escalations(app, id, &matchers, &by).await?;
     ctx.say(format!(
         "🔕 Silence #{id}: `{}` until {}{} ({}). Matching alerts are recorded but not posted; `/alerts unsilence id:{id}` ends it.",
         chat::neutralize(&silence::describe(&matchers)),

@@ -236,6 +236,47 @@ both_databases!(
     tiers_on_a_p1_alert_on_postgres
 );
 
+/// `/alerts silence` over a paging group ends its escalation: nothing more comes.
+async fn a_silence_stops_the_chain(db: Db) {
+    let t = world(db).spawn().await;
+    members(&t);
+    fire_alert(&t).await;
+    message(&t, ALERTS, "CheckoutDown").await;
+    paged(&t, ALERTS, ANN).await;
+
+    t.advance(Duration::from_secs(2 * 60));
+    let quiet = t
+        .slash("alerts silence")
+        .opt("matcher", "service=api")
+        .opt("duration", "1h")
+        .opt("reason", "known, fixing")
+        .as_level(Level::Responder)
+        .send()
+        .await
+        .reply()
+        .await;
+    quiet.assert_contains("🔕 Silence #1: `service=api` until");
+    // 5, 15 and 30 minutes pass: no DM, no mention (finish fails on unread output).
+    for _ in 0..3 {
+        t.advance(Duration::from_secs(12 * 60));
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
+    let audit = t.bot().app.store.recent_audit(100).await.expect("audit");
+    assert!(
+        audit.iter().any(|a| a.command == "oncall escalation"
+            && a.detail.contains("silenced by")),
+        "the end of the chain is audited: {:?}",
+        audit.iter().map(|a| (&a.command, &a.detail)).collect::<Vec<_>>()
+    );
+    t.finish().await;
+}
+
+both_databases!(
+    a_silence_stops_the_chain,
+    a_silence_stops_the_chain_on_sqlite,
+    a_silence_stops_the_chain_on_postgres
+);
+
 async fn a_closed_dm_falls_through_at_once(db: Db) {
     let t = world(db).spawn().await;
     members(&t);

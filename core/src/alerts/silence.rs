@@ -295,6 +295,29 @@ pub async fn create(
     alerts::insert_silence(store, json, reason, by, now_ms, ends_ms, until_resolved).await
 }
 
+/// Ends the escalation of every alert group whose firing alerts the new silence
+/// all match, as the alert's own Silence button does: later steps never fire
+/// after a silence (issue #14). The number of escalations ended.
+pub async fn stop_escalations(
+    app: &crate::app::App,
+    silence_id: i64,
+    matchers: &[Matcher],
+    by: &crate::actor::Actor,
+) -> Result<usize, StoreError> {
+    use crate::oncall::escalate::{self, Subject};
+    let json = serde_json::to_string(matchers).unwrap_or_else(|_| "[]".into());
+    let compiled = Compiled::of_stored(&json);
+    let why = format!("silenced by {} (silence #{silence_id})", by.name);
+    let mut ended = 0;
+    for group in crate::store::escalations::active_groups(&app.store).await? {
+        let (_, firing) = alerts::group_firing(&app.store, group).await?;
+        if !firing.is_empty() && firing.iter().all(|a| compiled.matches(a)) {
+            ended += escalate::stop(app, Subject::Group(group), false, &why, by).await?;
+        }
+    }
+    Ok(ended)
+}
+
 /// Silences in force now, the newest first.
 pub async fn active(store: &Store, now_ms: i64) -> Result<Vec<Silence>, StoreError> {
     Ok(alerts::active_silences(store, now_ms)

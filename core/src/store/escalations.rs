@@ -161,6 +161,16 @@ pub async fn due(store: &Store, now_ms: i64, limit: i64) -> Result<Vec<Escalatio
 }
 
 /// When the next active step is due (`None`: nothing pending).
+/// The alert groups whose escalation still runs.
+pub async fn active_groups(store: &Store) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT subject_id FROM escalations \
+         WHERE state = 'active' AND subject_kind = 'group' ORDER BY subject_id",
+    )
+    .fetch_all(store.pool())
+    .await?)
+}
+
 pub async fn next_due_ms(store: &Store) -> Result<Option<i64>, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT MIN(next_ms) FROM escalations WHERE state = 'active'")
