@@ -58,7 +58,14 @@ pub async fn spawn(
         .map_err(|e| anyhow::anyhow!("status_page.listen: cannot listen on {listen}: {e}"))?;
     let addr = tcp.local_addr()?;
     let published = Arc::new(Published::default());
-    refresh(&app, cfg, &published, None).await;
+    refresh(
+        &app,
+        cfg,
+        &published,
+        &gather::live_health(&app).await,
+        None,
+    )
+    .await;
     let subs = Publisher::wanted(cfg)
         .then(|| deliver::Senders::new(cfg))
         .transpose()?;
@@ -101,9 +108,10 @@ async fn refresh(
     app: &App,
     cfg: &StatusPageConfig,
     published: &Published,
+    health: &[(String, klaxon_core::health::State)],
     publisher: Option<(&mut Publisher, &tokio::sync::Notify)>,
 ) {
-    let s = match gather::snapshot(app, cfg).await {
+    let s = match gather::snapshot_with(app, cfg, health).await {
         Ok(s) => s,
         Err(e) => return warn!(error = %e, "status page not refreshed"),
     };
@@ -167,13 +175,25 @@ async fn refresher(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut publisher = Publisher::default();
+    let mut health: Option<(tokio::time::Instant, gather::Health)> = None;
     loop {
-        tokio::select! {
-            _ = app.status_page_wake.notified() => {}
-            _ = tokio::time::sleep(REFRESH) => {}
+        let event = tokio::select! {
+            _ = app.status_page_wake.notified() => true,
+            _ = tokio::time::sleep(REFRESH) => false,
             _ = stop.wait_for(|s| *s) => return,
-        }
-        refresh(&app, &cfg, &published, Some((&mut publisher, &wake))).await;
+        };
+        // An event (an incident, a notice) shows at once, with the services'
+        // states of the last pass while they are younger than REFRESH; the timer's
+        // pass (or a stale state) runs the live checks, which take seconds.
+        let h = match &health {
+            Some((at, h)) if event && at.elapsed() < REFRESH => h.clone(),
+            _ => {
+                let h = gather::live_health(&app).await;
+                health = Some((tokio::time::Instant::now(), h.clone()));
+                h
+            }
+        };
+        refresh(&app, &cfg, &published, &h, Some((&mut publisher, &wake))).await;
     }
 }
 

@@ -263,10 +263,14 @@ async fn a_silence_stops_the_chain(db: Db) {
     }
     let audit = t.bot().app.store.recent_audit(100).await.expect("audit");
     assert!(
-        audit.iter().any(|a| a.command == "oncall escalation"
-            && a.detail.contains("silenced by")),
+        audit
+            .iter()
+            .any(|a| a.command == "oncall escalation" && a.detail.contains("silenced by")),
         "the end of the chain is audited: {:?}",
-        audit.iter().map(|a| (&a.command, &a.detail)).collect::<Vec<_>>()
+        audit
+            .iter()
+            .map(|a| (&a.command, &a.detail))
+            .collect::<Vec<_>>()
     );
     t.finish().await;
 }

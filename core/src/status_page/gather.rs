@@ -23,14 +23,48 @@ const DAY_MS: i64 = 86_400_000;
 /// Incidents read for the history (the page shows fewer).
 const INCIDENTS_READ: i64 = 200;
 
+/// Every service's state, by name.
+pub type Health = Vec<(String, State)>;
+
+/// The services' states from the live checks (Docker, probes), before
+/// maintenance: the slow part of a snapshot (a stats sample, probe timeouts), so
+/// the refresher reuses a fresh one when an incident or notice wakes it.
+pub async fn live_health(app: &App) -> Health {
+    let services: Vec<_> = app.services.iter().collect();
+    crate::health::check(&app.engines, &app.prober, &app.thresholds, &services)
+        .await
+        .services
+        .into_iter()
+        .map(|s| (s.name, s.state))
+        .collect()
+}
+
 /// Reads everything and builds the snapshot at the clock's now.
 pub async fn snapshot(app: &App, cfg: &StatusPageConfig) -> Result<Snapshot, StoreError> {
+    let health = live_health(app).await;
+    snapshot_with(app, cfg, &health).await
+}
+
+/// [`snapshot`] with the checks' states already known; the maintenance windows
+/// in force are read now (a window that starts shows at once).
+pub async fn snapshot_with(
+    app: &App,
+    cfg: &StatusPageConfig,
+    checked: &[(String, State)],
+) -> Result<Snapshot, StoreError> {
+    let notes = crate::maintenance::health_notes(app).await;
+    let health: Health = checked
+        .iter()
+        .map(|(name, state)| {
+            let planned = notes.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            (
+                name.clone(),
+                if planned { State::Maintenance } else { *state },
+            )
+        })
+        .collect();
     let now = app.clock.now_ms();
     let since = now - i64::from(cfg.history_days) * DAY_MS;
-    let health = match app.health(None).await {
-        Ok(r) => r.services.into_iter().map(|s| (s.name, s.state)).collect(),
-        Err(_) => Vec::new(),
-    };
     let incidents =
         crate::store::status::incidents_since(&app.store, since, INCIDENTS_READ).await?;
     let mut with_updates = Vec::with_capacity(incidents.len());
