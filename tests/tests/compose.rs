@@ -507,3 +507,52 @@ async fn a_project_matching_nothing_is_a_warning_and_a_private_answer() {
     }
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_dies_raises_a_container_death_alert() {
+    use bollard::query_parameters::KillContainerOptions;
+    let p = Project::new().await;
+    let mut names = Vec::new();
+    for n in 1..=2 {
+        let name = p.replica(n, "v2", "").await;
+        p.wait_health(&name, "healthy").await;
+        names.push(name);
+    }
+    let t = Tester::builder()
+        .docker_host(&p.host)
+        .compose_service("api", &p.compose())
+        .alerts(|a| {
+            a.docker_events = true;
+            a.group_wait_secs = 0;
+            a.group_interval_secs = 1;
+        })
+        .spawn()
+        .await;
+    // Let the event stream connect before the replica dies.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    p.docker
+        .kill_container(&names[1], None::<KillContainerOptions>)
+        .await
+        .expect("kill");
+    // The death, from the replica's labels (a health check slowed by a busy
+    // machine may also report the replica unhealthy: that message is not read).
+    let died = t
+        .take("the ContainerDied alert", |o| {
+            matches!(o.kind, OutputKind::ChannelMessage { channel_id } if channel_id == klaxon_tests::tester::ALERTS)
+                && o.message.text().contains("ContainerDied")
+        })
+        .await
+        .message;
+    assert!(
+        died.text().contains("FIRING · ContainerDied · api (1)"),
+        "{}",
+        died.text()
+    );
+    assert!(
+        died.text().contains("exited with code 137"),
+        "{}",
+        died.text()
+    );
+    t.discard_unread().await;
+    t.finish().await;
+}

@@ -29,9 +29,10 @@ async fn post(addr: std::net::SocketAddr, body: &Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// The engine stops: /health says Docker is unreachable (and answers in time); it
-/// comes back: /health is green again and the event stream has reconnected by itself
-/// (a container killed right after is reported).
+/// The engine stops: /health says Docker is unreachable (and answers in time) and
+/// one DockerHostDown alert fires; it comes back: /health is green again, the alert
+/// resolves, and the event stream has reconnected by itself (a container killed
+/// after the engine settled is reported).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_docker_engine_stopping_and_coming_back() {
     let mut c = Containers::new().await;
@@ -60,7 +61,15 @@ async fn the_docker_engine_stopping_and_coming_back() {
         .await;
     down.assert_contains("Docker is unreachable");
     assert!(down.ack_latency < Duration::from_secs(3));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The outage is one alert for the host, not one per container.
+    let host_down = t.channel_message(ALERTS).await;
+    assert!(
+        host_down
+            .text()
+            .contains("FIRING · DockerHostDown · docker host default (1)"),
+        "{}",
+        host_down.text()
+    );
 
     proxy.restore().await;
     let up = t
@@ -72,8 +81,18 @@ async fn the_docker_engine_stopping_and_coming_back() {
         .reply()
         .await;
     up.assert_contains("api is healthy");
+    let back = t.channel_edit(ALERTS).await;
+    assert!(
+        back.text()
+            .contains("RESOLVED · DockerHostDown · docker host default (1)"),
+        "{}",
+        back.text()
+    );
     // The stream reconnects on its own (backing off while the engine was gone);
-    // an event from after the return is seen, even one from before it reconnects.
+    // an event from after the engine settled (events within SETTLE_SECS of its
+    // return are the outage's, see `alerts::hosts`) is seen, even one from before
+    // the stream reconnects.
+    tokio::time::sleep(Duration::from_secs(6)).await;
     c.docker
         .kill_container(&name, None::<KillContainerOptions>)
         .await

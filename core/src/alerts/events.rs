@@ -135,15 +135,24 @@ pub fn interpret(
 /// container runs on, each reconnecting on its own, next to that engine's ping loop
 /// ([`super::hosts`]), which raises `DockerHostDown` instead of container alerts.
 pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
-    let hosts: Vec<(&str, &DockerClient, HashMap<String, String>)> = app
+    let hosts: Vec<(&str, &DockerClient, Watched)> = app
         .engines
         .iter()
         .filter_map(|(host, engine)| {
-            let by_container: HashMap<String, String> = app
-                .services_on(host)
-                .filter_map(|s| Some((s.container.clone()?, s.name.clone())))
-                .collect();
-            (!by_container.is_empty()).then_some((host, engine, by_container))
+            let watched = Watched {
+                by_container: app
+                    .services_on(host)
+                    .filter_map(|s| Some((s.container.clone()?, s.name.clone())))
+                    .collect(),
+                by_compose: app
+                    .services_on(host)
+                    .filter_map(|s| {
+                        let (project, service) = s.compose_parts()?;
+                        Some(((project.to_string(), service.to_string()), s.name.clone()))
+                    })
+                    .collect(),
+            };
+            (!watched.is_empty()).then_some((host, engine, watched))
         })
         .collect();
     tokio::pin!(stop);
@@ -153,7 +162,12 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
     let all = futures::future::join_all(hosts.into_iter().map(|(host, engine, by_container)| {
         async move {
             let state = HostState::default();
-            let mut services: Vec<String> = by_container.values().cloned().collect();
+            let mut services: Vec<String> = by_container
+                .by_container
+                .values()
+                .chain(by_container.by_compose.values())
+                .cloned()
+                .collect();
             services.sort();
             tokio::join!(
                 super::hosts::watch_host(app, host, engine, services, &state),
@@ -168,13 +182,54 @@ pub async fn watch(app: &App, stop: impl std::future::Future<Output = ()>) {
     }
 }
 
+/// The containers whose events are alerts on one engine: by name, and the
+/// replicas of compose services by their labels (their names come and go).
+struct Watched {
+    by_container: HashMap<String, String>,
+    /// (compose project, compose service) → Klaxon's service.
+    by_compose: HashMap<(String, String), String>,
+}
+
+impl Watched {
+    fn is_empty(&self) -> bool {
+        self.by_container.is_empty() && self.by_compose.is_empty()
+    }
+
+    /// The names to ask the engine for; none (every container) when replicas are
+    /// watched, since they are told apart by their labels.
+    fn filter(&self) -> Vec<String> {
+        if self.by_compose.is_empty() {
+            self.by_container.keys().cloned().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The service an event's container belongs to.
+    fn service_of(&self, attributes: &HashMap<String, String>) -> Option<&String> {
+        if let Some(s) = attributes
+            .get("name")
+            .and_then(|n| self.by_container.get(n.trim_start_matches('/')))
+        {
+            return Some(s);
+        }
+        let project = attributes.get("com.docker.compose.project")?;
+        let service = attributes.get("com.docker.compose.service")?;
+        self.by_compose.get(&(project.clone(), service.clone()))
+    }
+
+    fn len(&self) -> usize {
+        self.by_container.len() + self.by_compose.len()
+    }
+}
+
 /// One engine's container events, for ever (cancelled by dropping it); reconnects
 /// with a growing pause (up to 30 s) whenever the stream or the engine goes away.
 async fn watch_events(
     app: &App,
     host: &str,
     engine: &DockerClient,
-    by_container: HashMap<String, String>,
+    by_container: Watched,
     state: &HostState,
 ) {
     let mut deaths: HashMap<String, VecDeque<i64>> = HashMap::new();
@@ -208,7 +263,7 @@ async fn watch_events(
         }
         reconnecting = true;
         since = since.or_else(|| Some(chrono::Utc::now().timestamp()));
-        let containers = by_container.keys().cloned().collect();
+        let containers = by_container.filter();
         let actions = ["die", "oom", "start", "health_status"];
         let stream = match engine.container_events(containers, &actions, since).await {
             Ok(s) => s,
@@ -252,10 +307,7 @@ async fn watch_events(
                 continue;
             }
             let attributes = ev.attributes;
-            let Some(service) = attributes
-                .get("name")
-                .and_then(|n| by_container.get(n.trim_start_matches('/')))
-            else {
+            let Some(service) = by_container.service_of(&attributes) else {
                 continue;
             };
             // Klaxon's own /rollback and /restart stop and start containers: those

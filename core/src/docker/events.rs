@@ -21,8 +21,9 @@ pub struct ContainerEvent {
 }
 
 impl DockerClient {
-    /// Events of the named containers with one of `actions`, from `since` (unix
-    /// seconds) on. The stream ends or fails when the engine goes away.
+    /// Events of the named containers (every container when `containers` is
+    /// empty) with one of `actions`, from `since` (unix seconds) on. The stream
+    /// ends or fails when the engine goes away.
     pub async fn container_events(
         &self,
         containers: Vec<String>,
@@ -32,7 +33,9 @@ impl DockerClient {
         let docker = self.client().await?;
         let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
         filters.insert("type", vec!["container".into()]);
-        filters.insert("container", containers);
+        if !containers.is_empty() {
+            filters.insert("container", containers);
+        }
         filters.insert("event", actions.iter().map(|s| s.to_string()).collect());
         let mut options = EventsOptionsBuilder::new().filters(&filters);
         if let Some(s) = since {
