@@ -1,4 +1,5 @@
-//! `/scale service replicas`: a compose service's replica count, with the same
+//! `/scale service replicas`: a compose service's replica count (or a Swarm
+//! service's, through `rollout::swarm`), with the same
 //! plan, Confirm, lock, progress and audit as `/rollback` (whose buttons and
 //! progress edits it shares: [`crate::rollback::show_plan`]; its texts are in
 //! [`crate::replica_texts`]).
@@ -14,11 +15,11 @@ use crate::choices::autocomplete_service;
 use crate::interaction;
 use crate::{Context, Error, UserError};
 
-/// Set how many replicas a compose service runs, then check their health
+/// Set how many replicas a compose or Swarm service runs, then check their health
 #[poise::command(slash_command, rename = "scale")]
 pub async fn scale(
     ctx: Context<'_>,
-    #[description = "The compose service to scale"]
+    #[description = "The compose or Swarm service to scale"]
     #[autocomplete = "autocomplete_service"]
     service: String,
     #[description = "How many replicas it should run"] replicas: i64,
@@ -29,7 +30,7 @@ pub async fn scale(
     let name = svc.name.clone();
     let refuse = |e: RolloutError| interaction::user_error(e, "planning a scale");
     rollout::scale::check_range(&app, &name, replicas).map_err(refuse)?;
-    if svc.compose_parts().is_none() {
+    if svc.compose_parts().is_none() && svc.swarm_service.is_none() {
         return Err(refuse(RolloutError::NotScalable(name)));
     }
     if let Some(holder) = app.ops_locks.holder(&name) {

@@ -41,7 +41,7 @@ pub enum RolloutError {
     SameImage { container: String, image: String },
     #[error("`{0}` was started with --rm: stopping it would delete it, so Klaxon could not put it back. Recreate it without --rm first.")]
     AutoRemove(String),
-    #[error("`{0}` is not a compose service (`compose = \"project/service\"` in its config), so Klaxon cannot scale it.")]
+    #[error("`{0}` is neither a compose service (`compose = \"project/service\"`) nor a Swarm service (`swarm_service`) in its config, so Klaxon cannot scale it.")]
     NotScalable(String),
     #[error("No container of compose `{compose}` (service `{service}`) is on the Docker engine: start it with `docker compose up` first.")]
     NoReplicas { service: String, compose: String },
