@@ -172,6 +172,9 @@ pub async fn open(app: &App, req: OpenRequest) -> Result<Opened, IncidentError> 
         )
         .await;
     }
+    // Every severity shows on the public page at once, not only those with a
+    // stakeholder notice (P3 and below have none).
+    app.status_page_wake.notify_one();
     Ok(Opened { incident, warnings })
 }
 

@@ -176,9 +176,17 @@ async fn run(connections: usize, seconds: u64, alerts: usize) -> anyhow::Result<
             },
         )
         .await?;
+        // The incident is stored (its notice queued) when `open` returns; under
+        // the burst `open` itself waits for Discord (the incident's room).
+        let stored = t0.elapsed();
         loop {
             let body = probe.get(&page).send().await?.text().await?;
             if body.contains(&title) {
+                println!(
+                    "{title}: open took {} ms, stored -> on the page {} ms",
+                    stored.as_millis(),
+                    (t0.elapsed() - stored).as_millis()
+                );
                 updates.push(t0.elapsed());
                 break;
             }
